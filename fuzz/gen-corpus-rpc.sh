@@ -1,0 +1,22 @@
+#!/bin/sh
+# Writes the seed corpus for fuzz-rpc: a few valid messages, a few bytes each.
+# Run from anywhere; rewrites fuzz/corpus-rpc/ next to this script.
+set -eu
+dir="$(dirname "$0")/corpus-rpc"
+mkdir -p "$dir"
+seed() { printf "$2" > "$dir/$1"; }
+
+# [0, 1, "ping", []]
+seed request         '\224\000\001\244ping\220'
+# [0, 256, "domain.start", [{"name": "vm1"}]]
+seed request-map     '\224\000\315\001\000\254domain.start\221\201\244name\243vm1'
+# [1, 65536, nil, {"ok": true, "mem": 1 << 36}]
+seed response        '\224\001\316\000\001\000\000\300\202\242ok\303\243mem\317\000\000\000\020\000\000\000\000'
+# [1, 5, [4, "no-such-domain"], nil]
+seed error           '\224\001\005\222\004\256no-such-domain\300'
+# [2, "event", [{}]]
+seed notification    '\223\002\245event\221\200'
+# [0, 7, "m", [1.5, -1, "hi", bin "\000", timestamp32, {"k": [nil]}]] in wide encodings
+seed wide            '\335\000\000\000\004\000\320\007\333\000\000\000\001m\334\000\006\313\077\370\000\000\000\000\000\000\377\331\002hi\304\001\000\326\377\000\000\000\001\336\000\001\241k\221\300'
+# two requests back to back
+seed two-requests    '\224\000\001\244ping\220\224\000\002\244ping\220'
