@@ -1,0 +1,628 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One simulated QMP endpoint: a small imitation of what QEMU 7.2 says on
+ * its QMP socket, with knobs to misbehave in ways QEMU cannot be made to.
+ *
+ * What it copies from QEMU, checked against qemu-system-x86_64 7.2:
+ *   - a greeting on connect, then capabilities negotiation: any command
+ *     but qmp_capabilities gets CommandNotFound until it succeeded, and
+ *     qmp_capabilities afterwards gets CommandNotFound too;
+ *   - the error texts for malformed input and for unknown commands and
+ *     arguments, and the reply "id" echoed whatever its JSON type;
+ *   - the order of output: STOP, RESUME, RESET and POWERDOWN come before
+ *     the command's return, SHUTDOWN after it;
+ *   - one client at a time: like QEMU's socket chardev, the endpoint stops
+ *     accepting while a client is connected, so a second client waits in
+ *     the listen backlog until the first one leaves.
+ * Where it differs: input is read one command per line (QEMU parses a JSON
+ * stream; corral's encoder always ends a command with a newline), and a
+ * powerdown closes the connection and leaves a fresh running guest behind,
+ * as if the VM had been restarted, instead of ending the process.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "sim/sim.h"
+
+/* A client line longer than this is not a command we could answer. */
+#define SIM_MAX_IN (1024u * 1024)
+/* Storm events are dropped while this much output waits for the client. */
+#define SIM_STORM_BACKLOG (4u * 1024 * 1024)
+
+#define SIM_GARBAGE_LINE "{\"return\": {,]} this is not JSON\r\n"
+
+struct sim_reply {
+	struct sim_reply *next;
+	uint64_t due_ns;
+	bool close_after;       /* close the connection once this is sent */
+	size_t len;
+	char line[];
+};
+
+/* ---- output ------------------------------------------------------------ */
+
+static void ep_arm_out(struct sim *s, struct sim_ep *e, bool on)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | (on ? EPOLLOUT : 0),
+		.data.u64 = sim_tag(e->idx, SIM_TAG_CONN),
+	};
+
+	if (e->want_out == on)
+		return;
+	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_MOD, e->cfd, &ev) < 0);
+	e->want_out = on;
+}
+
+/*
+ * Send what is buffered.  Returns 0, or -1 when the client is gone (the
+ * endpoint is listening again and its per-client state freed).
+ */
+static int ep_flush(struct sim *s, struct sim_ep *e)
+{
+	struct sim_buf *b = &e->out;
+
+	while (b->off < b->len) {
+		ssize_t n = send(e->cfd, b->p + b->off, b->len - b->off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ep_arm_out(s, e, true);
+			return 0;
+		}
+		if (n < 0) {
+			sim_ep_disconnect(s, e);
+			return -1;
+		}
+		b->off += (size_t)n;
+	}
+	b->off = b->len = 0;
+	ep_arm_out(s, e, false);
+	if (e->closing) {
+		sim_ep_disconnect(s, e);
+		return -1;
+	}
+	return 0;
+}
+
+static int buf_append(struct sim_buf *b, const char *p, size_t n)
+{
+	if (b->off > 0 && b->off == b->len)
+		b->off = b->len = 0;
+	if (b->cap - b->len < n) {
+		size_t ncap = b->cap ? b->cap : 4096;
+		char *np;
+
+		while (ncap - b->len < n)
+			ncap *= 2;
+		np = realloc(b->p, ncap);
+		if (!np)
+			return -ENOMEM;
+		b->p = np;
+		b->cap = ncap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+/* One message as QEMU prints it: ", " and ": " separators, CRLF. */
+static char *msg_line(json_t *msg, size_t *ret_len)
+{
+	char *text = json_dumps(msg, JSON_PRESERVE_ORDER);
+	char *line;
+	size_t n;
+
+	if (!text)
+		return NULL;
+	n = strlen(text);
+	line = malloc(n + 3);
+	if (line) {
+		memcpy(line, text, n);
+		memcpy(line + n, "\r\n", 3);
+		*ret_len = n + 2;
+	}
+	free(text);
+	return line;
+}
+
+/* Queue line for now + delay; the loop's timer moves it to out. */
+static void ep_queue(struct sim *s, struct sim_ep *e, const char *line, size_t n,
+		     bool close_after)
+{
+	struct sim_reply *r = malloc(sizeof(*r) + n);
+	struct sim_timer t;
+
+	BUG_ON(!r);
+	r->next = NULL;
+	r->due_ns = now_ns() + (uint64_t)e->k.delay_ms * NSEC_PER_MSEC;
+	r->close_after = close_after;
+	r->len = n;
+	memcpy(r->line, line, n);
+	if (e->rq_tail)
+		e->rq_tail->next = r;
+	else
+		e->rq_head = r;
+	e->rq_tail = r;
+
+	t = (struct sim_timer){ .when_ns = r->due_ns, .ep = e->idx, .gen = e->gen,
+				.what = SIM_TIMER_REPLY };
+	BUG_ON(sim_timers_add(&s->timers, &t) < 0);
+}
+
+/*
+ * Output that answers a command: now, or after the delay knob.  A hung
+ * endpoint says nothing.
+ */
+static void ep_answer_line(struct sim *s, struct sim_ep *e, const char *line, size_t n)
+{
+	if (e->hung)
+		return;
+	if (e->k.delay_ms)
+		ep_queue(s, e, line, n, false);
+	else
+		BUG_ON(buf_append(&e->out, line, n) < 0);
+}
+
+static void ep_answer(struct sim *s, struct sim_ep *e, json_t *msg)
+{
+	size_t n;
+	char *line = msg_line(msg, &n);
+
+	BUG_ON(!line);
+	ep_answer_line(s, e, line, n);
+	free(line);
+	json_decref(msg);
+}
+
+/* Close once everything answered so far has gone out. */
+static void ep_close_after_answers(struct sim *s, struct sim_ep *e)
+{
+	if (e->k.delay_ms && !e->hung)
+		ep_queue(s, e, "", 0, true);
+	else
+		e->closing = true;
+}
+
+/* ---- messages ---------------------------------------------------------- */
+
+static json_t *event_new(const char *name, json_t *data)
+{
+	struct timespec ts;
+	json_t *ev;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ev = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds", (json_int_t)ts.tv_sec,
+		       "microseconds", (json_int_t)(ts.tv_nsec / 1000), "event", name);
+	BUG_ON(!ev);
+	if (data)
+		BUG_ON(json_object_set_new(ev, "data", data) < 0);
+	return ev;
+}
+
+static json_t *rtc_change(struct sim_ep *e)
+{
+	return event_new("RTC_CHANGE", json_pack("{s:I}", "offset", (json_int_t)e->event_seq++));
+}
+
+static void ep_reply(struct sim *s, struct sim_ep *e, json_t *id, json_t *ret)
+{
+	json_t *msg;
+
+	if (e->k.garbage == SIM_GARBAGE_REPLY) {
+		json_decref(ret);
+		ep_answer_line(s, e, SIM_GARBAGE_LINE, strlen(SIM_GARBAGE_LINE));
+		return;
+	}
+	msg = json_pack("{s:o}", "return", ret);
+	BUG_ON(!msg);
+	if (id)
+		BUG_ON(json_object_set(msg, "id", id) < 0);
+	ep_answer(s, e, msg);
+}
+
+static void ep_error(struct sim *s, struct sim_ep *e, json_t *id, const char *cls,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void ep_error(struct sim *s, struct sim_ep *e, json_t *id, const char *cls,
+		     const char *fmt, ...)
+{
+	char desc[512];
+	json_t *msg;
+	va_list ap;
+
+	if (e->k.garbage == SIM_GARBAGE_REPLY) {
+		ep_answer_line(s, e, SIM_GARBAGE_LINE, strlen(SIM_GARBAGE_LINE));
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(desc, sizeof(desc), fmt, ap);
+	va_end(ap);
+	msg = json_object();
+	BUG_ON(!msg);
+	if (id)
+		BUG_ON(json_object_set(msg, "id", id) < 0);
+	BUG_ON(json_object_set_new(msg, "error",
+				   json_pack("{s:s,s:s}", "class", cls, "desc", desc)) < 0);
+	ep_answer(s, e, msg);
+}
+
+static void ep_event(struct sim *s, struct sim_ep *e, const char *name, json_t *data)
+{
+	ep_answer(s, e, event_new(name, data));
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void ep_storm_start(struct sim *s, struct sim_ep *e)
+{
+	struct sim_timer t;
+
+	if (!e->k.event_storm || e->hung)
+		return;
+	e->storm_next_ns = now_ns() + NSEC_PER_SEC / e->k.event_storm;
+	t = (struct sim_timer){ .when_ns = e->storm_next_ns, .ep = e->idx, .gen = e->gen,
+				.what = SIM_TIMER_STORM };
+	BUG_ON(sim_timers_add(&s->timers, &t) < 0);
+}
+
+/* The commands that take no arguments refuse any, as QEMU does. */
+static bool ep_no_args(struct sim *s, struct sim_ep *e, json_t *id, json_t *args)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(args, key, v) {
+		ep_error(s, e, id, "GenericError", "Parameter '%s' is unexpected", key);
+		return false;
+	}
+	return true;
+}
+
+static void ep_execute(struct sim *s, struct sim_ep *e, const char *cmd, json_t *args,
+		       json_t *id)
+{
+	if (!e->negotiated) {
+		if (strcmp(cmd, "qmp_capabilities")) {
+			ep_error(s, e, id, "CommandNotFound",
+				 "Expecting capabilities negotiation with 'qmp_capabilities'");
+			return;
+		}
+		e->negotiated = true;
+		ep_reply(s, e, id, json_object());
+		if (e->k.hang == SIM_HANG_AFTER_CAPS)
+			e->hung = true;
+		ep_storm_start(s, e);
+		return;
+	}
+	if (!strcmp(cmd, "qmp_capabilities")) {
+		ep_error(s, e, id, "CommandNotFound",
+			 "Capabilities negotiation is already complete, command ignored");
+		return;
+	}
+
+	if (!strcmp(cmd, "query-status")) {
+		if (ep_no_args(s, e, id, args))
+			ep_reply(s, e, id, json_pack("{s:s,s:b}", "status",
+						     e->paused ? "paused" : "running",
+						     "running", !e->paused));
+	} else if (!strcmp(cmd, "query-name")) {
+		if (ep_no_args(s, e, id, args))
+			ep_reply(s, e, id, json_pack("{s:s}", "name", e->name));
+	} else if (!strcmp(cmd, "query-version")) {
+		if (ep_no_args(s, e, id, args))
+			ep_reply(s, e, id, json_pack("{s:{s:i,s:i,s:i},s:s}", "qemu",
+						     "major", 7, "minor", 2, "micro", 0,
+						     "package", "corral-qmp-sim"));
+	} else if (!strcmp(cmd, "stop")) {
+		if (!ep_no_args(s, e, id, args))
+			return;
+		if (!e->paused) {
+			e->paused = true;
+			ep_event(s, e, "STOP", NULL);
+		}
+		ep_reply(s, e, id, json_object());
+	} else if (!strcmp(cmd, "cont")) {
+		if (!ep_no_args(s, e, id, args))
+			return;
+		if (e->paused) {
+			e->paused = false;
+			ep_event(s, e, "RESUME", NULL);
+		}
+		ep_reply(s, e, id, json_object());
+	} else if (!strcmp(cmd, "system_reset")) {
+		if (!ep_no_args(s, e, id, args))
+			return;
+		ep_event(s, e, "RESET", json_pack("{s:b,s:s}", "guest", 0,
+						  "reason", "host-qmp-system-reset"));
+		ep_reply(s, e, id, json_object());
+	} else if (!strcmp(cmd, "system_powerdown")) {
+		if (!ep_no_args(s, e, id, args))
+			return;
+		/* The guest obliges at once; "QEMU" then exits. */
+		ep_event(s, e, "POWERDOWN", NULL);
+		ep_reply(s, e, id, json_object());
+		ep_event(s, e, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1,
+						     "reason", "guest-shutdown"));
+		e->paused = false;
+		ep_close_after_answers(s, e);
+	} else {
+		ep_error(s, e, id, "CommandNotFound", "The command %s has not been found", cmd);
+	}
+}
+
+/* One line of client input.  Validation and texts as in QEMU's dispatcher. */
+static void ep_command(struct sim *s, struct sim_ep *e, const char *line, size_t n)
+{
+	json_t *in, *id, *exec, *args, *v;
+	json_error_t err;
+	const char *key;
+
+	e->ncmds++;
+	in = json_loadb(line, n, JSON_DECODE_ANY, &err);
+	if (!in) {
+		ep_error(s, e, NULL, "GenericError", "JSON parse error, %s", err.text);
+		goto out;
+	}
+	if (!json_is_object(in)) {
+		ep_error(s, e, NULL, "GenericError", "QMP input must be a JSON object");
+		goto out;
+	}
+	id = json_object_get(in, "id");
+	json_object_foreach(in, key, v) {
+		if (strcmp(key, "execute") && strcmp(key, "arguments") && strcmp(key, "id")) {
+			ep_error(s, e, id, "GenericError", "QMP input member '%s' is unexpected",
+				 key);
+			goto out;
+		}
+	}
+	exec = json_object_get(in, "execute");
+	args = json_object_get(in, "arguments");
+	if (!exec) {
+		ep_error(s, e, id, "GenericError", "QMP input lacks member 'execute'");
+	} else if (!json_is_string(exec)) {
+		ep_error(s, e, id, "GenericError", "QMP input member 'execute' must be a string");
+	} else if (args && !json_is_object(args)) {
+		ep_error(s, e, id, "GenericError",
+			 "QMP input member 'arguments' must be an object");
+	} else {
+		ep_execute(s, e, json_string_value(exec), args, id);
+	}
+out:
+	json_decref(in);
+	if (e->k.disconnect_after && e->ncmds >= e->k.disconnect_after && !e->closing)
+		ep_close_after_answers(s, e);
+}
+
+/* ---- connection life --------------------------------------------------- */
+
+static void ep_reset_client(struct sim_ep *e)
+{
+	struct sim_reply *r = e->rq_head;
+
+	while (r) {
+		struct sim_reply *next = r->next;
+
+		free(r);
+		r = next;
+	}
+	e->rq_head = e->rq_tail = NULL;
+	free(e->in);
+	e->in = NULL;
+	e->in_len = e->in_cap = 0;
+	free(e->out.p);
+	e->out = (struct sim_buf){ 0 };
+	e->negotiated = e->hung = e->closing = e->want_out = false;
+	e->ncmds = 0;
+	e->event_seq = 0;
+}
+
+void sim_ep_disconnect(struct sim *s, struct sim_ep *e)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN,
+		.data.u64 = sim_tag(e->idx, SIM_TAG_LISTEN),
+	};
+
+	if (e->cfd < 0)
+		return;
+	if (s->verbose)
+		fprintf(stderr, "corral-qmp-sim: %s: client left after %u commands\n", e->name,
+			e->ncmds);
+	close(e->cfd);          /* also leaves the epoll set */
+	e->cfd = -1;
+	e->gen++;               /* its pending timers are stale now */
+	ep_reset_client(e);
+	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_ADD, e->lfd, &ev) < 0);
+	e->listening = true;
+}
+
+void sim_ep_on_listen(struct sim *s, struct sim_ep *e)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int fd;
+
+	fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (fd < 0) {
+		/* EAGAIN: someone gave up in the backlog; EMFILE: see --help. */
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			fprintf(stderr, "corral-qmp-sim: %s: accept: %s\n", e->name,
+				strerror(errno));
+		return;
+	}
+	/* One client at a time, like QEMU: the next one waits in the backlog. */
+	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_DEL, e->lfd, NULL) < 0);
+	e->listening = false;
+
+	e->cfd = fd;
+	e->gen++;
+	ev.data.u64 = sim_tag(e->idx, SIM_TAG_CONN);
+	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_ADD, fd, &ev) < 0);
+	if (s->verbose)
+		fprintf(stderr, "corral-qmp-sim: %s: client connected\n", e->name);
+
+	for (unsigned i = 0; i < e->k.events_before_greeting; i++) {
+		size_t n;
+		json_t *ev_msg = rtc_change(e);
+		char *line = msg_line(ev_msg, &n);
+
+		BUG_ON(!line);
+		BUG_ON(buf_append(&e->out, line, n) < 0);
+		free(line);
+		json_decref(ev_msg);
+	}
+	if (e->k.garbage == SIM_GARBAGE_GREETING) {
+		BUG_ON(buf_append(&e->out, SIM_GARBAGE_LINE, strlen(SIM_GARBAGE_LINE)) < 0);
+	} else {
+		size_t n;
+		json_t *greeting = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[s]}}", "QMP",
+					     "version", "qemu", "micro", 0, "minor", 2,
+					     "major", 7, "package", "corral-qmp-sim",
+					     "capabilities", "oob");
+		char *line = msg_line(greeting, &n);
+
+		BUG_ON(!line);
+		BUG_ON(buf_append(&e->out, line, n) < 0);
+		free(line);
+		json_decref(greeting);
+	}
+	if (e->k.hang == SIM_HANG_ALWAYS)
+		e->hung = true;
+	ep_flush(s, e);
+}
+
+/* Read what the client sent and answer each complete line. */
+static void ep_read(struct sim *s, struct sim_ep *e)
+{
+	size_t start = 0;
+	ssize_t n;
+
+	if (e->in_cap - e->in_len < 4096) {
+		size_t ncap = e->in_cap ? e->in_cap * 2 : 8192;
+		char *np = realloc(e->in, ncap);
+
+		BUG_ON(!np);
+		e->in = np;
+		e->in_cap = ncap;
+	}
+	n = recv(e->cfd, e->in + e->in_len, e->in_cap - e->in_len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		sim_ep_disconnect(s, e);
+		return;
+	}
+	e->in_len += (size_t)n;
+
+	while (!e->closing) {
+		char *nl = memchr(e->in + start, '\n', e->in_len - start);
+		size_t len;
+
+		if (!nl)
+			break;
+		len = (size_t)(nl - (e->in + start));
+		if (len && e->in[start + len - 1] == '\r')
+			len--;
+		if (len)
+			ep_command(s, e, e->in + start, len);
+		start = (size_t)(nl - e->in) + 1;
+	}
+	if (e->closing) {
+		/* Whatever else the client sent will never be read. */
+		e->in_len = 0;
+	} else {
+		memmove(e->in, e->in + start, e->in_len - start);
+		e->in_len -= start;
+		if (e->in_len >= SIM_MAX_IN) {
+			fprintf(stderr, "corral-qmp-sim: %s: client line over %u bytes, closing\n",
+				e->name, SIM_MAX_IN);
+			sim_ep_disconnect(s, e);
+			return;
+		}
+	}
+	ep_flush(s, e);
+}
+
+void sim_ep_on_conn(struct sim *s, struct sim_ep *e, uint32_t events)
+{
+	if (events & EPOLLOUT) {
+		if (ep_flush(s, e) < 0)
+			return;
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		ep_read(s, e);
+}
+
+static void ep_storm(struct sim *s, struct sim_ep *e)
+{
+	uint64_t period = NSEC_PER_SEC / e->k.event_storm, now = now_ns();
+	struct sim_timer t;
+	unsigned sent = 0;
+
+	if (e->hung || e->closing)
+		return;
+	/* Catch up on what a slow loop missed, but at most a second's worth. */
+	while (e->storm_next_ns <= now && sent < e->k.event_storm) {
+		if (e->out.len - e->out.off < SIM_STORM_BACKLOG) {
+			size_t n;
+			json_t *ev = rtc_change(e);
+			char *line = msg_line(ev, &n);
+
+			BUG_ON(!line);
+			BUG_ON(buf_append(&e->out, line, n) < 0);
+			free(line);
+			json_decref(ev);
+		}
+		e->storm_next_ns += period;
+		sent++;
+	}
+	if (e->storm_next_ns <= now)
+		e->storm_next_ns = now + period;
+	t = (struct sim_timer){ .when_ns = e->storm_next_ns, .ep = e->idx, .gen = e->gen,
+				.what = SIM_TIMER_STORM };
+	BUG_ON(sim_timers_add(&s->timers, &t) < 0);
+	ep_flush(s, e);
+}
+
+static void ep_release_replies(struct sim *s, struct sim_ep *e)
+{
+	uint64_t now = now_ns();
+
+	while (e->rq_head && e->rq_head->due_ns <= now) {
+		struct sim_reply *r = e->rq_head;
+
+		e->rq_head = r->next;
+		if (!e->rq_head)
+			e->rq_tail = NULL;
+		BUG_ON(buf_append(&e->out, r->line, r->len) < 0);
+		if (r->close_after)
+			e->closing = true;
+		free(r);
+	}
+	ep_flush(s, e);
+}
+
+void sim_ep_on_timer(struct sim *s, struct sim_ep *e, const struct sim_timer *t)
+{
+	if (e->cfd < 0 || t->gen != e->gen)
+		return;         /* stale: that client is gone */
+	switch (t->what) {
+	case SIM_TIMER_REPLY:
+		ep_release_replies(s, e);
+		break;
+	case SIM_TIMER_STORM:
+		ep_storm(s, e);
+		break;
+	}
+}
