@@ -45,6 +45,13 @@ static int fail(char *errbuf, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
+static int fail_nomem(char *errbuf, size_t errlen)
+{
+	if (errbuf && errlen > 0)
+		snprintf(errbuf, errlen, "out of memory");
+	return -ENOMEM;
+}
+
 const char *rpc_obj_type_name(const msgpack_object *obj)
 {
 	if (!obj)
@@ -227,7 +234,7 @@ int rpc_decode(const char *frame, size_t len, struct rpc_msg **ret, char *errbuf
 
 	m = calloc(1, sizeof(*m));
 	if (!m)
-		return -ENOMEM;
+		return fail_nomem(errbuf, errlen);
 	m->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
 	if (!m->zone) {
 		r = -ENOMEM;
@@ -259,6 +266,8 @@ int rpc_decode(const char *frame, size_t len, struct rpc_msg **ret, char *errbuf
 	return 0;
 
 err_free:
+	if (r == -ENOMEM)
+		fail_nomem(errbuf, errlen);
 	rpc_msg_free(m);
 	return r;
 }
