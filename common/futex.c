@@ -17,3 +17,8 @@ int completion_wait(struct completion *c, uint64_t timeout_ns)
 	}
 	return 0;
 }
+
+#include "common/rcu.h"
+#ifdef CORRAL_TSAN
+char crcu_tsan_sync;
+#endif

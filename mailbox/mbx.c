@@ -3,6 +3,7 @@
 
 #include <errno.h>
 
+#include "common/tsan.h"
 #include "common/util.h"
 
 void mbx_init(struct mbx *m)
@@ -24,6 +25,7 @@ int mbx_send(struct mbx *m, struct mbx_msg *msg)
 	if (__atomic_load_n(&m->count, __ATOMIC_ACQUIRE) & MBX_CLOSED)
 		return -ESHUTDOWN;
 
+	tsan_handoff_release(&msg->node);
 	cds_wfcq_enqueue(&m->head, &m->tail, &msg->node);
 	/*
 	 * Count after linking: the consumer never waits for a counted message.
@@ -53,6 +55,7 @@ struct mbx_msg *mbx_recv(struct mbx *m)
 	node = __cds_wfcq_dequeue_blocking(&m->head, &m->tail);
 	if (!node)
 		return NULL;
+	tsan_handoff_acquire(node);
 	return container_of(node, struct mbx_msg, node);
 }
 

@@ -49,6 +49,7 @@ struct mbx_msg {
 	uint32_t type;          /* owner-defined; values >= 0xff00 are the runtime's */
 	uint64_t deadline_ns;   /* CLOCK_MONOTONIC; 0: none */
 	mbx_drop_fn drop;       /* required */
+	void *rt_priv;          /* the runtime's, while a delayed send is pending */
 };
 
 #define MBX_CLOSED     (1ULL << 63)

@@ -1,0 +1,798 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The domain actor: job queue, state, snapshot publication.
+ */
+#include "actors/domain.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <urcu/list.h>
+
+#include "common/util.h"
+
+enum {
+	DOM_MSG_JOB = 1,        /* struct dom_job */
+	DOM_MSG_DEADLINE,       /* struct dom_deadline */
+	DOM_MSG_STEP,           /* struct dom_step */
+};
+
+struct dom_deadline {
+	struct mbx_msg msg;
+	uint64_t job_id;
+};
+
+struct dom_step {
+	struct mbx_msg msg;
+	uint64_t job_id;
+	int err;
+	json_t *data;
+};
+
+struct domain {
+	struct actor actor;
+	/* Immutable after dom_new(). */
+	char name[DOM_NAME_MAX + 1];
+	uint8_t uuid[16];
+	/* Registry links: written by reg_add/reg_del under liburcu's rules. */
+	struct cds_lfht_node name_node;
+	struct cds_lfht_node uuid_node;
+	/* Published by the actor with rcu_assign_pointer; read by anyone. */
+	struct dom_snapshot *snap;
+
+	/* Everything below: domain actor only. */
+	struct dom_job *holder;
+	struct cds_list_head waiting;
+	uint32_t nwaiting;
+	bool dirty;                     /* publish at the end of this message */
+	enum dom_state state;
+	const char *reason;
+	int pid;
+	enum dom_mon_state mon;
+	uint64_t mon_since_ns;
+	uint64_t seq;
+	uint64_t jobs_done, jobs_failed, jobs_busy, jobs_timeout, events;
+	void *ext;
+	void (*free_ext)(void *);
+};
+
+static uint64_t next_job_id = 1;       /* atomic; job ids are daemon-wide */
+
+static const char *const state_names[DOM_STATE_COUNT] = {
+	[DOM_SHUTOFF] = "shutoff",
+	[DOM_STARTING] = "starting",
+	[DOM_RUNNING] = "running",
+	[DOM_PAUSED] = "paused",
+	[DOM_SHUTTING_DOWN] = "shutting-down",
+	[DOM_CRASHED] = "crashed",
+	[DOM_PMSUSPENDED] = "pmsuspended",
+};
+
+const char *dom_state_name(enum dom_state s)
+{
+	return (unsigned)s < DOM_STATE_COUNT ? state_names[s] : "unknown";
+}
+
+const char *dom_mon_state_name(enum dom_mon_state s)
+{
+	switch (s) {
+	case DOM_MON_NONE: return "none";
+	case DOM_MON_CONNECTING: return "connecting";
+	case DOM_MON_OK: return "ok";
+	case DOM_MON_UNRESPONSIVE: return "unresponsive";
+	case DOM_MON_BROKEN: return "broken";
+	}
+	return "unknown";
+}
+
+bool dom_name_valid(const char *name)
+{
+	size_t i;
+
+	if (!name || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') ||
+		       (name[0] >= '0' && name[0] <= '9')))
+		return false;
+	for (i = 1; name[i]; i++) {
+		char c = name[i];
+
+		if (i >= DOM_NAME_MAX)
+			return false;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static struct domain *to_dom(struct actor *a)
+{
+	return container_of(a, struct domain, actor);
+}
+
+/* ---- snapshot publication ------------------------------------------------ */
+
+static void snap_free_rcu_cb(struct rcu_head *head)
+{
+	crcu_reclaim_begin(head);
+	free(container_of(head, struct dom_snapshot, rcu));
+}
+
+/*
+ * Copy the actor's state into a fresh snapshot and publish it.  Readers see
+ * either the old or the new one, never a mix.  On allocation failure the old
+ * snapshot stays (stale but consistent) and the next change retries.
+ */
+static void dom_publish(struct domain *d)
+{
+	struct dom_snapshot *s = calloc(1, sizeof(*s)), *old;
+
+	if (!s)
+		return;
+	s->seq = ++d->seq;
+	memcpy(s->name, d->name, sizeof(s->name));
+	memcpy(s->uuid, d->uuid, sizeof(s->uuid));
+	s->state = d->state;
+	s->reason = d->reason;
+	s->pid = d->pid;
+	if (d->holder) {
+		s->job.id = d->holder->id;
+		s->job.name = d->holder->ops->name;
+		s->job.started_ns = d->holder->started_ns;
+	}
+	s->jobs_waiting = d->nwaiting;
+	s->mon = d->mon;
+	s->mon_since_ns = d->mon_since_ns;
+	s->counters.jobs_done = d->jobs_done;
+	s->counters.jobs_failed = d->jobs_failed;
+	s->counters.jobs_busy = d->jobs_busy;
+	s->counters.jobs_timeout = d->jobs_timeout;
+	s->counters.events = d->events;
+	s->updated_wall_ns = wall_ns();
+
+	old = d->snap;
+	crcu_assign_pointer(d->snap, s);
+	if (old)
+		crcu_call(&old->rcu, snap_free_rcu_cb);
+	d->dirty = false;
+}
+
+const struct dom_snapshot *dom_snap_rcu(struct domain *d)
+{
+	return crcu_dereference(d->snap);
+}
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static void job_msg_drop(struct mbx_msg *msg, int err)
+{
+	struct dom_job *job = container_of(msg, struct dom_job, msg);
+
+	job->err = err;
+	job->code = DOM_ERR_GONE;
+	snprintf(job->errmsg, sizeof(job->errmsg), "domain '%s' is gone: job '%s' not run",
+		 job->dom ? job->dom->name : "?", job->ops->name);
+	job->done(job, job->done_arg);
+}
+
+int dom_job_new(const struct dom_job_ops *ops, void *priv, uint64_t timeout_ns,
+		dom_job_done_fn done, void *done_arg, struct dom_job **ret)
+{
+	struct dom_job *job = calloc(1, sizeof(*job));
+
+	if (!job)
+		return -ENOMEM;
+	BUG_ON(!ops || !ops->start || !done);
+	mbx_msg_init(&job->msg, DOM_MSG_JOB, job_msg_drop);
+	CDS_INIT_LIST_HEAD(&job->link);
+	job->ops = ops;
+	job->priv = priv;
+	job->id = __atomic_fetch_add(&next_job_id, 1, __ATOMIC_RELAXED);
+	job->submitted_ns = now_ns();
+	job->deadline_ns = job->submitted_ns + timeout_ns;
+	job->done = done;
+	job->done_arg = done_arg;
+	*ret = job;
+	return 0;
+}
+
+void dom_job_free(struct dom_job *job)
+{
+	if (!job)
+		return;
+	if (job->ops->free_priv)
+		job->ops->free_priv(job->priv);
+	json_decref(job->result);
+	free(job);
+}
+
+int dom_submit(struct domain *d, struct dom_job *job)
+{
+	job->dom = d;
+	job->msg.deadline_ns = job->deadline_ns;
+	return actor_send(&d->actor, &job->msg);
+}
+
+static void deadline_msg_drop(struct mbx_msg *msg, int err)
+{
+	free(container_of(msg, struct dom_deadline, msg));
+}
+
+static void step_msg_drop(struct mbx_msg *msg, int err)
+{
+	struct dom_step *st = container_of(msg, struct dom_step, msg);
+
+	json_decref(st->data);
+	free(st);
+}
+
+static struct dom_step *step_new(uint64_t job_id, int err, json_t *data)
+{
+	struct dom_step *st = malloc(sizeof(*st));
+
+	if (!st) {
+		json_decref(data);
+		return NULL;
+	}
+	mbx_msg_init(&st->msg, DOM_MSG_STEP, step_msg_drop);
+	st->job_id = job_id;
+	st->err = err;
+	st->data = data;
+	return st;
+}
+
+int dom_job_step(struct domain *d, uint64_t job_id, int err, json_t *data)
+{
+	struct dom_step *st = step_new(job_id, err, data);
+	int r;
+
+	if (!st)
+		return -ENOMEM;
+	r = actor_send(&d->actor, &st->msg);
+	if (r < 0)
+		step_msg_drop(&st->msg, r);
+	return r;
+}
+
+int dom_job_step_at(struct domain *d, uint64_t job_id, int err, json_t *data, uint64_t at_ns)
+{
+	struct dom_step *st = step_new(job_id, err, data);
+
+	if (!st)
+		return -ENOMEM;
+	return rt_send_at(&d->actor, &st->msg, at_ns);
+}
+
+static double secs(uint64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
+/* End a job that no longer holds the domain (or never did).  Actor only. */
+static void job_end(struct domain *d, struct dom_job *job)
+{
+	switch (job->code) {
+	case DOM_ERR_NONE: d->jobs_done++; break;
+	case DOM_ERR_BUSY: d->jobs_busy++; break;
+	case DOM_ERR_TIMEOUT: d->jobs_timeout++; break;
+	default: d->jobs_failed++; break;
+	}
+	d->dirty = true;
+	job->done(job, job->done_arg);
+}
+
+static void job_fail_busy(struct domain *d, struct dom_job *job, uint64_t now)
+{
+	job->err = -EBUSY;
+	job->code = DOM_ERR_BUSY;
+	if (d->holder)
+		snprintf(job->errmsg, sizeof(job->errmsg),
+			 "domain '%s' is busy: job '%s' (id %" PRIu64 ") has held it for %.1f s; "
+			 "'%s' gave up after %.1f s",
+			 d->name, d->holder->ops->name, d->holder->id,
+			 secs(now - d->holder->started_ns), job->ops->name,
+			 secs(now - job->submitted_ns));
+	else
+		snprintf(job->errmsg, sizeof(job->errmsg),
+			 "domain '%s' is busy: '%s' gave up after %.1f s before the domain "
+			 "could take it", d->name, job->ops->name, secs(now - job->submitted_ns));
+	job_end(d, job);
+}
+
+void dom_job_finish(struct domain *d, struct dom_job *job, int err, int code,
+		    json_t *result, const char *fmt, ...)
+{
+	va_list ap;
+
+	ASSERT_ON_ACTOR(&d->actor);
+	BUG_ON(d->holder != job);
+	d->holder = NULL;
+	job->err = err;
+	job->code = err ? (code ? code : DOM_ERR_FAILED) : DOM_ERR_NONE;
+	json_decref(job->result);
+	job->result = result;
+	job->errmsg[0] = '\0';
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(job->errmsg, sizeof(job->errmsg), fmt, ap);
+		va_end(ap);
+	}
+	job_end(d, job);
+}
+
+static void job_start(struct domain *d, struct dom_job *job)
+{
+	d->holder = job;
+	job->started_ns = now_ns();
+	d->dirty = true;
+	job->ops->start(d, job);
+}
+
+/*
+ * Hand the domain to the next waiting job while nobody holds it.  A job
+ * that finishes inside its start() leaves the domain free again, so this is
+ * a loop, not a recursion.
+ */
+static void dom_kick(struct domain *d)
+{
+	while (!d->holder && !cds_list_empty(&d->waiting)) {
+		struct dom_job *job = cds_list_first_entry(&d->waiting, struct dom_job, link);
+		uint64_t now = now_ns();
+
+		cds_list_del_init(&job->link);
+		d->nwaiting--;
+		d->dirty = true;
+		if (now > job->deadline_ns)
+			job_fail_busy(d, job, now);
+		else
+			job_start(d, job);
+	}
+}
+
+static void job_timeout_holder(struct domain *d, struct dom_job *job)
+{
+	uint64_t held = now_ns() - job->started_ns;
+
+	if (job->ops->abort)
+		job->ops->abort(d, job, -ETIMEDOUT);
+	if (d->holder != job)
+		return;         /* abort finished it itself */
+	dom_job_finish(d, job, -ETIMEDOUT, DOM_ERR_TIMEOUT, NULL,
+		       "domain '%s': job '%s' (id %" PRIu64 ") timed out after %.1f s "
+		       "(%.1f s waiting, %.1f s holding the domain)",
+		       d->name, job->ops->name, job->id, secs(now_ns() - job->submitted_ns),
+		       secs(job->started_ns - job->submitted_ns), secs(held));
+}
+
+static void handle_deadline(struct domain *d, uint64_t job_id)
+{
+	struct dom_job *job;
+
+	if (d->holder && d->holder->id == job_id) {
+		job_timeout_holder(d, d->holder);
+		return;
+	}
+	cds_list_for_each_entry(job, &d->waiting, link) {
+		if (job->id == job_id) {
+			cds_list_del_init(&job->link);
+			d->nwaiting--;
+			job_fail_busy(d, job, now_ns());
+			return;
+		}
+	}
+	/* Stale: the job already ended. */
+}
+
+/* Arm the job's deadline: a delayed message back to this actor. */
+static int arm_deadline(struct domain *d, uint64_t job_id, uint64_t deadline_ns)
+{
+	struct dom_deadline *dl = malloc(sizeof(*dl));
+
+	if (!dl)
+		return -ENOMEM;
+	mbx_msg_init(&dl->msg, DOM_MSG_DEADLINE, deadline_msg_drop);
+	dl->job_id = job_id;
+	return rt_send_at(&d->actor, &dl->msg, deadline_ns);
+}
+
+static void handle_job(struct domain *d, struct dom_job *job)
+{
+	uint64_t id = job->id, deadline = job->deadline_ns;
+
+	if (!d->holder) {
+		/*
+		 * Free domain: take it now.  Only a job still holding after
+		 * start() needs a timer; quick jobs leave none behind.
+		 */
+		job_start(d, job);
+		if (d->holder && d->holder->id == id)
+			arm_deadline(d, id, deadline);  /* ENOMEM: no deadline */
+		return;
+	}
+	/* Without a timer a waiting job could wait forever: refuse it instead. */
+	if (arm_deadline(d, id, deadline) < 0) {
+		job->err = -ENOMEM;
+		job->code = DOM_ERR_FAILED;
+		snprintf(job->errmsg, sizeof(job->errmsg), "domain '%s': out of memory", d->name);
+		job_end(d, job);
+		return;
+	}
+	cds_list_add_tail(&job->link, &d->waiting);
+	d->nwaiting++;
+	d->dirty = true;
+}
+
+static void dom_handle(struct actor *a, struct mbx_msg *msg)
+{
+	struct domain *d = to_dom(a);
+
+	switch (msg->type) {
+	case DOM_MSG_JOB:
+		handle_job(d, container_of(msg, struct dom_job, msg));
+		break;
+	case DOM_MSG_DEADLINE: {
+		struct dom_deadline *dl = container_of(msg, struct dom_deadline, msg);
+
+		handle_deadline(d, dl->job_id);
+		free(dl);
+		break;
+	}
+	case DOM_MSG_STEP: {
+		struct dom_step *st = container_of(msg, struct dom_step, msg);
+		struct dom_job *job = d->holder;
+
+		if (job && job->id == st->job_id && job->ops->step) {
+			job->ops->step(d, job, st->err, st->data);
+			st->data = NULL;
+		}
+		step_msg_drop(&st->msg, 0);
+		break;
+	}
+	default:
+		BUG_ON(msg->type != DOM_MSG_JOB);
+	}
+	dom_kick(d);
+	if (d->dirty)
+		dom_publish(d);
+}
+
+/* A job request whose deadline passed while it sat in the mailbox. */
+static void dom_expire(struct actor *a, struct mbx_msg *msg)
+{
+	struct domain *d = to_dom(a);
+
+	if (msg->type != DOM_MSG_JOB) {
+		msg->deadline_ns = 0;
+		dom_handle(a, msg);
+		return;
+	}
+	job_fail_busy(d, container_of(msg, struct dom_job, msg), now_ns());
+	dom_publish(d);
+}
+
+/* The domain is stopping: every job it holds or queues ends now. */
+static void dom_stopping(struct actor *a)
+{
+	struct domain *d = to_dom(a);
+	struct dom_job *job, *tmp;
+
+	if (d->holder) {
+		job = d->holder;
+		if (job->ops->abort)
+			job->ops->abort(d, job, -ESHUTDOWN);
+		if (d->holder == job)
+			dom_job_finish(d, job, -ESHUTDOWN, DOM_ERR_GONE, NULL,
+				       "domain '%s' was removed while job '%s' (id %" PRIu64
+				       ") held it", d->name, job->ops->name, job->id);
+	}
+	cds_list_for_each_entry_safe(job, tmp, &d->waiting, link) {
+		cds_list_del_init(&job->link);
+		d->nwaiting--;
+		job->err = -ESHUTDOWN;
+		job->code = DOM_ERR_GONE;
+		snprintf(job->errmsg, sizeof(job->errmsg),
+			 "domain '%s' was removed before job '%s' could run", d->name,
+			 job->ops->name);
+		job_end(d, job);
+	}
+	dom_publish(d);
+}
+
+/* Last reference gone, after a grace period: no reader can see d. */
+static void dom_free(struct actor *a)
+{
+	struct domain *d = to_dom(a);
+
+	if (d->free_ext)
+		d->free_ext(d->ext);
+	free(d->snap);
+	free(d);
+}
+
+static const struct actor_ops dom_actor_ops = {
+	.kind = "domain",
+	.handle = dom_handle,
+	.expire = dom_expire,
+	.stopping = dom_stopping,
+	.free = dom_free,
+};
+
+int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain **ret,
+	    char *errbuf, size_t errlen)
+{
+	struct domain *d;
+
+	if (!dom_name_valid(name)) {
+		snprintf(errbuf, errlen,
+			 "invalid domain name: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	actor_init(&d->actor, rt, &dom_actor_ops);
+	strcpy(d->name, name);
+	if (uuid) {
+		memcpy(d->uuid, uuid, 16);
+	} else {
+		if (getrandom(d->uuid, 16, 0) != 16) {
+			snprintf(errbuf, errlen, "cannot generate a UUID");
+			free(d);
+			return -EIO;
+		}
+		d->uuid[6] = (uint8_t)((d->uuid[6] & 0x0f) | 0x40);   /* version 4 */
+		d->uuid[8] = (uint8_t)((d->uuid[8] & 0x3f) | 0x80);   /* RFC 4122 variant */
+	}
+	cds_lfht_node_init(&d->name_node);
+	cds_lfht_node_init(&d->uuid_node);
+	CDS_INIT_LIST_HEAD(&d->waiting);
+	d->state = DOM_SHUTOFF;
+	d->reason = "defined";
+	d->mon_since_ns = now_ns();
+	/* Not yet shared: publish the first snapshot directly. */
+	dom_publish(d);
+	*ret = d;
+	return 0;
+}
+
+struct actor *dom_actor(struct domain *d) { return &d->actor; }
+const char *dom_name(const struct domain *d) { return d->name; }
+const uint8_t *dom_uuid(const struct domain *d) { return d->uuid; }
+void dom_ref(struct domain *d) { actor_ref(&d->actor); }
+void dom_unref(struct domain *d) { actor_unref(&d->actor); }
+
+void dom_set_state(struct domain *d, enum dom_state st, const char *reason)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	d->state = st;
+	d->reason = reason;
+	d->dirty = true;
+}
+
+void dom_set_pid(struct domain *d, int pid)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	d->pid = pid;
+	d->dirty = true;
+}
+
+void dom_set_monitor(struct domain *d, enum dom_mon_state ms)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	if (d->mon == ms)
+		return;
+	d->mon = ms;
+	d->mon_since_ns = now_ns();
+	d->dirty = true;
+}
+
+void dom_count_event(struct domain *d)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	d->events++;
+	d->dirty = true;
+}
+
+enum dom_state dom_state_actor(struct domain *d)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	return d->state;
+}
+
+void *dom_ext(struct domain *d) { return d->ext; }
+
+void dom_set_ext(struct domain *d, void *ext, void (*free_ext)(void *))
+{
+	d->ext = ext;
+	d->free_ext = free_ext;
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+struct registry {
+	struct cds_lfht *by_name;
+	struct cds_lfht *by_uuid;
+	uint64_t count;                 /* atomic */
+};
+
+static uint64_t hash_name(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;   /* FNV-1a */
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h ^ (h >> 29);
+}
+
+static uint64_t hash_uuid(const uint8_t *u)
+{
+	uint64_t a, b;
+
+	memcpy(&a, u, 8);
+	memcpy(&b, u + 8, 8);
+	a ^= b * 0x9e3779b97f4a7c15ULL;
+	return a ^ (a >> 31);
+}
+
+static int match_name(struct cds_lfht_node *node, const void *key)
+{
+	return strcmp(container_of(node, struct domain, name_node)->name, key) == 0;
+}
+
+static int match_uuid(struct cds_lfht_node *node, const void *key)
+{
+	return memcmp(container_of(node, struct domain, uuid_node)->uuid, key, 16) == 0;
+}
+
+int reg_new(struct registry **ret)
+{
+	struct registry *reg = calloc(1, sizeof(*reg));
+	int flags = CDS_LFHT_AUTO_RESIZE | CDS_LFHT_ACCOUNTING;
+
+	if (!reg)
+		return -ENOMEM;
+	reg->by_name = cds_lfht_new_flavor(1024, 1024, 0, flags, &urcu_memb_flavor, NULL);
+	reg->by_uuid = cds_lfht_new_flavor(1024, 1024, 0, flags, &urcu_memb_flavor, NULL);
+	if (!reg->by_name || !reg->by_uuid) {
+		reg_free(reg);
+		return -ENOMEM;
+	}
+	*ret = reg;
+	return 0;
+}
+
+void reg_free(struct registry *reg)
+{
+	if (!reg)
+		return;
+	if (reg->by_name)
+		BUG_ON(cds_lfht_destroy(reg->by_name, NULL) != 0);
+	if (reg->by_uuid)
+		BUG_ON(cds_lfht_destroy(reg->by_uuid, NULL) != 0);
+	free(reg);
+}
+
+int reg_add(struct registry *reg, struct domain *d)
+{
+	struct cds_lfht_node *got;
+	int r = 0;
+
+	crcu_read_lock();
+	got = cds_lfht_add_unique(reg->by_name, hash_name(d->name), match_name, d->name,
+				  &d->name_node);
+	if (got != &d->name_node) {
+		r = -EEXIST;
+		goto out;
+	}
+	got = cds_lfht_add_unique(reg->by_uuid, hash_uuid(d->uuid), match_uuid, d->uuid,
+				  &d->uuid_node);
+	if (got != &d->uuid_node) {
+		cds_lfht_del(reg->by_name, &d->name_node);
+		r = -EEXIST;
+		goto out;
+	}
+	actor_ref(&d->actor);
+	__atomic_fetch_add(&reg->count, 1, __ATOMIC_RELAXED);
+out:
+	crcu_read_unlock();
+	return r;
+}
+
+int reg_del(struct registry *reg, struct domain *d)
+{
+	int r;
+
+	crcu_read_lock();
+	r = cds_lfht_del(reg->by_name, &d->name_node);
+	if (r == 0)
+		BUG_ON(cds_lfht_del(reg->by_uuid, &d->uuid_node) != 0);
+	crcu_read_unlock();
+	if (r < 0)
+		return -ENOENT;
+	__atomic_fetch_sub(&reg->count, 1, __ATOMIC_RELAXED);
+	/* Readers that found d keep it: the free waits for a grace period. */
+	actor_unref(&d->actor);
+	return 0;
+}
+
+struct domain *reg_lookup_name_rcu(struct registry *reg, const char *name)
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+
+	cds_lfht_lookup(reg->by_name, hash_name(name), match_name, name, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	return node ? container_of(node, struct domain, name_node) : NULL;
+}
+
+struct domain *reg_lookup_uuid_rcu(struct registry *reg, const uint8_t uuid[16])
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+
+	cds_lfht_lookup(reg->by_uuid, hash_uuid(uuid), match_uuid, uuid, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	return node ? container_of(node, struct domain, uuid_node) : NULL;
+}
+
+int reg_for_each_rcu(struct registry *reg, int (*fn)(struct domain *d, void *arg), void *arg)
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+	int r;
+
+	/* Not cds_lfht_for_each_entry: it forms container_of(NULL) at the end. */
+	for (cds_lfht_first(reg->by_name, &iter); (node = cds_lfht_iter_get_node(&iter));
+	     cds_lfht_next(reg->by_name, &iter)) {
+		r = fn(container_of(node, struct domain, name_node), arg);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+uint64_t reg_count(struct registry *reg)
+{
+	return __atomic_load_n(&reg->count, __ATOMIC_RELAXED);
+}
+
+void uuid_format(const uint8_t u[16], char out[37])
+{
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		 u[13], u[14], u[15]);
+}
+
+int uuid_parse(const char *s, uint8_t u[16])
+{
+	int n = 0;
+
+	for (size_t i = 0; s[i] && n < 32; i++) {
+		char c = s[i];
+		int v;
+
+		if (c == '-' && (i == 8 || i == 13 || i == 18 || i == 23))
+			continue;
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v = c - 'A' + 10;
+		else
+			return -EINVAL;
+		if (n % 2 == 0)
+			u[n / 2] = (uint8_t)(v << 4);
+		else
+			u[n / 2] |= (uint8_t)v;
+		n++;
+	}
+	return n == 32 && strlen(s) == 36 ? 0 : -EINVAL;
+}

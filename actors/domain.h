@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * domain: one actor per VM.
+ *
+ * State-changing requests are jobs.  The domain actor holds at most one job
+ * at a time; the others wait, in order, in a queue the actor owns (the job
+ * condition of older designs becomes queue ownership).  A job that is still
+ * waiting at its deadline fails with an error naming the holder:
+ *
+ *   domain 'web1' is busy: job 'shutdown' (id 41) has held it for 12.3 s;
+ *   'suspend' gave up after 5.0 s
+ *
+ * A job that holds the domain past its deadline fails with a timeout error.
+ * A job never blocks the actor: it starts work (e.g. a QMP command through
+ * the monitor actor) and returns; the answer comes back as a step message.
+ *
+ * Queries never enter the mailbox.  After every change the actor publishes
+ * an immutable dom_snapshot with crcu_assign_pointer() and retires the old
+ * one with call_rcu(); readers call dom_snap_rcu() inside rcu_read_lock().
+ */
+#ifndef CORRAL_ACTORS_DOMAIN_H
+#define CORRAL_ACTORS_DOMAIN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <urcu/urcu-memb.h>
+#include <urcu/list.h>
+#include <urcu/rculfhash.h>
+
+#include "actors/actor.h"
+
+#define DOM_NAME_MAX 64
+#define DOM_ERRMSG_MAX 512
+
+enum dom_state {
+	DOM_SHUTOFF = 0,
+	DOM_STARTING,
+	DOM_RUNNING,
+	DOM_PAUSED,
+	DOM_SHUTTING_DOWN,
+	DOM_CRASHED,
+	DOM_PMSUSPENDED,
+	DOM_STATE_COUNT
+};
+
+enum dom_mon_state {
+	DOM_MON_NONE = 0,       /* no monitor (shut off) */
+	DOM_MON_CONNECTING,
+	DOM_MON_OK,
+	DOM_MON_UNRESPONSIVE,   /* a command passed its deadline; see since */
+	DOM_MON_BROKEN,         /* protocol error or hang-up; see reason */
+};
+
+const char *dom_state_name(enum dom_state s);
+const char *dom_mon_state_name(enum dom_mon_state s);
+
+/*
+ * Immutable after publication.  Readers: inside rcu_read_lock(), never keep
+ * the pointer past rcu_read_unlock().  Strings point into the snapshot or to
+ * static storage.
+ */
+struct dom_snapshot {
+	struct rcu_head rcu;
+	uint64_t seq;                   /* +1 per publication */
+	char name[DOM_NAME_MAX + 1];
+	uint8_t uuid[16];
+	enum dom_state state;
+	const char *reason;             /* static string: "booted", "destroyed", ... */
+	int pid;                        /* QEMU's, 0 when none */
+	struct {
+		uint64_t id;            /* 0: no job holds the domain */
+		const char *name;       /* static */
+		uint64_t started_ns;    /* CLOCK_MONOTONIC */
+	} job;
+	uint32_t jobs_waiting;
+	enum dom_mon_state mon;
+	uint64_t mon_since_ns;          /* CLOCK_MONOTONIC, when mon last changed */
+	struct {
+		uint64_t jobs_done;
+		uint64_t jobs_failed;
+		uint64_t jobs_busy;     /* gave up waiting */
+		uint64_t jobs_timeout;  /* passed their deadline while holding */
+		uint64_t events;
+	} counters;
+	uint64_t updated_wall_ns;       /* CLOCK_REALTIME of publication */
+};
+
+struct domain;
+struct dom_job;
+
+/*
+ * Called once when a job ends: on the domain actor, or (domain gone) on the
+ * runtime thread that drops it.  Must not block.
+ */
+typedef void (*dom_job_done_fn)(struct dom_job *job, void *arg);
+
+struct dom_job_ops {
+	const char *name;               /* static: "start", "shutdown", ... */
+	/*
+	 * The job now holds the domain.  Finish with dom_job_finish() now or
+	 * later (from step).  Domain actor only.
+	 */
+	void (*start)(struct domain *d, struct dom_job *job);
+	/* A step message for this job arrived (dom_job_step()). Optional. */
+	void (*step)(struct domain *d, struct dom_job *job, int err, json_t *data);
+	/*
+	 * The job is ended from outside while it holds the domain: its
+	 * deadline passed (err -ETIMEDOUT) or the domain is stopping
+	 * (-ESHUTDOWN).  Optional: clean up what start began; the domain then
+	 * fails the job itself.  Domain actor only.
+	 */
+	void (*abort)(struct domain *d, struct dom_job *job, int err);
+	/* Free job->priv.  Optional. */
+	void (*free_priv)(void *priv);
+};
+
+struct dom_job {
+	struct mbx_msg msg;             /* the request, while in the mailbox */
+	struct cds_list_head link;      /* in the waiting queue */
+	const struct dom_job_ops *ops;
+	struct domain *dom;             /* set by dom_submit(), no reference */
+	uint64_t id;
+	uint64_t submitted_ns, deadline_ns, started_ns;
+	void *priv;                     /* job-specific arguments/state */
+	dom_job_done_fn done;
+	void *done_arg;
+	/* Result, set by dom_job_finish(). */
+	int err;                        /* 0 or -errno */
+	int code;                       /* DOM_ERR_*, 0 on success */
+	char errmsg[DOM_ERRMSG_MAX];
+	json_t *result;                 /* owned; may be NULL */
+};
+
+/* Error classes, stable: the RPC layer maps them onto its codes. */
+enum {
+	DOM_ERR_NONE = 0,
+	DOM_ERR_BUSY,                   /* waited past the deadline behind a holder */
+	DOM_ERR_TIMEOUT,                /* held the domain past the deadline */
+	DOM_ERR_STATE,                  /* not valid in the current state */
+	DOM_ERR_GONE,                   /* domain stopped/undefined */
+	DOM_ERR_FAILED,                 /* the job's own failure (e.g. QEMU error) */
+	DOM_ERR_INVALID,
+};
+
+/* Is name a safe domain name: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}?  Any thread. */
+bool dom_name_valid(const char *name);
+
+/*
+ * Create a domain actor (not yet in any registry).  uuid may be NULL: a
+ * random one is made.  -EINVAL with a message in errbuf for a bad name.
+ * Any thread.
+ */
+int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain **ret,
+	    char *errbuf, size_t errlen);
+
+struct actor *dom_actor(struct domain *d);
+const char *dom_name(const struct domain *d);       /* immutable */
+const uint8_t *dom_uuid(const struct domain *d);    /* immutable */
+void dom_ref(struct domain *d);
+void dom_unref(struct domain *d);
+
+/* The current snapshot.  RCU reader: call inside rcu_read_lock(). */
+const struct dom_snapshot *dom_snap_rcu(struct domain *d);
+
+/*
+ * A new job.  timeout_ns bounds waiting plus holding.  done is called once
+ * on the domain actor when it ends (success, failure, busy, timeout, gone).
+ * The job is freed by dom_job_free(), usually by done's owner.  Any thread.
+ */
+int dom_job_new(const struct dom_job_ops *ops, void *priv, uint64_t timeout_ns,
+		dom_job_done_fn done, void *done_arg, struct dom_job **ret);
+void dom_job_free(struct dom_job *job);
+
+/*
+ * Submit job to d.  0: done will be called.  -ESHUTDOWN: the domain is
+ * gone; the job is still the caller's (done not called).  Any thread.
+ */
+int dom_submit(struct domain *d, struct dom_job *job);
+
+/*
+ * Deliver a step to job id on d (e.g. a QMP reply).  A step for a job that
+ * no longer holds the domain is discarded.  data is stolen.  Any thread.
+ */
+int dom_job_step(struct domain *d, uint64_t job_id, int err, json_t *data);
+
+/* The same, delivered at at_ns (CLOCK_MONOTONIC) by the timer thread. */
+int dom_job_step_at(struct domain *d, uint64_t job_id, int err, json_t *data, uint64_t at_ns);
+
+/*
+ * End the job that holds d.  err 0: success (result stolen, may be NULL);
+ * otherwise code and a printf-style message.  Domain actor only.
+ */
+void dom_job_finish(struct domain *d, struct dom_job *job, int err, int code,
+		    json_t *result, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+
+/* State changes and republication.  Domain actor only. */
+void dom_set_state(struct domain *d, enum dom_state st, const char *reason);
+void dom_set_pid(struct domain *d, int pid);
+void dom_set_monitor(struct domain *d, enum dom_mon_state ms);
+void dom_count_event(struct domain *d);
+enum dom_state dom_state_actor(struct domain *d);   /* Domain actor only. */
+
+/* Private per-domain extension for layers above (monitor, launch).  Actor only. */
+void *dom_ext(struct domain *d);
+void dom_set_ext(struct domain *d, void *ext, void (*free_ext)(void *));
+
+/* ---- registry ----------------------------------------------------------- */
+
+struct registry;
+
+int reg_new(struct registry **ret);
+/* Free the registry; it must be empty.  Not inside a read section. */
+void reg_free(struct registry *reg);
+
+/* Add d (the registry takes a reference).  -EEXIST on a name or UUID clash. */
+int reg_add(struct registry *reg, struct domain *d);
+/* Remove d and drop the registry's reference.  -ENOENT if not present. */
+int reg_del(struct registry *reg, struct domain *d);
+
+/* RCU reader: the result is valid until rcu_read_unlock(). */
+struct domain *reg_lookup_name_rcu(struct registry *reg, const char *name);
+struct domain *reg_lookup_uuid_rcu(struct registry *reg, const uint8_t uuid[16]);
+
+/*
+ * Call fn for every domain present for the whole walk (domains added or
+ * removed meanwhile may or may not be seen).  Stops when fn returns
+ * non-zero and returns that value.  RCU reader.
+ */
+int reg_for_each_rcu(struct registry *reg, int (*fn)(struct domain *d, void *arg), void *arg);
+
+uint64_t reg_count(struct registry *reg);
+
+/* uuid <-> text "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
+void uuid_format(const uint8_t uuid[16], char out[37]);
+int uuid_parse(const char *s, uint8_t uuid[16]);
+
+#endif /* CORRAL_ACTORS_DOMAIN_H */

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Registry: add/remove/lookup/list under concurrency, name and UUID
+ * clashes, UUID text round trip.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <urcu/urcu-memb.h>
+
+#include "common/rcu.h"
+
+#include "actors/domain.h"
+#include "common/util.h"
+
+static struct rt *rt;
+static struct registry *reg;
+
+static void setup(void)
+{
+	urcu_memb_register_thread();
+	cr_assert_eq(rt_new(2, &rt), 0);
+	cr_assert_eq(reg_new(&reg), 0);
+}
+
+static void teardown(void)
+{
+	reg_free(reg);
+	rt_free(rt);
+	urcu_memb_unregister_thread();
+}
+
+static struct domain *mk(const char *name, const uint8_t *uuid)
+{
+	struct domain *d;
+	char err[128];
+
+	cr_assert_eq(dom_new(rt, name, uuid, &d, err, sizeof(err)), 0, "%s", err);
+	return d;
+}
+
+/* Remove from the registry and stop: the registry's and the alive refs go. */
+static void retire(struct domain *d)
+{
+	cr_assert_eq(reg_del(reg, d), 0);
+	actor_stop(dom_actor(d));
+}
+
+Test(registry, clash_on_name_or_uuid, .init = setup, .fini = teardown)
+{
+	struct domain *a = mk("a", NULL), *b = mk("a", NULL), *c;
+	char txt[37];
+	uint8_t back[16];
+
+	cr_assert_eq(reg_add(reg, a), 0);
+	cr_assert_eq(reg_add(reg, b), -EEXIST);
+	c = mk("c", dom_uuid(a));
+	cr_assert_eq(reg_add(reg, c), -EEXIST, "same UUID under another name");
+	cr_assert_eq(reg_count(reg), 1);
+
+	uuid_format(dom_uuid(a), txt);
+	cr_assert_eq(uuid_parse(txt, back), 0);
+	cr_assert_eq(memcmp(back, dom_uuid(a), 16), 0);
+	cr_assert_eq(uuid_parse("not-a-uuid", back), -EINVAL);
+
+	crcu_read_lock();
+	cr_assert_eq(reg_lookup_name_rcu(reg, "a"), a);
+	cr_assert_eq(reg_lookup_uuid_rcu(reg, dom_uuid(a)), a);
+	cr_assert_null(reg_lookup_name_rcu(reg, "c"));
+	crcu_read_unlock();
+
+	retire(a);
+	cr_assert_eq(reg_del(reg, a), -ENOENT);
+	actor_stop(dom_actor(b));
+	actor_stop(dom_actor(c));
+}
+
+#define NW 2
+#define PER 3000
+
+static bool stop_readers;
+
+static void *writer(void *arg)
+{
+	unsigned w = (unsigned)(uintptr_t)arg;
+	char name[64];
+
+	urcu_memb_register_thread();
+	for (int round = 0; round < 3; round++) {
+		static __thread struct domain *mine[PER];
+
+		for (int i = 0; i < PER; i++) {
+			snprintf(name, sizeof(name), "w%u-d%d", w, i);
+			mine[i] = mk(name, NULL);
+			cr_assert_eq(reg_add(reg, mine[i]), 0);
+		}
+		for (int i = 0; i < PER; i++)
+			retire(mine[i]);
+	}
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+/* A domain that is never removed must be found and listed every time. */
+static int count_cb(struct domain *d, void *arg)
+{
+	uint64_t *n = arg;
+
+	(*n)++;
+	if (strcmp(dom_name(d), "fixed") == 0)
+		n[1]++;
+	return 0;
+}
+
+static void *reader(void *arg)
+{
+	uint64_t lookups = 0;
+
+	urcu_memb_register_thread();
+	while (!__atomic_load_n(&stop_readers, __ATOMIC_ACQUIRE)) {
+		uint64_t n[2] = { 0, 0 };
+		struct domain *d;
+
+		crcu_read_lock();
+		d = reg_lookup_name_rcu(reg, "fixed");
+		cr_assert_not_null(d);
+		cr_assert_str_eq(dom_snap_rcu(d)->name, "fixed");
+		d = reg_lookup_name_rcu(reg, "w0-d7");
+		if (d)  /* may come and go; when found it is intact */
+			cr_assert_str_eq(dom_name(d), "w0-d7");
+		if ((lookups & 255) == 0) {
+			reg_for_each_rcu(reg, count_cb, n);
+			cr_assert_eq(n[1], 1, "the stable domain missing from a listing");
+			cr_assert_leq(n[0], 1 + NW * PER);
+		}
+		crcu_read_unlock();
+		lookups++;
+	}
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+Test(registry, concurrent_add_remove_lookup_list, .init = setup, .fini = teardown,
+     .timeout = 240)
+{
+	pthread_t w[NW], r[2];
+	struct domain *fixed = mk("fixed", NULL);
+
+	cr_assert_eq(reg_add(reg, fixed), 0);
+	for (int i = 0; i < 2; i++)
+		pthread_create(&r[i], NULL, reader, NULL);
+	for (unsigned i = 0; i < NW; i++)
+		pthread_create(&w[i], NULL, writer, (void *)(uintptr_t)i);
+	for (int i = 0; i < NW; i++)
+		pthread_join(w[i], NULL);
+	__atomic_store_n(&stop_readers, true, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++)
+		pthread_join(r[i], NULL);
+	cr_assert_eq(reg_count(reg), 1);
+	retire(fixed);
+	cr_assert_eq(reg_count(reg), 0);
+}
