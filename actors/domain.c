@@ -12,6 +12,7 @@
 #include <sys/random.h>
 #include <urcu/list.h>
 
+#include "common/names.h"
 #include "common/util.h"
 
 enum {
@@ -90,21 +91,7 @@ const char *dom_mon_state_name(enum dom_mon_state s)
 
 bool dom_name_valid(const char *name)
 {
-	size_t i;
-
-	if (!name || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') ||
-		       (name[0] >= '0' && name[0] <= '9')))
-		return false;
-	for (i = 1; name[i]; i++) {
-		char c = name[i];
-
-		if (i >= DOM_NAME_MAX)
-			return false;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '_' || c == '.' || c == '-'))
-			return false;
-	}
-	return true;
+	return corral_name_valid(name);
 }
 
 static struct domain *to_dom(struct actor *a)
@@ -526,7 +513,7 @@ int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain 
 
 	if (!dom_name_valid(name)) {
 		snprintf(errbuf, errlen,
-			 "invalid domain name: must match [A-Za-z0-9][A-Za-z0-9_.-]{0,63}");
+			 "invalid domain name: must match " CORRAL_NAME_RULE);
 		return -EINVAL;
 	}
 	d = calloc(1, sizeof(*d));

@@ -139,8 +139,10 @@ enum {
 	DOM_ERR_TIMEOUT,                /* held the domain past the deadline */
 	DOM_ERR_STATE,                  /* not valid in the current state */
 	DOM_ERR_GONE,                   /* domain stopped/undefined */
-	DOM_ERR_FAILED,                 /* the job's own failure (e.g. QEMU error) */
-	DOM_ERR_INVALID,
+	DOM_ERR_FAILED,                 /* the job's own failure */
+	DOM_ERR_INVALID,                /* bad arguments */
+	DOM_ERR_QEMU,                   /* QEMU answered with an error */
+	DOM_ERR_MONITOR,                /* no usable monitor (broken, not connected) */
 };
 
 /* Is name a safe domain name: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}?  Any thread. */

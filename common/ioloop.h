@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ioloop: a small fixed set of epoll threads for every socket in the daemon
+ * (QMP monitors, RPC clients, the listeners, the child reaper).  Never a
+ * thread per VM or per client.
+ *
+ * A watch is an fd plus a callback that runs on the watch's loop thread,
+ * inside an RCU read section.  Callbacks must not block: they read or write
+ * non-blocking fds, parse, answer from RCU snapshots, or send a message to
+ * an actor.  epoll_ctl() is thread-safe, so io_watch_mod/del may be called
+ * from any thread (an actor re-arming its EPOLLONESHOT watch, say).
+ *
+ * Lifetime: after io_watch_del() the callback may still be running, or run
+ * once more, for an event the loop had already taken.  Free the watch (and
+ * what its callback touches) only after an RCU grace period (call_rcu).
+ *
+ * io_post() runs a task on a loop thread: the way other threads hand work to
+ * a connection owned by that thread (a finished job's reply).  Lock-free:
+ * one wait-free append and, when the queue was empty, one eventfd write.
+ */
+#ifndef CORRAL_COMMON_IOLOOP_H
+#define CORRAL_COMMON_IOLOOP_H
+
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE
+#endif
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <urcu/wfcqueue.h>
+
+struct ioloop;
+struct ioloop_thr;
+struct io_watch;
+
+typedef void (*io_cb)(struct io_watch *w, uint32_t events);
+
+struct io_watch {
+	int fd;
+	io_cb cb;
+	struct ioloop_thr *thr;         /* set by io_watch_add; immutable after */
+};
+
+struct io_task {
+	struct cds_wfcq_node node;
+	void (*fn)(struct io_task *t);  /* runs on the loop thread */
+};
+
+/* nthreads 0: one.  Threads register with liburcu.  Any thread. */
+int ioloop_new(unsigned nthreads, struct ioloop **ret);
+/* Stop and join the threads; posted tasks not yet run are run first.  Not
+ * from a loop thread. */
+void ioloop_free(struct ioloop *l);
+
+/*
+ * Watch fd for events (EPOLLIN, EPOLLOUT, EPOLLONESHOT, ...) on the next
+ * thread round-robin.  0 or -errno.  Any thread.
+ */
+int io_watch_add(struct ioloop *l, struct io_watch *w, int fd, uint32_t events, io_cb cb);
+/* Same, on the thread that already runs `like` (keeps related fds on one thread). */
+int io_watch_add_on(struct ioloop_thr *thr, struct io_watch *w, int fd, uint32_t events,
+		    io_cb cb);
+int io_watch_mod(struct io_watch *w, uint32_t events);
+int io_watch_del(struct io_watch *w);
+
+/* Run t->fn on thread thr soon.  Any thread; lock-free. */
+void io_post(struct ioloop_thr *thr, struct io_task *t);
+
+/* Is the caller thr's loop thread?  For assertions. */
+int ioloop_thr_is_current(const struct ioloop_thr *thr);
+
+#endif /* CORRAL_COMMON_IOLOOP_H */

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages corral needs to build, test and run.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+pkgs=(
+	build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
+	liburcu-dev libck-dev libmsgpack-dev libjansson-dev libcriterion-dev
+	qemu-system-x86 qemu-utils python3 python3-msgpack procps
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+		"${missing[@]}"
+fi
