@@ -19,6 +19,14 @@ enum {
 	DOM_MSG_JOB = 1,        /* struct dom_job */
 	DOM_MSG_DEADLINE,       /* struct dom_deadline */
 	DOM_MSG_STEP,           /* struct dom_step */
+	DOM_MSG_CALL,           /* struct dom_callmsg */
+};
+
+struct dom_callmsg {
+	struct mbx_msg msg;
+	void (*fn)(struct domain *d, void *arg);
+	void *arg;
+	void (*drop)(void *arg);
 };
 
 struct dom_deadline {
@@ -252,6 +260,42 @@ int dom_job_step_at(struct domain *d, uint64_t job_id, int err, json_t *data, ui
 	return rt_send_at(&d->actor, &st->msg, at_ns);
 }
 
+static void call_msg_drop(struct mbx_msg *msg, int err)
+{
+	struct dom_callmsg *cm = container_of(msg, struct dom_callmsg, msg);
+
+	if (cm->drop)
+		cm->drop(cm->arg);
+	free(cm);
+}
+
+int dom_call(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
+	     void (*drop)(void *arg))
+{
+	struct dom_callmsg *cm = malloc(sizeof(*cm));
+	int r;
+
+	if (!cm) {
+		if (drop)
+			drop(arg);
+		return -ENOMEM;
+	}
+	mbx_msg_init(&cm->msg, DOM_MSG_CALL, call_msg_drop);
+	cm->fn = fn;
+	cm->arg = arg;
+	cm->drop = drop;
+	r = actor_send(&d->actor, &cm->msg);
+	if (r < 0)
+		call_msg_drop(&cm->msg, r);
+	return r;
+}
+
+struct dom_job *dom_holder(struct domain *d)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	return d->holder;
+}
+
 static double secs(uint64_t ns)
 {
 	return (double)ns / 1e9;
@@ -388,6 +432,18 @@ static void handle_job(struct domain *d, struct dom_job *job)
 {
 	uint64_t id = job->id, deadline = job->deadline_ns;
 
+	if (job->preempt && d->holder) {
+		/* destroy: the holder ends now, whatever it waits for. */
+		struct dom_job *h = d->holder;
+
+		if (h->ops->abort)
+			h->ops->abort(d, h, -ECANCELED);
+		if (d->holder == h)
+			dom_job_finish(d, h, -ECANCELED, DOM_ERR_FAILED, NULL,
+				       "domain '%s': job '%s' (id %" PRIu64 ") was cancelled by "
+				       "'%s' (id %" PRIu64 ")", d->name, h->ops->name, h->id,
+				       job->ops->name, job->id);
+	}
 	if (!d->holder) {
 		/*
 		 * Free domain: take it now.  Only a job still holding after
@@ -435,6 +491,13 @@ static void dom_handle(struct actor *a, struct mbx_msg *msg)
 			st->data = NULL;
 		}
 		step_msg_drop(&st->msg, 0);
+		break;
+	}
+	case DOM_MSG_CALL: {
+		struct dom_callmsg *cm = container_of(msg, struct dom_callmsg, msg);
+
+		cm->fn(d, cm->arg);
+		free(cm);
 		break;
 	}
 	default:

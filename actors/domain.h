@@ -123,6 +123,7 @@ struct dom_job {
 	uint64_t id;
 	uint64_t submitted_ns, deadline_ns, started_ns;
 	void *priv;                     /* job-specific arguments/state */
+	bool preempt;                   /* takes the domain from its holder (destroy) */
 	dom_job_done_fn done;
 	void *done_arg;
 	/* Result, set by dom_job_finish(). */
@@ -196,6 +197,18 @@ int dom_job_step_at(struct domain *d, uint64_t job_id, int err, json_t *data, ui
 void dom_job_finish(struct domain *d, struct dom_job *job, int err, int code,
 		    json_t *result, const char *fmt, ...)
 	__attribute__((format(printf, 6, 7)));
+
+/*
+ * Run fn(d, arg) on the domain actor: how the monitor actor, the process
+ * watcher and other layers hand state changes to the domain.  If the domain
+ * is gone, drop(arg) runs instead (on whichever thread notices).  0 or
+ * -ESHUTDOWN/-ENOMEM (then drop has already run).  Any thread.
+ */
+int dom_call(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
+	     void (*drop)(void *arg));
+
+/* The job holding d, or NULL.  Domain actor only. */
+struct dom_job *dom_holder(struct domain *d);
 
 /* State changes and republication.  Domain actor only. */
 void dom_set_state(struct domain *d, enum dom_state st, const char *reason);

@@ -1,0 +1,662 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The monitor actor: one QMP connection, driven by ioloop readiness
+ * messages, commands with deadlines, replies matched by id.
+ */
+#include "actors/monitor.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <urcu/list.h>
+
+#include "common/util.h"
+#include "qmp/qmp.h"
+
+/* Per turn, so one chatty QEMU cannot hog a worker. */
+#define MON_READ_BUDGET (1u << 20)
+#define MON_OUT_MAX     (4u << 20)
+
+enum {
+	MON_MSG_IO = 1,         /* embedded: the fd is ready */
+	MON_MSG_CMD,            /* struct mon_cmdmsg */
+	MON_MSG_DEADLINE,       /* struct mon_deadline */
+};
+
+enum mon_phase { PH_GREETING, PH_CAPS, PH_READY, PH_DEAD };
+
+struct mon_pending {
+	struct cds_list_head link;
+	uint64_t qmp_id;
+	uint64_t job_id;                /* 0: our own qmp_capabilities */
+	uint64_t sent_ns;
+	char execute[64];
+};
+
+struct mon_cmdmsg {
+	struct mbx_msg msg;
+	struct domain *dom;             /* no reference: the monitor holds one */
+	uint64_t job_id;
+	char *execute;
+	json_t *args;
+	char *raw;
+	uint64_t deadline_ns;
+};
+
+struct mon_deadline {
+	struct mbx_msg msg;
+	uint64_t qmp_id;
+};
+
+struct monitor {
+	struct actor actor;
+	struct domain *dom;             /* reference */
+	mon_note_fn note;
+	struct io_watch watch;
+	struct mbx_msg io_msg;
+	uint32_t io_queued;             /* atomic: io_msg is in the mailbox */
+	uint32_t io_events;             /* atomic: events seen since */
+
+	/* Actor only. */
+	int fd;
+	enum mon_phase phase;
+	struct qmp_conn *qmp;
+	char *out;
+	size_t out_len, out_off, out_cap;
+	struct cds_list_head pending;
+	bool unresponsive;
+};
+
+static struct monitor *to_mon(struct actor *a)
+{
+	return container_of(a, struct monitor, actor);
+}
+
+void mon_note_free(struct mon_note *n)
+{
+	if (!n)
+		return;
+	free(n->event);
+	json_decref(n->data);
+	free(n);
+}
+
+static void note_call(struct domain *d, void *arg)
+{
+	struct mon_note *n = arg;
+	struct monitor *m = n->mon;
+
+	m->note(d, n);
+	mon_note_free(n);
+	actor_unref(&m->actor);
+}
+
+static void note_drop(void *arg)
+{
+	struct mon_note *n = arg;
+
+	actor_unref(&n->mon->actor);
+	mon_note_free(n);
+}
+
+/* Tell the domain actor; the note keeps the monitor alive until handled. */
+static void notify(struct monitor *m, struct mon_note *n)
+{
+	n->mon = m;
+	actor_ref(&m->actor);
+	dom_call(m->dom, note_call, n, note_drop);
+}
+
+static struct mon_note *note_new(enum mon_note_kind kind)
+{
+	struct mon_note *n = calloc(1, sizeof(*n));
+
+	if (n)
+		n->kind = kind;
+	return n;
+}
+
+static void set_responsive(struct monitor *m, bool ok)
+{
+	struct mon_note *n;
+
+	if (m->unresponsive == !ok)
+		return;
+	m->unresponsive = !ok;
+	n = note_new(MON_NOTE_STATE);
+	if (!n)
+		return;
+	n->st = ok ? DOM_MON_OK : DOM_MON_UNRESPONSIVE;
+	notify(m, n);
+}
+
+static void step(struct monitor *m, uint64_t job_id, int err, json_t *data)
+{
+	if (job_id)
+		dom_job_step(m->dom, job_id, err, data);
+	else
+		json_decref(data);
+}
+
+static void fail_pending(struct monitor *m, int err, const char *reason)
+{
+	struct mon_pending *p, *tmp;
+
+	cds_list_for_each_entry_safe(p, tmp, &m->pending, link) {
+		cds_list_del(&p->link);
+		step(m, p->job_id, err, json_pack("{s:s}", "reason", reason));
+		free(p);
+	}
+}
+
+static void shut_fd(struct monitor *m)
+{
+	if (m->fd < 0)
+		return;
+	io_watch_del(&m->watch);
+	close(m->fd);
+	m->fd = -1;
+}
+
+/* The connection is unusable: say why, once, and fail what waits on it. */
+static void mon_broken(struct monitor *m, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void mon_broken(struct monitor *m, const char *fmt, ...)
+{
+	struct mon_note *n;
+	va_list ap;
+
+	if (m->phase == PH_DEAD)
+		return;
+	m->phase = PH_DEAD;
+	shut_fd(m);
+	n = note_new(MON_NOTE_CLOSED);
+	if (n) {
+		va_start(ap, fmt);
+		vsnprintf(n->reason, sizeof(n->reason), fmt, ap);
+		va_end(ap);
+		fail_pending(m, -EPIPE, n->reason);
+		notify(m, n);
+	} else {
+		fail_pending(m, -EPIPE, "monitor connection broken");
+	}
+}
+
+static void rearm(struct monitor *m)
+{
+	uint32_t ev = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+
+	if (m->fd < 0)
+		return;
+	if (m->out_off < m->out_len)
+		ev |= EPOLLOUT;
+	if (io_watch_mod(&m->watch, ev) < 0)
+		mon_broken(m, "cannot watch the monitor socket: %s", strerror(errno));
+}
+
+static int flush_out(struct monitor *m)
+{
+	while (m->out_off < m->out_len) {
+		ssize_t n = write(m->fd, m->out + m->out_off, m->out_len - m->out_off);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			mon_broken(m, "write to QEMU monitor failed: %s", strerror(errno));
+			return -EPIPE;
+		}
+		m->out_off += (size_t)n;
+	}
+	m->out_off = m->out_len = 0;
+	return 0;
+}
+
+static int queue_out(struct monitor *m, char *buf, size_t len)
+{
+	if (m->out_off) {
+		memmove(m->out, m->out + m->out_off, m->out_len - m->out_off);
+		m->out_len -= m->out_off;
+		m->out_off = 0;
+	}
+	if (m->out_len + len > MON_OUT_MAX)
+		return -ENOBUFS;        /* QEMU has not read 4 MiB of commands */
+	if (m->out_len + len > m->out_cap) {
+		size_t cap = (m->out_len + len) * 2;
+		char *o = realloc(m->out, cap);
+
+		if (!o)
+			return -ENOMEM;
+		m->out = o;
+		m->out_cap = cap;
+	}
+	memcpy(m->out + m->out_len, buf, len);
+	m->out_len += len;
+	return 0;
+}
+
+static void deadline_drop(struct mbx_msg *msg, int err)
+{
+	free(container_of(msg, struct mon_deadline, msg));
+}
+
+/* Queue an encoded command and remember who waits for it. */
+static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t len,
+			uint64_t job_id, const char *execute, uint64_t deadline_ns)
+{
+	struct mon_pending *p = calloc(1, sizeof(*p));
+	struct mon_deadline *dl = malloc(sizeof(*dl));
+	int r;
+
+	if (!p || !dl) {
+		free(p);
+		free(dl);
+		return -ENOMEM;
+	}
+	r = queue_out(m, buf, len);
+	if (r < 0) {
+		free(p);
+		free(dl);
+		return r;
+	}
+	p->qmp_id = qmp_id;
+	p->job_id = job_id;
+	p->sent_ns = now_ns();
+	snprintf(p->execute, sizeof(p->execute), "%s", execute ? execute : "?");
+	cds_list_add_tail(&p->link, &m->pending);
+	if (deadline_ns != UINT64_MAX) {
+		mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
+		dl->qmp_id = qmp_id;
+		rt_send_at(&m->actor, &dl->msg, deadline_ns);
+	} else {
+		free(dl);
+	}
+	if (flush_out(m) == 0)
+		rearm(m);
+	return 0;
+}
+
+static struct mon_pending *take_pending(struct monitor *m, uint64_t id)
+{
+	struct mon_pending *p;
+
+	cds_list_for_each_entry(p, &m->pending, link) {
+		if (p->qmp_id == id) {
+			cds_list_del(&p->link);
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static void on_greeting(struct monitor *m)
+{
+	uint64_t id;
+	char *buf;
+	size_t len;
+
+	if (m->phase != PH_GREETING) {
+		mon_broken(m, "QEMU sent a second greeting");
+		return;
+	}
+	if (qmp_conn_encode_capabilities(m->qmp, &id, &buf, &len) < 0) {
+		mon_broken(m, "cannot encode qmp_capabilities");
+		return;
+	}
+	m->phase = PH_CAPS;
+	/* Its deadline was armed at creation (ready_deadline_ns): reuse it. */
+	if (send_encoded(m, id, buf, len, 0, "qmp_capabilities", UINT64_MAX) < 0)
+		mon_broken(m, "cannot queue qmp_capabilities");
+	free(buf);
+}
+
+static void on_reply(struct monitor *m, struct qmp_msg *msg)
+{
+	struct mon_pending *p;
+	uint64_t id;
+
+	/* Any reply proves QEMU's main loop runs again. */
+	set_responsive(m, true);
+	if (!qmp_msg_id(msg, &id) || !(p = take_pending(m, id)))
+		return;         /* unknown or late (already timed out): dropped */
+	if (p->job_id == 0) {
+		/* qmp_capabilities */
+		if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
+			mon_broken(m, "qmp_capabilities refused: %s", qmp_msg_error_desc(msg));
+		} else {
+			struct mon_note *n = note_new(MON_NOTE_READY);
+
+			m->phase = PH_READY;
+			if (n)
+				notify(m, n);
+		}
+	} else if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
+		step(m, p->job_id, -EIO,
+		     json_pack("{s:s, s:s}", "class", qmp_msg_error_class(msg), "desc",
+			       qmp_msg_error_desc(msg)));
+	} else {
+		step(m, p->job_id, 0, json_pack("{s:O}", "return", qmp_msg_return(msg)));
+	}
+	free(p);
+}
+
+static void on_event(struct monitor *m, struct qmp_msg *msg)
+{
+	struct mon_note *n = note_new(MON_NOTE_EVENT);
+	json_t *data = qmp_msg_event_data(msg);
+
+	if (!n)
+		return;
+	n->event = strdup(qmp_msg_event_name(msg));
+	n->data = data ? json_incref(data) : NULL;
+	n->seconds = qmp_msg_event_seconds(msg);
+	n->micros = qmp_msg_event_microseconds(msg);
+	notify(m, n);
+}
+
+static void handle_io(struct monitor *m)
+{
+	uint32_t events;
+	size_t total = 0;
+	char buf[65536];
+
+	__atomic_store_n(&m->io_queued, 0, __ATOMIC_RELEASE);
+	events = __atomic_exchange_n(&m->io_events, 0, __ATOMIC_ACQ_REL);
+	if (m->phase == PH_DEAD)
+		return;
+	if (events & EPOLLOUT && flush_out(m) < 0)
+		return;
+	while (total < MON_READ_BUDGET) {
+		ssize_t n = read(m->fd, buf, sizeof(buf));
+		struct qmp_msg *msg;
+		int r;
+
+		if (n == 0) {
+			mon_broken(m, "QEMU closed the monitor connection");
+			return;
+		}
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			mon_broken(m, "read from QEMU monitor failed: %s", strerror(errno));
+			return;
+		}
+		total += (size_t)n;
+		if (qmp_conn_feed(m->qmp, buf, (size_t)n) < 0) {
+			mon_broken(m, "QMP stream broken: %s", qmp_conn_error(m->qmp));
+			return;
+		}
+		while ((r = qmp_conn_next(m->qmp, &msg)) == 1) {
+			switch (qmp_msg_kind(msg)) {
+			case QMP_MSG_GREETING: on_greeting(m); break;
+			case QMP_MSG_RETURN:
+			case QMP_MSG_ERROR: on_reply(m, msg); break;
+			case QMP_MSG_EVENT: on_event(m, msg); break;
+			}
+			qmp_msg_free(msg);
+			if (m->phase == PH_DEAD)
+				return;
+		}
+		if (r < 0) {
+			mon_broken(m, "QMP stream broken: %s", qmp_conn_error(m->qmp));
+			return;
+		}
+	}
+	rearm(m);
+}
+
+static void handle_cmd(struct monitor *m, struct mon_cmdmsg *cm)
+{
+	uint64_t id;
+	char *buf;
+	size_t len;
+	int r;
+
+	if (m->phase == PH_DEAD) {
+		step(m, cm->job_id, -EPIPE, json_pack("{s:s}", "reason", "monitor is closed"));
+		return;
+	}
+	if (m->phase != PH_READY) {
+		step(m, cm->job_id, -EAGAIN,
+		     json_pack("{s:s}", "reason", "monitor is still negotiating with QEMU"));
+		return;
+	}
+	if (cm->raw)
+		r = qmp_conn_encode_raw(m->qmp, cm->raw, &id, &buf, &len);
+	else
+		r = qmp_conn_encode_cmd(m->qmp, cm->execute, cm->args, &id, &buf, &len);
+	if (r < 0) {
+		step(m, cm->job_id, -EINVAL,
+		     json_pack("{s:s}", "reason", qmp_conn_encode_error(m->qmp)));
+		return;
+	}
+	r = send_encoded(m, id, buf, len, cm->job_id, cm->execute ? cm->execute : "(raw)",
+			 cm->deadline_ns);
+	free(buf);
+	if (r < 0)
+		step(m, cm->job_id, -EPIPE,
+		     json_pack("{s:s}", "reason", r == -ENOBUFS ?
+			       "QEMU is not reading its monitor (4 MiB of commands queued)" :
+			       "out of memory"));
+}
+
+static void handle_deadline(struct monitor *m, uint64_t qmp_id)
+{
+	struct mon_pending *p;
+	uint64_t waited;
+
+	if (qmp_id == 0) {
+		/* No greeting or no capabilities reply in time. */
+		if (m->phase == PH_GREETING || m->phase == PH_CAPS)
+			set_responsive(m, false);
+		return;
+	}
+	p = take_pending(m, qmp_id);
+	if (!p)
+		return;         /* answered in time */
+	waited = now_ns() - p->sent_ns;
+	set_responsive(m, false);
+	step(m, p->job_id, -ETIMEDOUT,
+	     json_pack("{s:s, s:f}", "execute", p->execute, "waited_s", (double)waited / 1e9));
+	free(p);
+}
+
+static void cmd_msg_free(struct mon_cmdmsg *cm)
+{
+	free(cm->execute);
+	free(cm->raw);
+	json_decref(cm->args);
+	free(cm);
+}
+
+static void mon_handle(struct actor *a, struct mbx_msg *msg)
+{
+	struct monitor *m = to_mon(a);
+
+	switch (msg->type) {
+	case MON_MSG_IO:
+		handle_io(m);
+		break;
+	case MON_MSG_CMD: {
+		struct mon_cmdmsg *cm = container_of(msg, struct mon_cmdmsg, msg);
+
+		handle_cmd(m, cm);
+		cmd_msg_free(cm);
+		break;
+	}
+	case MON_MSG_DEADLINE: {
+		struct mon_deadline *dl = container_of(msg, struct mon_deadline, msg);
+
+		handle_deadline(m, dl->qmp_id);
+		free(dl);
+		break;
+	}
+	default:
+		BUG_ON(true);
+	}
+}
+
+static void mon_stopping(struct actor *a)
+{
+	struct monitor *m = to_mon(a);
+
+	if (m->phase != PH_DEAD) {
+		m->phase = PH_DEAD;
+		shut_fd(m);
+	}
+	fail_pending(m, -EPIPE, "monitor closed");
+}
+
+static void mon_free(struct actor *a)
+{
+	struct monitor *m = to_mon(a);
+
+	qmp_conn_free(m->qmp);
+	free(m->out);
+	dom_unref(m->dom);
+	free(m);
+}
+
+static const struct actor_ops mon_actor_ops = {
+	.kind = "monitor",
+	.handle = mon_handle,
+	.stopping = mon_stopping,
+	.free = mon_free,
+};
+
+/* Loop thread, RCU read section: just hand the readiness to the actor. */
+static void mon_io_cb(struct io_watch *w, uint32_t events)
+{
+	struct monitor *m = container_of(w, struct monitor, watch);
+
+	__atomic_fetch_or(&m->io_events, events, __ATOMIC_ACQ_REL);
+	if (__atomic_exchange_n(&m->io_queued, 1, __ATOMIC_ACQ_REL) == 0)
+		actor_send(&m->actor, &m->io_msg);
+}
+
+static void io_msg_drop(struct mbx_msg *msg, int err)
+{
+	/* Embedded in the monitor: nothing to free. */
+}
+
+int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note_fn note,
+	    uint64_t ready_deadline_ns, struct monitor **ret)
+{
+	struct monitor *m = calloc(1, sizeof(*m));
+	struct mon_deadline *dl;
+	int r;
+
+	if (!m)
+		return -ENOMEM;
+	if (qmp_conn_new(&m->qmp) < 0) {
+		free(m);
+		return -ENOMEM;
+	}
+	actor_init(&m->actor, rt, &mon_actor_ops);
+	mbx_msg_init(&m->io_msg, MON_MSG_IO, io_msg_drop);
+	CDS_INIT_LIST_HEAD(&m->pending);
+	m->fd = fd;
+	m->note = note;
+	m->dom = d;
+	dom_ref(d);
+	actor_ref(&m->actor);           /* the caller's reference */
+	/* The handshake's deadline: id 0 (QMP ids start at 1) means "ready by now". */
+	dl = malloc(sizeof(*dl));
+	if (dl) {
+		mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
+		dl->qmp_id = 0;
+		rt_send_at(&m->actor, &dl->msg, ready_deadline_ns);
+	}
+	r = io_watch_add(io, &m->watch, fd, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, mon_io_cb);
+	if (r < 0) {
+		close(fd);
+		m->fd = -1;
+		m->phase = PH_DEAD;
+		actor_stop(&m->actor);
+		actor_unref(&m->actor);
+		return r;
+	}
+	*ret = m;
+	return 0;
+}
+
+static void cmd_msg_drop(struct mbx_msg *msg, int err)
+{
+	struct mon_cmdmsg *cm = container_of(msg, struct mon_cmdmsg, msg);
+
+	/* The monitor is stopping; it still holds its domain reference. */
+	if (cm->job_id)
+		dom_job_step(cm->dom, cm->job_id, -EPIPE,
+			     json_pack("{s:s}", "reason", "monitor is closed"));
+	cmd_msg_free(cm);
+}
+
+int mon_cmd(struct monitor *m, uint64_t job_id, const char *execute, json_t *args,
+	    const char *raw_json, uint64_t deadline_ns)
+{
+	struct mon_cmdmsg *cm = calloc(1, sizeof(*cm));
+	int r;
+
+	if (!cm) {
+		json_decref(args);
+		return -ENOMEM;
+	}
+	mbx_msg_init(&cm->msg, MON_MSG_CMD, cmd_msg_drop);
+	cm->dom = m->dom;
+	cm->job_id = job_id;
+	cm->execute = execute ? strdup(execute) : NULL;
+	cm->raw = raw_json ? strdup(raw_json) : NULL;
+	cm->args = args;
+	cm->deadline_ns = deadline_ns;
+	if ((execute && !cm->execute) || (raw_json && !cm->raw)) {
+		cmd_msg_free(cm);
+		return -ENOMEM;
+	}
+	r = actor_send(&m->actor, &cm->msg);
+	if (r < 0)
+		cmd_msg_drop(&cm->msg, r);
+	return r;
+}
+
+void mon_close(struct monitor *m)
+{
+	if (!m)
+		return;
+	actor_stop(&m->actor);
+	actor_unref(&m->actor);
+}
+
+int mon_connect_unix(const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	/*
+	 * A UNIX stream connect to a listening socket completes at once (the
+	 * peer accepts later) or fails: -EAGAIN when its backlog is full.
+	 */
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int r = -errno;
+
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * monitor: one actor per VM that owns its QMP connection.
+ *
+ * The socket is an ioloop watch (EPOLLONESHOT): the loop thread only turns
+ * readiness into one message to the monitor actor; the actor reads, parses
+ * (qmp/), writes and re-arms in its own turn, with non-blocking calls only.
+ *
+ * Every command carries a deadline.  The reply, the QMP error, the timeout
+ * or the broken connection comes back to the job that asked for it as a
+ * dom_job_step() on its domain:
+ *     err 0            data {"return": value}
+ *     err -EIO         data {"class": s, "desc": s}     QEMU said no
+ *     err -ETIMEDOUT   data {"execute": s, "waited_s": f}
+ *     err -EPIPE       data {"reason": s}               connection broken/closed
+ *     err -EINVAL      data {"reason": s}               could not encode
+ *     err -EAGAIN      data {"reason": s}               not negotiated yet
+ * A reply that arrives after its deadline is discarded by id, and makes
+ * the monitor responsive again.
+ *
+ * Everything else the monitor learns (negotiated, unresponsive since,
+ * responsive again, events, closed) goes to the domain actor through
+ * dom_call() as a struct mon_note for the vm layer's hook.
+ */
+#ifndef CORRAL_ACTORS_MONITOR_H
+#define CORRAL_ACTORS_MONITOR_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "actors/domain.h"
+#include "common/ioloop.h"
+
+struct monitor;
+
+enum mon_note_kind {
+	MON_NOTE_READY,         /* greeting seen, qmp_capabilities accepted */
+	MON_NOTE_STATE,         /* st: DOM_MON_OK / DOM_MON_UNRESPONSIVE */
+	MON_NOTE_EVENT,         /* event, data, seconds, micros */
+	MON_NOTE_CLOSED,        /* reason: EOF, protocol error, ... */
+};
+
+struct mon_note {
+	enum mon_note_kind kind;
+	struct monitor *mon;            /* which monitor (compare with the current one) */
+	enum dom_mon_state st;
+	char *event;
+	json_t *data;
+	int64_t seconds, micros;
+	char reason[256];
+};
+
+typedef void (*mon_note_fn)(struct domain *d, struct mon_note *n);
+
+void mon_note_free(struct mon_note *n);
+
+/*
+ * Create the monitor actor for connected, non-blocking fd (the monitor
+ * owns it from now on).  The greeting and qmp_capabilities must complete
+ * by ready_deadline_ns.  *ret holds a reference: release it with
+ * mon_close().  Any thread.
+ */
+int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note_fn note,
+	    uint64_t ready_deadline_ns, struct monitor **ret);
+
+/*
+ * Run a QMP command for job job_id on the monitor's domain: execute with
+ * args (stolen, may be NULL), or raw_json, a user's complete command text
+ * (then execute is NULL).  The outcome arrives as a step (see above).
+ * Any thread.
+ */
+int mon_cmd(struct monitor *m, uint64_t job_id, const char *execute, json_t *args,
+	    const char *raw_json, uint64_t deadline_ns);
+
+/* Close the connection, fail pending commands (-EPIPE), drop the ref.  Any thread. */
+void mon_close(struct monitor *m);
+
+/* Connect a non-blocking UNIX stream socket to path.  0 and *ret_fd, or -errno. */
+int mon_connect_unix(const char *path, int *ret_fd);
+
+#endif /* CORRAL_ACTORS_MONITOR_H */
