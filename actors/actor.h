@@ -94,6 +94,13 @@ int rt_new(unsigned nworkers, struct rt **ret);
  */
 void rt_free(struct rt *rt);
 
+/*
+ * Wait (bounded by timeout_ns) until no actor is runnable or running, e.g.
+ * after stopping every actor at shutdown.  0 or -ETIMEDOUT.  Not from a
+ * runtime thread.
+ */
+int rt_quiesce(struct rt *rt, uint64_t timeout_ns);
+
 unsigned rt_nworkers(const struct rt *rt);
 void rt_get_stats(struct rt *rt, struct rt_stats *ret);
 

@@ -65,6 +65,7 @@ struct domain {
 	uint64_t seq;
 	uint64_t jobs_done, jobs_failed, jobs_busy, jobs_timeout, events;
 	void *ext;
+	void (*on_stop)(struct domain *d);
 	void (*free_ext)(void *);
 };
 
@@ -547,6 +548,8 @@ static void dom_stopping(struct actor *a)
 			 job->ops->name);
 		job_end(d, job);
 	}
+	if (d->on_stop)
+		d->on_stop(d);
 	dom_publish(d);
 }
 
@@ -655,9 +658,11 @@ enum dom_state dom_state_actor(struct domain *d)
 
 void *dom_ext(struct domain *d) { return d->ext; }
 
-void dom_set_ext(struct domain *d, void *ext, void (*free_ext)(void *))
+void dom_set_ext(struct domain *d, void *ext, void (*on_stop)(struct domain *d),
+		 void (*free_ext)(void *))
 {
 	d->ext = ext;
+	d->on_stop = on_stop;
 	d->free_ext = free_ext;
 }
 

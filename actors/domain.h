@@ -219,7 +219,13 @@ enum dom_state dom_state_actor(struct domain *d);   /* Domain actor only. */
 
 /* Private per-domain extension for layers above (monitor, launch).  Actor only. */
 void *dom_ext(struct domain *d);
-void dom_set_ext(struct domain *d, void *ext, void (*free_ext)(void *));
+/*
+ * Attach the extension before the domain is shared.  on_stop runs on the
+ * actor when the domain stops (release monitors, watches: whatever refers
+ * back to the domain); free_ext runs when the domain is freed.
+ */
+void dom_set_ext(struct domain *d, void *ext, void (*on_stop)(struct domain *d),
+		 void (*free_ext)(void *));
 
 /* ---- registry ----------------------------------------------------------- */
 

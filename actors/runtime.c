@@ -45,6 +45,8 @@ struct rt {
 	struct timer_ent *heap;         /* timer thread only */
 	size_t heap_len, heap_cap;      /* timer thread only */
 
+	uint64_t active;                /* atomic: actors scheduled or running */
+
 	/* Statistics, relaxed atomics. */
 	uint64_t st_turns, st_messages, st_expired, st_timers_pending, st_timers_fired;
 };
@@ -77,8 +79,10 @@ int actor_send(struct actor *a, struct mbx_msg *msg)
 	 */
 	crcu_read_lock();
 	r = mbx_send(&a->mbx, msg);
-	if (r == MBX_SCHEDULE)
+	if (r == MBX_SCHEDULE) {
+		__atomic_fetch_add(&a->rt->active, 1, __ATOMIC_RELAXED);
 		rt_schedule(a->rt, a);
+	}
 	crcu_read_unlock();
 	return r < 0 ? r : 0;
 }
@@ -202,10 +206,13 @@ static void actor_run(struct rt *rt, struct actor *a)
 	stat_add(&rt->st_messages, n);
 
 	left = mbx_release(&a->mbx, n);
-	if (left)
+	if (left) {
 		rt_schedule(rt, a);     /* still ours: back of the queue */
-	else if (mbx_closed(&a->mbx))
+		return;
+	}
+	if (mbx_closed(&a->mbx))
 		actor_unref(a);         /* closed and drained: drop the alive ref */
+	__atomic_fetch_sub(&rt->active, 1, __ATOMIC_RELEASE);
 }
 
 static void *worker_main(void *arg)
@@ -449,6 +456,24 @@ void rt_free(struct rt *rt)
 	free(rt->heap);
 	free(rt->workers);
 	free(rt);
+}
+
+int rt_quiesce(struct rt *rt, uint64_t timeout_ns)
+{
+	uint64_t deadline = now_ns() + timeout_ns;
+	int calm = 0;
+
+	/* Shutdown only: a bounded wait, checked every millisecond. */
+	while (calm < 3) {
+		if (__atomic_load_n(&rt->active, __ATOMIC_ACQUIRE) == 0)
+			calm++;
+		else
+			calm = 0;
+		if (now_ns() > deadline)
+			return -ETIMEDOUT;
+		usleep(1000);
+	}
+	return 0;
 }
 
 unsigned rt_nworkers(const struct rt *rt)
