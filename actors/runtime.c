@@ -434,6 +434,8 @@ void rt_free(struct rt *rt)
 
 	if (!rt)
 		return;
+	/* Let stops and other messages already sent run first. */
+	rt_quiesce(rt, 5 * NSEC_PER_SEC);
 	__atomic_store_n(&rt->stopping, true, __ATOMIC_RELEASE);
 	for (unsigned i = 0; i < rt->nworkers; i++)
 		sem_post(&rt->ready);
@@ -442,12 +444,17 @@ void rt_free(struct rt *rt)
 	timer_kick(rt);
 	pthread_join(rt->timer_thread, NULL);
 
-	/* Actors left runnable: drop their mail; they will not run again. */
+	/*
+	 * Actors left runnable (quiesce timed out): close them and drop their
+	 * mail; closed and drained, they give up their alive reference.
+	 */
 	while ((node = cds_wfcq_dequeue_blocking(&rt->runq_head, &rt->runq_tail))) {
 		struct actor *a = container_of(node, struct actor, runq_node);
 
+		tsan_handoff_acquire(node);
 		mbx_close(&a->mbx);
 		mbx_drain(&a->mbx, -ESHUTDOWN);
+		actor_unref(a);
 	}
 	/* Reclaim callbacks may still reference actors freed above. */
 	urcu_memb_barrier();
