@@ -480,6 +480,16 @@ static void on_note(struct domain *d, struct mon_note *n)
 		evbus_publish(vm->env->bus, dom_name(d), "monitor",
 			      json_pack("{s:s, s:s}", "state", "broken", "reason", n->reason));
 		drop_monitor(vm);
+		if (vj && vj->phase == VP_WAIT_MON) {
+			/* The handshake failed: the job waiting for it fails now. */
+			if (vj->op == VM_OP_START && vm->pid) {
+				vm->killing = true;
+				kill(vm->pid, SIGKILL);
+			}
+			dom_job_finish(d, job, -EPIPE, DOM_ERR_MONITOR, NULL,
+				       "domain '%s': QEMU's monitor failed: %s", dom_name(d),
+				       n->reason);
+		}
 		/* Attached without a pid: the closed socket is all we will learn. */
 		if (vm->pid == 0 && dom_state_actor(d) != DOM_SHUTOFF)
 			process_gone(d, 0, false);
