@@ -343,7 +343,9 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 		     json_pack("{s:s, s:s}", "class", qmp_msg_error_class(msg), "desc",
 			       qmp_msg_error_desc(msg)));
 	} else {
-		step(m, p->job_id, 0, json_pack("{s:O}", "return", qmp_msg_return(msg)));
+		/* A deep copy: a json_t crosses threads only whole, never shared. */
+		step(m, p->job_id, 0,
+		     json_pack("{s:o}", "return", json_deep_copy(qmp_msg_return(msg))));
 	}
 	free(p);
 }
@@ -356,7 +358,7 @@ static void on_event(struct monitor *m, struct qmp_msg *msg)
 	if (!n)
 		return;
 	n->event = strdup(qmp_msg_event_name(msg));
-	n->data = data ? json_incref(data) : NULL;
+	n->data = data ? json_deep_copy(data) : NULL;
 	n->seconds = qmp_msg_event_seconds(msg);
 	n->micros = qmp_msg_event_microseconds(msg);
 	notify(m, n);

@@ -463,7 +463,7 @@ static void on_note(struct domain *d, struct mon_note *n)
 			      json_pack("{s:s}", "state", dom_mon_state_name(n->st)));
 		break;
 	case MON_NOTE_EVENT: {
-		json_t *data = n->data ? json_incref(n->data) : json_object();
+		json_t *data = n->data ? json_deep_copy(n->data) : json_object();
 
 		dom_count_event(d);
 		event_to_state(d, n->event, n->data);
@@ -868,7 +868,9 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 			       NULL);
 		break;
 	case VM_OP_QMP:
-		dom_job_finish(d, job, 0, 0, json_incref(json_object_get(data, "return")), NULL);
+		/* The result leaves this thread: give it its own copy. */
+		dom_job_finish(d, job, 0, 0, json_deep_copy(json_object_get(data, "return")),
+			       NULL);
 		break;
 	default:
 		break;

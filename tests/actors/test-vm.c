@@ -26,7 +26,7 @@ static struct ioloop *io;
 static struct registry *reg;
 static struct evbus *bus;
 static struct vm_env *env;
-static char dir[] = "/tmp/corral-test-vm-XXXXXX";
+static char dir[64];
 
 static void setup(void)
 {
@@ -34,6 +34,7 @@ static void setup(void)
 	char run[300], state[300];
 
 	urcu_memb_register_thread();
+	snprintf(dir, sizeof(dir), "/tmp/corral-test-vm-XXXXXX");
 	cr_assert_not_null(mkdtemp(dir));
 	snprintf(run, sizeof(run), "%s/run", dir);
 	snprintf(state, sizeof(state), "%s/state", dir);

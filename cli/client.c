@@ -1,0 +1,335 @@
+/* SPDX-License-Identifier: MIT */
+/* cli client: msgpack-RPC calls over a UNIX socket, with deadlines (see client.h). */
+#include "cli/client.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "cli/json-conv.h"
+#include "common/util.h"
+#include "rpc/rpc.h"
+
+#define READ_CHUNK (64u * 1024)
+
+struct cli_client {
+	int fd;
+	uint32_t next_id;
+	struct rpc_scanner *scan;
+	/* Bytes read but not yet decoded; never more than RPC_MAX_FRAME. */
+	char *buf;
+	size_t len, cap;
+	cli_notify_fn notify;
+	void *notify_arg;
+};
+
+static int fail(struct cli_call_err *err, int r, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct cli_call_err *err, int r, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->code = 0;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+int cli_client_connect(const char *path, struct cli_client **ret)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct cli_client *c;
+	int r;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return -ENAMETOOLONG;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->next_id = 1;
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		r = -errno;
+		free(c);
+		return r;
+	}
+	r = rpc_scanner_new(&c->scan);
+	if (r) {
+		cli_client_free(c);
+		return r;
+	}
+	do {
+		r = connect(c->fd, (struct sockaddr *)&sa, sizeof(sa));
+	} while (r < 0 && errno == EINTR);
+	if (r < 0) {
+		r = -errno;
+		cli_client_free(c);
+		return r;
+	}
+	*ret = c;
+	return 0;
+}
+
+void cli_client_free(struct cli_client *c)
+{
+	if (!c)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	rpc_scanner_free(c->scan);
+	free(c->buf);
+	free(c);
+}
+
+void cli_client_set_notify(struct cli_client *c, cli_notify_fn fn, void *arg)
+{
+	c->notify = fn;
+	c->notify_arg = arg;
+}
+
+/* Milliseconds for poll() until deadline_ns, rounded up; -1 for no deadline. */
+static int poll_timeout(uint64_t deadline_ns)
+{
+	uint64_t now = now_ns(), ms;
+
+	if (deadline_ns == UINT64_MAX)
+		return -1;
+	if (now >= deadline_ns)
+		return 0;
+	ms = (deadline_ns - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC;
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
+static int send_all(struct cli_client *c, const char *p, size_t n, uint64_t deadline_ns,
+		    struct cli_call_err *err)
+{
+	while (n) {
+		struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w >= 0) {
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EPIPE || errno == ECONNRESET)
+			return fail(err, -ECONNRESET, "corrald closed the connection");
+		if (errno != EAGAIN)
+			return fail(err, -errno, "cannot send to corrald: %s", strerror(errno));
+		if (poll(&pfd, 1, poll_timeout(deadline_ns)) == 0 && now_ns() >= deadline_ns)
+			return fail(err, -ETIMEDOUT, "timed out sending to corrald");
+	}
+	return 0;
+}
+
+/*
+ * The next message from the daemon: 1 and *ret, 0 if extra_fd became
+ * readable first, or a negative error (err filled).
+ */
+static int next_msg(struct cli_client *c, uint64_t deadline_ns, int extra_fd,
+		    struct rpc_msg **ret, struct cli_call_err *err)
+{
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = c->fd, .events = POLLIN },
+			{ .fd = extra_fd, .events = POLLIN },
+		};
+		char reason[256];
+		size_t frame_len;
+		ssize_t n;
+		int r;
+
+		if (c->len) {
+			r = rpc_scanner_scan(c->scan, c->buf, c->len, &frame_len);
+			if (r < 0)
+				return fail(err, -EPROTO, "corrald sent a bad message: %s",
+					    rpc_strerror_scan(r));
+			if (r == 1) {
+				r = rpc_decode(c->buf, frame_len, ret, reason, sizeof(reason));
+				c->len -= frame_len;
+				memmove(c->buf, c->buf + frame_len, c->len);
+				if (r == -ENOMEM)
+					return fail(err, r, "out of memory");
+				if (r)
+					return fail(err, -EPROTO, "corrald sent a bad message: %s",
+						    reason);
+				return 1;
+			}
+		}
+		if (c->cap - c->len < READ_CHUNK && c->cap < RPC_MAX_FRAME) {
+			size_t cap = c->cap ? c->cap * 2 : READ_CHUNK;
+			char *buf;
+
+			if (cap > RPC_MAX_FRAME)
+				cap = RPC_MAX_FRAME;
+			buf = realloc(c->buf, cap);
+			if (!buf)
+				return fail(err, -ENOMEM, "out of memory");
+			c->buf = buf;
+			c->cap = cap;
+		}
+
+		r = poll(pfd, extra_fd >= 0 ? 2 : 1, poll_timeout(deadline_ns));
+		if (r < 0 && errno != EINTR)
+			return fail(err, -errno, "poll: %s", strerror(errno));
+		if (r <= 0) {
+			if (now_ns() >= deadline_ns)
+				return fail(err, -ETIMEDOUT, "no answer from corrald in time");
+			continue;
+		}
+		if (extra_fd >= 0 && pfd[1].revents)
+			return 0;
+		/* The scanner refuses a frame before it reaches RPC_MAX_FRAME. */
+		BUG_ON(c->len == c->cap);
+		n = read(c->fd, c->buf + c->len, c->cap - c->len);
+		if (n == 0)
+			return fail(err, -ECONNRESET, "corrald closed the connection");
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			if (errno == ECONNRESET)
+				return fail(err, -ECONNRESET, "corrald closed the connection");
+			return fail(err, -errno, "cannot read from corrald: %s", strerror(errno));
+		}
+		c->len += (size_t)n;
+	}
+}
+
+static int dispatch(struct cli_client *c, const struct rpc_msg *m, struct cli_call_err *err)
+{
+	json_t *params;
+
+	if (!c->notify)
+		return 0;
+	params = cli_json_from_msgpack(rpc_msg_params(m));
+	if (!params)
+		return fail(err, -ENOMEM, "out of memory");
+	c->notify(rpc_msg_method(m), params, c->notify_arg);
+	json_decref(params);
+	return 0;
+}
+
+static int pack_request(msgpack_packer *pk, uint32_t id, const char *method, json_t *params)
+{
+	const char *key;
+	json_t *val;
+	int r;
+
+	r = rpc_pack_request_begin(pk, id, method);
+	if (r)
+		return r;
+	if (!params)
+		return msgpack_pack_array(pk, 0) ? -ENOMEM : 0;
+	r = rpc_pack_params_map_begin(pk, (uint32_t)json_object_size(params));
+	json_object_foreach(params, key, val) {
+		if (!r)
+			r = rpc_pack_cstr(pk, key);
+		if (!r)
+			r = cli_json_pack(pk, val);
+	}
+	return r;
+}
+
+/* The response m to our call: its result or its error. */
+static int take_response(const struct rpc_msg *m, json_t **ret_result, struct cli_call_err *err)
+{
+	const msgpack_object *e = rpc_msg_error(m);
+	const char *text;
+	size_t len;
+	int64_t code;
+	json_t *res;
+
+	if (e) {
+		if (rpc_error_parse(e, &code, &text, &len))
+			return fail(err, -EPROTO, "corrald sent an error of the wrong shape (%s)",
+				    rpc_obj_type_name(e));
+		fail(err, -EREMOTEIO, "%.*s", (int)(len > INT_MAX ? INT_MAX : len), text);
+		err->code = code > 0 && code <= INT_MAX ? (int)code : RPC_ERR_INTERNAL;
+		return -EREMOTEIO;
+	}
+	res = cli_json_from_msgpack(rpc_msg_result(m));
+	if (!res)
+		return fail(err, -ENOMEM, "out of memory");
+	*ret_result = res;
+	return 0;
+}
+
+int cli_client_call(struct cli_client *c, const char *method, json_t *params,
+		    uint64_t deadline_ns, json_t **ret_result, struct cli_call_err *err)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	struct rpc_msg *m;
+	uint32_t id = c->next_id++;
+	bool done = false;
+	int r;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	r = pack_request(&pk, id, method, params);
+	if (r == -EINVAL)
+		r = fail(err, r, "invalid method name '%s'", method);
+	else if (r)
+		r = fail(err, r, "out of memory");
+	else if (sb.size > RPC_MAX_FRAME)
+		r = fail(err, -EMSGSIZE, "request is %zu bytes, over the limit of %u", sb.size,
+			 RPC_MAX_FRAME);
+	else
+		r = send_all(c, sb.data, sb.size, deadline_ns, err);
+	msgpack_sbuffer_destroy(&sb);
+	if (r)
+		return r;
+
+	for (;;) {
+		r = next_msg(c, deadline_ns, -1, &m, err);
+		if (r < 0)
+			return r;
+		r = 0;
+		if (rpc_msg_type(m) == RPC_NOTIFICATION) {
+			r = dispatch(c, m, err);
+		} else if (rpc_msg_type(m) == RPC_RESPONSE && rpc_msg_id(m) == id) {
+			done = true;
+			r = take_response(m, ret_result, err);
+		}
+		/* Anything else (a stray response, a request) is not for us. */
+		rpc_msg_free(m);
+		if (r || done)
+			return r;
+	}
+}
+
+int cli_client_wait(struct cli_client *c, uint64_t deadline_ns, int extra_fd,
+		    struct cli_call_err *err)
+{
+	struct rpc_msg *m;
+	int r;
+
+	for (;;) {
+		r = next_msg(c, deadline_ns, extra_fd, &m, err);
+		if (r <= 0)
+			return r;
+		r = 0;
+		if (rpc_msg_type(m) == RPC_NOTIFICATION) {
+			r = dispatch(c, m, err);
+			if (!r)
+				r = 1;
+		}
+		rpc_msg_free(m);
+		if (r)
+			return r;
+	}
+}

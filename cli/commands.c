@@ -1,0 +1,870 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * corral's commands: check the arguments, build the params, call, print.
+ * The methods and their params are those of docs/API.md.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/format.h"
+#include "common/names.h"
+#include "common/util.h"
+
+/* The documented limits of a config (docs/API.md, "define"). */
+#define MEMORY_MIN_MIB  16u
+#define MEMORY_MAX_MIB  (1024u * 1024)
+#define VCPUS_MAX       256u
+
+/* How often `start --wait` looks again when no event wakes it first. */
+#define WAIT_RECHECK_NS (500 * NSEC_PER_MSEC)
+
+/* ------------------------------------------------------------------------ */
+/* Checking arguments: every problem is a usage error, found before sending. */
+
+static int check_name(struct cli *c, const char *name)
+{
+	if (corral_name_valid(name))
+		return 0;
+	return cli_usage(c, "'%s' is not a domain name (1 to %d of A-Z a-z 0-9 _ . -, "
+			 "starting with a letter or digit)", name, CORRAL_NAME_MAX);
+}
+
+/* A decimal in [min, max]. */
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+/* "512" (MiB), "512M", "512MiB", "2G", "1TiB", any case: binary units. */
+static int parse_memory(const char *s, uint64_t *ret_mib)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mib;
+	} units[] = {
+		{ "", 1 }, { "m", 1 }, { "mib", 1 }, { "g", 1024 }, { "gib", 1024 },
+		{ "t", 1024 * 1024 }, { "tib", 1024 * 1024 },
+	};
+	unsigned long long v;
+	char *end;
+	size_t i;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	for (i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcasecmp(end, units[i].suffix))
+			continue;
+		if (v > MEMORY_MAX_MIB / units[i].mib || v * units[i].mib < MEMORY_MIN_MIB)
+			return -ERANGE;
+		*ret_mib = v * units[i].mib;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/*
+ * corrald runs in another directory: a relative path is made absolute from
+ * ours, as the user meant it.  NULL on -ENOMEM.
+ */
+static char *absolute_path(const char *p)
+{
+	char cwd[PATH_MAX], *s;
+
+	if (p[0] == '/')
+		return strdup(p);
+	if (!getcwd(cwd, sizeof(cwd)))
+		return NULL;
+	if (asprintf(&s, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p) < 0)
+		return NULL;
+	return s;
+}
+
+/* obj[key] = a string; -1 for out of memory or bytes that are not UTF-8. */
+static int set_string(json_t *obj, const char *key, const char *value)
+{
+	return json_object_set_new(obj, key, json_string(value));
+}
+
+/* params {"name": name}, or NULL when out of memory. */
+static json_t *name_params(const char *name)
+{
+	return json_pack("{s:s}", "name", name);
+}
+
+static int out_of_memory(struct cli *c)
+{
+	return cli_fail(c, CLI_EXIT_ERROR, "error", "out of memory");
+}
+
+/* A str field of an object, or fallback. */
+static const char *get_str(const json_t *obj, const char *key, const char *fallback)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s ? s : fallback;
+}
+
+/* ------------------------------------------------------------------------ */
+/* list, info, daemon-info */
+
+static const char *const domain_states[] = {
+	"shutoff", "starting", "running", "paused", "shutting-down", "crashed", "pmsuspended",
+};
+
+static int cmd_list(struct cli *c, const struct cli_args *a)
+{
+	static const struct cli_column cols[] = {
+		{ "NAME", "name" },       { "STATE", "state" },     { "REASON", "reason" },
+		{ "JOB", "job" },         { "MONITOR", "monitor" }, { "UUID", "uuid" },
+	};
+	const char *state = cli_opt_get(a, "state");
+	json_t *params = NULL, *res;
+	size_t i;
+	int r;
+
+	if (state) {
+		for (i = 0; i < ARRAY_SIZE(domain_states); i++)
+			if (!strcmp(state, domain_states[i]))
+				break;
+		if (i == ARRAY_SIZE(domain_states))
+			return cli_usage(c, "--state: unknown state '%s' (one of shutoff, starting, "
+					 "running, paused, shutting-down, crashed, pmsuspended)",
+					 state);
+		params = json_pack("{s:s}", "state", state);
+		if (!params)
+			return out_of_memory(c);
+	}
+	r = cli_call(c, "list", params, &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON)
+		r = cli_print_json(c, res);
+	else if (!json_is_array(res))
+		r = cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's list is not an array");
+	else if (cli_print_table(stdout, res, cols, ARRAY_SIZE(cols)))
+		r = out_of_memory(c);
+	json_decref(res);
+	return r;
+}
+
+/* info's job {id, name, held_s} as "start (id 7, held 1.5 s)"; "-" for none. */
+static json_t *job_text(const json_t *job)
+{
+	char buf[256];
+
+	if (!json_is_object(job))
+		return json_string(json_is_string(job) ? json_string_value(job) : "-");
+	snprintf(buf, sizeof(buf), "%s (id %" JSON_INTEGER_FORMAT ", held %.1f s)",
+		 get_str(job, "name", "?"), json_integer_value(json_object_get(job, "id")),
+		 json_number_value(json_object_get(job, "held_s")));
+	return json_string(buf);
+}
+
+/* info's monitor {state, since_s} as "ok (for 12.0 s)". */
+static json_t *monitor_text(const json_t *mon)
+{
+	char buf[256];
+
+	if (!json_is_object(mon))
+		return json_string(json_is_string(mon) ? json_string_value(mon) : "-");
+	if (!json_is_number(json_object_get(mon, "since_s")))
+		return json_string(get_str(mon, "state", "?"));
+	snprintf(buf, sizeof(buf), "%s (for %.1f s)", get_str(mon, "state", "?"),
+		 json_number_value(json_object_get(mon, "since_s")));
+	return json_string(buf);
+}
+
+static int cmd_info(struct cli *c, const struct cli_args *a)
+{
+	json_t *res, *shown;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	r = cli_call(c, "info", name_params(a->pos[0]), &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON) {
+		r = cli_print_json(c, res);
+		json_decref(res);
+		return r;
+	}
+	/* People get the job and the monitor on one line each. */
+	shown = json_deep_copy(res);
+	json_decref(res);
+	if (!shown || !json_is_object(shown)) {
+		json_decref(shown);
+		return shown ? cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's info is not a map")
+			     : out_of_memory(c);
+	}
+	if ((json_object_get(shown, "job") &&
+	     json_object_set_new(shown, "job", job_text(json_object_get(shown, "job")))) ||
+	    (json_object_get(shown, "monitor") &&
+	     json_object_set_new(shown, "monitor",
+				 monitor_text(json_object_get(shown, "monitor")))) ||
+	    cli_print_fields(stdout, shown))
+		r = out_of_memory(c);
+	json_decref(shown);
+	return r;
+}
+
+static int cmd_daemon_info(struct cli *c, const struct cli_args *a)
+{
+	json_t *res;
+	int r;
+
+	r = cli_call(c, "daemon.info", NULL, &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON || !json_is_object(res))
+		r = cli_print_json(c, res);
+	else if (cli_print_fields(stdout, res))
+		r = out_of_memory(c);
+	json_decref(res);
+	return r;
+}
+
+/* Hidden: the names of the domains, one a line, for shell completion. */
+static int cmd_complete_domains(struct cli *c, const struct cli_args *a)
+{
+	json_t *res, *d;
+	size_t i;
+	int r;
+
+	/* Pressing TAB must not start a daemon, nor hang. */
+	c->may_autostart = false;
+	if (c->timeout_ms > 2000)
+		c->timeout_ms = 2000;
+	r = cli_call(c, "list", NULL, &res);
+	if (r)
+		return r;
+	json_array_foreach(res, i, d)
+		if (json_is_string(json_object_get(d, "name")))
+			puts(json_string_value(json_object_get(d, "name")));
+	json_decref(res);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* define */
+
+/* The config from -f FILE ("-": stdin), or a new empty one. */
+static int load_config(struct cli *c, const char *file, json_t **ret)
+{
+	json_error_t jerr;
+	json_t *config;
+
+	if (!file) {
+		*ret = json_object();
+		return *ret ? 0 : out_of_memory(c);
+	}
+	if (!strcmp(file, "-"))
+		config = json_loadf(stdin, 0, &jerr);
+	else
+		config = json_load_file(file, 0, &jerr);
+	if (!config)
+		return cli_usage(c, "%s: line %d: %s", strcmp(file, "-") ? file : "stdin",
+				 jerr.line, jerr.text);
+	if (!json_is_object(config)) {
+		json_decref(config);
+		return cli_usage(c, "%s: the config must be a JSON object", file);
+	}
+	*ret = config;
+	return 0;
+}
+
+/* --disk PATH[,ro] as {"path": absolute, "readonly": bool}. */
+static int add_disk(struct cli *c, json_t *disks, const char *spec)
+{
+	size_t len = strlen(spec);
+	bool ro = len >= 3 && !strcmp(spec + len - 3, ",ro");
+	char *path, *abs;
+	int r;
+
+	if (!len || (ro && len == 3))
+		return cli_usage(c, "--disk needs a path");
+	path = strndup(spec, ro ? len - 3 : len);
+	abs = path ? absolute_path(path) : NULL;
+	free(path);
+	if (!abs)
+		return out_of_memory(c);
+	r = json_array_append_new(disks, json_pack("{s:s, s:b}", "path", abs, "readonly", ro));
+	if (r)
+		r = cli_usage(c, "--disk: '%s' is not valid UTF-8", abs);
+	free(abs);
+	return r;
+}
+
+/* The options that set a string field as they are given. */
+static const char *const plain_fields[] = { "machine", "cmdline" };
+/* The options that name a file: relative paths are made absolute. */
+static const char *const path_fields[] = { "kernel", "initrd" };
+
+static int apply_options(struct cli *c, const struct cli_args *a, json_t *config)
+{
+	const char *v;
+	uint64_t n;
+	json_t *disks;
+	size_t i;
+
+	if ((v = cli_opt_get(a, "memory"))) {
+		int r = parse_memory(v, &n);
+
+		if (r)
+			return cli_usage(c, r == -ERANGE
+				? "--memory: '%s' is out of range (16M to 1T)"
+				: "--memory: '%s' is not a size (MiB, or with M, G or T)", v);
+		if (json_object_set_new(config, "memory", json_integer((json_int_t)n)))
+			return out_of_memory(c);
+	}
+	if ((v = cli_opt_get(a, "vcpus"))) {
+		if (parse_uint(v, 1, VCPUS_MAX, &n))
+			return cli_usage(c, "--vcpus: '%s' is not a number from 1 to %u", v,
+					 VCPUS_MAX);
+		if (json_object_set_new(config, "vcpus", json_integer((json_int_t)n)))
+			return out_of_memory(c);
+	}
+	if ((v = cli_opt_get(a, "accel"))) {
+		if (strcmp(v, "auto") && strcmp(v, "kvm") && strcmp(v, "tcg"))
+			return cli_usage(c, "--accel must be auto, kvm or tcg, not '%s'", v);
+		if (set_string(config, "accel", v))
+			return out_of_memory(c);
+	}
+	for (i = 0; i < ARRAY_SIZE(plain_fields); i++) {
+		v = cli_opt_get(a, plain_fields[i]);
+		if (v && !*v && strcmp(plain_fields[i], "cmdline"))
+			return cli_usage(c, "--%s needs a value", plain_fields[i]);
+		if (v && set_string(config, plain_fields[i], v))
+			return cli_usage(c, "--%s: '%s' is not valid UTF-8", plain_fields[i], v);
+	}
+	for (i = 0; i < ARRAY_SIZE(path_fields); i++) {
+		char *abs;
+		int r;
+
+		v = cli_opt_get(a, path_fields[i]);
+		if (!v)
+			continue;
+		if (!*v)
+			return cli_usage(c, "--%s needs a path", path_fields[i]);
+		abs = absolute_path(v);
+		if (!abs)
+			return out_of_memory(c);
+		r = set_string(config, path_fields[i], abs);
+		free(abs);
+		if (r)
+			return cli_usage(c, "--%s: '%s' is not valid UTF-8", path_fields[i], v);
+	}
+	/* A bare name is looked up in corrald's PATH; anything else is a path. */
+	if ((v = cli_opt_get(a, "emulator"))) {
+		char *abs = strchr(v, '/') ? absolute_path(v) : strdup(v);
+		int r;
+
+		if (!*v)
+			return cli_usage(c, "--emulator needs a path or a command name");
+		if (!abs)
+			return out_of_memory(c);
+		r = set_string(config, "emulator", abs);
+		free(abs);
+		if (r)
+			return cli_usage(c, "--emulator: '%s' is not valid UTF-8", v);
+	}
+	if (cli_opt_has(a, "disk")) {
+		disks = json_array();
+		if (!disks || json_object_set_new(config, "disks", disks))
+			return out_of_memory(c);
+		for (i = 0; i < a->nopts; i++) {
+			int r;
+
+			if (strcmp(a->opts[i].opt->name, "disk"))
+				continue;
+			r = add_disk(c, disks, a->opts[i].value);
+			if (r)
+				return r;
+		}
+	}
+	if (!json_is_string(json_object_get(config, "kernel")) &&
+	    (json_is_string(json_object_get(config, "initrd")) ||
+	     json_is_string(json_object_get(config, "cmdline"))))
+		return cli_usage(c, "--initrd and --cmdline need --kernel");
+	return 0;
+}
+
+static int cmd_define(struct cli *c, const struct cli_args *a)
+{
+	json_t *config, *res;
+	const char *name;
+	int r;
+
+	r = load_config(c, cli_opt_get(a, "file"), &config);
+	if (r)
+		return r;
+	/* NAME beats the file's "name", as every option beats its field. */
+	if (a->npos && set_string(config, "name", a->pos[0])) {
+		json_decref(config);
+		return out_of_memory(c);
+	}
+	name = json_string_value(json_object_get(config, "name"));
+	if (!name)
+		r = cli_usage(c, "missing NAME (or a \"name\" in the -f file)");
+	else
+		r = check_name(c, name);
+	if (!r)
+		r = apply_options(c, a, config);
+	if (r) {
+		json_decref(config);
+		return r;
+	}
+	r = cli_call(c, "define", json_pack("{s:o}", "config", config), &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON)
+		r = cli_print_json(c, res);
+	else
+		printf("Domain %s defined (uuid %s).\n", get_str(res, "name", "?"),
+		       get_str(res, "uuid", "?"));
+	json_decref(res);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* State changes */
+
+static const struct {
+	const char *method, *done;
+} changes[] = {
+	{ "undefine", "undefined" }, { "start", "started" },   { "shutdown", "shut down" },
+	{ "destroy", "destroyed" },  { "suspend", "suspended" }, { "resume", "resumed" },
+	{ "reset", "reset" },        { "reboot", "rebooted" },  { "attach", "attached" },
+};
+
+/* Report a state change: the result for programs, a sentence for people. */
+static int print_change(struct cli *c, const char *name, json_t *res)
+{
+	const char *state = get_str(res, "state", NULL);
+	const char *done = "done";
+	size_t i;
+
+	if (c->format == CLI_FORMAT_JSON)
+		return cli_print_json(c, res);
+	for (i = 0; i < ARRAY_SIZE(changes); i++)
+		if (!strcmp(changes[i].method, c->cmd->name))
+			done = changes[i].done;
+	if (state)
+		printf("Domain %s %s (%s).\n", name, done, state);
+	else
+		printf("Domain %s %s.\n", name, done);
+	return 0;
+}
+
+/* undefine, shutdown, destroy, suspend, resume, reset, reboot: NAME alone. */
+static int cmd_change(struct cli *c, const struct cli_args *a)
+{
+	json_t *res;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	r = cli_call(c, c->cmd->name, name_params(a->pos[0]), &res);
+	if (r)
+		return r;
+	r = print_change(c, a->pos[0], res);
+	json_decref(res);
+	return r;
+}
+
+static void note_wakeup(const char *method, json_t *params, void *arg)
+{
+}
+
+/*
+ * `start --wait`: after start, look at the domain's state until it is
+ * running, within --timeout of the command's start.  Events on the domain
+ * (subscribed before starting, when corrald allows) wake the wait early; a
+ * recheck every WAIT_RECHECK_NS covers the rest.
+ */
+static int wait_running(struct cli *c, const char *name, json_t *res, uint64_t deadline_ns)
+{
+	const char *state = get_str(res, "state", "");
+	bool left_shutoff = *state && strcmp(state, "shutoff");
+	struct cli_call_err err;
+	json_t *info = NULL;
+	int r;
+
+	for (;;) {
+		if (!strcmp(state, "running"))
+			break;
+		if (left_shutoff && (!strcmp(state, "shutoff") || !strcmp(state, "crashed"))) {
+			r = cli_fail(c, CLI_EXIT_ERROR, "error",
+				     "domain %s stopped before it ran: %s (%s)", name, state,
+				     get_str(info, "reason", "no reason given"));
+			goto out;
+		}
+		left_shutoff |= *state && strcmp(state, "shutoff");
+		if (now_ns() >= deadline_ns) {
+			r = cli_fail(c, CLI_EXIT_TIMEOUT, "timeout",
+				     "domain %s is still %s after %.1f s", name,
+				     *state ? state : "not running", c->timeout_ms / 1000.0);
+			goto out;
+		}
+		r = cli_client_wait(c->client,
+				    deadline_ns - now_ns() < WAIT_RECHECK_NS ? deadline_ns
+									     : now_ns() + WAIT_RECHECK_NS,
+				    -1, &err);
+		if (r < 0 && r != -ETIMEDOUT) {
+			r = cli_call_failed(c, r, &err);
+			goto out;
+		}
+		json_decref(info);
+		info = NULL;
+		r = cli_call(c, "info", name_params(name), &info);
+		if (r)
+			goto out;
+		state = get_str(info, "state", "");
+	}
+	r = 0;
+	if (json_is_object(res) && json_object_set_new(res, "state", json_string("running")))
+		r = out_of_memory(c);
+out:
+	json_decref(info);
+	return r;
+}
+
+static int cmd_start(struct cli *c, const struct cli_args *a)
+{
+	uint64_t deadline_ns = now_ns() + c->timeout_ms * NSEC_PER_MSEC;
+	bool wait = cli_opt_has(a, "wait");
+	const char *name = a->pos[0];
+	json_t *res;
+	int r;
+
+	r = check_name(c, name);
+	if (r)
+		return r;
+	if (wait) {
+		r = cli_connect(c);
+		if (r)
+			return r;
+		cli_client_set_notify(c->client, note_wakeup, NULL);
+		/* Only a wake-up: without it, rechecks alone do the job. */
+		r = cli_call(c, "events.subscribe", name_params(name), NULL);
+		if (r == CLI_EXIT_UNREACHABLE || r == CLI_EXIT_TIMEOUT)
+			return r;
+	}
+	r = cli_call(c, "start", name_params(name), &res);
+	if (r)
+		return r;
+	if (wait)
+		r = wait_running(c, name, res, deadline_ns);
+	if (!r)
+		r = print_change(c, name, res);
+	json_decref(res);
+	return r;
+}
+
+static int cmd_attach(struct cli *c, const struct cli_args *a)
+{
+	const char *sock = cli_opt_get(a, "qmp-socket"), *pid = cli_opt_get(a, "pid");
+	json_t *params, *res;
+	uint64_t n = 0;
+	char *abs;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	if (!sock || !*sock)
+		return cli_usage(c, "--qmp-socket PATH is required");
+	if (pid && parse_uint(pid, 1, INT_MAX, &n))
+		return cli_usage(c, "--pid: '%s' is not a process id", pid);
+	abs = absolute_path(sock);
+	params = abs ? json_pack("{s:s, s:s}", "name", a->pos[0], "qmp_socket", abs) : NULL;
+	free(abs);
+	if (!params || (pid && json_object_set_new(params, "pid", json_integer((json_int_t)n)))) {
+		json_decref(params);
+		return out_of_memory(c);
+	}
+	r = cli_call(c, "attach", params, &res);
+	if (r)
+		return r;
+	r = print_change(c, a->pos[0], res);
+	json_decref(res);
+	return r;
+}
+
+static int cmd_qmp(struct cli *c, const struct cli_args *a)
+{
+	const char *text = a->pos[1];
+	json_error_t jerr;
+	json_t *cmd, *res;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	cmd = json_loads(text, 0, &jerr);
+	if (!cmd)
+		return cli_usage(c, "the QMP command is not JSON: %s", jerr.text);
+	if (!json_is_string(json_object_get(cmd, "execute")))
+		r = cli_usage(c, "the QMP command needs an \"execute\" string");
+	json_decref(cmd);
+	if (r)
+		return r;
+	r = cli_call(c, "qmp", json_pack("{s:s, s:s}", "name", a->pos[0], "command", text), &res);
+	if (r)
+		return r;
+	r = cli_print_json(c, res);
+	json_decref(res);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* events */
+
+struct events {
+	struct cli *c;
+	bool out_broken;        /* stdout failed (a closed pipe): stop */
+};
+
+/* Seconds since the epoch as local time, "2026-11-26T02:21:03.123+0000". */
+static void format_time(double t, char *buf, size_t len)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+	size_t n;
+
+	localtime_r(&s, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(buf + n, len - n, ".%03d", (int)((t - (double)s) * 1000));
+	strftime(buf + n, len - n, "%z", &tm);
+}
+
+static void print_event_line(double t, const char *domain, const char *event, const json_t *data)
+{
+	char when[64], *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+
+	format_time(t, when, sizeof(when));
+	printf("%s  %-16s  %-24s  %s\n", when, domain, event, text ? text : "{}");
+	free(text);
+}
+
+static void on_event(const char *method, json_t *params, void *arg)
+{
+	struct events *ev = arg;
+	json_t *e = json_array_get(params, 0), *line = NULL;
+	double now = (double)wall_ns() / 1e9;
+
+	if (!strcmp(method, "event")) {
+		if (ev->c->format == CLI_FORMAT_JSON)
+			line = json_incref(e);
+		else
+			print_event_line(json_is_number(json_object_get(e, "timestamp"))
+						 ? json_number_value(json_object_get(e, "timestamp"))
+						 : now,
+					 get_str(e, "domain", "-"), get_str(e, "event", "?"),
+					 json_object_get(e, "data"));
+	} else if (!strcmp(method, "events.dropped")) {
+		/* Gaps are part of the stream: say so where they are. */
+		json_t *count = json_object_get(e, "count");
+
+		if (ev->c->format == CLI_FORMAT_JSON)
+			line = json_pack("{s:s, s:f, s:O?}", "event", "events.dropped", "timestamp",
+					 now, "count", count);
+		else
+			print_event_line(now, "-", "events.dropped", e);
+	}
+	if (line) {
+		json_dumpf(line, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(line);
+	}
+	if (fflush(stdout) == EOF)
+		ev->out_broken = true;
+}
+
+static int cmd_events(struct cli *c, const struct cli_args *a)
+{
+	struct events ev = { .c = c };
+	struct cli_call_err err;
+	json_t *params, *res, *sub;
+	sigset_t sigs;
+	int sfd, r;
+
+	if (a->npos) {
+		r = check_name(c, a->pos[0]);
+		if (r)
+			return r;
+	}
+	/* SIGINT and SIGTERM end the stream through a descriptor, not a handler. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0)
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "signalfd: %s", strerror(errno));
+
+	/* Set the callback first: events may come before the answer. */
+	r = cli_connect(c);
+	if (r)
+		goto out;
+	cli_client_set_notify(c->client, on_event, &ev);
+	params = a->npos ? name_params(a->pos[0]) : json_object();
+	r = cli_call(c, "events.subscribe", params, &res);
+	if (r)
+		goto out;
+	sub = json_incref(json_object_get(res, "subscription"));
+	json_decref(res);
+
+	while (!ev.out_broken) {
+		r = cli_client_wait(c->client, UINT64_MAX, sfd, &err);
+		if (r == 0)
+			break;  /* a signal */
+		if (r < 0) {
+			r = cli_call_failed(c, r, &err);
+			json_decref(sub);
+			goto out;
+		}
+	}
+	/* Polite, not required: corrald forgets the subscription when we close. */
+	if (sub) {
+		cli_client_set_notify(c->client, NULL, NULL);
+		cli_call_until(c, "events.unsubscribe", json_pack("{s:O}", "subscription", sub),
+			       now_ns() + CLI_TIMEOUT_MARGIN_MS * NSEC_PER_MSEC, NULL);
+		json_decref(sub);
+	}
+	r = 0;
+out:
+	close(sfd);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* help */
+
+static int cmd_help(struct cli *c, const struct cli_args *a)
+{
+	const struct cli_cmd *cmd = NULL;
+
+	if (a->npos) {
+		cmd = cli_cmd_find(a->pos[0]);
+		if (!cmd)
+			return cli_usage(c, "unknown command '%s'", a->pos[0]);
+	}
+	cli_help(stdout, cmd);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The table */
+
+static const struct cli_opt list_opts[] = {
+	{ "state", 0, "STATE", false, "only domains in STATE (shutoff, running, paused, ...)" },
+	{ 0 },
+};
+
+static const struct cli_opt define_opts[] = {
+	{ "file", 'f', "FILE.json", false, "start from this config ('-': stdin)" },
+	{ "memory", 0, "SIZE", false, "memory in MiB, or with M, G or T (16M to 1T)" },
+	{ "vcpus", 0, "N", false, "virtual CPUs (1 to 256)" },
+	{ "machine", 0, "TYPE", false, "QEMU machine type (pc, q35, none, ...)" },
+	{ "accel", 0, "auto|kvm|tcg", false, "accelerator" },
+	{ "emulator", 0, "PATH", false, "the QEMU binary (a bare name: from PATH)" },
+	{ "kernel", 0, "FILE", false, "boot this kernel directly" },
+	{ "initrd", 0, "FILE", false, "initial ramdisk (needs --kernel)" },
+	{ "cmdline", 0, "TEXT", false, "kernel command line (needs --kernel)" },
+	{ "disk", 0, "PATH[,ro]", true, "a raw disk image, ',ro' for read-only; repeatable" },
+	{ 0 },
+};
+
+static const struct cli_opt start_opts[] = {
+	{ "wait", 0, NULL, false, "then wait until it is running (within --timeout)" },
+	{ 0 },
+};
+
+static const struct cli_opt attach_opts[] = {
+	{ "qmp-socket", 0, "PATH", false, "QMP socket of the running QEMU (required)" },
+	{ "pid", 0, "N", false, "QEMU's process id" },
+	{ 0 },
+};
+
+const struct cli_cmd cli_cmds[] = {
+	{ .name = "list", .synopsis = "[--state STATE]", .summary = "List the domains",
+	  .opts = list_opts, .run = cmd_list },
+	{ .name = "info", .synopsis = "NAME",
+	  .summary = "Show a domain's state, job, monitor, counters and config",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_info },
+	{ .name = "define",
+	  .synopsis = "NAME [OPTION]...\n       corral define -f FILE.json [NAME] [OPTION]...",
+	  .summary = "Define a new domain",
+	  .details = "The config is the -f file (a JSON object, fields as in docs/API.md), if\n"
+		     "any, with NAME and each option replacing its field; --disk options\n"
+		     "together replace \"disks\".  Relative paths are taken from the current\n"
+		     "directory.\n",
+	  .opts = define_opts, .max_pos = 1, .run = cmd_define },
+	{ .name = "undefine", .synopsis = "NAME", .summary = "Remove a shut-off domain",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "start", .synopsis = "NAME [--wait]", .summary = "Start a domain",
+	  .opts = start_opts, .min_pos = 1, .max_pos = 1, .run = cmd_start },
+	{ .name = "shutdown", .synopsis = "NAME [--timeout S]",
+	  .summary = "Ask a domain's guest to power off",
+	  .details = "Waits up to --timeout (default 30 s) for the guest to power off.\n",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "destroy", .synopsis = "NAME", .summary = "Stop a domain at once (kill QEMU)",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "suspend", .synopsis = "NAME", .summary = "Pause a domain's vCPUs",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "resume", .synopsis = "NAME", .summary = "Resume a suspended domain",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "reset", .synopsis = "NAME", .summary = "Reset a domain, as its reset button does",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "reboot", .synopsis = "NAME", .summary = "Reboot a domain",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	{ .name = "events", .synopsis = "[NAME]",
+	  .summary = "Print domain events as they happen, until interrupted",
+	  .details = "One line per event: time, domain, event, data (JSON).  A line with the\n"
+		     "event events.dropped says how many events corrald had to drop for us.\n"
+		     "With --format json, one JSON object per line.  SIGINT or SIGTERM ends\n"
+		     "the stream with exit code 0.\n",
+	  .max_pos = 1, .run = cmd_events },
+	{ .name = "qmp", .synopsis = "NAME 'QMP-JSON'",
+	  .summary = "Send a QMP command to a domain's QEMU",
+	  .details = "Example: corral qmp vm1 '{\"execute\":\"query-status\"}'\n"
+		     "Prints QEMU's return value as JSON.\n",
+	  .min_pos = 2, .max_pos = 2, .run = cmd_qmp },
+	{ .name = "attach", .synopsis = "NAME --qmp-socket PATH [--pid N]",
+	  .summary = "Adopt a QEMU that is already running", .opts = attach_opts,
+	  .min_pos = 1, .max_pos = 1, .run = cmd_attach },
+	{ .name = "daemon-info", .synopsis = "", .summary = "Show corrald's version, uptime and load",
+	  .run = cmd_daemon_info },
+	{ .name = "help", .synopsis = "[COMMAND]", .summary = "Show help for corral or a command",
+	  .max_pos = 1, .run = cmd_help },
+	{ .name = "__complete-domains", .synopsis = "",
+	  .summary = "Print the domain names, for shell completion",
+	  .run = cmd_complete_domains, .hidden = true },
+	{ 0 },
+};
