@@ -1,0 +1,800 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * qemu/config: parse and check a domain config.  See config.h for the
+ * fields and their rules.
+ *
+ * Every parser below gets a value that is present and not null, checks
+ * it completely and only then stores it, so that a config that exists is
+ * a config that passed every rule.  Strings are copied: the config does
+ * not keep the caller's json_t alive.
+ */
+#include "qemu/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/names.h"
+#include "common/util.h"
+#include "qemu/qemu-internal.h"
+
+#define DEFAULT_MACHINE  "pc"
+#define DEFAULT_ACCEL    "auto"
+#define DEFAULT_EMULATOR "qemu-system-x86_64"
+#define DEFAULT_REBOOT   "reset"
+#define DEFAULT_FORMAT   "raw"
+
+/* Room for "disks[15].readonly" and the like. */
+#define FIELD_LEN 32
+
+struct qemu_disk {
+	char *path;
+	bool readonly;
+	const char *format;     /* static: "raw" or "qcow2" */
+};
+
+struct qemu_config {
+	char *name;
+	bool has_uuid;
+	char uuid[QEMU_UUID_LEN + 1];
+	uint64_t memory_mib;
+	unsigned int vcpus;
+	char *machine;
+	const char *accel;      /* static: "auto", "kvm" or "tcg" */
+	char *emulator;
+	char *kernel;           /* NULL, or an absolute path */
+	char *initrd;           /* NULL, or an absolute path; only with kernel */
+	char *cmdline;          /* NULL, or a string; only with kernel */
+	size_t n_disks;
+	struct qemu_disk disks[QEMU_DISKS_MAX];
+	const char *reboot;     /* static: "reset" or "acpi" */
+};
+
+/* ---- messages ----------------------------------------------------------- */
+
+/* A JSON value as the user wrote it, for "got ..." (bounded, escaped). */
+static void describe(const json_t *v, char *buf, size_t len)
+{
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		qemu__quote(json_string_value(v), json_string_length(v), buf, len);
+		break;
+	case JSON_INTEGER:
+		snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		break;
+	case JSON_REAL:
+		/* Keep the ".0": "expected an integer, got 512" would puzzle. */
+		snprintf(buf, len, "%.15g", json_real_value(v));
+		if (!strpbrk(buf, ".e"))
+			strncat(buf, ".0", len - strlen(buf) - 1);
+		break;
+	case JSON_TRUE:
+		snprintf(buf, len, "true");
+		break;
+	case JSON_FALSE:
+		snprintf(buf, len, "false");
+		break;
+	case JSON_NULL:
+		snprintf(buf, len, "null");
+		break;
+	case JSON_ARRAY:
+		snprintf(buf, len, "an array");
+		break;
+	case JSON_OBJECT:
+		snprintf(buf, len, "an object");
+		break;
+	}
+}
+
+/* "field 'F': REASON[, got VALUE]", and -EINVAL.  got may be NULL. */
+static int bad(char *err, size_t errlen, const char *field, const json_t *got,
+	       const char *reason)
+{
+	char desc[QEMU__QUOTE_MAX + 16];
+
+	if (!got) {
+		qemu__seterr(err, errlen, "field '%s': %s", field, reason);
+		return -EINVAL;
+	}
+	describe(got, desc, sizeof(desc));
+	qemu__seterr(err, errlen, "field '%s': %s, got %s", field, reason, desc);
+	return -EINVAL;
+}
+
+static int oom(char *err, size_t errlen)
+{
+	qemu__seterr(err, errlen, "out of memory");
+	return -ENOMEM;
+}
+
+/* "unknown field 'PREFIXKEY'"; a key unfit to print is quoted instead. */
+static int unknown(char *err, size_t errlen, const char *prefix, const char *key)
+{
+	char q[QEMU__QUOTE_MAX + 16];
+	size_t n = strlen(key);
+
+	if (n <= QEMU__QUOTE_MAX && !qemu__has_ctl(key) && !strchr(key, '\'')) {
+		qemu__seterr(err, errlen, "unknown field '%s%s'", prefix, key);
+	} else {
+		qemu__quote(key, n, q, sizeof(q));
+		qemu__seterr(err, errlen, "unknown field %s%s", prefix, q);
+	}
+	return -EINVAL;
+}
+
+/* ---- value checks --------------------------------------------------------- */
+
+/*
+ * v must be a string free of control characters (NUL included: jansson
+ * allows "\u0000", and C would silently cut the string there).  On success
+ * *ret borrows it.
+ */
+static int get_string(const char *field, const json_t *v, const char **ret, char *err,
+		      size_t errlen)
+{
+	const char *s = NULL;
+
+	if (!json_is_string(v))
+		return bad(err, errlen, field, v, "expected a string");
+	s = json_string_value(v);
+	if (strlen(s) != json_string_length(v) || qemu__has_ctl(s))
+		return bad(err, errlen, field, v, "must not contain control characters");
+	*ret = s;
+	return 0;
+}
+
+/* A string that is one of words[] (NULL-terminated); *ret is the static word. */
+static int get_word(const char *field, const json_t *v, const char *const words[],
+		    const char *reason, const char **ret, char *err, size_t errlen)
+{
+	const char *s = NULL;
+	size_t i;
+
+	if (!json_is_string(v))
+		return bad(err, errlen, field, v, reason);
+	s = json_string_value(v);
+	for (i = 0; words[i]; i++) {
+		if (strlen(s) == json_string_length(v) && strcmp(s, words[i]) == 0) {
+			*ret = words[i];
+			return 0;
+		}
+	}
+	return bad(err, errlen, field, v, reason);
+}
+
+/* An absolute path; *ret is a copy. */
+static int get_path(const char *field, const json_t *v, char **ret, char *err, size_t errlen)
+{
+	const char *s = NULL, *problem;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	problem = qemu__path_problem(s);
+	if (problem)
+		return bad(err, errlen, field, v, problem);
+	*ret = strdup(s);
+	return *ret ? 0 : oom(err, errlen);
+}
+
+/*
+ * "512", "512M", "512MiB", "2G", "1TiB" (suffix in any case; binary
+ * units) to MiB.  0, -EINVAL for anything else, -ERANGE when it does not
+ * fit in 64 bits.  No sign, space or fraction: a size is a count.
+ */
+static int size_parse_mib(const char *s, uint64_t *ret)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mul;
+	} units[] = {
+		{ "", 1 },      { "m", 1 },             { "mib", 1 },
+		{ "g", 1024 },  { "gib", 1024 },        { "t", 1024 * 1024 },
+		{ "tib", 1024 * 1024 },
+	};
+	uint64_t n = 0;
+	size_t i;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned int d = (unsigned int)(*s - '0');
+
+		if (n > (UINT64_MAX - d) / 10)
+			return -ERANGE;
+		n = n * 10 + d;
+	}
+	for (i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcasecmp(s, units[i].suffix) != 0)
+			continue;
+		if (n > UINT64_MAX / units[i].mul)
+			return -ERANGE;
+		*ret = n * units[i].mul;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+/* ---- fields --------------------------------------------------------------- */
+
+static int parse_name(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		      size_t errlen)
+{
+	const char *s = NULL;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	if (!corral_name_valid(s))
+		return bad(err, errlen, field, v, "must match " CORRAL_NAME_RULE);
+	c->name = strdup(s);
+	return c->name ? 0 : oom(err, errlen);
+}
+
+static int parse_uuid(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		      size_t errlen)
+{
+	const char *s = NULL;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	if (qemu_config_set_uuid(c, s) < 0)
+		return bad(err, errlen, field, v, "must be a UUID (8-4-4-4-12 hex digits)");
+	return 0;
+}
+
+static int parse_memory(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			size_t errlen)
+{
+	static const char type_reason[] = "expected an integer (MiB) or a string like \"512M\"";
+	uint64_t mib;
+
+	if (json_is_integer(v)) {
+		json_int_t n = json_integer_value(v);
+
+		mib = n < 0 ? 0 : (uint64_t)n;
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		int r;
+
+		if (strlen(s) != json_string_length(v))
+			return bad(err, errlen, field, v, type_reason);
+		r = size_parse_mib(s, &mib);
+		if (r == -ERANGE)
+			mib = UINT64_MAX;
+		else if (r < 0)
+			return bad(err, errlen, field, v, type_reason);
+	} else {
+		return bad(err, errlen, field, v, type_reason);
+	}
+	if (mib < QEMU_MEMORY_MIN_MIB || mib > QEMU_MEMORY_MAX_MIB)
+		return bad(err, errlen, field, v, "must be between 16 MiB and 1 TiB");
+	c->memory_mib = mib;
+	return 0;
+}
+
+static int parse_vcpus(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		       size_t errlen)
+{
+	json_int_t n;
+
+	if (!json_is_integer(v))
+		return bad(err, errlen, field, v, "expected an integer");
+	n = json_integer_value(v);
+	if (n < 1 || n > QEMU_VCPUS_MAX)
+		return bad(err, errlen, field, v, "must be between 1 and 256");
+	c->vcpus = (unsigned int)n;
+	return 0;
+}
+
+static bool machine_char_ok(char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_' || ch == '.' || ch == '-';
+}
+
+/*
+ * The charset keeps ',' out (no "pc,accel=xen" smuggled into -machine)
+ * and '=' (no "type=..." key).  "help" is refused because QEMU would list
+ * the machine types and exit 0, which the daemon would read as a clean
+ * shutdown.
+ */
+static int parse_machine(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			 size_t errlen)
+{
+	const char *s = NULL;
+	size_t i;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	for (i = 0; s[i]; i++)
+		if (!machine_char_ok(s[i]))
+			break;
+	if (i == 0 || s[i] || i > QEMU_MACHINE_MAX)
+		return bad(err, errlen, field, v, "must be 1 to 64 characters from [A-Za-z0-9_.-]");
+	if (strcmp(s, "help") == 0)
+		return bad(err, errlen, field, v, "must name a machine type");
+	free(c->machine);
+	c->machine = strdup(s);
+	return c->machine ? 0 : oom(err, errlen);
+}
+
+static int parse_accel(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		       size_t errlen)
+{
+	static const char *const words[] = { "auto", "kvm", "tcg", NULL };
+
+	return get_word(field, v, words, "must be \"auto\", \"kvm\" or \"tcg\"", &c->accel, err,
+			errlen);
+}
+
+static bool command_char_ok(char ch)
+{
+	return machine_char_ok(ch) || ch == '+';
+}
+
+/*
+ * An absolute path, or a bare name that posix_spawnp() looks up in the
+ * daemon's PATH.  A relative path with a '/' is refused: it would depend
+ * on the daemon's working directory.
+ */
+static int parse_emulator(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			  size_t errlen)
+{
+	static const char reason[] = "must be an absolute path or a command name";
+	const char *s = NULL;
+	char *copy;
+	size_t i;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	if (s[0] == '/') {
+		r = get_path(field, v, &copy, err, errlen);
+		if (r < 0)
+			return r;
+	} else {
+		for (i = 0; s[i]; i++)
+			if (!command_char_ok(s[i]))
+				break;
+		/* A first letter or digit: no "-x", ".", "..", ".hidden". */
+		if (s[i] || i == 0 || i > 255 || !machine_char_ok(s[0]) || s[0] == '-' ||
+		    s[0] == '.' || s[0] == '_')
+			return bad(err, errlen, field, v, reason);
+		copy = strdup(s);
+		if (!copy)
+			return oom(err, errlen);
+	}
+	free(c->emulator);
+	c->emulator = copy;
+	return 0;
+}
+
+static int parse_kernel(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			size_t errlen)
+{
+	return get_path(field, v, &c->kernel, err, errlen);
+}
+
+static int parse_initrd(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			size_t errlen)
+{
+	return get_path(field, v, &c->initrd, err, errlen);
+}
+
+/*
+ * The kernel command line goes to QEMU as one argv element after -append,
+ * which QEMU stores as is (it is not a key=value list), so commas and
+ * spaces are fine; control characters are not.
+ */
+static int parse_cmdline(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			 size_t errlen)
+{
+	const char *s = NULL;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	if (strlen(s) >= QEMU_CMDLINE_MAX)
+		return bad(err, errlen, field, v, "must be shorter than 4096 bytes");
+	c->cmdline = strdup(s);
+	return c->cmdline ? 0 : oom(err, errlen);
+}
+
+static int parse_disk_object(struct qemu_disk *d, const char *field, const json_t *v, char *err,
+			     size_t errlen)
+{
+	static const char *const formats[] = { "raw", "qcow2", NULL };
+	char sub[FIELD_LEN + 16], prefix[FIELD_LEN + 1];
+	const char *key;
+	json_t *m;
+	int r;
+
+	snprintf(prefix, sizeof(prefix), "%s.", field);
+	json_object_foreach((json_t *)v, key, m) {
+		if (strcmp(key, "path") != 0 && strcmp(key, "readonly") != 0 &&
+		    strcmp(key, "format") != 0)
+			return unknown(err, errlen, prefix, key);
+	}
+
+	snprintf(sub, sizeof(sub), "%s.path", field);
+	m = json_object_get(v, "path");
+	if (!m || json_is_null(m))
+		return bad(err, errlen, sub, NULL, "required");
+	r = get_path(sub, m, &d->path, err, errlen);
+	if (r < 0)
+		return r;
+
+	snprintf(sub, sizeof(sub), "%s.readonly", field);
+	m = json_object_get(v, "readonly");
+	if (m && !json_is_null(m)) {
+		if (!json_is_boolean(m))
+			return bad(err, errlen, sub, m, "expected true or false");
+		d->readonly = json_is_true(m);
+	}
+
+	snprintf(sub, sizeof(sub), "%s.format", field);
+	m = json_object_get(v, "format");
+	if (m && !json_is_null(m))
+		return get_word(sub, m, formats, "must be \"raw\" or \"qcow2\"", &d->format, err,
+				errlen);
+	return 0;
+}
+
+/* The CLI's "--disk PATH[,ro]": a raw image, read-only with ",ro". */
+static int parse_disk_string(struct qemu_disk *d, const char *field, const json_t *v, char *err,
+			     size_t errlen)
+{
+	const char *s = NULL, *problem;
+	size_t n;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	n = strlen(s);
+	if (n > 3 && strcmp(s + n - 3, ",ro") == 0) {
+		d->readonly = true;
+		n -= 3;
+	}
+	d->path = strndup(s, n);
+	if (!d->path)
+		return oom(err, errlen);
+	problem = qemu__path_problem(d->path);
+	if (problem)
+		return bad(err, errlen, field, v, problem);
+	return 0;
+}
+
+static int parse_disks(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		       size_t errlen)
+{
+	char sub[FIELD_LEN];
+	size_t i, j;
+	int r;
+
+	if (!json_is_array(v))
+		return bad(err, errlen, field, v, "expected an array");
+	if (json_array_size(v) > QEMU_DISKS_MAX) {
+		qemu__seterr(err, errlen, "field '%s': at most %u disks, got %zu", field,
+			     QEMU_DISKS_MAX, json_array_size(v));
+		return -EINVAL;
+	}
+	for (i = 0; i < json_array_size(v); i++) {
+		struct qemu_disk *d = &c->disks[c->n_disks];
+		const json_t *e = json_array_get(v, i);
+
+		/* Counted first so that qemu_config_free() sees a half-parsed disk. */
+		c->n_disks++;
+		d->format = DEFAULT_FORMAT;
+		snprintf(sub, sizeof(sub), "%s[%zu]", field, i);
+		if (json_is_object(e))
+			r = parse_disk_object(d, sub, e, err, errlen);
+		else if (json_is_string(e))
+			r = parse_disk_string(d, sub, e, err, errlen);
+		else
+			r = bad(err, errlen, sub, e,
+				"expected an object or a string like \"/path/disk.img,ro\"");
+		if (r < 0)
+			return r;
+		/* Two devices on one image corrupt it (or fail on QEMU's lock). */
+		for (j = 0; j < i; j++) {
+			if (strcmp(c->disks[j].path, d->path) == 0) {
+				qemu__seterr(err, errlen, "field '%s': same image as %s[%zu]", sub,
+					     field, j);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+static int parse_reboot(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			size_t errlen)
+{
+	static const char *const words[] = { "reset", "acpi", NULL };
+
+	return get_word(field, v, words, "must be \"reset\" or \"acpi\"", &c->reboot, err, errlen);
+}
+
+typedef int field_parse_fn(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			   size_t errlen);
+
+/* In the order of the table in config.h: the order errors are found in. */
+static const struct {
+	const char *key;
+	field_parse_fn *parse;
+	bool required;
+} fields[] = {
+	{ "name", parse_name, true },
+	{ "uuid", parse_uuid, false },
+	{ "memory", parse_memory, false },
+	{ "vcpus", parse_vcpus, false },
+	{ "machine", parse_machine, false },
+	{ "accel", parse_accel, false },
+	{ "emulator", parse_emulator, false },
+	{ "kernel", parse_kernel, false },
+	{ "initrd", parse_initrd, false },
+	{ "cmdline", parse_cmdline, false },
+	{ "disks", parse_disks, false },
+	{ "reboot", parse_reboot, false },
+};
+
+/* Rules between fields, once each field is fine on its own. */
+static int check_combination(const struct qemu_config *c, char *err, size_t errlen)
+{
+	if (c->initrd && !c->kernel)
+		return bad(err, errlen, "initrd", NULL, "needs 'kernel'");
+	if (c->cmdline && !c->kernel)
+		return bad(err, errlen, "cmdline", NULL, "needs 'kernel'");
+	if (strcmp(c->machine, "none") == 0) {
+		/* QEMU says so too, but later and in its own words. */
+		if (c->vcpus != 1)
+			return bad(err, errlen, "vcpus", NULL, "must be 1 with machine 'none'");
+		if (c->kernel)
+			return bad(err, errlen, "kernel", NULL,
+				   "cannot be used with machine 'none'");
+		if (c->n_disks)
+			return bad(err, errlen, "disks", NULL,
+				   "cannot be used with machine 'none' (it has no bus)");
+	}
+	return 0;
+}
+
+static int set_defaults(struct qemu_config *c)
+{
+	c->memory_mib = QEMU_MEMORY_DEFAULT_MIB;
+	c->vcpus = 1;
+	c->accel = DEFAULT_ACCEL;
+	c->reboot = DEFAULT_REBOOT;
+	c->machine = strdup(DEFAULT_MACHINE);
+	c->emulator = strdup(DEFAULT_EMULATOR);
+	return c->machine && c->emulator ? 0 : -ENOMEM;
+}
+
+int qemu_config_from_json(const json_t *in, struct qemu_config **ret, char *err, size_t errlen)
+{
+	struct qemu_config *c;
+	const char *key;
+	json_t *v;
+	size_t i;
+	int r;
+
+	if (!json_is_object(in)) {
+		char desc[QEMU__QUOTE_MAX + 16];
+
+		if (!in)
+			snprintf(desc, sizeof(desc), "nothing");
+		else
+			describe(in, desc, sizeof(desc));
+		qemu__seterr(err, errlen, "expected a JSON object, got %s", desc);
+		return -EINVAL;
+	}
+
+	/* Unknown keys first: a typo ("memroy") must not pass as a default. */
+	json_object_foreach((json_t *)in, key, v) {
+		for (i = 0; i < ARRAY_SIZE(fields); i++)
+			if (strcmp(key, fields[i].key) == 0)
+				break;
+		if (i == ARRAY_SIZE(fields))
+			return unknown(err, errlen, "", key);
+	}
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return oom(err, errlen);
+	r = set_defaults(c);
+	if (r < 0) {
+		oom(err, errlen);
+		goto fail;
+	}
+	for (i = 0; i < ARRAY_SIZE(fields); i++) {
+		v = json_object_get(in, fields[i].key);
+		if (!v || json_is_null(v)) {
+			if (!fields[i].required)
+				continue;
+			r = bad(err, errlen, fields[i].key, NULL, "required");
+			goto fail;
+		}
+		r = fields[i].parse(c, fields[i].key, v, err, errlen);
+		if (r < 0)
+			goto fail;
+	}
+	r = check_combination(c, err, errlen);
+	if (r < 0)
+		goto fail;
+	*ret = c;
+	return 0;
+
+fail:
+	qemu_config_free(c);
+	return r;
+}
+
+json_t *qemu_config_to_json(const struct qemu_config *c)
+{
+	json_t *o = json_object(), *disks = json_array();
+	size_t i;
+	int r = 0;
+
+	if (!o || !disks)
+		goto fail;
+	/* json_object_set_new() takes the value even when it fails: no leak. */
+	r |= json_object_set_new(o, "name", json_string(c->name));
+	if (c->has_uuid)
+		r |= json_object_set_new(o, "uuid", json_string(c->uuid));
+	r |= json_object_set_new(o, "memory", json_integer((json_int_t)c->memory_mib));
+	r |= json_object_set_new(o, "vcpus", json_integer(c->vcpus));
+	r |= json_object_set_new(o, "machine", json_string(c->machine));
+	r |= json_object_set_new(o, "accel", json_string(c->accel));
+	r |= json_object_set_new(o, "emulator", json_string(c->emulator));
+	if (c->kernel)
+		r |= json_object_set_new(o, "kernel", json_string(c->kernel));
+	if (c->initrd)
+		r |= json_object_set_new(o, "initrd", json_string(c->initrd));
+	if (c->cmdline)
+		r |= json_object_set_new(o, "cmdline", json_string(c->cmdline));
+	for (i = 0; i < c->n_disks; i++)
+		r |= json_array_append_new(disks, json_pack("{s:s, s:b, s:s}",
+							     "path", c->disks[i].path,
+							     "readonly", c->disks[i].readonly,
+							     "format", c->disks[i].format));
+	r |= json_object_set_new(o, "disks", disks);
+	disks = NULL;
+	r |= json_object_set_new(o, "reboot", json_string(c->reboot));
+	if (r == 0)
+		return o;
+fail:
+	json_decref(disks);
+	json_decref(o);
+	return NULL;
+}
+
+void qemu_config_free(struct qemu_config *c)
+{
+	size_t i;
+
+	if (!c)
+		return;
+	for (i = 0; i < c->n_disks; i++)
+		free(c->disks[i].path);
+	free(c->name);
+	free(c->machine);
+	free(c->emulator);
+	free(c->kernel);
+	free(c->initrd);
+	free(c->cmdline);
+	free(c);
+}
+
+int qemu_config_set_uuid(struct qemu_config *c, const char *uuid)
+{
+	size_t i;
+
+	if (!uuid || !qemu__uuid_valid(uuid))
+		return -EINVAL;
+	for (i = 0; i < QEMU_UUID_LEN; i++) {
+		char ch = uuid[i];
+
+		c->uuid[i] = ch >= 'A' && ch <= 'F' ? (char)(ch - 'A' + 'a') : ch;
+	}
+	c->uuid[QEMU_UUID_LEN] = '\0';
+	c->has_uuid = true;
+	return 0;
+}
+
+/* ---- getters -------------------------------------------------------------- */
+
+const char *qemu_config_name(const struct qemu_config *c)
+{
+	return c->name;
+}
+
+bool qemu_config_has_uuid(const struct qemu_config *c)
+{
+	return c->has_uuid;
+}
+
+const char *qemu_config_uuid(const struct qemu_config *c)
+{
+	return c->has_uuid ? c->uuid : NULL;
+}
+
+uint64_t qemu_config_memory_mib(const struct qemu_config *c)
+{
+	return c->memory_mib;
+}
+
+unsigned int qemu_config_vcpus(const struct qemu_config *c)
+{
+	return c->vcpus;
+}
+
+const char *qemu_config_machine(const struct qemu_config *c)
+{
+	return c->machine;
+}
+
+const char *qemu_config_accel(const struct qemu_config *c)
+{
+	return c->accel;
+}
+
+const char *qemu_config_emulator(const struct qemu_config *c)
+{
+	return c->emulator;
+}
+
+const char *qemu_config_kernel(const struct qemu_config *c)
+{
+	return c->kernel;
+}
+
+const char *qemu_config_initrd(const struct qemu_config *c)
+{
+	return c->initrd;
+}
+
+const char *qemu_config_cmdline(const struct qemu_config *c)
+{
+	return c->cmdline;
+}
+
+const char *qemu_config_reboot(const struct qemu_config *c)
+{
+	return c->reboot;
+}
+
+size_t qemu_config_disk_count(const struct qemu_config *c)
+{
+	return c->n_disks;
+}
+
+const char *qemu_config_disk_path(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_disks);
+	return c->disks[i].path;
+}
+
+bool qemu_config_disk_readonly(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_disks);
+	return c->disks[i].readonly;
+}
+
+const char *qemu_config_disk_format(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_disks);
+	return c->disks[i].format;
+}
