@@ -37,6 +37,14 @@ enum cli_format {
 /* How long past the daemon's own deadline the CLI waits for its answer. */
 #define CLI_TIMEOUT_MARGIN_MS 2000
 #define CLI_DEFAULT_TIMEOUT_MS 30000
+/* corrald refuses a longer timeout_ms. */
+#define CLI_TIMEOUT_MAX_MS (24 * 3600 * 1000)
+
+/*
+ * JSON output: 15 significant digits print 0.0033448250000000001 as
+ * 0.003344825 and still hold a Unix time to the microsecond.
+ */
+#define CLI_JSON_REALS JSON_REAL_PRECISION(15)
 
 struct cli_opt {
 	const char *name;       /* long name without "--" */

@@ -127,6 +127,19 @@ static const char *get_str(const json_t *obj, const char *key, const char *fallb
 	return s ? s : fallback;
 }
 
+/* Seconds since the epoch as local time, "2026-11-26T02:21:03.123+0000". */
+static void format_time(double t, char *buf, size_t len)
+{
+	time_t s = (time_t)t;
+	struct tm tm;
+	size_t n;
+
+	localtime_r(&s, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	n += (size_t)snprintf(buf + n, len - n, ".%03d", (int)((t - (double)s) * 1000));
+	strftime(buf + n, len - n, "%z", &tm);
+}
+
 /* ------------------------------------------------------------------------ */
 /* list, info, daemon-info */
 
@@ -197,6 +210,27 @@ static json_t *monitor_text(const json_t *mon)
 	return json_string(buf);
 }
 
+/* Rewrite info's fields that read better as text.  0 or -ENOMEM. */
+static int info_for_people(json_t *info)
+{
+	json_t *v;
+	char when[64];
+	int r = 0;
+
+	if ((v = json_object_get(info, "job")))
+		r |= json_object_set_new(info, "job", job_text(v));
+	if ((v = json_object_get(info, "monitor")))
+		r |= json_object_set_new(info, "monitor", monitor_text(v));
+	/* No process is pid 0 on the wire. */
+	if (json_integer_value(json_object_get(info, "pid")) == 0 && json_object_get(info, "pid"))
+		r |= json_object_set_new(info, "pid", json_string("-"));
+	if (json_is_number((v = json_object_get(info, "updated")))) {
+		format_time(json_number_value(v), when, sizeof(when));
+		r |= json_object_set_new(info, "updated", json_string(when));
+	}
+	return r ? -ENOMEM : 0;
+}
+
 static int cmd_info(struct cli *c, const struct cli_args *a)
 {
 	json_t *res, *shown;
@@ -221,12 +255,7 @@ static int cmd_info(struct cli *c, const struct cli_args *a)
 		return shown ? cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's info is not a map")
 			     : out_of_memory(c);
 	}
-	if ((json_object_get(shown, "job") &&
-	     json_object_set_new(shown, "job", job_text(json_object_get(shown, "job")))) ||
-	    (json_object_get(shown, "monitor") &&
-	     json_object_set_new(shown, "monitor",
-				 monitor_text(json_object_get(shown, "monitor")))) ||
-	    cli_print_fields(stdout, shown))
+	if (info_for_people(shown) || cli_print_fields(stdout, shown))
 		r = out_of_memory(c);
 	json_decref(shown);
 	return r;
@@ -650,26 +679,15 @@ struct events {
 	bool out_broken;        /* stdout failed (a closed pipe): stop */
 };
 
-/* Seconds since the epoch as local time, "2026-11-26T02:21:03.123+0000". */
-static void format_time(double t, char *buf, size_t len)
+/* One event for people; takes data. */
+static void print_event_line(double t, const char *domain, const char *event, json_t *data)
 {
-	time_t s = (time_t)t;
-	struct tm tm;
-	size_t n;
-
-	localtime_r(&s, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(buf + n, len - n, ".%03d", (int)((t - (double)s) * 1000));
-	strftime(buf + n, len - n, "%z", &tm);
-}
-
-static void print_event_line(double t, const char *domain, const char *event, const json_t *data)
-{
-	char when[64], *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+	char when[64], *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY | CLI_JSON_REALS);
 
 	format_time(t, when, sizeof(when));
 	printf("%s  %-16s  %-24s  %s\n", when, domain, event, text ? text : "{}");
 	free(text);
+	json_decref(data);
 }
 
 static void on_event(const char *method, json_t *params, void *arg)
@@ -686,7 +704,7 @@ static void on_event(const char *method, json_t *params, void *arg)
 						 ? json_number_value(json_object_get(e, "timestamp"))
 						 : now,
 					 get_str(e, "domain", "-"), get_str(e, "event", "?"),
-					 json_object_get(e, "data"));
+					 json_incref(json_object_get(e, "data")));
 	} else if (!strcmp(method, "events.dropped")) {
 		/* Gaps are part of the stream: say so where they are. */
 		json_t *count = json_object_get(e, "count");
@@ -695,10 +713,11 @@ static void on_event(const char *method, json_t *params, void *arg)
 			line = json_pack("{s:s, s:f, s:O?}", "event", "events.dropped", "timestamp",
 					 now, "count", count);
 		else
-			print_event_line(now, "-", "events.dropped", e);
+			print_event_line(now, "-", "events.dropped",
+					 json_pack("{s:O?}", "count", count));
 	}
 	if (line) {
-		json_dumpf(line, stdout, JSON_COMPACT);
+		json_dumpf(line, stdout, JSON_COMPACT | CLI_JSON_REALS);
 		putchar('\n');
 		json_decref(line);
 	}

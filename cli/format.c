@@ -14,6 +14,18 @@ static bool is_scalar(const json_t *v)
 	return !json_is_object(v) && !json_is_array(v);
 }
 
+/* Milliseconds are plenty for people: "1.002", "3.5", "12.0". */
+static char *real_text(double d)
+{
+	char buf[64];
+	size_t n;
+
+	n = (size_t)snprintf(buf, sizeof(buf), "%.3f", d);
+	while (n > 1 && buf[n - 1] == '0' && buf[n - 2] != '.')
+		buf[--n] = '\0';
+	return strdup(buf);
+}
+
 char *cli_value_text(const json_t *v)
 {
 	const json_t *e;
@@ -24,6 +36,8 @@ char *cli_value_text(const json_t *v)
 		return strdup("-");
 	if (json_is_string(v))
 		return strdup(json_string_value(v));
+	if (json_is_real(v))
+		return real_text(json_real_value(v));
 	if (!json_is_array(v))
 		return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 

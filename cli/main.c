@@ -94,8 +94,9 @@ int cli_call_failed(struct cli *c, int r, const struct cli_call_err *err)
 		snprintf(c->err_message, sizeof(c->err_message), "%s", err->message);
 		return exit_for_rpc_err(err->code);
 	case -ETIMEDOUT:
-		return cli_fail(c, CLI_EXIT_TIMEOUT, "timeout", "%s at %s", err->message,
-				c->socket);
+		return cli_fail(c, CLI_EXIT_TIMEOUT, "timeout",
+				"no answer from corrald at %s within --timeout + %u s", c->socket,
+				CLI_TIMEOUT_MARGIN_MS / 1000);
 	case -ECONNRESET:
 		return cli_fail(c, CLI_EXIT_UNREACHABLE, "unreachable",
 				"lost the connection to corrald at %s: %s", c->socket,
@@ -190,7 +191,8 @@ int cli_call(struct cli *c, const char *method, json_t *params, json_t **ret)
 
 int cli_print_json(struct cli *c, const json_t *v)
 {
-	if (json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY) || putchar('\n') == EOF)
+	if (json_dumpf(v, stdout, JSON_INDENT(2) | JSON_ENCODE_ANY | CLI_JSON_REALS) ||
+	    putchar('\n') == EOF)
 		return cli_fail(c, CLI_EXIT_ERROR, "error", "cannot write the output: %s", strerror(errno));
 	return 0;
 }
@@ -317,7 +319,7 @@ static bool any_cmd_has_opt(const char *name, size_t len, char short_name)
 	return false;
 }
 
-/* "30", "1.5", "30s", "500ms", "2m" -> milliseconds in 1 ms .. 7 days. */
+/* "30", "1.5", "30s", "500ms", "2m" -> milliseconds in 1 ms .. 1 day (docs/API.md). */
 static int parse_timeout(const char *s, uint64_t *ret_ms)
 {
 	double v, mult = 1000;
@@ -336,7 +338,7 @@ static int parse_timeout(const char *s, uint64_t *ret_ms)
 	else if (*end && strcmp(end, "s"))
 		return -EINVAL;
 	v *= mult;
-	if (!(v >= 1 && v <= 7 * 24 * 3600 * 1000.0))
+	if (!(v >= 1 && v <= CLI_TIMEOUT_MAX_MS))
 		return -EINVAL;
 	*ret_ms = (uint64_t)(v + 0.5);
 	return 0;
@@ -474,8 +476,8 @@ static int apply_globals(struct cli *c, const struct cmdline *cl)
 	else if (cl->format && strcmp(cl->format, "table"))
 		return cli_usage(c, "--format must be table or json, not '%s'", cl->format);
 	if (cl->timeout && parse_timeout(cl->timeout, &c->timeout_ms))
-		return cli_usage(c, "--timeout takes seconds (e.g. 30, 1.5, 500ms, 2m), not '%s'",
-				 cl->timeout);
+		return cli_usage(c, "--timeout takes seconds up to a day (e.g. 30, 1.5, 500ms, "
+				 "2m), not '%s'", cl->timeout);
 	if (cl->socket) {
 		if (!*cl->socket)
 			return cli_usage(c, "--socket needs a path");
