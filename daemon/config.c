@@ -1,0 +1,421 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "daemon/log.h"
+
+#define DEFAULT_TIMEOUT_MS 30000
+#define DEFAULT_STALL_MS   30000
+
+/* The keys of the file; each flag of the same name (with '-') sets the same thing. */
+enum key {
+	K_SOCKET,
+	K_RO_SOCKET,
+	K_STATE_DIR,
+	K_RUNTIME_DIR,
+	K_SOCKET_GROUP,
+	K_WORKERS,
+	K_IO_THREADS,
+	K_DEFAULT_TIMEOUT_MS,
+	K_CLIENT_STALL_MS,
+	K_EMULATOR,
+	K_LOG_LEVEL,
+	K_COUNT
+};
+
+static const char *const key_names[K_COUNT] = {
+	[K_SOCKET] = "socket",
+	[K_RO_SOCKET] = "ro_socket",
+	[K_STATE_DIR] = "state_dir",
+	[K_RUNTIME_DIR] = "runtime_dir",
+	[K_SOCKET_GROUP] = "socket_group",
+	[K_WORKERS] = "workers",
+	[K_IO_THREADS] = "io_threads",
+	[K_DEFAULT_TIMEOUT_MS] = "default_timeout_ms",
+	[K_CLIENT_STALL_MS] = "client_stall_timeout_ms",
+	[K_EMULATOR] = "emulator",
+	[K_LOG_LEVEL] = "log_level",
+};
+
+static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-' || *s == '+')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return -EINVAL;
+	*ret = v;
+	return 0;
+}
+
+static int set_str(char **field, const char *value)
+{
+	char *s = strdup(value);
+
+	if (!s)
+		return -ENOMEM;
+	free(*field);
+	*field = s;
+	return 0;
+}
+
+/* Apply one setting.  where: "--workers" or "corrald.conf:3", for messages. */
+static int dconf_set(struct dconf *c, enum key k, const char *value, const char *where,
+		     char *errbuf, size_t errlen)
+{
+	uint64_t v;
+
+	switch (k) {
+	case K_SOCKET:
+	case K_RO_SOCKET:
+	case K_STATE_DIR:
+	case K_RUNTIME_DIR:
+		if (value[0] != '/') {
+			snprintf(errbuf, errlen, "%s: '%s' must be an absolute path", where, value);
+			return -EINVAL;
+		}
+		if (strlen(value) >= PATH_MAX) {
+			snprintf(errbuf, errlen, "%s: path too long", where);
+			return -EINVAL;
+		}
+		return set_str(k == K_SOCKET ? &c->socket :
+			       k == K_RO_SOCKET ? &c->ro_socket :
+			       k == K_STATE_DIR ? &c->state_dir : &c->runtime_dir, value);
+	case K_SOCKET_GROUP:
+		return set_str(&c->socket_group, value);
+	case K_EMULATOR:
+		return set_str(&c->emulator, value);
+	case K_WORKERS:
+	case K_IO_THREADS:
+		if (parse_uint(value, 1, 256, &v) < 0) {
+			snprintf(errbuf, errlen, "%s: '%s' is not a number from 1 to 256", where,
+				 value);
+			return -EINVAL;
+		}
+		if (k == K_WORKERS)
+			c->workers = (unsigned)v;
+		else
+			c->io_threads = (unsigned)v;
+		return 0;
+	case K_DEFAULT_TIMEOUT_MS:
+	case K_CLIENT_STALL_MS:
+		if (parse_uint(value, 1, 86400000, &v) < 0) {
+			snprintf(errbuf, errlen, "%s: '%s' is not a number of milliseconds from 1 "
+				 "to 86400000", where, value);
+			return -EINVAL;
+		}
+		if (k == K_DEFAULT_TIMEOUT_MS)
+			c->default_timeout_ms = v;
+		else
+			c->client_stall_ms = v;
+		return 0;
+	case K_LOG_LEVEL:
+		if (!strcmp(value, "error"))
+			c->log_level = LOG_ERR;
+		else if (!strcmp(value, "warning"))
+			c->log_level = LOG_WARN;
+		else if (!strcmp(value, "info"))
+			c->log_level = LOG_INFO;
+		else if (!strcmp(value, "debug"))
+			c->log_level = LOG_DEBUG;
+		else {
+			snprintf(errbuf, errlen, "%s: log level '%s' is not one of error, warning, "
+				 "info, debug", where, value);
+			return -EINVAL;
+		}
+		return 0;
+	case K_COUNT:
+		break;
+	}
+	BUG_ON(1);
+	return -EINVAL;
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* key = value lines; '#' starts a comment line; values may be "quoted". */
+static int load_file(struct dconf *c, const char *path, char *errbuf, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	char line[PATH_MAX + 128];
+	unsigned lineno = 0;
+	int r = 0;
+
+	if (!f) {
+		snprintf(errbuf, errlen, "cannot open config file %s: %s", path, strerror(errno));
+		return -EINVAL;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char where[PATH_MAX + 32], *key, *value, *eq;
+		size_t vlen;
+		int k;
+
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%u", path, lineno);
+		if (!strchr(line, '\n') && !feof(f)) {
+			snprintf(errbuf, errlen, "%s: line too long", where);
+			r = -EINVAL;
+			break;
+		}
+		key = trim(line);
+		if (!*key || *key == '#')
+			continue;
+		eq = strchr(key, '=');
+		if (!eq) {
+			snprintf(errbuf, errlen, "%s: expected key = value", where);
+			r = -EINVAL;
+			break;
+		}
+		*eq = '\0';
+		key = trim(key);
+		value = trim(eq + 1);
+		vlen = strlen(value);
+		if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+			value[vlen - 1] = '\0';
+			value++;
+		}
+		for (k = 0; k < K_COUNT; k++)
+			if (!strcmp(key, key_names[k]))
+				break;
+		if (k == K_COUNT) {
+			snprintf(errbuf, errlen, "%s: unknown key '%s'", where, key);
+			r = -EINVAL;
+			break;
+		}
+		r = dconf_set(c, (enum key)k, value, where, errbuf, errlen);
+		if (r < 0)
+			break;
+	}
+	fclose(f);
+	return r;
+}
+
+void dconf_usage(FILE *f)
+{
+	fputs("Usage: corrald [OPTION]...\n"
+	      "The corral daemon: runs QEMU virtual machines and serves the msgpack-RPC API.\n"
+	      "\n"
+	      "  --socket PATH        read-write socket (default RUNTIME_DIR/corral.sock)\n"
+	      "  --ro-socket PATH     read-only socket (default: corral-ro.sock next to --socket)\n"
+	      "  --state-dir DIR      configs and logs (default /var/lib/corral as root,\n"
+	      "                       else $XDG_STATE_HOME/corral or ~/.local/state/corral)\n"
+	      "  --runtime-dir DIR    sockets, pid file (default /run/corral as root,\n"
+	      "                       else $XDG_RUNTIME_DIR/corral or /tmp/corral-UID)\n"
+	      "  --config FILE        key = value settings; flags override them\n"
+	      "  --workers N          actor worker threads (default: online CPUs)\n"
+	      "  --io-threads N       socket I/O threads (default: CPUs / 2, 1 to 4)\n"
+	      "  --socket-group NAME  let this group use the sockets (mode 0660)\n"
+	      "  --default-timeout-ms MS  deadline of calls without timeout_ms (30000)\n"
+	      "  --log-level LEVEL    error, warning, info (default) or debug\n"
+	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
+	      "  --dump-api-md        print the API reference (docs/API.md) and exit\n"
+	      "  --help               print this and exit\n"
+	      "  --version            print the version and exit\n"
+	      "\n"
+	      "See docs/daemon.md.\n", f);
+}
+
+static char *path_join(const char *a, const char *b)
+{
+	char *s;
+
+	if (asprintf(&s, "%s/%s", a, b) < 0)
+		return NULL;
+	return s;
+}
+
+static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
+{
+	uid_t uid = getuid();
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	const char *env;
+
+	if (ncpu < 1)
+		ncpu = 1;
+	if (!c->runtime_dir) {
+		if (uid == 0)
+			c->runtime_dir = strdup("/run/corral");
+		else if ((env = getenv("XDG_RUNTIME_DIR")) && env[0] == '/')
+			c->runtime_dir = path_join(env, "corral");
+		else if (asprintf(&c->runtime_dir, "/tmp/corral-%u", (unsigned)uid) < 0)
+			c->runtime_dir = NULL;
+		if (!c->runtime_dir)
+			return -ENOMEM;
+	}
+	if (!c->state_dir) {
+		if (uid == 0) {
+			c->state_dir = strdup("/var/lib/corral");
+		} else if ((env = getenv("XDG_STATE_HOME")) && env[0] == '/') {
+			c->state_dir = path_join(env, "corral");
+		} else {
+			const char *home = getenv("HOME");
+			struct passwd *pw;
+
+			if (!home || home[0] != '/') {
+				pw = getpwuid(uid);
+				home = pw ? pw->pw_dir : NULL;
+			}
+			if (!home || home[0] != '/') {
+				snprintf(errbuf, errlen, "no home directory: give --state-dir");
+				return -EINVAL;
+			}
+			c->state_dir = path_join(home, ".local/state/corral");
+		}
+		if (!c->state_dir)
+			return -ENOMEM;
+	}
+	if (!c->socket && !(c->socket = path_join(c->runtime_dir, "corral.sock")))
+		return -ENOMEM;
+	if (!c->ro_socket) {
+		const char *slash = strrchr(c->socket, '/');
+
+		if (asprintf(&c->ro_socket, "%.*s/corral-ro.sock", (int)(slash - c->socket),
+			     c->socket) < 0)
+			return -ENOMEM;
+	}
+	if (!strcmp(c->socket, c->ro_socket)) {
+		snprintf(errbuf, errlen, "the read-write and read-only sockets are both %s",
+			 c->socket);
+		return -EINVAL;
+	}
+	if (!c->workers)
+		c->workers = (unsigned)ncpu;
+	if (!c->io_threads)
+		c->io_threads = ncpu / 2 < 1 ? 1 : ncpu / 2 > 4 ? 4 : (unsigned)(ncpu / 2);
+	if (!c->default_timeout_ms)
+		c->default_timeout_ms = DEFAULT_TIMEOUT_MS;
+	if (!c->client_stall_ms)
+		c->client_stall_ms = DEFAULT_STALL_MS;
+	return 0;
+}
+
+int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errlen)
+{
+	enum { OPT_FOREGROUND = 1000, OPT_CONFIG, OPT_DUMP, OPT_HELP, OPT_VERSION, OPT_KEY };
+	static const struct option opts[] = {
+		{ "socket", required_argument, NULL, OPT_KEY + K_SOCKET },
+		{ "ro-socket", required_argument, NULL, OPT_KEY + K_RO_SOCKET },
+		{ "state-dir", required_argument, NULL, OPT_KEY + K_STATE_DIR },
+		{ "runtime-dir", required_argument, NULL, OPT_KEY + K_RUNTIME_DIR },
+		{ "socket-group", required_argument, NULL, OPT_KEY + K_SOCKET_GROUP },
+		{ "workers", required_argument, NULL, OPT_KEY + K_WORKERS },
+		{ "io-threads", required_argument, NULL, OPT_KEY + K_IO_THREADS },
+		{ "default-timeout-ms", required_argument, NULL, OPT_KEY + K_DEFAULT_TIMEOUT_MS },
+		{ "client-stall-timeout-ms", required_argument, NULL, OPT_KEY + K_CLIENT_STALL_MS },
+		{ "emulator", required_argument, NULL, OPT_KEY + K_EMULATOR },
+		{ "log-level", required_argument, NULL, OPT_KEY + K_LOG_LEVEL },
+		{ "config", required_argument, NULL, OPT_CONFIG },
+		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
+		{ "dump-api-md", no_argument, NULL, OPT_DUMP },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ NULL, 0, NULL, 0 },
+	};
+	/* Flags are applied after the file, so remember them first. */
+	struct { enum key k; const char *v; } flags[64];
+	unsigned nflags = 0;
+	int o, r;
+
+	memset(c, 0, sizeof(*c));
+	c->log_level = LOG_INFO;
+	optind = 1;
+	opterr = 0;
+	while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
+		switch (o) {
+		case OPT_FOREGROUND:
+			break;
+		case OPT_CONFIG:
+			r = set_str(&c->config_file, optarg);
+			if (r < 0)
+				return r;
+			break;
+		case OPT_DUMP:
+			c->dump_api_md = true;
+			break;
+		case 'h':
+		case OPT_HELP:
+			c->help = true;
+			break;
+		case 'V':
+		case OPT_VERSION:
+			c->version = true;
+			break;
+		case '?':
+		case ':':
+			if (optopt)
+				snprintf(errbuf, errlen, "option '-%c' is unknown or needs a value",
+					 optopt);
+			else
+				snprintf(errbuf, errlen, "option '%s' is unknown or needs a value",
+					 argv[optind - 1]);
+			return -EINVAL;
+		default:
+			if (nflags == ARRAY_SIZE(flags)) {
+				snprintf(errbuf, errlen, "too many options");
+				return -EINVAL;
+			}
+			flags[nflags].k = (enum key)(o - OPT_KEY);
+			flags[nflags].v = optarg;
+			nflags++;
+		}
+	}
+	if (optind < argc) {
+		snprintf(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
+		return -EINVAL;
+	}
+	if (c->help || c->version || c->dump_api_md)
+		return 0;
+	if (c->config_file) {
+		r = load_file(c, c->config_file, errbuf, errlen);
+		if (r < 0)
+			return r;
+	}
+	for (unsigned i = 0; i < nflags; i++) {
+		char where[64];
+
+		snprintf(where, sizeof(where), "--%s", opts[flags[i].k].name);
+		r = dconf_set(c, flags[i].k, flags[i].v, where, errbuf, errlen);
+		if (r < 0)
+			return r;
+	}
+	r = fill_defaults(c, errbuf, errlen);
+	if (r == -ENOMEM)
+		snprintf(errbuf, errlen, "out of memory");
+	return r;
+}
+
+void dconf_fini(struct dconf *c)
+{
+	free(c->socket);
+	free(c->ro_socket);
+	free(c->state_dir);
+	free(c->runtime_dir);
+	free(c->socket_group);
+	free(c->emulator);
+	free(c->config_file);
+	memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config: corrald's settings, from defaults, an optional key=value file
+ * (--config) and command-line flags, in that order of precedence (a flag
+ * beats the file, the file beats the default).  See docs/daemon.md.
+ *
+ * Main thread only, before any other thread starts.
+ */
+#ifndef CORRAL_DAEMON_CONFIG_H
+#define CORRAL_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct dconf {
+	char *socket;                   /* read-write socket */
+	char *ro_socket;                /* read-only socket */
+	char *state_dir;
+	char *runtime_dir;
+	char *socket_group;             /* NULL: sockets for the daemon's user only */
+	char *emulator;                 /* NULL: the VM layer's default */
+	char *config_file;              /* --config, for messages */
+	unsigned workers;               /* actor runtime threads */
+	unsigned io_threads;            /* epoll threads */
+	uint64_t default_timeout_ms;    /* jobs without "timeout_ms" */
+	uint64_t client_stall_ms;       /* close a client whose output stays over the cap */
+	int log_level;                  /* enum log_level */
+	/* What to do instead of serving. */
+	bool help, version, dump_api_md;
+};
+
+/*
+ * Read argv (and the file named by --config, if any) into conf and fill in
+ * the defaults.  0, or -EINVAL with a one-line reason in errbuf.
+ */
+int dconf_load(struct dconf *conf, int argc, char **argv, char *errbuf, size_t errlen);
+void dconf_fini(struct dconf *conf);
+
+/* The --help text. */
+void dconf_usage(FILE *f);
+
+#endif /* CORRAL_DAEMON_CONFIG_H */

@@ -1,0 +1,354 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * corrald: the corral daemon.  Sets up the runtime, the ioloop, the registry,
+ * the event bus, the VM layer and the RPC server, then waits for SIGTERM or
+ * SIGINT on a self-pipe (the handler only writes one byte) and takes it all
+ * down again.  Running VMs are left alone: QEMU runs in its own session and
+ * outlives the daemon.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "actors/actor.h"
+#include "actors/domain.h"
+#include "actors/evbus.h"
+#include "actors/vm.h"
+#include "common/ioloop.h"
+#include "common/rcu.h"
+#include "common/util.h"
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "daemon/server.h"
+
+#ifndef CORRAL_VERSION
+#define CORRAL_VERSION "unknown"
+#endif
+
+#define QUIESCE_NS (5 * NSEC_PER_SEC)
+
+static int sig_pipe[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+
+	/* Async-signal-safe: one write, nothing else.  A full pipe is fine. */
+	(void)!write(sig_pipe[1], &b, 1);
+	errno = saved;
+}
+
+static void on_ignored_signal(int sig)
+{
+	/*
+	 * A handler rather than SIG_IGN: ignored dispositions survive exec and
+	 * QEMU would inherit them; handled ones are reset.
+	 */
+}
+
+static int setup_signals(void)
+{
+	struct sigaction sa = { 0 };
+
+	if (pipe2(sig_pipe, O_CLOEXEC) < 0)
+		return -errno;
+	fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sa.sa_handler = on_signal;
+	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+		return -errno;
+	sa.sa_handler = on_ignored_signal;
+	if (sigaction(SIGPIPE, &sa, NULL) < 0 || sigaction(SIGHUP, &sa, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+/* mkdir -p, mode 0700 for what it creates. */
+static int make_dir(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+	struct stat st;
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+
+			*p = '\0';
+			if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+				return -errno;
+			*p = c;
+			if (!c)
+				break;
+		}
+	}
+	if (stat(path, &st) < 0)
+		return -errno;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+/*
+ * The pid file, locked for the daemon's life: a second daemon on the same
+ * runtime directory finds the lock taken.  Returns the fd or -errno.
+ */
+static int pidfile_open(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int err = errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+
+		n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (err == -EADDRINUSE)
+			log_err("another corrald (pid %s) holds %s", buf[0] ? buf : "?", path);
+		close(fd);
+		return err;
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+struct dom_list {
+	struct domain **v;
+	size_t n, cap;
+};
+
+static int collect_dom(struct domain *d, void *arg)
+{
+	struct dom_list *l = arg;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		struct domain **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	dom_ref(d);
+	l->v[l->n++] = d;
+	return 0;
+}
+
+/*
+ * Take every domain out of the registry and stop its actor: its jobs end
+ * ("gone"), the VM layer lets go of the monitor and the pid watch, and QEMU
+ * keeps running.  Main thread, at shutdown.
+ */
+static void stop_domains(struct registry *reg)
+{
+	struct dom_list l = { 0 };
+	int r;
+
+	do {
+		l.n = 0;
+		crcu_read_lock();
+		r = reg_for_each_rcu(reg, collect_dom, &l);
+		crcu_read_unlock();
+		for (size_t i = 0; i < l.n; i++) {
+			reg_del(reg, l.v[i]);
+			actor_stop(dom_actor(l.v[i]));
+			dom_unref(l.v[i]);
+		}
+	} while (r < 0 && l.n);         /* out of memory: go again with what is left */
+	free(l.v);
+}
+
+static int wait_for_signal(void)
+{
+	unsigned char b;
+
+	for (;;) {
+		ssize_t n = read(sig_pipe[0], &b, 1);
+
+		if (n == 1)
+			return b;
+		if (n < 0 && errno == EINTR)
+			continue;
+		return -1;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct dconf conf;
+	char err[1024], *pidpath = NULL;
+	struct rt *rt = NULL;
+	struct ioloop *io = NULL;
+	struct registry *reg = NULL;
+	struct evbus *bus = NULL;
+	struct vm_env *env = NULL;
+	struct server *srv = NULL;
+	struct server_opts so = { 0 };
+	int pidfd = -1, r, sig, status = 1;
+
+	err[0] = '\0';
+	if (dconf_load(&conf, argc, argv, err, sizeof(err)) < 0) {
+		fprintf(stderr, "corrald: %s\n(see corrald --help)\n", err);
+		dconf_fini(&conf);
+		return 2;
+	}
+	if (conf.help) {
+		dconf_usage(stdout);
+		dconf_fini(&conf);
+		return 0;
+	}
+	if (conf.version) {
+		printf("corrald %s\n", CORRAL_VERSION);
+		dconf_fini(&conf);
+		return 0;
+	}
+	if (conf.dump_api_md) {
+		server_dump_api_md(stdout);
+		dconf_fini(&conf);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
+	log_set_level((enum log_level)conf.log_level);
+	urcu_memb_register_thread();
+
+	if ((r = make_dir(conf.runtime_dir)) < 0 || (r = make_dir(conf.state_dir)) < 0) {
+		log_err("cannot create %s or %s: %s", conf.runtime_dir, conf.state_dir,
+			strerror(-r));
+		goto out;
+	}
+	if (asprintf(&pidpath, "%s/corrald.pid", conf.runtime_dir) < 0) {
+		pidpath = NULL;
+		log_err("out of memory");
+		goto out;
+	}
+	pidfd = pidfile_open(pidpath);
+	if (pidfd < 0) {
+		if (pidfd != -EADDRINUSE)
+			log_err("pid file %s: %s", pidpath, strerror(-pidfd));
+		free(pidpath);
+		pidpath = NULL;         /* not ours: leave it */
+		goto out;
+	}
+	if (conf.socket_group) {
+		struct group *g = getgrnam(conf.socket_group);
+
+		if (!g) {
+			log_err("socket_group '%s': no such group", conf.socket_group);
+			goto out;
+		}
+		so.group_set = true;
+		so.group = g->gr_gid;
+	}
+	if ((r = setup_signals()) < 0) {
+		log_err("signals: %s", strerror(-r));
+		goto out;
+	}
+
+	/* Threads from here on: signal dispositions are set, the mask is untouched. */
+	if ((r = rt_new(conf.workers, &rt)) < 0 || (r = ioloop_new(conf.io_threads, &io)) < 0 ||
+	    (r = reg_new(&reg)) < 0 || (r = evbus_new(&bus)) < 0) {
+		log_err("cannot start: %s", strerror(-r));
+		goto out;
+	}
+	{
+		struct vm_env_opts vo = {
+			.rt = rt, .io = io, .reg = reg, .bus = bus,
+			.runtime_dir = conf.runtime_dir, .state_dir = conf.state_dir,
+			.default_emulator = conf.emulator,
+		};
+
+		r = vm_env_new(&vo, &env);
+		if (r < 0) {
+			log_err("cannot start the VM layer: %s", strerror(-r));
+			goto out;
+		}
+	}
+	so.io = io;
+	so.rt = rt;
+	so.reg = reg;
+	so.bus = bus;
+	so.env = env;
+	so.rw_path = conf.socket;
+	so.ro_path = conf.ro_socket;
+	so.default_timeout_ms = conf.default_timeout_ms;
+	so.client_stall_ms = conf.client_stall_ms;
+	so.workers = rt_nworkers(rt);
+	so.io_threads = conf.io_threads;
+	r = server_new(&so, &srv, err, sizeof(err));
+	if (r < 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	log_info("corrald %s ready: pid %d, %u workers, %u I/O threads, %" PRIu64
+		 " domains, state in %s", CORRAL_VERSION, (int)getpid(), so.workers,
+		 conf.io_threads, reg_count(reg), conf.state_dir);
+
+	sig = wait_for_signal();
+	log_info("%s: shutting down (running VMs are left running)",
+		 sig > 0 ? strsignal(sig) : "signal pipe broken");
+	status = 0;
+
+out:
+	/*
+	 * Order: no new clients and no client I/O; then the domains (their
+	 * jobs end, and the replies go to closed connections); then the
+	 * runtime and the loops; then what they referred to.
+	 */
+	if (srv)
+		server_stop(srv);
+	if (reg)
+		stop_domains(reg);
+	if (rt && rt_quiesce(rt, QUIESCE_NS) < 0)
+		log_warn("actors still busy after %llu s; stopping anyway",
+			 QUIESCE_NS / NSEC_PER_SEC);
+	urcu_memb_barrier();
+	rt_free(rt);
+	ioloop_free(io);
+	urcu_memb_barrier();
+	server_free(srv);
+	urcu_memb_barrier();
+	vm_env_free(env);
+	evbus_free(bus);
+	if (reg) {
+		if (reg_count(reg))
+			log_warn("%" PRIu64 " domains still registered at exit", reg_count(reg));
+		else
+			reg_free(reg);
+	}
+	if (pidfd >= 0) {
+		unlink(pidpath);
+		close(pidfd);
+	}
+	free(pidpath);
+	if (sig_pipe[0] >= 0) {
+		close(sig_pipe[0]);
+		close(sig_pipe[1]);
+	}
+	dconf_fini(&conf);
+	urcu_memb_unregister_thread();
+	if (status == 0)
+		log_info("bye");
+	return status;
+}

@@ -1,0 +1,949 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RPC methods: one table drives dispatch, parameter checking, api.info
+ * and docs/API.md (corrald --dump-api-md).
+ *
+ * Handlers run on the connection's loop thread inside its RCU read section
+ * (domain pointers from the registry are valid until the handler returns).
+ * Queries answer from snapshots right here; state changes become jobs whose
+ * done callback (job_done, on a runtime worker) packs the reply and hands it
+ * back with call_complete().
+ */
+#include "daemon/server-internal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "actors/evbus.h"
+#include "actors/vm.h"
+#include "common/names.h"
+#include "common/util.h"
+#include "rpc/json-conv.h"
+#include "rpc/rpc.h"
+
+#ifndef CORRAL_VERSION
+#define CORRAL_VERSION "unknown"
+#endif
+
+#define MAX_PARAMS       16
+#define TIMEOUT_MAX_MS   86400000ULL     /* one day */
+
+/* ---- small helpers -------------------------------------------------------- */
+
+/*
+ * A client's bytes for an error message: printable ASCII, the rest as \xNN,
+ * cut at 64 bytes.  Error messages are msgpack str, which clients decode as
+ * UTF-8: never echo raw bytes.
+ */
+static const char *quote(char *buf, size_t size, const char *s, size_t len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len && o + 8 < size; i++) {
+		unsigned char ch = (unsigned char)s[i];
+
+		if (i == 64) {
+			o += (size_t)snprintf(buf + o, size - o, "...");
+			break;
+		}
+		if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '\'')
+			buf[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(buf + o, size - o, "\\x%02x", ch);
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+#define PK(expr)                                                        \
+	do {                                                            \
+		if ((expr) < 0)                                         \
+			return req_fail(r, RPC_ERR_INTERNAL, "out of memory"); \
+	} while (0)
+
+static int pk_str(msgpack_packer *pk, const char *s)
+{
+	return rpc_pack_cstr(pk, s ? s : "");
+}
+
+static int pk_kv_str(msgpack_packer *pk, const char *k, const char *v)
+{
+	if (rpc_pack_cstr(pk, k) < 0)
+		return -ENOMEM;
+	return v ? rpc_pack_cstr(pk, v) : msgpack_pack_nil(pk);
+}
+
+static int pk_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+	if (rpc_pack_cstr(pk, k) < 0)
+		return -ENOMEM;
+	return msgpack_pack_uint64(pk, v);
+}
+
+static int pk_kv_double(msgpack_packer *pk, const char *k, double v)
+{
+	if (rpc_pack_cstr(pk, k) < 0)
+		return -ENOMEM;
+	return msgpack_pack_double(pk, v);
+}
+
+static int pk_kv_bool(msgpack_packer *pk, const char *k, bool v)
+{
+	if (rpc_pack_cstr(pk, k) < 0)
+		return -ENOMEM;
+	return v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
+static double secs(uint64_t ns)
+{
+	return (double)ns / 1e9;
+}
+
+/* A str param as a C string (copied into buf); -1 with r set on error. */
+static int get_str(struct req *r, const char *key, char *buf, size_t size, bool *ret_present)
+{
+	const msgpack_object *o = rpc_map_get(r->params, key);
+	const char *s;
+	size_t len;
+	char q[300];
+
+	if (ret_present)
+		*ret_present = o != NULL;
+	if (!o) {
+		buf[0] = '\0';
+		return 0;
+	}
+	/* Types were checked by req_check_params(). */
+	rpc_obj_str(o, &s, &len);
+	if (len >= size || memchr(s, 0, len))
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param '%s' is too long or holds a "
+				"NUL byte: '%s'", key, quote(q, sizeof(q), s, len));
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	return 0;
+}
+
+/* The "name" param, checked against the name rule. */
+static int get_name(struct req *r, const char *key, char name[DOM_NAME_MAX + 1])
+{
+	const msgpack_object *o = rpc_map_get(r->params, key);
+	const char *s;
+	size_t len;
+	char q[300];
+
+	if (!o || rpc_obj_str(o, &s, &len) < 0)
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "missing param '%s'", key);
+	if (len > DOM_NAME_MAX || memchr(s, 0, len)) {
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "invalid domain name '%s': must "
+				"match %s", quote(q, sizeof(q), s, len), CORRAL_NAME_RULE);
+	}
+	memcpy(name, s, len);
+	name[len] = '\0';
+	if (!corral_name_valid(name))
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "invalid domain name '%s': must "
+				"match %s", quote(q, sizeof(q), s, len), CORRAL_NAME_RULE);
+	return 0;
+}
+
+/* Look up the domain named by params.name.  RCU reader. */
+static struct domain *lookup(struct req *r)
+{
+	char name[DOM_NAME_MAX + 1];
+	struct domain *d;
+
+	if (get_name(r, "name", name) < 0)
+		return NULL;
+	d = reg_lookup_name_rcu(r->srv->o.reg, name);
+	if (!d)
+		req_fail(r, RPC_ERR_NO_SUCH_DOMAIN, "no such domain '%s'", name);
+	return d;
+}
+
+/* ---- jobs ------------------------------------------------------------------ */
+
+static int dom_err_to_rpc(const struct dom_job *job)
+{
+	switch (job->code) {
+	case DOM_ERR_BUSY: return RPC_ERR_BUSY;
+	case DOM_ERR_TIMEOUT: return RPC_ERR_TIMEOUT;
+	case DOM_ERR_STATE: return RPC_ERR_BAD_STATE;
+	case DOM_ERR_GONE: return RPC_ERR_NO_SUCH_DOMAIN;
+	case DOM_ERR_QEMU: return RPC_ERR_QEMU;
+	case DOM_ERR_MONITOR: return RPC_ERR_MONITOR_BROKEN;
+	case DOM_ERR_INVALID: return RPC_ERR_INVALID_ARGUMENT;
+	}
+	return RPC_ERR_INTERNAL;
+}
+
+/*
+ * The domain's state for a job without a result.  On the domain actor (the
+ * usual case) the actor's own state is current, while the snapshot is only
+ * republished after done returns; a job dropped with its domain gone runs
+ * done elsewhere, and then the last snapshot is all there is.
+ */
+static const char *state_after_job(struct domain *d)
+{
+	const char *name;
+
+	if (actor_is_current(dom_actor(d)))
+		return dom_state_name(dom_state_actor(d));
+	crcu_read_lock();
+	name = dom_state_name(dom_snap_rcu(d)->state);
+	crcu_read_unlock();
+	return name;
+}
+
+static int pack_job_reply(msgpack_packer *pk, struct call *cl, struct dom_job *job)
+{
+	if (job->err || job->code != DOM_ERR_NONE) {
+		const char *msg = job->errmsg[0] ? job->errmsg : strerror(-job->err);
+
+		return rpc_pack_error_response(pk, cl->msgid, dom_err_to_rpc(job), msg);
+	}
+	if (rpc_pack_response_begin(pk, cl->msgid) < 0)
+		return -ENOMEM;
+	if (job->result)
+		return rpc_pack_json(pk, job->result);
+	if (msgpack_pack_map(pk, 1) < 0)
+		return -ENOMEM;
+	return pk_kv_str(pk, "state", state_after_job(cl->dom));
+}
+
+/* Runtime worker (the domain actor): must not block. */
+static void job_done(struct dom_job *job, void *arg)
+{
+	struct call *cl = arg;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (pack_job_reply(&pk, cl, job) < 0 || sb.size > RPC_MAX_FRAME) {
+		msgpack_sbuffer_clear(&sb);
+		/* Too big or out of memory: a short error instead. */
+		if (rpc_pack_error_response(&pk, cl->msgid, RPC_ERR_INTERNAL,
+					    "the job's result could not be sent") < 0)
+			cl->oom = true;
+	}
+	cl->reply_len = cl->oom ? 0 : sb.size;
+	cl->reply = msgpack_sbuffer_release(&sb);      /* zeroes sb.size */
+	msgpack_sbuffer_destroy(&sb);
+	dom_job_free(job);
+	call_complete(cl);
+}
+
+static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *args)
+{
+	struct dom_job *job;
+	struct call *cl;
+	char err[DOM_ERRMSG_MAX];
+	int ret;
+
+	cl = call_new(r, d);
+	if (!cl)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	err[0] = '\0';
+	ret = vm_job_new(op, args, r->timeout_ns, job_done, cl, &job, err, sizeof(err));
+	if (ret < 0) {
+		call_cancel(cl);
+		return req_fail(r, ret == -EINVAL ? RPC_ERR_INVALID_ARGUMENT : RPC_ERR_INTERNAL,
+				"%s", err[0] ? err : strerror(-ret));
+	}
+	ret = vm_submit(d, job);
+	if (ret < 0) {
+		dom_job_free(job);
+		call_cancel(cl);
+		return req_fail(r, RPC_ERR_NO_SUCH_DOMAIN, "domain '%s' is gone", dom_name(d));
+	}
+	return REQ_ASYNC;
+}
+
+/* ---- methods ---------------------------------------------------------------- */
+
+static const char *const err_docs[RPC_ERR_MAX + 1] = {
+	[RPC_ERR_INVALID_REQUEST] = "malformed message, or not the shape of a request",
+	[RPC_ERR_METHOD_NOT_FOUND] = "no method of that name",
+	[RPC_ERR_INVALID_ARGUMENT] = "params missing, of the wrong type or out of range",
+	[RPC_ERR_NO_SUCH_DOMAIN] = "no domain of that name is defined",
+	[RPC_ERR_EXISTS] = "a domain of that name (or UUID) is already defined",
+	[RPC_ERR_BUSY] = "the domain was held by other jobs past the call's deadline",
+	[RPC_ERR_TIMEOUT] = "the operation ran past its deadline",
+	[RPC_ERR_BAD_STATE] = "not valid in the domain's current state",
+	[RPC_ERR_PERMISSION] = "read-only socket, or the caller may not do this",
+	[RPC_ERR_QEMU] = "QEMU answered the command with an error",
+	[RPC_ERR_MONITOR_BROKEN] = "the QMP connection to QEMU failed, hangs or was lost",
+	[RPC_ERR_INTERNAL] = "a bug or resource failure inside corrald",
+	[RPC_ERR_UNAVAILABLE] = "corrald is shutting down",
+};
+
+static const char *type_name(enum param_type t)
+{
+	switch (t) {
+	case P_STR: return "str";
+	case P_UINT: return "uint";
+	case P_MAP: return "map";
+	case P_BOOL: return "bool";
+	}
+	return "?";
+}
+
+extern const struct method methods[];
+extern const size_t methods_count;
+
+static int m_api_info(struct req *r)
+{
+	msgpack_packer *pk = r->pk;
+
+	PK(msgpack_pack_map(pk, 3));
+	PK(pk_kv_str(pk, "version", CORRAL_VERSION));
+	PK(pk_str(pk, "methods"));
+	PK(msgpack_pack_array(pk, methods_count));
+	for (size_t i = 0; i < methods_count; i++) {
+		const struct method *m = &methods[i];
+		unsigned n = 0;
+
+		while (m->params[n].name)
+			n++;
+		PK(msgpack_pack_map(pk, 5));
+		PK(pk_kv_str(pk, "name", m->name));
+		PK(pk_kv_str(pk, "doc", m->doc));
+		PK(pk_kv_bool(pk, "read_only_socket", m->ro_ok));
+		PK(pk_str(pk, "params"));
+		PK(msgpack_pack_array(pk, n));
+		for (unsigned j = 0; j < n; j++) {
+			const struct param *p = &m->params[j];
+
+			PK(msgpack_pack_map(pk, 4));
+			PK(pk_kv_str(pk, "name", p->name));
+			PK(pk_kv_str(pk, "type", type_name(p->type)));
+			PK(pk_kv_bool(pk, "required", p->required));
+			PK(pk_kv_str(pk, "doc", p->doc));
+		}
+		PK(pk_kv_str(pk, "result", m->result));
+	}
+	PK(pk_str(pk, "errors"));
+	PK(msgpack_pack_array(pk, RPC_ERR_MAX - RPC_ERR_MIN + 1));
+	for (int code = RPC_ERR_MIN; code <= RPC_ERR_MAX; code++) {
+		PK(msgpack_pack_map(pk, 3));
+		PK(pk_kv_u64(pk, "code", (uint64_t)code));
+		PK(pk_kv_str(pk, "name", rpc_err_name(code)));
+		PK(pk_kv_str(pk, "doc", err_docs[code]));
+	}
+	return 0;
+}
+
+static int count_running(struct domain *d, void *arg)
+{
+	if (dom_snap_rcu(d)->state == DOM_RUNNING)
+		(*(uint64_t *)arg)++;
+	return 0;
+}
+
+static uint64_t rss_bytes(void)
+{
+	unsigned long size = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (!f)
+		return 0;
+	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+		resident = 0;
+	fclose(f);
+	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static int m_daemon_info(struct req *r)
+{
+	struct server *s = r->srv;
+	msgpack_packer *pk = r->pk;
+	uint64_t running = 0;
+
+	reg_for_each_rcu(s->o.reg, count_running, &running);
+	PK(msgpack_pack_map(pk, 10));
+	PK(pk_kv_str(pk, "version", CORRAL_VERSION));
+	PK(pk_kv_u64(pk, "pid", (uint64_t)getpid()));
+	PK(pk_kv_double(pk, "uptime_s", secs(now_ns() - s->started_ns)));
+	PK(pk_kv_u64(pk, "domains", reg_count(s->o.reg)));
+	PK(pk_kv_u64(pk, "running", running));
+	PK(pk_kv_u64(pk, "rss_bytes", rss_bytes()));
+	PK(pk_kv_u64(pk, "workers", s->o.workers));
+	PK(pk_kv_u64(pk, "io_threads", s->o.io_threads));
+	PK(pk_kv_u64(pk, "connections", server_connections(s)));
+	PK(pk_kv_u64(pk, "events_published", evbus_published(s->o.bus)));
+	return 0;
+}
+
+struct list_acc {
+	struct domain **v;
+	size_t n, cap;
+	int state;                      /* -1: all */
+	bool oom;
+};
+
+static int list_collect(struct domain *d, void *arg)
+{
+	struct list_acc *acc = arg;
+
+	if (acc->state >= 0 && (int)dom_snap_rcu(d)->state != acc->state)
+		return 0;
+	if (acc->n == acc->cap) {
+		size_t cap = acc->cap ? acc->cap * 2 : 64;
+		struct domain **v = realloc(acc->v, cap * sizeof(*v));
+
+		if (!v) {
+			acc->oom = true;
+			return 1;
+		}
+		acc->v = v;
+		acc->cap = cap;
+	}
+	acc->v[acc->n++] = d;
+	return 0;
+}
+
+static int pack_list_entry(msgpack_packer *pk, struct domain *d)
+{
+	const struct dom_snapshot *sn = dom_snap_rcu(d);
+	char uuid[37];
+
+	uuid_format(sn->uuid, uuid);
+	if (msgpack_pack_map(pk, 6) < 0 || pk_kv_str(pk, "name", sn->name) < 0 ||
+	    pk_kv_str(pk, "uuid", uuid) < 0 ||
+	    pk_kv_str(pk, "state", dom_state_name(sn->state)) < 0 ||
+	    pk_kv_str(pk, "reason", sn->reason) < 0 ||
+	    pk_kv_str(pk, "job", sn->job.id ? sn->job.name : NULL) < 0 ||
+	    pk_kv_str(pk, "monitor", dom_mon_state_name(sn->mon)) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int m_list(struct req *r)
+{
+	struct list_acc acc = { .state = -1 };
+	char state[32], q[300];
+	bool have;
+	int ret = 0;
+
+	if (get_str(r, "state", state, sizeof(state), &have) < 0)
+		return -1;
+	if (have) {
+		for (int s = 0; s < DOM_STATE_COUNT; s++)
+			if (!strcmp(state, dom_state_name((enum dom_state)s)))
+				acc.state = s;
+		if (acc.state < 0)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown state '%s' (one of "
+					"shutoff, starting, running, paused, shutting-down, "
+					"crashed, pmsuspended)",
+					quote(q, sizeof(q), state, strlen(state)));
+	}
+	reg_for_each_rcu(r->srv->o.reg, list_collect, &acc);
+	if (acc.oom) {
+		free(acc.v);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	if (msgpack_pack_array(r->pk, acc.n) < 0)
+		ret = -1;
+	for (size_t i = 0; i < acc.n && ret == 0; i++)
+		if (pack_list_entry(r->pk, acc.v[i]) < 0)
+			ret = -1;
+	free(acc.v);
+	if (ret < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	return 0;
+}
+
+static int m_info(struct req *r)
+{
+	struct domain *d = lookup(r);
+	const struct dom_snapshot *sn;
+	msgpack_packer *pk = r->pk;
+	uint64_t now = now_ns();
+	char uuid[37];
+
+	if (!d)
+		return -1;
+	sn = dom_snap_rcu(d);
+	uuid_format(sn->uuid, uuid);
+	PK(msgpack_pack_map(pk, 12));
+	PK(pk_kv_str(pk, "name", sn->name));
+	PK(pk_kv_str(pk, "uuid", uuid));
+	PK(pk_kv_str(pk, "state", dom_state_name(sn->state)));
+	PK(pk_kv_str(pk, "reason", sn->reason));
+	PK(pk_kv_u64(pk, "pid", (uint64_t)(sn->pid > 0 ? sn->pid : 0)));
+	PK(pk_str(pk, "job"));
+	if (sn->job.id) {
+		PK(msgpack_pack_map(pk, 3));
+		PK(pk_kv_u64(pk, "id", sn->job.id));
+		PK(pk_kv_str(pk, "name", sn->job.name));
+		PK(pk_kv_double(pk, "held_s",
+				now > sn->job.started_ns ? secs(now - sn->job.started_ns) : 0));
+	} else {
+		PK(msgpack_pack_nil(pk));
+	}
+	PK(pk_kv_u64(pk, "jobs_waiting", sn->jobs_waiting));
+	PK(pk_str(pk, "monitor"));
+	PK(msgpack_pack_map(pk, 2));
+	PK(pk_kv_str(pk, "state", dom_mon_state_name(sn->mon)));
+	PK(pk_kv_double(pk, "since_s", now > sn->mon_since_ns ? secs(now - sn->mon_since_ns) : 0));
+	PK(pk_str(pk, "counters"));
+	PK(msgpack_pack_map(pk, 5));
+	PK(pk_kv_u64(pk, "jobs_done", sn->counters.jobs_done));
+	PK(pk_kv_u64(pk, "jobs_failed", sn->counters.jobs_failed));
+	PK(pk_kv_u64(pk, "jobs_busy", sn->counters.jobs_busy));
+	PK(pk_kv_u64(pk, "jobs_timeout", sn->counters.jobs_timeout));
+	PK(pk_kv_u64(pk, "events", sn->counters.events));
+	PK(pk_str(pk, "config"));
+	if (rpc_pack_json(pk, vm_config_rcu(d)) < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "cannot pack the config");
+	PK(pk_kv_double(pk, "updated", (double)sn->updated_wall_ns / 1e9));
+	PK(pk_kv_u64(pk, "seq", sn->seq));
+	return 0;
+}
+
+/* vm_define() with its errors mapped; *ret_d on success.  Takes config. */
+static int define(struct req *r, json_t *config, struct domain **ret_d)
+{
+	char err[DOM_ERRMSG_MAX];
+	json_t *name = json_object_get(config, "name");
+	char q[300];
+	int ret;
+
+	if (!json_is_string(name))
+		ret = req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+			       "config.name: missing or not a string");
+	else if (!corral_name_valid(json_string_value(name)))
+		ret = req_fail(r, RPC_ERR_INVALID_ARGUMENT, "config.name: invalid domain name "
+			       "'%s': must match %s",
+			       quote(q, sizeof(q), json_string_value(name),
+				     json_string_length(name)), CORRAL_NAME_RULE);
+	else {
+		err[0] = '\0';
+		ret = vm_define(r->srv->o.env, config, ret_d, err, sizeof(err));
+		if (ret < 0) {
+			int code = ret == -EINVAL ? RPC_ERR_INVALID_ARGUMENT :
+				   ret == -EEXIST ? RPC_ERR_EXISTS :
+				   rpc_err_from_errno(ret, RPC_CTX_DOMAIN);
+
+			if (!err[0])
+				snprintf(err, sizeof(err), "cannot define '%s': %s",
+					 json_string_value(name), strerror(-ret));
+			ret = req_fail(r, code, "%s", err);
+		}
+	}
+	json_decref(config);
+	return ret;
+}
+
+static int m_define(struct req *r)
+{
+	char err[512], uuid[37];
+	struct domain *d;
+	json_t *config;
+	int ret;
+
+	ret = rpc_obj_to_json(rpc_map_get(r->params, "config"), "config", &config, err,
+			      sizeof(err));
+	if (ret < 0)
+		return req_fail(r, ret == -ENOMEM ? RPC_ERR_INTERNAL : RPC_ERR_INVALID_ARGUMENT,
+				"%s", err);
+	if (!json_is_object(config)) {
+		json_decref(config);
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param 'config' must be a map");
+	}
+	if (define(r, config, &d) < 0)
+		return -1;
+	uuid_format(dom_uuid(d), uuid);
+	PK(msgpack_pack_map(r->pk, 2));
+	PK(pk_kv_str(r->pk, "name", dom_name(d)));
+	PK(pk_kv_str(r->pk, "uuid", uuid));
+	return 0;
+}
+
+static int m_undefine(struct req *r)
+{
+	struct domain *d = lookup(r);
+	char err[DOM_ERRMSG_MAX];
+	int ret;
+
+	if (!d)
+		return -1;
+	err[0] = '\0';
+	ret = vm_undefine(r->srv->o.env, d, err, sizeof(err));
+	if (ret < 0) {
+		int code = ret == -EBUSY ? RPC_ERR_BAD_STATE : rpc_err_from_errno(ret, RPC_CTX_DOMAIN);
+
+		return req_fail(r, code, "%s", err[0] ? err : strerror(-ret));
+	}
+	PK(msgpack_pack_map(r->pk, 1));
+	PK(pk_kv_str(r->pk, "name", dom_name(d)));
+	return 0;
+}
+
+static int m_lifecycle(struct req *r)
+{
+	struct domain *d = lookup(r);
+	int op = vm_op_from_name(r->m->name);
+
+	if (!d)
+		return -1;
+	BUG_ON(op < 0);
+	return submit_job(r, d, (enum vm_op)op, NULL);
+}
+
+static int m_qmp(struct req *r)
+{
+	const msgpack_object *o = rpc_map_get(r->params, "command");
+	struct domain *d;
+	const char *s;
+	size_t len;
+	json_t *args;
+	int ret;
+
+	if (r->srv->uid == 0 && r->c->uid != 0)
+		return req_fail(r, RPC_ERR_PERMISSION, "method 'qmp' is for root only when "
+				"corrald runs as root");
+	d = lookup(r);
+	if (!d)
+		return -1;
+	rpc_obj_str(o, &s, &len);
+	args = json_object();
+	if (!args || json_object_set_new(args, "command", json_stringn(s, len)) < 0) {
+		json_decref(args);
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+				"param 'command' must be QMP JSON text in UTF-8");
+	}
+	ret = submit_job(r, d, VM_OP_QMP, args);
+	json_decref(args);
+	return ret;
+}
+
+static int m_attach(struct req *r)
+{
+	char name[DOM_NAME_MAX + 1], path[4096], err[512];
+	const msgpack_object *cfg = rpc_map_get(r->params, "config");
+	struct domain *d;
+	json_t *args;
+	uint64_t pid = 0;
+	bool have_pid = rpc_map_get(r->params, "pid") != NULL;
+	int ret;
+
+	if (get_name(r, "name", name) < 0 || get_str(r, "qmp_socket", path, sizeof(path), NULL) < 0)
+		return -1;
+	if (path[0] != '/')
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+				"param 'qmp_socket' must be an absolute path");
+	if (have_pid) {
+		rpc_obj_u64(rpc_map_get(r->params, "pid"), &pid);
+		if (pid < 1 || pid > INT32_MAX)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param 'pid' is out of range");
+	}
+	d = reg_lookup_name_rcu(r->srv->o.reg, name);
+	if (!d) {
+		json_t *config, *cname;
+
+		if (cfg) {
+			ret = rpc_obj_to_json(cfg, "config", &config, err, sizeof(err));
+			if (ret < 0)
+				return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "%s", err);
+		} else {
+			config = json_object();
+			if (!config)
+				return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+		}
+		cname = json_object_get(config, "name");
+		if (cname && !(json_is_string(cname) && !strcmp(json_string_value(cname), name))) {
+			json_decref(config);
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+					"config.name must be absent or equal to param 'name'");
+		}
+		if (!cname && json_object_set_new(config, "name", json_string(name)) < 0) {
+			json_decref(config);
+			return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+		}
+		if (define(r, config, &d) < 0)
+			return -1;
+	}
+	args = json_pack("{s:s}", "qmp_socket", path);
+	if (args && have_pid && json_object_set_new(args, "pid", json_integer((json_int_t)pid)))
+		json_decref(args), args = NULL;
+	if (!args)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	ret = submit_job(r, d, VM_OP_ATTACH, args);
+	json_decref(args);
+	return ret;
+}
+
+static int m_events_subscribe(struct req *r)
+{
+	char name[DOM_NAME_MAX + 1];
+	bool have = rpc_map_get(r->params, "name") != NULL;
+	uint64_t id;
+
+	if (have && get_name(r, "name", name) < 0)
+		return -1;
+	if (conn_subscribe(r, have ? name : NULL, &id) < 0)
+		return -1;
+	PK(msgpack_pack_map(r->pk, 1));
+	PK(pk_kv_u64(r->pk, "subscription", id));
+	return 0;
+}
+
+static int m_events_unsubscribe(struct req *r)
+{
+	uint64_t id = 0;
+
+	rpc_obj_u64(rpc_map_get(r->params, "subscription"), &id);
+	if (conn_unsubscribe(r, id) < 0)
+		return -1;
+	PK(msgpack_pack_map(r->pk, 1));
+	PK(pk_kv_u64(r->pk, "subscription", id));
+	return 0;
+}
+
+/* ---- the table -------------------------------------------------------------- */
+
+#define END { NULL, 0, false, NULL }
+#define P_NAME { "name", P_STR, true, "the domain's name" }
+
+static const struct param no_params[] = { END };
+static const struct param name_only[] = { P_NAME, END };
+
+static const char lifecycle_result[] =
+	"the job's result; for jobs that have none, `{state}`: the domain's state when the "
+	"job ended";
+
+const struct method methods[] = {
+	{ "api.info", m_api_info, true,
+	  "Describe this API: every method with its params and result, and the error codes.",
+	  no_params,
+	  "`{version, methods: [{name, doc, read_only_socket, params: [{name, type, required, "
+	  "doc}], result}], errors: [{code, name, doc}]}`" },
+	{ "daemon.info", m_daemon_info, true,
+	  "The daemon's own figures.", no_params,
+	  "`{version, pid, uptime_s, domains, running, rss_bytes, workers, io_threads, "
+	  "connections, events_published}`" },
+	{ "list", m_list, true,
+	  "Every defined domain, in no particular order, from the snapshots (never waits for "
+	  "a domain).",
+	  (const struct param[]){ { "state", P_STR, false,
+				    "only domains in this state (`shutoff`, `running`, ...)" },
+				  END },
+	  "`[{name, uuid, state, reason, job, monitor}]`; `job` is the name of the job "
+	  "holding the domain, or nil" },
+	{ "info", m_info, true,
+	  "One domain in detail, from its snapshot (never waits for the domain).", name_only,
+	  "`{name, uuid, state, reason, pid, job: nil | {id, name, held_s}, jobs_waiting, "
+	  "monitor: {state, since_s}, counters: {jobs_done, jobs_failed, jobs_busy, "
+	  "jobs_timeout, events}, config, updated, seq}`; `updated` is the snapshot's Unix "
+	  "time, `seq` its sequence number" },
+	{ "define", m_define, false,
+	  "Define a domain from a config map (its fields: see the VM layer's config). The "
+	  "name must match `" CORRAL_NAME_RULE "`.",
+	  (const struct param[]){ { "config", P_MAP, true, "the domain's config; `name` "
+				    "is required" }, END },
+	  "`{name, uuid}`" },
+	{ "undefine", m_undefine, false,
+	  "Remove a shut-off domain.", name_only, "`{name}`" },
+	{ "start", m_lifecycle, false, "Start the domain's QEMU.", name_only, lifecycle_result },
+	{ "shutdown", m_lifecycle, false, "Ask the guest to power off (ACPI).", name_only,
+	  lifecycle_result },
+	{ "destroy", m_lifecycle, false,
+	  "Stop QEMU now. Does not wait behind other jobs.", name_only, lifecycle_result },
+	{ "suspend", m_lifecycle, false, "Pause the guest's CPUs.", name_only,
+	  lifecycle_result },
+	{ "resume", m_lifecycle, false, "Resume a paused guest.", name_only, lifecycle_result },
+	{ "reset", m_lifecycle, false, "Hard-reset the guest.", name_only, lifecycle_result },
+	{ "reboot", m_lifecycle, false, "Ask the guest to reboot.", name_only,
+	  lifecycle_result },
+	{ "qmp", m_qmp, false,
+	  "Send one QMP command to the domain's QEMU. Read-write socket only; root only when "
+	  "corrald runs as root.",
+	  (const struct param[]){ P_NAME,
+				  { "command", P_STR, true, "the command as QMP JSON text, "
+				    "e.g. `{\"execute\": \"query-status\"}`" },
+				  END },
+	  "QMP's `return` value" },
+	{ "attach", m_attach, false,
+	  "Take over a QEMU that is already running: define the domain if needed (from "
+	  "`config`, or just its name), then connect to its QMP socket.",
+	  (const struct param[]){ P_NAME,
+				  { "qmp_socket", P_STR, true, "absolute path of QEMU's QMP "
+				    "UNIX socket" },
+				  { "pid", P_UINT, false, "QEMU's process id" },
+				  { "config", P_MAP, false, "config for a domain not yet "
+				    "defined; ignored if it is" },
+				  END },
+	  lifecycle_result },
+	{ "events.subscribe", m_events_subscribe, true,
+	  "Receive domain events on this connection as notifications `[2, \"event\", [{domain, "
+	  "event, timestamp, data, subscription}]]`. A subscriber that does not keep up loses "
+	  "events; it is then sent `[2, \"events.dropped\", [{count, subscription}]]`.",
+	  (const struct param[]){ { "name", P_STR, false, "only this domain's events" }, END },
+	  "`{subscription}`" },
+	{ "events.unsubscribe", m_events_unsubscribe, true,
+	  "Stop a subscription of this connection.",
+	  (const struct param[]){ { "subscription", P_UINT, true, "its id" }, END },
+	  "`{subscription}`" },
+};
+
+const size_t methods_count = ARRAY_SIZE(methods);
+
+const struct method *method_find(const char *name)
+{
+	for (size_t i = 0; i < methods_count; i++)
+		if (!strcmp(methods[i].name, name))
+			return &methods[i];
+	return NULL;
+}
+
+static bool type_ok(enum param_type t, const msgpack_object *o)
+{
+	switch (t) {
+	case P_STR: return o->type == MSGPACK_OBJECT_STR;
+	case P_UINT: return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
+	case P_MAP: return o->type == MSGPACK_OBJECT_MAP;
+	case P_BOOL: return o->type == MSGPACK_OBJECT_BOOLEAN;
+	}
+	return false;
+}
+
+static const char *type_phrase(enum param_type t)
+{
+	switch (t) {
+	case P_STR: return "a string";
+	case P_UINT: return "an unsigned integer";
+	case P_MAP: return "a map";
+	case P_BOOL: return "a boolean";
+	}
+	return "?";
+}
+
+static const struct param timeout_param = {
+	"timeout_ms", P_UINT, false, "deadline of the call in milliseconds"
+};
+
+int req_check_params(struct req *r)
+{
+	const msgpack_object_map *map = &r->params->via.map;
+	const struct param *p;
+	char q[300];
+	uint64_t ms = r->srv->o.default_timeout_ms;
+
+	if (map->size > MAX_PARAMS)
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "too many params (%u) for '%s'",
+				map->size, r->m->name);
+	for (uint32_t i = 0; i < map->size; i++) {
+		const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param names must be "
+					"strings, got %s", rpc_obj_type_name(k));
+		for (p = r->m->params; p->name; p++)
+			if (strlen(p->name) == k->via.str.size &&
+			    !memcmp(p->name, k->via.str.ptr, k->via.str.size))
+				break;
+		if (!p->name && k->via.str.size == strlen(timeout_param.name) &&
+		    !memcmp(k->via.str.ptr, timeout_param.name, k->via.str.size))
+			p = &timeout_param;
+		if (!p->name)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown param '%s' for '%s'",
+					quote(q, sizeof(q), k->via.str.ptr, k->via.str.size),
+					r->m->name);
+		for (uint32_t j = 0; j < i; j++) {
+			const msgpack_object *k2 = &map->ptr[j].key;
+
+			if (k2->via.str.size == k->via.str.size &&
+			    !memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size))
+				return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+						"param '%s' is given twice", p->name);
+		}
+		if (!type_ok(p->type, v))
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param '%s' must be %s, got %s",
+					p->name, type_phrase(p->type), rpc_obj_type_name(v));
+		if (p == &timeout_param) {
+			ms = v->via.u64;
+			if (ms < 1 || ms > TIMEOUT_MAX_MS)
+				return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param 'timeout_ms' "
+						"must be from 1 to %llu", TIMEOUT_MAX_MS);
+		}
+	}
+	for (p = r->m->params; p->name; p++)
+		if (p->required && !rpc_map_get(r->params, p->name))
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "missing param '%s' for '%s'",
+					p->name, r->m->name);
+	r->timeout_ns = ms * NSEC_PER_MSEC;
+	return 0;
+}
+
+/* ---- docs/API.md -------------------------------------------------------------- */
+
+void server_dump_api_md(FILE *f)
+{
+	fprintf(f, "# corrald API\n\n"
+		"<!-- Generated by `corrald --dump-api-md` from the method table in "
+		"daemon/methods.c; do not edit. -->\n\n"
+		"corrald speaks [msgpack-RPC](https://github.com/msgpack-rpc/msgpack-rpc/blob/"
+		"master/spec.md) on two UNIX sockets (see docs/daemon.md): messages are msgpack "
+		"arrays sent back to back, with no other framing.\n\n"
+		"| message | shape |\n|---|---|\n"
+		"| request | `[0, msgid, method, [params]]` |\n"
+		"| response | `[1, msgid, error, result]` |\n"
+		"| notification | `[2, method, [params]]` |\n\n"
+		"Every method takes one map as its only param (`[{...}]`); no params at all "
+		"reads as an empty map. Unknown keys, missing required keys and values of the "
+		"wrong type are refused with `invalid-argument`. Many requests may be in flight "
+		"on one connection; answers come as they are ready, so out of order. Queries "
+		"(`api.info`, `daemon.info`, `list`, `info`) are answered from snapshots and "
+		"never wait for a domain; state changes are jobs on the domain, one at a time.\n\n"
+		"Every method also takes `timeout_ms` (uint, 1 to %llu): the deadline of the call, "
+		"waiting behind other jobs included; the default is 30000 (the daemon's "
+		"`default_timeout_ms`).\n\n"
+		"A message may be at most %u bytes and %d containers deep. A frame over the "
+		"limits, or bytes that are not msgpack, close the connection (after an error "
+		"response if the request's msgid could be read); a well-formed message of the "
+		"wrong shape gets an `invalid-request` error if it has a msgid, and closes the "
+		"connection otherwise. Responses and notifications from a client are ignored.\n\n"
+		"## Errors\n\n"
+		"An error is `[code, message]`; the message says what was wrong, e.g. "
+		"`no such domain 'web9'` or `param 'name' must be a string, got int`.\n\n"
+		"| code | name | meaning |\n|---|---|---|\n",
+		TIMEOUT_MAX_MS, RPC_MAX_FRAME, RPC_MAX_DEPTH);
+	for (int code = RPC_ERR_MIN; code <= RPC_ERR_MAX; code++)
+		fprintf(f, "| %d | `%s` | %s |\n", code, rpc_err_name(code), err_docs[code]);
+	fprintf(f, "\n## Methods\n\n"
+		"The read-only socket serves only the methods marked so below; any other "
+		"gets `permission`.\n\n"
+		"| method | read-only socket | what it does |\n|---|---|---|\n");
+	for (size_t i = 0; i < methods_count; i++) {
+		char anchor[64];
+		size_t n = 0;
+
+		/* GitHub's anchor for a heading drops the dots. */
+		for (const char *c = methods[i].name; *c && n < sizeof(anchor) - 1; c++)
+			if (*c != '.')
+				anchor[n++] = *c;
+		anchor[n] = '\0';
+		fprintf(f, "| [`%s`](#%s) | %s | %s |\n", methods[i].name, anchor,
+			methods[i].ro_ok ? "yes" : "no", methods[i].doc);
+	}
+	for (size_t i = 0; i < methods_count; i++) {
+		const struct method *m = &methods[i];
+		const struct param *p;
+
+		fprintf(f, "\n### %s\n\n%s\n\n", m->name, m->doc);
+		if (!m->params[0].name) {
+			fprintf(f, "Params: none.\n\n");
+		} else {
+			fprintf(f, "| param | type | required | description |\n|---|---|---|---|\n");
+			for (p = m->params; p->name; p++)
+				fprintf(f, "| `%s` | %s | %s | %s |\n", p->name, type_name(p->type),
+					p->required ? "yes" : "no", p->doc);
+			fprintf(f, "\n");
+		}
+		fprintf(f, "Result: %s.\n", m->result);
+	}
+}

@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What server.c (sockets, connections, framing) and methods.c (the method
+ * table and its handlers) share.  Nobody else includes this.
+ */
+#ifndef CORRAL_DAEMON_SERVER_INTERNAL_H
+#define CORRAL_DAEMON_SERVER_INTERNAL_H
+
+#ifndef _LGPL_SOURCE
+#define _LGPL_SOURCE
+#endif
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <urcu/list.h>
+#include <urcu/wfcqueue.h>
+
+#include "actors/domain.h"
+#include "common/ioloop.h"
+#include "common/rcu.h"
+#include "daemon/server.h"
+
+/*
+ * A client's output is capped: past OUT_CAP bytes waiting to be written the
+ * connection stops reading requests (and taking events) until the client
+ * reads; if it stays over the cap for client_stall_ms it is closed.
+ */
+#define OUT_CAP (16u * 1024 * 1024)
+/* Subscriptions per connection. */
+#define SUBS_MAX 64
+/* Events queued per subscription before the bus drops (and counts) them. */
+#define SUB_QUEUE_CAP 4096
+
+struct obuf {
+	char *data;
+	size_t off;                     /* bytes already written */
+	size_t len;                     /* bytes in data */
+	size_t cap;
+};
+
+struct listener {
+	struct io_watch w;
+	struct server *srv;
+	bool ro;
+	bool closed;                    /* its loop thread only */
+	char *path;
+};
+
+struct server {
+	struct server_opts o;           /* paths below are our copies */
+	uid_t uid;                      /* the daemon's */
+	uint64_t started_ns;
+	struct listener rw, ro;         /* both on one loop thread */
+	struct io_task stop_task;       /* closes the listeners on their thread */
+	int reserve_fd;                 /* spare fd for EMFILE; listeners' thread */
+
+	pthread_mutex_t lock;           /* conns, nopen; no I/O under it */
+	pthread_cond_t cond;            /* nopen reached 0 while stopping */
+	struct cds_list_head conns;     /* every connection not yet freed */
+	uint64_t nopen;                 /* connections not yet closed */
+	bool stopping;
+	bool listeners_closed;
+	uint64_t next_conn_id;          /* under lock */
+};
+
+struct conn {
+	struct io_watch w;              /* the socket; w.thr is the conn's thread */
+	struct server *srv;
+	uint64_t id;                    /* for the log */
+	bool ro;                        /* accepted on the read-only socket */
+	uid_t uid;                      /* peer credentials at accept */
+	pid_t pid;
+	uint32_t refs;                  /* atomic: open + calls in flight + tasks */
+	struct cds_list_head link;      /* srv->conns, under srv->lock */
+	bool listed_open;               /* under srv->lock: not closed yet */
+	struct rcu_head rcu;
+
+	/* Finished jobs, from runtime workers: MPSC, drained by done_task. */
+	struct __cds_wfcq_head done_head;
+	struct cds_wfcq_tail done_tail;
+	struct io_task done_task;
+	uint32_t done_posted;           /* atomic: done_task is queued */
+	/* Events waiting in a subscription: ev_task pumps them. */
+	struct io_task ev_task;
+	uint32_t ev_posted;             /* atomic: ev_task is queued */
+	struct io_task close_task;      /* server_stop(): close from the loop thread */
+
+	/* Everything below: the connection's loop thread only. */
+	bool closed;
+	bool rd_eof;                    /* the client shut down its side */
+	bool ev_stalled;                /* events left in a queue: output was full */
+	uint32_t events;                /* current epoll mask */
+	char *in;
+	size_t in_len, in_cap;
+	struct rpc_scanner *scan;
+	struct obuf out;
+	uint32_t inflight;              /* calls submitted, not yet answered */
+	struct io_watch stall_w;        /* timerfd while the output is over the cap */
+	int stall_fd;
+	struct cds_list_head subs;      /* struct esub */
+	unsigned nsubs;
+	uint64_t next_sub_id;
+};
+
+/* A job in flight for a connection. */
+struct call {
+	struct cds_wfcq_node node;      /* in conn->done_* once finished */
+	struct conn *conn;              /* reference */
+	struct domain *dom;             /* reference */
+	uint32_t msgid;
+	char *reply;                    /* the packed response (malloc'd) */
+	size_t reply_len;
+	bool oom;                       /* packing failed: answer "out of memory" */
+};
+
+/* One request being handled on the loop thread. */
+struct req {
+	struct conn *c;
+	struct server *srv;
+	const struct method *m;
+	uint32_t msgid;
+	const msgpack_object *params;   /* the params map, checked against m->params */
+	msgpack_packer *pk;             /* packs the result into c->out */
+	uint64_t timeout_ns;
+	int code;                       /* enum rpc_err, after a failure */
+	char msg[DOM_ERRMSG_MAX + 128];
+};
+
+/* A handler returns 0 (result packed), REQ_ASYNC (a job will answer) or -1. */
+#define REQ_ASYNC 1
+
+int req_fail(struct req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+enum param_type { P_STR, P_UINT, P_MAP, P_BOOL };
+
+struct param {
+	const char *name;
+	enum param_type type;
+	bool required;
+	const char *doc;
+};
+
+struct method {
+	const char *name;
+	int (*fn)(struct req *r);
+	bool ro_ok;                     /* allowed on the read-only socket */
+	const char *doc;
+	const struct param *params;     /* ends with a NULL name */
+	const char *result;
+};
+
+/* Find a method by name; NULL if none.  Any thread. */
+const struct method *method_find(const char *name);
+
+/*
+ * Check params against m->params (types, required, unknown keys) and read
+ * timeout_ms.  0, or -1 with r->code/r->msg set.  Loop thread.
+ */
+int req_check_params(struct req *r);
+
+/* ---- server.c, for the handlers (loop thread unless said) ---------------- */
+
+void conn_ref(struct conn *c);                  /* any thread */
+void conn_unref(struct conn *c);                /* any thread */
+
+/* A call for job on dom (both referenced); inflight counted.  NULL: -ENOMEM. */
+struct call *call_new(struct req *r, struct domain *dom);
+/* The job could not be submitted: undo call_new().  Loop thread. */
+void call_cancel(struct call *cl);
+/*
+ * cl->reply is packed: hand it to the connection's thread, which writes it
+ * (or drops it if the connection is closed) and frees cl.  Any thread;
+ * lock-free.  cl is no longer the caller's.
+ */
+void call_complete(struct call *cl);
+
+/* events.subscribe / unsubscribe for r->c.  0 or -1 with r->code/msg set. */
+int conn_subscribe(struct req *r, const char *name, uint64_t *ret_id);
+int conn_unsubscribe(struct req *r, uint64_t id);
+
+/* Live numbers for daemon.info.  Any thread. */
+uint64_t server_connections(struct server *s);
+
+#endif /* CORRAL_DAEMON_SERVER_INTERNAL_H */

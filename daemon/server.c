@@ -1,0 +1,1296 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The RPC server's sockets: listeners, connections, framing, output
+ * buffering and backpressure, and the hand-back of finished jobs and events
+ * to a connection's loop thread.  The methods live in methods.c.
+ *
+ * Who runs what:
+ *   - the listeners' callback runs on one loop thread and accepts;
+ *   - a connection's callbacks and tasks run on its own loop thread (chosen
+ *     round-robin at accept), always inside an RCU read section;
+ *   - job done callbacks run on runtime workers and event notifications on
+ *     publishers' threads: they only enqueue and io_post();
+ *   - the main thread creates and stops the server.
+ *
+ * A connection is freed when its last reference goes: one for being open,
+ * one per call in flight, one per queued task, one per subscription.  So a
+ * client may disconnect with jobs in flight: the connection closes its fd at
+ * once, and the replies that arrive later are dropped, never written to a
+ * reused fd.  The memory goes after an RCU grace period, because the loop
+ * may still hold an event for the deleted watch (see common/ioloop.h).
+ */
+#include "daemon/server-internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "actors/evbus.h"
+#include "common/tsan.h"
+#include "common/util.h"
+#include "daemon/log.h"
+#include "rpc/json-conv.h"
+#include "rpc/rpc.h"
+
+#define IN_CHUNK       (64u * 1024)
+#define IN_MAX         (RPC_MAX_FRAME + IN_CHUNK)
+#define READ_BUDGET    (1u * 1024 * 1024)      /* per callback, for fairness */
+#define ACCEPT_BUDGET  64
+#define STOP_WAIT_NS   (10 * NSEC_PER_SEC)
+
+struct esub {
+	struct cds_list_head link;      /* conn->subs; loop thread */
+	struct evbus_sub *sub;
+	struct conn *c;                 /* reference, dropped after a grace period */
+	uint64_t id;
+	struct rcu_head rcu;
+};
+
+static void conn_service(struct conn *c);
+static void conn_close(struct conn *c, const char *why);
+
+/* ---- output buffer ------------------------------------------------------- */
+
+static size_t obuf_pending(const struct obuf *b)
+{
+	return b->len - b->off;
+}
+
+/* msgpack_packer write callback: append, or -1 when out of memory. */
+static int obuf_write(void *data, const char *buf, size_t len)
+{
+	struct obuf *b = data;
+
+	if (b->cap - b->len < len) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *p;
+
+		if (b->off && b->off >= b->len / 2) {
+			/* Mostly written already: slide the rest down first. */
+			memmove(b->data, b->data + b->off, b->len - b->off);
+			b->len -= b->off;
+			b->off = 0;
+		}
+		while (cap - b->len < len) {
+			if (cap > SIZE_MAX / 2)
+				return -1;
+			cap *= 2;
+		}
+		if (cap != b->cap) {
+			p = realloc(b->data, cap);
+			if (!p)
+				return -1;
+			b->data = p;
+			b->cap = cap;
+		}
+	}
+	memcpy(b->data + b->len, buf, len);
+	b->len += len;
+	return 0;
+}
+
+static void obuf_fini(struct obuf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ---- references ---------------------------------------------------------- */
+
+static void conn_free_rcu(struct rcu_head *head)
+{
+	struct conn *c = container_of(head, struct conn, rcu);
+
+	crcu_reclaim_begin(head);
+	free(c);
+}
+
+void conn_ref(struct conn *c)
+{
+	__atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void conn_unref(struct conn *c)
+{
+	uint32_t left = __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+	struct server *s = c->srv;
+
+	BUG_ON(left == UINT32_MAX);
+	if (left)
+		return;
+	/* Closed (the open reference is gone), nothing in flight, no task queued. */
+	pthread_mutex_lock(&s->lock);
+	cds_list_del(&c->link);
+	pthread_mutex_unlock(&s->lock);
+	crcu_call(&c->rcu, conn_free_rcu);
+}
+
+uint64_t server_connections(struct server *s)
+{
+	return __atomic_load_n(&s->nopen, __ATOMIC_RELAXED);
+}
+
+/* ---- finished jobs ------------------------------------------------------- */
+
+struct call *call_new(struct req *r, struct domain *dom)
+{
+	struct call *cl = calloc(1, sizeof(*cl));
+
+	if (!cl)
+		return NULL;
+	cds_wfcq_node_init(&cl->node);
+	cl->conn = r->c;
+	cl->dom = dom;
+	cl->msgid = r->msgid;
+	conn_ref(r->c);
+	dom_ref(dom);
+	r->c->inflight++;
+	return cl;
+}
+
+static void call_free(struct call *cl)
+{
+	struct conn *c = cl->conn;
+
+	free(cl->reply);
+	dom_unref(cl->dom);
+	free(cl);
+	conn_unref(c);
+}
+
+void call_cancel(struct call *cl)
+{
+	cl->conn->inflight--;
+	call_free(cl);
+}
+
+void call_complete(struct call *cl)
+{
+	struct conn *c = cl->conn;
+
+	/*
+	 * Our own reference for the post: once cl is queued the loop thread
+	 * may drain it and drop cl's reference before we are done with c.
+	 */
+	conn_ref(c);
+	log_debug("client %" PRIu64 ": reply to %u ready (%zu bytes)", c->id, cl->msgid,
+		  cl->reply_len);
+	tsan_handoff_release(&cl->node);
+	cds_wfcq_enqueue(&c->done_head, &c->done_tail, &cl->node);
+	/*
+	 * Post the drain task unless it is queued already.  The task clears
+	 * done_posted before it dequeues, so a call enqueued after that is
+	 * either seen by this run or posts a new one.
+	 */
+	if (!__atomic_exchange_n(&c->done_posted, 1, __ATOMIC_SEQ_CST))
+		io_post(c->w.thr, &c->done_task);       /* the task takes our reference */
+	else
+		conn_unref(c);
+}
+
+static void pack_oom_error(struct conn *c, uint32_t msgid)
+{
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, &c->out, obuf_write);
+	if (rpc_pack_error_response(&pk, msgid, RPC_ERR_INTERNAL, "out of memory") < 0)
+		conn_close(c, "out of memory");
+}
+
+static void done_task_fn(struct io_task *t)
+{
+	struct conn *c = container_of(t, struct conn, done_task);
+	struct cds_wfcq_node *node;
+
+	crcu_read_lock();
+	__atomic_store_n(&c->done_posted, 0, __ATOMIC_SEQ_CST);
+	while ((node = __cds_wfcq_dequeue_blocking(&c->done_head, &c->done_tail))) {
+		struct call *cl = container_of(node, struct call, node);
+
+		tsan_handoff_acquire(node);
+		c->inflight--;
+		if (!c->closed) {
+			if (cl->oom || obuf_write(&c->out, cl->reply, cl->reply_len) < 0)
+				pack_oom_error(c, cl->msgid);
+		}
+		call_free(cl);
+	}
+	if (!c->closed)
+		conn_service(c);
+	conn_unref(c);
+	crcu_read_unlock();
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+static void esub_notify(struct evbus_sub *sub, void *arg)
+{
+	struct esub *es = arg;
+	struct conn *c = es->c;
+
+	/* Publisher's thread, inside its read section: es and c are alive. */
+	conn_ref(c);
+	if (!__atomic_exchange_n(&c->ev_posted, 1, __ATOMIC_SEQ_CST))
+		io_post(c->w.thr, &c->ev_task);
+	else
+		conn_unref(c);
+}
+
+static void esub_free_rcu(struct rcu_head *head)
+{
+	struct esub *es = container_of(head, struct esub, rcu);
+
+	crcu_reclaim_begin(head);
+	conn_unref(es->c);
+	free(es);
+}
+
+static void esub_release(struct conn *c, struct esub *es)
+{
+	cds_list_del(&es->link);
+	c->nsubs--;
+	evbus_unsubscribe(c->srv->o.bus, es->sub);
+	/* A publisher may still be in esub_notify(): free after a grace period. */
+	crcu_call(&es->rcu, esub_free_rcu);
+}
+
+int conn_subscribe(struct req *r, const char *name, uint64_t *ret_id)
+{
+	struct conn *c = r->c;
+	struct esub *es;
+	int err;
+
+	if (c->nsubs >= SUBS_MAX)
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+				"too many subscriptions on this connection (at most %d)", SUBS_MAX);
+	es = calloc(1, sizeof(*es));
+	if (!es)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	es->c = c;
+	es->id = ++c->next_sub_id;
+	conn_ref(c);
+	err = evbus_subscribe(c->srv->o.bus, name, SUB_QUEUE_CAP, esub_notify, es, &es->sub);
+	if (err < 0) {
+		conn_unref(c);
+		free(es);
+		return req_fail(r, RPC_ERR_INTERNAL, "cannot subscribe: %s", strerror(-err));
+	}
+	cds_list_add_tail(&es->link, &c->subs);
+	c->nsubs++;
+	*ret_id = es->id;
+	return 0;
+}
+
+int conn_unsubscribe(struct req *r, uint64_t id)
+{
+	struct esub *es;
+
+	cds_list_for_each_entry(es, &r->c->subs, link) {
+		if (es->id == id) {
+			esub_release(r->c, es);
+			return 0;
+		}
+	}
+	return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "no subscription %" PRIu64
+			" on this connection", id);
+}
+
+/* [2, "event", [{domain, event, timestamp, data, subscription}]] */
+static int pack_event(msgpack_packer *pk, const json_t *ev, uint64_t sub_id)
+{
+	const char *key;
+	json_t *v;
+	int r;
+
+	r = rpc_pack_notification_begin(pk, "event");
+	if (r < 0)
+		return r;
+	if (msgpack_pack_array(pk, 1) < 0)
+		return -ENOMEM;
+	if (!json_is_object(ev))
+		return rpc_pack_json(pk, ev);
+	if (msgpack_pack_map(pk, json_object_size(ev) + 1) < 0)
+		return -ENOMEM;
+	json_object_foreach((json_t *)ev, key, v) {
+		r = rpc_pack_cstr(pk, key);
+		if (r == 0)
+			r = rpc_pack_json(pk, v);
+		if (r < 0)
+			return r;
+	}
+	r = rpc_pack_cstr(pk, "subscription");
+	if (r == 0 && msgpack_pack_uint64(pk, sub_id) < 0)
+		r = -ENOMEM;
+	return r;
+}
+
+/* [2, "events.dropped", [{count, subscription}]] */
+static int pack_dropped(msgpack_packer *pk, uint64_t count, uint64_t sub_id)
+{
+	int r = rpc_pack_notification_begin(pk, "events.dropped");
+
+	if (r < 0)
+		return r;
+	if (msgpack_pack_array(pk, 1) < 0 || msgpack_pack_map(pk, 2) < 0)
+		return -ENOMEM;
+	if (rpc_pack_cstr(pk, "count") < 0 || msgpack_pack_uint64(pk, count) < 0 ||
+	    rpc_pack_cstr(pk, "subscription") < 0 || msgpack_pack_uint64(pk, sub_id) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Move queued events into the output, until the queues are empty (then the
+ * bus notifies again on the next event) or the output is full (then
+ * ev_stalled, and conn_service() calls us again once the client reads).
+ * Returns whether anything was written.  Loop thread.
+ */
+static bool pump_events(struct conn *c)
+{
+	struct esub *es;
+	msgpack_packer pk;
+	bool progressed = false;
+
+	msgpack_packer_init(&pk, &c->out, obuf_write);
+	c->ev_stalled = false;
+	cds_list_for_each_entry(es, &c->subs, link) {
+		uint64_t dropped;
+		json_t *ev;
+
+		for (;;) {
+			size_t mark = c->out.len;
+
+			if (obuf_pending(&c->out) >= OUT_CAP) {
+				c->ev_stalled = true;
+				return progressed;
+			}
+			ev = evbus_sub_next(es->sub);
+			if (!ev)
+				break;
+			if (pack_event(&pk, ev, es->id) < 0) {
+				c->out.len = mark;      /* drop this one */
+				log_warn("client %" PRIu64 ": cannot pack an event; dropped", c->id);
+			}
+			json_decref(ev);
+			progressed = true;
+		}
+		dropped = evbus_sub_take_dropped(es->sub);
+		if (dropped) {
+			size_t mark = c->out.len;
+
+			if (pack_dropped(&pk, dropped, es->id) < 0)
+				c->out.len = mark;
+			progressed = true;
+		}
+	}
+	return progressed;
+}
+
+static void ev_task_fn(struct io_task *t)
+{
+	struct conn *c = container_of(t, struct conn, ev_task);
+
+	crcu_read_lock();
+	__atomic_store_n(&c->ev_posted, 0, __ATOMIC_SEQ_CST);
+	if (!c->closed) {
+		pump_events(c);
+		conn_service(c);
+	}
+	conn_unref(c);
+	crcu_read_unlock();
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+int req_fail(struct req *r, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	r->code = code;
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A msgpack uint at *p (any width); advances *p. */
+static bool read_uint(const unsigned char **p, const unsigned char *end, uint64_t *ret)
+{
+	const unsigned char *q = *p;
+	unsigned n;
+	uint64_t v = 0;
+
+	if (q >= end)
+		return false;
+	if (*q <= 0x7f) {
+		*ret = *q;
+		*p = q + 1;
+		return true;
+	}
+	switch (*q) {
+	case 0xcc: case 0xd0: n = 1; break;
+	case 0xcd: case 0xd1: n = 2; break;
+	case 0xce: case 0xd2: n = 4; break;
+	case 0xcf: case 0xd3: n = 8; break;
+	default: return false;
+	}
+	if ((size_t)(end - q) < 1 + n)
+		return false;
+	if (*q >= 0xd0 && (q[1] & 0x80))
+		return false;           /* negative */
+	for (unsigned i = 0; i < n; i++)
+		v = (v << 8) | q[1 + i];
+	*ret = v;
+	*p = q + 1 + n;
+	return true;
+}
+
+/*
+ * Recover the type and msgid from the first bytes of a message that could
+ * not be decoded (or not even scanned): an array of at least two elements
+ * whose first is 0, 1 or 2; for a request (0) also the msgid.  Returns the
+ * type, or -1.
+ */
+static int peek_header(const char *buf, size_t len, uint32_t *ret_msgid)
+{
+	const unsigned char *p = (const unsigned char *)buf, *end = p + len;
+	uint64_t n, type, id;
+
+	if (p >= end)
+		return -1;
+	if ((*p & 0xf0) == 0x90) {
+		n = *p & 0x0f;
+		p++;
+	} else if (*p == 0xdc && end - p >= 3) {
+		n = (uint64_t)p[1] << 8 | p[2];
+		p += 3;
+	} else if (*p == 0xdd && end - p >= 5) {
+		n = (uint64_t)p[1] << 24 | (uint64_t)p[2] << 16 | (uint64_t)p[3] << 8 | p[4];
+		p += 5;
+	} else {
+		return -1;
+	}
+	if (n < 2 || !read_uint(&p, end, &type) || type > 2)
+		return -1;
+	if (type != RPC_REQUEST)
+		return (int)type;
+	if (!read_uint(&p, end, &id) || id > UINT32_MAX)
+		return -1;
+	*ret_msgid = (uint32_t)id;
+	return RPC_REQUEST;
+}
+
+static void pack_error(struct conn *c, uint32_t msgid, int code, const char *msg)
+{
+	msgpack_packer pk;
+	size_t mark = c->out.len;
+
+	msgpack_packer_init(&pk, &c->out, obuf_write);
+	if (rpc_pack_error_response(&pk, msgid, code, msg) < 0) {
+		c->out.len = mark;
+		conn_close(c, "out of memory");
+	}
+}
+
+static void dispatch(struct conn *c, struct rpc_msg *m)
+{
+	struct req r = { .c = c, .srv = c->srv, .msgid = rpc_msg_id(m) };
+	const char *name = rpc_msg_method(m);
+	msgpack_packer pk;
+	size_t mark;
+	int ret;
+
+	r.m = method_find(name);
+	if (!r.m) {
+		req_fail(&r, RPC_ERR_METHOD_NOT_FOUND, "no method '%s' (api.info lists them)",
+			 name);
+		goto fail;
+	}
+	if (c->ro && !r.m->ro_ok) {
+		req_fail(&r, RPC_ERR_PERMISSION,
+			 "method '%s' is not allowed on the read-only socket", name);
+		goto fail;
+	}
+	if (rpc_msg_params_map(m, &r.params, r.msg, sizeof(r.msg)) < 0) {
+		r.code = RPC_ERR_INVALID_ARGUMENT;
+		goto fail;
+	}
+	if (req_check_params(&r) < 0)
+		goto fail;
+
+	mark = c->out.len;
+	msgpack_packer_init(&pk, &c->out, obuf_write);
+	r.pk = &pk;
+	if (rpc_pack_response_begin(&pk, r.msgid) < 0) {
+		req_fail(&r, RPC_ERR_INTERNAL, "out of memory");
+		goto fail_rewind;
+	}
+	ret = r.m->fn(&r);
+	if (ret == REQ_ASYNC) {
+		c->out.len = mark;
+		return;
+	}
+	if (ret < 0)
+		goto fail_rewind;
+	if (c->out.len - mark > RPC_MAX_FRAME) {
+		req_fail(&r, RPC_ERR_INTERNAL, "the result of '%s' is %zu bytes, over the %u "
+			 "bytes a message may hold", name, c->out.len - mark, RPC_MAX_FRAME);
+		goto fail_rewind;
+	}
+	return;
+
+fail_rewind:
+	c->out.len = mark;
+fail:
+	pack_error(c, r.msgid, r.code, r.msg);
+}
+
+/* One complete frame (scanned): decode and act.  Loop thread. */
+static void handle_frame(struct conn *c, const char *frame, size_t len)
+{
+	struct rpc_msg *m;
+	char err[256];
+	uint32_t msgid = 0;
+	int r, type;
+
+	r = rpc_decode(frame, len, &m, err, sizeof(err));
+	if (r < 0) {
+		type = peek_header(frame, len, &msgid);
+		if (type == RPC_REQUEST) {
+			pack_error(c, msgid, r == -ENOMEM ? RPC_ERR_INTERNAL : RPC_ERR_INVALID_REQUEST,
+				   err);
+		} else if (type < 0) {
+			log_info("client %" PRIu64 ": malformed message (%s): closing", c->id, err);
+			conn_close(c, NULL);
+		}
+		/* A malformed response or notification: ignored like any other. */
+		return;
+	}
+	if (rpc_msg_type(m) == RPC_REQUEST)
+		dispatch(c, m);
+	/* Responses and notifications from a client mean nothing to us. */
+	rpc_msg_free(m);
+}
+
+/*
+ * The stream broke (a frame over the limits, or bytes that are not
+ * msgpack): there is no resynchronising.  Answer if the request's msgid can
+ * be read, then close.
+ */
+static void stream_error(struct conn *c, int err)
+{
+	uint32_t msgid;
+	char msg[160];
+
+	snprintf(msg, sizeof(msg), "message refused: %s; closing the connection",
+		 rpc_strerror_scan(err));
+	log_info("client %" PRIu64 ": %s", c->id, msg);
+	if (peek_header(c->in, c->in_len, &msgid) == RPC_REQUEST) {
+		pack_error(c, msgid, RPC_ERR_INVALID_REQUEST, msg);
+		if (!c->closed && obuf_pending(&c->out))
+			(void)!send(c->w.fd, c->out.data + c->out.off, obuf_pending(&c->out),
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	conn_close(c, NULL);
+}
+
+static bool may_read(const struct conn *c)
+{
+	return !c->closed && !c->rd_eof && obuf_pending(&c->out) < OUT_CAP;
+}
+
+/* Decode and handle the complete frames buffered.  Returns whether any was. */
+static bool process_frames(struct conn *c)
+{
+	size_t off = 0, flen = 0;
+	bool progressed = false;
+	int r;
+
+	while (!c->closed && obuf_pending(&c->out) < OUT_CAP && off < c->in_len) {
+		r = rpc_scanner_scan(c->scan, c->in + off, c->in_len - off, &flen);
+		if (r == 0)
+			break;
+		if (r < 0) {
+			if (off) {
+				memmove(c->in, c->in + off, c->in_len - off);
+				c->in_len -= off;
+			}
+			stream_error(c, r);
+			return true;
+		}
+		handle_frame(c, c->in + off, flen);
+		off += flen;
+		progressed = true;
+	}
+	if (c->closed)
+		return true;
+	if (off) {
+		memmove(c->in, c->in + off, c->in_len - off);
+		c->in_len -= off;
+	}
+	if (c->in_len == 0 && c->in_cap > 4 * IN_CHUNK) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+	return progressed;
+}
+
+/* Read what the socket has (up to a budget), handling frames as they come. */
+static void conn_read(struct conn *c)
+{
+	size_t total = 0;
+	ssize_t n;
+
+	while (may_read(c) && total < READ_BUDGET) {
+		if (c->in_cap - c->in_len < IN_CHUNK && c->in_cap < IN_MAX) {
+			size_t cap = c->in_cap ? c->in_cap * 2 : 2 * IN_CHUNK;
+			char *p;
+
+			if (cap > IN_MAX)
+				cap = IN_MAX;
+			p = realloc(c->in, cap);
+			if (!p) {
+				log_err("client %" PRIu64 ": out of memory: closing", c->id);
+				conn_close(c, NULL);
+				return;
+			}
+			c->in = p;
+			c->in_cap = cap;
+		}
+		if (c->in_len == c->in_cap) {
+			/* Cannot happen: the scanner refuses a frame this long. */
+			stream_error(c, -EMSGSIZE);
+			return;
+		}
+		n = read(c->w.fd, c->in + c->in_len, c->in_cap - c->in_len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				conn_close(c, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			c->rd_eof = true;
+			return;
+		}
+		c->in_len += (size_t)n;
+		total += (size_t)n;
+		process_frames(c);
+	}
+}
+
+/* Write what we can; 0, or -1 when the connection was closed. */
+static int conn_flush(struct conn *c)
+{
+	while (obuf_pending(&c->out)) {
+		ssize_t n = send(c->w.fd, c->out.data + c->out.off, obuf_pending(&c->out),
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				return 0;
+			conn_close(c, NULL);    /* EPIPE, ECONNRESET: the client left */
+			return -1;
+		}
+		c->out.off += (size_t)n;
+	}
+	c->out.off = c->out.len = 0;
+	if (c->out.cap > 4 * IN_CHUNK)
+		obuf_fini(&c->out);
+	return 0;
+}
+
+static void stall_cb(struct io_watch *w, uint32_t events)
+{
+	struct conn *c = container_of(w, struct conn, stall_w);
+	uint64_t ticks;
+
+	if (c->closed || c->stall_fd < 0 || read(c->stall_fd, &ticks, sizeof(ticks)) <= 0)
+		return;
+	log_warn("client %" PRIu64 " (pid %d) has not read its replies: %zu bytes over the "
+		 "%u byte cap for %" PRIu64 " ms; closing", c->id, (int)c->pid,
+		 obuf_pending(&c->out), OUT_CAP, c->srv->o.client_stall_ms);
+	conn_close(c, NULL);
+}
+
+static void stall_timer_stop(struct conn *c)
+{
+	if (c->stall_fd < 0)
+		return;
+	io_watch_del(&c->stall_w);
+	close(c->stall_fd);
+	c->stall_fd = -1;
+}
+
+static void stall_timer_start(struct conn *c)
+{
+	struct itimerspec its = { 0 };
+	uint64_t ms = c->srv->o.client_stall_ms;
+	int fd;
+
+	if (c->stall_fd >= 0)
+		return;
+	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (fd < 0) {
+		log_warn("client %" PRIu64 ": no timer (%s): closing it now", c->id,
+			 strerror(errno));
+		conn_close(c, NULL);
+		return;
+	}
+	its.it_value.tv_sec = (time_t)(ms / 1000);
+	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
+	if (timerfd_settime(fd, 0, &its, NULL) < 0 ||
+	    io_watch_add_on(c->w.thr, &c->stall_w, fd, EPOLLIN, stall_cb) < 0) {
+		close(fd);
+		conn_close(c, NULL);
+		return;
+	}
+	c->stall_fd = fd;
+}
+
+/*
+ * Bring the connection up to date after anything happened: write, handle
+ * buffered frames and waiting events while the output has room, close when
+ * the client has said all it will and got every answer, and set the epoll
+ * mask (no EPOLLIN while over the cap: backpressure).  Loop thread.
+ */
+static void conn_service(struct conn *c)
+{
+	uint32_t want = 0;
+	bool more;
+
+	do {
+		if (c->closed || conn_flush(c) < 0)
+			return;
+		more = false;
+		if (obuf_pending(&c->out) < OUT_CAP) {
+			if (c->in_len)
+				more |= process_frames(c);
+			if (c->ev_stalled && !c->closed)
+				more |= pump_events(c);
+		}
+	} while (more);
+	if (c->closed)
+		return;
+	if (c->rd_eof && !c->inflight && !obuf_pending(&c->out)) {
+		conn_close(c, NULL);
+		return;
+	}
+	if (may_read(c))
+		want |= EPOLLIN | EPOLLRDHUP;
+	if (obuf_pending(&c->out))
+		want |= EPOLLOUT;
+	if (want != c->events) {
+		if (io_watch_mod(&c->w, want) < 0) {
+			conn_close(c, strerror(errno));
+			return;
+		}
+		c->events = want;
+	}
+	if (obuf_pending(&c->out) >= OUT_CAP)
+		stall_timer_start(c);
+	else
+		stall_timer_stop(c);
+}
+
+static void conn_cb(struct io_watch *w, uint32_t events)
+{
+	struct conn *c = container_of(w, struct conn, w);
+
+	if (c->closed)
+		return;         /* an event taken before the close */
+	if (events & EPOLLERR) {
+		conn_close(c, NULL);
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLRDHUP)) && may_read(c))
+		conn_read(c);
+	if (c->closed)
+		return;
+	/*
+	 * Hang-up: the client is gone both ways.  EPOLLHUP cannot be masked,
+	 * so once we cannot (or need not) read any more, close now; replies
+	 * still to come are dropped.
+	 */
+	if ((events & EPOLLHUP) && !may_read(c)) {
+		conn_close(c, NULL);
+		return;
+	}
+	conn_service(c);
+}
+
+static void conn_close(struct conn *c, const char *why)
+{
+	struct server *s = c->srv;
+	struct esub *es, *tmp;
+
+	if (c->closed)
+		return;
+	c->closed = true;
+	if (why)
+		log_info("client %" PRIu64 " closed: %s", c->id, why);
+	else
+		log_debug("client %" PRIu64 " closed", c->id);
+	io_watch_del(&c->w);
+	close(c->w.fd);
+	stall_timer_stop(c);
+	cds_list_for_each_entry_safe(es, tmp, &c->subs, link)
+		esub_release(c, es);
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	obuf_fini(&c->out);
+	rpc_scanner_free(c->scan);
+	c->scan = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	__atomic_store_n(&s->nopen, s->nopen - 1, __ATOMIC_RELAXED);
+	c->listed_open = false;                 /* still listed until freed */
+	if (s->stopping && s->nopen == 0)
+		pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+	conn_unref(c);                          /* the open reference */
+}
+
+static void close_task_fn(struct io_task *t)
+{
+	struct conn *c = container_of(t, struct conn, close_task);
+
+	crcu_read_lock();
+	conn_close(c, NULL);
+	conn_unref(c);
+	crcu_read_unlock();
+}
+
+/* ---- accepting ----------------------------------------------------------- */
+
+static bool in_group(int fd, gid_t group, gid_t primary)
+{
+	gid_t small[64], *gids = small;
+	socklen_t len = sizeof(small);
+	bool found = false;
+
+	if (primary == group)
+		return true;
+#ifdef SO_PEERGROUPS
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids, &len) < 0) {
+		if (errno != ERANGE || !(gids = malloc(len)))
+			return false;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, gids, &len) < 0) {
+			free(gids);
+			return false;
+		}
+	}
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
+		if (gids[i] == group)
+			found = true;
+	if (gids != small)
+		free(gids);
+#endif
+	return found;
+}
+
+static void conn_new(struct server *s, int fd, bool ro)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+	struct conn *c;
+	const char *sock = ro ? "read-only" : "read-write";
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("%s socket: no peer credentials (%s): refused", sock, strerror(errno));
+		close(fd);
+		return;
+	}
+	if (cred.uid != s->uid && cred.uid != 0 &&
+	    !(s->o.group_set && in_group(fd, s->o.group, cred.gid))) {
+		log_warn("%s socket: refused pid %d, uid %u: not the daemon's user, root or the "
+			 "socket group", sock, (int)cred.pid, (unsigned)cred.uid);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c || rpc_scanner_new(&c->scan) < 0) {
+		log_err("%s socket: out of memory: refused pid %d", sock, (int)cred.pid);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->srv = s;
+	c->ro = ro;
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	c->refs = 1;
+	c->stall_fd = -1;
+	c->events = EPOLLIN | EPOLLRDHUP;
+	__cds_wfcq_init(&c->done_head, &c->done_tail);
+	c->done_task.fn = done_task_fn;
+	c->ev_task.fn = ev_task_fn;
+	c->close_task.fn = close_task_fn;
+	CDS_INIT_LIST_HEAD(&c->subs);
+
+	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		rpc_scanner_free(c->scan);
+		free(c);
+		close(fd);
+		return;
+	}
+	c->id = ++s->next_conn_id;
+	cds_list_add(&c->link, &s->conns);
+	c->listed_open = true;
+	__atomic_store_n(&s->nopen, s->nopen + 1, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&s->lock);
+
+	log_debug("client %" PRIu64 ": pid %d uid %u on the %s socket", c->id, (int)cred.pid,
+		  (unsigned)cred.uid, sock);
+	/* From here on c belongs to its loop thread, which may already run it. */
+	if (io_watch_add(s->o.io, &c->w, fd, c->events, conn_cb) < 0) {
+		log_err("client %" PRIu64 ": cannot watch its socket: %s", c->id, strerror(errno));
+		pthread_mutex_lock(&s->lock);
+		cds_list_del(&c->link);
+		__atomic_store_n(&s->nopen, s->nopen - 1, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&s->lock);
+		rpc_scanner_free(c->scan);
+		free(c);
+		close(fd);
+	}
+}
+
+static void accept_cb(struct io_watch *w, uint32_t events)
+{
+	struct listener *l = container_of(w, struct listener, w);
+	struct server *s = l->srv;
+
+	for (int i = 0; i < ACCEPT_BUDGET && !l->closed; i++) {
+		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				/*
+				 * Level-triggered: a pending client we cannot
+				 * take would wake us forever.  Take it with the
+				 * spare descriptor, and drop it.
+				 */
+				log_warn("out of file descriptors: refusing a client");
+				if (s->reserve_fd >= 0) {
+					close(s->reserve_fd);
+					fd = accept(w->fd, NULL, NULL);
+					if (fd >= 0)
+						close(fd);
+					s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				}
+				return;
+			}
+			if (errno != EAGAIN)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		conn_new(s, fd, l->ro);
+	}
+}
+
+/* ---- listeners ------------------------------------------------------------ */
+
+/* Create the missing directories above path, mode 0700. */
+static int mkdir_parents(const char *path)
+{
+	char buf[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+/* Is a daemon answering on path?  Removes a stale socket file. */
+static int check_stale(const char *path, char *errbuf, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct stat st;
+	int fd, r;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(errbuf, errlen, "%s exists and is not a socket: not touching it", path);
+		return -EEXIST;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(errbuf, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	strcpy(sa.sun_path, path);
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (r == 0) {
+		snprintf(errbuf, errlen, "another corrald is already listening on %s", path);
+		return -EADDRINUSE;
+	}
+	if (errno != ECONNREFUSED) {
+		snprintf(errbuf, errlen, "cannot tell whether a daemon listens on %s: %s", path,
+			 strerror(errno));
+		return -errno;
+	}
+	log_info("removing stale socket %s", path);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		snprintf(errbuf, errlen, "cannot remove stale socket %s: %s", path,
+			 strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+static int listener_open(struct server *s, struct listener *l, const char *path, bool ro,
+			 char *errbuf, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t mode = s->o.group_set ? 0660 : 0600, old_umask;
+	int fd, r;
+
+	l->srv = s;
+	l->ro = ro;
+	l->w.fd = -1;
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		snprintf(errbuf, errlen, "socket path %s is too long (at most %zu bytes)", path,
+			 sizeof(sa.sun_path) - 1);
+		return -ENAMETOOLONG;
+	}
+	r = mkdir_parents(path);
+	if (r < 0) {
+		snprintf(errbuf, errlen, "cannot create the directory of %s: %s", path,
+			 strerror(-r));
+		return r;
+	}
+	r = check_stale(path, errbuf, errlen);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(errbuf, errlen, "socket: %s", strerror(errno));
+		return -errno;
+	}
+	strcpy(sa.sun_path, path);
+	/* Born with its final mode: no window where others could connect. */
+	old_umask = umask(0777 & ~mode);
+	r = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_umask);
+	if (r < 0) {
+		r = -errno;
+		snprintf(errbuf, errlen, "cannot bind %s: %s", path, strerror(errno));
+		close(fd);
+		return r;
+	}
+	if (!(l->path = strdup(path))) {
+		close(fd);
+		unlink(path);
+		return -ENOMEM;
+	}
+	if (s->o.group_set && (chown(path, (uid_t)-1, s->o.group) < 0 || chmod(path, mode) < 0)) {
+		r = -errno;
+		snprintf(errbuf, errlen, "cannot give %s to the socket group: %s", path,
+			 strerror(errno));
+		goto fail;
+	}
+	if (listen(fd, 4096) < 0) {
+		r = -errno;
+		snprintf(errbuf, errlen, "listen on %s: %s", path, strerror(errno));
+		goto fail;
+	}
+	l->w.fd = fd;
+	return 0;
+fail:
+	close(fd);
+	unlink(path);
+	free(l->path);
+	l->path = NULL;
+	return r;
+}
+
+/* Loop thread of the listeners. */
+static void listener_close(struct listener *l)
+{
+	if (l->closed || l->w.fd < 0)
+		return;
+	l->closed = true;
+	io_watch_del(&l->w);
+	close(l->w.fd);
+	if (l->path)
+		unlink(l->path);
+}
+
+static void stop_task_fn(struct io_task *t)
+{
+	struct server *s = container_of(t, struct server, stop_task);
+
+	listener_close(&s->rw);
+	listener_close(&s->ro);
+	pthread_mutex_lock(&s->lock);
+	s->listeners_closed = true;
+	pthread_cond_broadcast(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+int server_new(const struct server_opts *opts, struct server **ret, char *errbuf,
+	       size_t errlen)
+{
+	struct server *s = calloc(1, sizeof(*s));
+	pthread_condattr_t ca;
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	s->o = *opts;
+	s->uid = geteuid();
+	s->started_ns = now_ns();
+	s->rw.w.fd = s->ro.w.fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	CDS_INIT_LIST_HEAD(&s->conns);
+	s->stop_task.fn = stop_task_fn;
+	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	r = listener_open(s, &s->rw, opts->rw_path, false, errbuf, errlen);
+	if (r == 0)
+		r = listener_open(s, &s->ro, opts->ro_path, true, errbuf, errlen);
+	if (r == 0) {
+		r = io_watch_add(opts->io, &s->rw.w, s->rw.w.fd, EPOLLIN, accept_cb);
+		if (r == 0) {
+			r = io_watch_add_on(s->rw.w.thr, &s->ro.w, s->ro.w.fd, EPOLLIN, accept_cb);
+			if (r < 0) {
+				io_watch_del(&s->rw.w);
+				/* Let the loop finish any event it took. */
+				urcu_memb_synchronize_rcu();
+			}
+		}
+		if (r < 0)
+			snprintf(errbuf, errlen, "cannot watch the sockets: %s", strerror(-r));
+	}
+	if (r < 0) {
+		for (struct listener *l = &s->rw; l <= &s->ro; l++) {
+			if (l->w.fd >= 0)
+				close(l->w.fd);
+			if (l->path)
+				unlink(l->path);
+			free(l->path);
+		}
+		if (s->reserve_fd >= 0)
+			close(s->reserve_fd);
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return r;
+	}
+	log_info("listening on %s (read-write, mode %s) and %s (read-only, mode %s)",
+		 s->rw.path, opts->group_set ? "0660" : "0600", s->ro.path,
+		 opts->group_set ? "0660" : "0600");
+	*ret = s;
+	return 0;
+}
+
+/* Wait on s->cond until *flag or n == 0, at most STOP_WAIT_NS.  Under lock. */
+static bool wait_locked(struct server *s, const bool *flag, const uint64_t *n)
+{
+	struct timespec ts;
+	uint64_t deadline = now_ns() + STOP_WAIT_NS;
+
+	ts.tv_sec = (time_t)(deadline / NSEC_PER_SEC);
+	ts.tv_nsec = (long)(deadline % NSEC_PER_SEC);
+	while (flag ? !*flag : *n != 0) {
+		if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+			return false;
+	}
+	return true;
+}
+
+void server_stop(struct server *s)
+{
+	struct conn *c;
+	unsigned posted = 0;
+
+	pthread_mutex_lock(&s->lock);
+	s->stopping = true;
+	pthread_mutex_unlock(&s->lock);
+
+	io_post(s->rw.w.thr, &s->stop_task);
+	pthread_mutex_lock(&s->lock);
+	if (!wait_locked(s, &s->listeners_closed, NULL))
+		log_warn("the listeners' thread did not answer in time");
+	/* Every open connection: close it on its own thread. */
+	cds_list_for_each_entry(c, &s->conns, link) {
+		if (!c->listed_open)
+			continue;
+		conn_ref(c);    /* for the task; safe: still holds its open reference */
+		io_post(c->w.thr, &c->close_task);
+		posted++;
+	}
+	if (!wait_locked(s, NULL, &s->nopen))
+		log_warn("%" PRIu64 " clients did not close in time", s->nopen);
+	pthread_mutex_unlock(&s->lock);
+	log_info("stopped listening; closed %u clients", posted);
+}
+
+void server_free(struct server *s)
+{
+	struct conn *c, *tmp;
+	unsigned left = 0;
+
+	if (!s)
+		return;
+	/*
+	 * Loops and runtime are gone: nothing can call back.  Connections
+	 * still here waited for jobs that never ended (the runtime stopped
+	 * under them); their memory is ours to free now.
+	 */
+	cds_list_for_each_entry_safe(c, tmp, &s->conns, link) {
+		cds_list_del(&c->link);
+		rpc_scanner_free(c->scan);
+		free(c->in);
+		obuf_fini(&c->out);
+		free(c);
+		left++;
+	}
+	if (left)
+		log_debug("freed %u connections whose jobs never ended", left);
+	free(s->rw.path);
+	free(s->ro.path);
+	if (s->reserve_fd >= 0)
+		close(s->reserve_fd);
+	pthread_cond_destroy(&s->cond);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

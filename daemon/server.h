@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server: corrald's msgpack-RPC server.  Two listening UNIX sockets (read-write
+ * and read-only) and their clients, all watches on the ioloop; see
+ * docs/daemon.md for the sockets and docs/API.md for the methods.
+ *
+ * Threads: a connection lives on one ioloop thread for its whole life; its
+ * queries are answered there, from RCU snapshots.  State-changing calls are
+ * jobs on the domain actors; their done callbacks (runtime workers) hand
+ * the packed reply back to the connection's thread with io_post().
+ */
+#ifndef CORRAL_DAEMON_SERVER_H
+#define CORRAL_DAEMON_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+struct ioloop;
+struct registry;
+struct evbus;
+struct vm_env;
+struct rt;
+struct server;
+
+struct server_opts {
+	struct ioloop *io;
+	struct rt *rt;
+	struct registry *reg;
+	struct evbus *bus;
+	struct vm_env *env;
+	const char *rw_path;            /* read-write socket */
+	const char *ro_path;            /* read-only socket */
+	bool group_set;                 /* socket_group configured */
+	gid_t group;
+	uint64_t default_timeout_ms;
+	uint64_t client_stall_ms;
+	unsigned workers, io_threads;   /* for daemon.info */
+};
+
+/*
+ * Bind and listen on both sockets and start accepting.  Refuses (-EADDRINUSE)
+ * when a daemon already answers on either path; removes stale socket files.
+ * 0 or -errno with a one-line reason in errbuf.  Main thread.
+ */
+int server_new(const struct server_opts *opts, struct server **ret, char *errbuf,
+	       size_t errlen);
+
+/*
+ * Stop accepting, remove the socket files, close every client (waiting a
+ * bounded time for their loop threads to do it).  Jobs in flight keep their
+ * connection's memory until they call back.  Main thread, loops running.
+ */
+void server_stop(struct server *s);
+
+/*
+ * Free what is left, after ioloop_free() and rt_free(): nothing can call
+ * back any more.  Main thread.  Accepts NULL.
+ */
+void server_free(struct server *s);
+
+/* Print the API reference in markdown (docs/API.md).  Any thread. */
+void server_dump_api_md(FILE *f);
+
+#endif /* CORRAL_DAEMON_SERVER_H */
