@@ -142,10 +142,10 @@ static void sleep_ns(uint64_t ns)
  * from 5 ms to 100 ms between tries.
  */
 static int wait_listening(const char *sock_path, pid_t pid, const char *log_path,
-			  uint64_t deadline_ns, struct cli_client **ret, char *errbuf,
+			  uint64_t timeout_ns, struct cli_client **ret, char *errbuf,
 			  size_t errlen)
 {
-	uint64_t delay = 5 * NSEC_PER_MSEC, now;
+	uint64_t deadline_ns = now_ns() + timeout_ns, delay = 5 * NSEC_PER_MSEC, now;
 	int status, r;
 
 	for (;;) {
@@ -156,19 +156,26 @@ static int wait_listening(const char *sock_path, pid_t pid, const char *log_path
 			snprintf(errbuf, errlen, "%s", strerror(-r));
 			return r;
 		}
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			if (WIFEXITED(status))
-				snprintf(errbuf, errlen, "corrald exited with status %d (see %s)",
-					 WEXITSTATUS(status), log_path);
-			else
-				snprintf(errbuf, errlen, "corrald was killed by signal %d (see %s)",
-					 WTERMSIG(status), log_path);
-			return -ECHILD;
+		/* Exit status 0 is a daemon that forked into the background: wait on. */
+		if (pid > 0 && waitpid(pid, &status, WNOHANG) == pid) {
+			if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+				pid = -1;
+			} else {
+				if (WIFEXITED(status))
+					snprintf(errbuf, errlen,
+						 "corrald exited with status %d (see %s)",
+						 WEXITSTATUS(status), log_path);
+				else
+					snprintf(errbuf, errlen,
+						 "corrald was killed by signal %d (see %s)",
+						 WTERMSIG(status), log_path);
+				return -ECHILD;
+			}
 		}
 		now = now_ns();
 		if (now >= deadline_ns) {
-			snprintf(errbuf, errlen, "corrald (pid %d) did not listen in time (see %s)",
-				 (int)pid, log_path);
+			snprintf(errbuf, errlen, "corrald did not listen within %.0f s (see %s)",
+				 (double)timeout_ns / NSEC_PER_SEC, log_path);
 			return -ETIMEDOUT;
 		}
 		sleep_ns(delay < deadline_ns - now ? delay : deadline_ns - now);
@@ -180,7 +187,6 @@ static int wait_listening(const char *sock_path, pid_t pid, const char *log_path
 int cli_session_start(const char *sock_path, uint64_t timeout_ns, struct cli_client **ret,
 		      char *errbuf, size_t errlen)
 {
-	uint64_t deadline_ns = now_ns() + timeout_ns;
 	/* dir is short: the socket path fitted a sockaddr_un. */
 	char dir[PATH_MAX], path[PATH_MAX + 32], daemon[PATH_MAX], log_path[PATH_MAX + 32];
 	int lock_fd = -1, log_fd = -1, r;
@@ -227,7 +233,7 @@ int cli_session_start(const char *sock_path, uint64_t timeout_ns, struct cli_cli
 	}
 	r = spawn_daemon(daemon, sock_path, log_fd, &pid, errbuf, errlen);
 	if (!r)
-		r = wait_listening(sock_path, pid, log_path, deadline_ns, ret, errbuf, errlen);
+		r = wait_listening(sock_path, pid, log_path, timeout_ns, ret, errbuf, errlen);
 out:
 	if (log_fd >= 0)
 		close(log_fd);

@@ -32,7 +32,8 @@ int cli_default_socket(char *buf, size_t len);
  * one daemon starts and the others connect to it.
  *
  * 0 and *ret; or -errno with a one-line reason in errbuf (-ETIMEDOUT: it did
- * not listen in time; -ECHILD: it exited first).
+ * not listen in time; -ECHILD: it failed or was killed before it listened;
+ * an exit with status 0 is read as forking into the background).
  */
 int cli_session_start(const char *sock_path, uint64_t timeout_ns, struct cli_client **ret,
 		      char *errbuf, size_t errlen);

@@ -3,9 +3,12 @@
  * fake-corrald: what the autostart test has corral start as CORRAL_DAEMON.
  * Takes --socket PATH as corrald does, serves one connection (list answers
  * one domain, "auto"), then exits.  Says where it listens on stdout, which
- * corral sends to its log.
+ * corral sends to its log.  With FAKE_CORRALD_FORK=1 in its environment it
+ * goes into the background first, as a forking daemon would: the process
+ * corral started exits 0 before anything listens.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -32,6 +35,14 @@ int main(int argc, char **argv)
 	if (!sock) {
 		fprintf(stderr, "fake-corrald: no --socket\n");
 		return 2;
+	}
+	if (getenv("FAKE_CORRALD_FORK")) {
+		pid_t pid = fork();
+
+		if (pid < 0)
+			return 1;
+		if (pid > 0)
+			return 0;
 	}
 	/* Never outlive a test that went wrong. */
 	alarm(60);

@@ -579,6 +579,16 @@ Test(fake, without_a_socket_starts_a_session_daemon)
 	/* It goes when corral hangs up; its socket file goes first. */
 	cr_assert(wait_gone(want + strlen("fake corrald on "), 10000));
 
+	/* A daemon that forks into the background is waited for all the same. */
+	status = wait_cli(spawn_cli(dir, (const char *const[]){ xdg, dmn, "FAKE_CORRALD_FORK=1",
+								NULL },
+				    (const char *const[]){ "list", NULL }, uid));
+	text = slurp(out);
+	cr_expect_eq(status, 0, "exit %d", status);
+	cr_expect(strstr(text, "auto"), "%s", text);
+	free(text);
+	cr_assert(wait_gone(want + strlen("fake corrald on "), 10000));
+
 	/* A daemon that will not start: exit 6, and say why. */
 	free(dmn);
 	cr_assert(asprintf(&dmn, "CORRAL_DAEMON=%s", "/bin/false") > 0);
