@@ -14,8 +14,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "cli/json-conv.h"
 #include "common/util.h"
+#include "rpc/json-conv.h"
 #include "rpc/rpc.h"
 
 #define READ_CHUNK (64u * 1024)
@@ -209,39 +209,60 @@ static int next_msg(struct cli_client *c, uint64_t deadline_ns, int extra_fd,
 	}
 }
 
+/* A value from the daemon as JSON; what names it in the reason. */
+static int to_json(const msgpack_object *obj, const char *what, json_t **ret,
+		   struct cli_call_err *err)
+{
+	char reason[256];
+	int r = rpc_obj_to_json(obj, what, ret, reason, sizeof(reason));
+
+	if (r == -ENOMEM)
+		return fail(err, r, "out of memory");
+	if (r)
+		return fail(err, -EPROTO, "corrald sent what JSON cannot hold: %s", reason);
+	return 0;
+}
+
 static int dispatch(struct cli_client *c, const struct rpc_msg *m, struct cli_call_err *err)
 {
 	json_t *params;
+	int r;
 
 	if (!c->notify)
 		return 0;
-	params = cli_json_from_msgpack(rpc_msg_params(m));
-	if (!params)
-		return fail(err, -ENOMEM, "out of memory");
+	r = to_json(rpc_msg_params(m), rpc_msg_method(m), &params, err);
+	if (r)
+		return r;
 	c->notify(rpc_msg_method(m), params, c->notify_arg);
 	json_decref(params);
 	return 0;
 }
 
-static int pack_request(msgpack_packer *pk, uint32_t id, const char *method, json_t *params)
+static int pack_request(msgpack_packer *pk, uint32_t id, const char *method, json_t *params,
+			struct cli_call_err *err)
 {
 	const char *key;
 	json_t *val;
 	int r;
 
 	r = rpc_pack_request_begin(pk, id, method);
-	if (r)
-		return r;
-	if (!params)
-		return msgpack_pack_array(pk, 0) ? -ENOMEM : 0;
-	r = rpc_pack_params_map_begin(pk, (uint32_t)json_object_size(params));
+	if (r == -EINVAL)
+		return fail(err, r, "invalid method name '%s'", method);
+	if (!r && !params)
+		r = msgpack_pack_array(pk, 0) ? -ENOMEM : 0;
+	else if (!r)
+		r = rpc_pack_params_map_begin(pk, (uint32_t)json_object_size(params));
 	json_object_foreach(params, key, val) {
 		if (!r)
 			r = rpc_pack_cstr(pk, key);
 		if (!r)
-			r = cli_json_pack(pk, val);
+			r = rpc_pack_json(pk, val);
 	}
-	return r;
+	if (r == -EINVAL)
+		return fail(err, r, "the request nests deeper than %d levels", RPC_JSON_MAX_DEPTH);
+	if (r)
+		return fail(err, r, "out of memory");
+	return 0;
 }
 
 /* The response m to our call: its result or its error. */
@@ -252,6 +273,7 @@ static int take_response(const struct rpc_msg *m, json_t **ret_result, struct cl
 	size_t len;
 	int64_t code;
 	json_t *res;
+	int r;
 
 	if (e) {
 		if (rpc_error_parse(e, &code, &text, &len))
@@ -261,9 +283,9 @@ static int take_response(const struct rpc_msg *m, json_t **ret_result, struct cl
 		err->code = code > 0 && code <= INT_MAX ? (int)code : RPC_ERR_INTERNAL;
 		return -EREMOTEIO;
 	}
-	res = cli_json_from_msgpack(rpc_msg_result(m));
-	if (!res)
-		return fail(err, -ENOMEM, "out of memory");
+	r = to_json(rpc_msg_result(m), "result", &res, err);
+	if (r)
+		return r;
 	*ret_result = res;
 	return 0;
 }
@@ -280,12 +302,8 @@ int cli_client_call(struct cli_client *c, const char *method, json_t *params,
 
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-	r = pack_request(&pk, id, method, params);
-	if (r == -EINVAL)
-		r = fail(err, r, "invalid method name '%s'", method);
-	else if (r)
-		r = fail(err, r, "out of memory");
-	else if (sb.size > RPC_MAX_FRAME)
+	r = pack_request(&pk, id, method, params, err);
+	if (!r && sb.size > RPC_MAX_FRAME)
 		r = fail(err, -EMSGSIZE, "request is %zu bytes, over the limit of %u", sb.size,
 			 RPC_MAX_FRAME);
 	else

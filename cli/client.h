@@ -2,7 +2,7 @@
 /*
  * cli client: one connection to corrald, msgpack-RPC over a UNIX stream
  * socket, with a deadline on every wait.  Params go out and results come back
- * as JSON values (json-conv.h); the codec is rpc/rpc.h.
+ * as JSON values (rpc/json-conv.h); the codec is rpc/rpc.h.
  *
  * Single-threaded: one thread uses a client at a time.  No printing.
  */

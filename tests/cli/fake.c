@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli/json-conv.h"
+#include "rpc/json-conv.h"
 #include "rpc/rpc.h"
 
 struct fake {
@@ -74,10 +74,8 @@ static int serve_request(struct fake *f, const struct rpc_msg *m)
 	json_t *params;
 	int r = 0;
 
-	if (rpc_msg_params_map(m, &map, NULL, 0))
+	if (rpc_msg_params_map(m, &map, NULL, 0) || rpc_obj_to_json(map, "params", &params, NULL, 0))
 		params = json_object();
-	else
-		params = cli_json_from_msgpack(map);
 	pthread_mutex_lock(&f->lock);
 	json_array_append_new(f->log, json_pack("{s:s, s:O}", "method", rpc_msg_method(m),
 						"params", params));
@@ -94,7 +92,7 @@ static int serve_request(struct fake *f, const struct rpc_msg *m)
 	case FAKE_REPLY:
 		rpc_pack_response_begin(&pk, rpc_msg_id(m));
 		if (reply.result)
-			cli_json_pack(&pk, reply.result);
+			rpc_pack_json(&pk, reply.result);
 		else
 			msgpack_pack_nil(&pk);
 		send_buf(f, &sb);
@@ -291,7 +289,7 @@ int fake_notify(struct fake *f, const char *method, json_t *params)
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	rpc_pack_notification_begin(&pk, method);
 	msgpack_pack_array(&pk, 1);
-	cli_json_pack(&pk, params);
+	rpc_pack_json(&pk, params);
 	r = send_buf(f, &sb);
 	msgpack_sbuffer_destroy(&sb);
 	json_decref(params);
