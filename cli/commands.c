@@ -840,10 +840,11 @@ const struct cli_cmd cli_cmds[] = {
 	{ .name = "define",
 	  .synopsis = "NAME [OPTION]...\n       corral define -f FILE.json [NAME] [OPTION]...",
 	  .summary = "Define a new domain",
-	  .details = "The config is the -f file (a JSON object, fields as in docs/API.md), if\n"
-		     "any, with NAME and each option replacing its field; --disk options\n"
-		     "together replace \"disks\".  Relative paths are taken from the current\n"
-		     "directory.\n",
+	  .details = "The config is the -f file, if any: a JSON object with the fields name,\n"
+		     "uuid, memory, vcpus, machine, accel, emulator, kernel, initrd, cmdline,\n"
+		     "disks and reboot (see qemu/config.h).  NAME and each option replace\n"
+		     "their field; --disk options together replace \"disks\".  Relative paths\n"
+		     "given as options are taken from the current directory.\n",
 	  .opts = define_opts, .max_pos = 1, .run = cmd_define },
 	{ .name = "undefine", .synopsis = "NAME", .summary = "Remove a shut-off domain",
 	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
