@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -181,6 +182,18 @@ static void stop_domains(struct registry *reg)
 	free(l.v);
 }
 
+/* One fd per client and one or two per VM: take what the hard limit allows. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open files limit: %s", strerror(errno));
+	}
+}
+
 static int wait_for_signal(void)
 {
 	unsigned char b;
@@ -232,6 +245,7 @@ int main(int argc, char **argv)
 	}
 	log_set_level((enum log_level)conf.log_level);
 	urcu_memb_register_thread();
+	raise_nofile();
 
 	if ((r = make_dir(conf.runtime_dir)) < 0 || (r = make_dir(conf.state_dir)) < 0) {
 		log_err("cannot create %s or %s: %s", conf.runtime_dir, conf.state_dir,

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * corrald with real VMs: a QEMU (machine "none", TCG) started, paused,
+ * resumed, asked over QMP and destroyed through the API, left running when
+ * the daemon exits; and monitors attached from the QMP simulator, one of
+ * them hung, to show answers coming out of order and a client leaving
+ * while its job is in flight.  Skipped without QEMU / the simulator.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static struct dt_daemon dd;
+static pid_t sim_pid;
+static char sim_dir[128];
+
+static void stop(void)
+{
+	if (sim_pid > 0) {
+		kill(sim_pid, SIGTERM);
+		waitpid(sim_pid, NULL, 0);
+	}
+	dt_stop(&dd);
+	if (sim_dir[0]) {
+		char cmd[200];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sim_dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", sim_dir);
+	}
+}
+
+TestSuite(lifecycle, .fini = stop, .timeout = 240);
+
+static const char *state_of(json_t *r)
+{
+	return json_string_value(json_object_get(r, "state"));
+}
+
+static bool have_qemu(void)
+{
+	const char *q = getenv("CORRAL_QEMU");
+
+	return q && *q && access(q, X_OK) == 0;
+}
+
+Test(lifecycle, start_suspend_resume_destroy_with_qemu)
+{
+	struct dt_client c;
+	char def[512];
+	json_t *r;
+	pid_t pid;
+
+	if (!have_qemu())
+		cr_skip_test("no qemu-system-x86_64");
+	dt_start(&dd, NULL);
+	dt_connect(&c, dd.rw);
+	snprintf(def, sizeof(def), "{\"config\": {\"name\": \"life1\", \"machine\": \"none\", "
+		 "\"accel\": \"tcg\", \"emulator\": \"%s\"}}", getenv("CORRAL_QEMU"));
+	json_decref(dt_call_ok(&c, "define", def));
+
+	r = dt_call_ok(&c, "start", "{\"name\": \"life1\", \"timeout_ms\": 60000}");
+	cr_assert_str_eq(state_of(r), "running");
+	json_decref(r);
+	r = dt_call_ok(&c, "info", "{\"name\": \"life1\"}");
+	cr_assert_str_eq(state_of(r), "running");
+	pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+	cr_assert_gt(pid, 0);
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "monitor"),
+							   "state")), "ok");
+	json_decref(r);
+	dt_call_err(&c, "start", "{\"name\": \"life1\"}", RPC_ERR_BAD_STATE, NULL);
+	dt_call_err(&c, "undefine", "{\"name\": \"life1\"}", RPC_ERR_BAD_STATE, "running");
+
+	r = dt_call_ok(&c, "suspend", "{\"name\": \"life1\"}");
+	cr_assert_str_eq(state_of(r), "paused");
+	json_decref(r);
+	r = dt_call_ok(&c, "list", "{\"state\": \"paused\"}");
+	cr_assert_eq(json_array_size(r), 1);
+	json_decref(r);
+	r = dt_call_ok(&c, "qmp", "{\"name\": \"life1\", \"command\": "
+			"\"{\\\"execute\\\": \\\"query-status\\\"}\"}");
+	cr_assert_str_eq(json_string_value(json_object_get(r, "status")), "paused");
+	json_decref(r);
+	dt_call_err(&c, "qmp", "{\"name\": \"life1\", \"command\": "
+		    "\"{\\\"execute\\\": \\\"no-such-command\\\"}\"}", RPC_ERR_QEMU,
+		    "no-such-command");
+	r = dt_call_ok(&c, "resume", "{\"name\": \"life1\"}");
+	cr_assert_str_eq(state_of(r), "running");
+	json_decref(r);
+
+	r = dt_call_ok(&c, "destroy", "{\"name\": \"life1\"}");
+	cr_assert_str_eq(state_of(r), "shutoff");
+	json_decref(r);
+	for (int i = 0; i < 1000 && kill(pid, 0) == 0; i++)
+		usleep(10000);
+	cr_assert_neq(kill(pid, 0), 0, "QEMU still runs after destroy");
+	json_decref(dt_call_ok(&c, "undefine", "{\"name\": \"life1\"}"));
+	dt_close(&c);
+}
+
+Test(lifecycle, daemon_exit_leaves_the_vm_running)
+{
+	struct dt_client c;
+	char def[512];
+	json_t *r;
+	pid_t pid;
+
+	if (!have_qemu())
+		cr_skip_test("no qemu-system-x86_64");
+	dt_start(&dd, NULL);
+	dt_connect(&c, dd.rw);
+	snprintf(def, sizeof(def), "{\"config\": {\"name\": \"stay\", \"machine\": \"none\", "
+		 "\"accel\": \"tcg\", \"emulator\": \"%s\"}}", getenv("CORRAL_QEMU"));
+	json_decref(dt_call_ok(&c, "define", def));
+	r = dt_call_ok(&c, "start", "{\"name\": \"stay\", \"timeout_ms\": 60000}");
+	pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+	json_decref(r);
+	if (pid <= 0) {
+		r = dt_call_ok(&c, "info", "{\"name\": \"stay\"}");
+		pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+		json_decref(r);
+	}
+	cr_assert_gt(pid, 0);
+	dt_close(&c);
+	dt_stop(&dd);           /* SIGTERM: must exit 0 */
+	usleep(200000);
+	cr_assert_eq(kill(pid, 0), 0, "QEMU died with the daemon");
+	kill(pid, SIGKILL);
+}
+
+/* corral-qmp-sim with n endpoints and extra flags; waits for "ready n". */
+static void sim_start(int n, const char *const *faults)
+{
+	const char *bin = getenv("CORRAL_QMP_SIM");
+	char count[16], ready[32];
+	char *argv[32];
+	int k = 0, out;
+
+	cr_assert(bin && *bin, "CORRAL_QMP_SIM is not set");
+	snprintf(sim_dir, sizeof(sim_dir), "/tmp/corrald-sim-XXXXXX");
+	cr_assert_not_null(mkdtemp(sim_dir));
+	snprintf(count, sizeof(count), "%d", n);
+	argv[k++] = (char *)bin;
+	argv[k++] = "--dir";
+	argv[k++] = sim_dir;
+	argv[k++] = "--count";
+	argv[k++] = count;
+	for (int i = 0; faults && faults[i]; i++)
+		argv[k++] = (char *)faults[i];
+	argv[k] = NULL;
+	sim_pid = dt_spawn(argv, &out);
+	snprintf(ready, sizeof(ready), "ready %d", n);
+	dt_wait_line(out, ready);
+	close(out);
+}
+
+/*
+ * vm0 answers, vm1 and vm2 hang.  A query sent after a job on a hung
+ * monitor is answered first; the job fails at its deadline; a client that
+ * leaves with such a job in flight costs nothing.
+ */
+Test(lifecycle, attach_out_of_order_and_hung_monitor)
+{
+	static const char *const faults[] = { "--fault", "1-2:hang=always", NULL };
+	struct dt_client c, leaver;
+	struct rpc_msg *m;
+	char params[512];
+	uint32_t slow, fast;
+	int64_t code;
+	const char *text;
+	size_t len;
+	json_t *r;
+
+	sim_start(3, faults);
+	dt_start(&dd, NULL);
+	dt_connect(&c, dd.rw);
+	snprintf(params, sizeof(params), "{\"name\": \"vm0\", \"qmp_socket\": \"%s/vm0.qmp\"}",
+		 sim_dir);
+	r = dt_call_ok(&c, "attach", params);
+	json_decref(r);
+	r = dt_call_ok(&c, "info", "{\"name\": \"vm0\"}");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "monitor"),
+							   "state")), "ok");
+	json_decref(r);
+
+	snprintf(params, sizeof(params), "{\"name\": \"vm1\", \"qmp_socket\": \"%s/vm1.qmp\", "
+		 "\"timeout_ms\": 2000}", sim_dir);
+	slow = dt_send(&c, "attach", params);
+	fast = dt_send(&c, "daemon.info", NULL);
+	m = dt_expect_response(&c);
+	cr_assert_eq(rpc_msg_id(m), fast, "the query waited behind the hung job");
+	rpc_msg_free(m);
+	m = dt_expect_response(&c);
+	cr_assert_eq(rpc_msg_id(m), slow);
+	cr_assert_eq(rpc_error_parse(rpc_msg_error(m), &code, &text, &len), 0);
+	cr_assert(code == RPC_ERR_TIMEOUT || code == RPC_ERR_MONITOR_BROKEN,
+		  "attach to a hung monitor: %d %.*s", (int)code, (int)len, text);
+	rpc_msg_free(m);
+
+	/* A client leaves while its job is in flight; the reply is dropped. */
+	dt_connect(&leaver, dd.rw);
+	snprintf(params, sizeof(params), "{\"name\": \"vm2\", \"qmp_socket\": \"%s/vm2.qmp\", "
+		 "\"timeout_ms\": 1000}", sim_dir);
+	dt_send(&leaver, "attach", params);
+	usleep(100000);
+	dt_close(&leaver);
+	usleep(1500000);        /* past the job's deadline */
+	r = dt_call_ok(&c, "info", "{\"name\": \"vm2\"}");
+	cr_assert_geq(json_integer_value(json_object_get(json_object_get(r, "counters"),
+							 "jobs_timeout")) +
+		      json_integer_value(json_object_get(json_object_get(r, "counters"),
+							 "jobs_failed")), 1);
+	json_decref(r);
+	r = dt_call_ok(&c, "daemon.info", NULL);
+	cr_assert_eq(json_integer_value(json_object_get(r, "connections")), 1);
+	json_decref(r);
+	dt_close(&c);
+}
