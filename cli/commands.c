@@ -19,7 +19,7 @@
 #include "common/names.h"
 #include "common/util.h"
 
-/* The documented limits of a config (docs/API.md, "define"). */
+/* The limits of a config, as corrald checks them (qemu/config.h). */
 #define MEMORY_MIN_MIB  16u
 #define MEMORY_MAX_MIB  (1024u * 1024)
 #define VCPUS_MAX       256u

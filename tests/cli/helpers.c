@@ -151,7 +151,7 @@ pid_t spawn_cli(const char *dir, const char *const *env, const char *const *args
 		    (setgroups(0, NULL) || setgid((gid_t)uid) || setuid((uid_t)uid)))
 			_exit(126);
 		execve(cli, argv, envp);
-		_exit(127);
+		_exit(errno == EACCES ? SPAWN_EACCES : 127);
 	}
 	free(argv);
 	free(envp);

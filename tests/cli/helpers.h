@@ -27,6 +27,9 @@ void run_free(struct run *r);
 #define RUN(r, ...) run_cli((r), NULL, (const char *const[]){ __VA_ARGS__, NULL })
 #define RUN_ENV(r, env, ...) run_cli((r), (env), (const char *const[]){ __VA_ARGS__, NULL })
 
+/* spawn_cli()'s child exits with this when it may not execute corral. */
+#define SPAWN_EACCES 125
+
 /*
  * Start corral in the background, stdout and stderr to files in dir
  * ("out", "err").  uid: run as this user (when we are root), or -1.

@@ -567,6 +567,9 @@ Test(fake, without_a_socket_starts_a_session_daemon)
 
 	status = wait_cli(spawn_cli(dir, (const char *const[]){ xdg, dmn, NULL },
 				    (const char *const[]){ "list", NULL }, uid));
+	if (status == SPAWN_EACCES)
+		cr_skip_test("as root this test runs corral as nobody, who may not execute it "
+			     "in this build tree");
 	text = slurp(out);
 	cr_expect_eq(status, 0, "exit %d", status);
 	cr_expect(strstr(text, "auto"), "%s", text);
