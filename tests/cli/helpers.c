@@ -209,3 +209,15 @@ bool wait_gone(const char *path, unsigned timeout_ms)
 	}
 	return true;
 }
+
+void remove_tree(const char *dir)
+{
+	char *cmd;
+
+	if (!dir)
+		return;
+	cr_assert(asprintf(&cmd, "rm -rf -- '%s'", dir) > 0);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", dir);
+	free(cmd);
+}

@@ -40,6 +40,8 @@ int wait_cli(pid_t pid);
 
 /* A new private directory under /tmp; the test fails if it cannot make one. */
 char *make_tmpdir(void);
+/* rm -rf dir (from make_tmpdir()); accepts NULL. */
+void remove_tree(const char *dir);
 /* dir/name as a new string. */
 char *path_in(const char *dir, const char *name);
 /* The whole file as a string ("" if missing). */

@@ -83,7 +83,6 @@ static void setup(void)
 
 static void teardown(void)
 {
-	char *cmd;
 	int i, status = 0;
 	struct timespec tick = { 0, 10 * 1000000 };
 
@@ -96,11 +95,7 @@ static void teardown(void)
 			waitpid(daemon_pid, &status, 0);
 		}
 	}
-	if (dir && asprintf(&cmd, "rm -rf -- '%s'", dir) > 0) {
-		if (system(cmd) != 0)
-			fprintf(stderr, "cannot remove %s\n", dir);
-		free(cmd);
-	}
+	remove_tree(dir);
 	free(sock_env);
 	free(sock);
 	free(dir);
