@@ -221,3 +221,12 @@ void remove_tree(const char *dir)
 		fprintf(stderr, "cannot remove %s\n", dir);
 	free(cmd);
 }
+
+json_t *parse_json(const char *text)
+{
+	json_error_t jerr;
+	json_t *j = json_loads(text, 0, &jerr);
+
+	cr_assert(j, "not JSON (%s): %s", jerr.text, text);
+	return j;
+}

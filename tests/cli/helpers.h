@@ -3,6 +3,7 @@
 #ifndef CORRAL_TESTS_CLI_HELPERS_H
 #define CORRAL_TESTS_CLI_HELPERS_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -40,6 +41,8 @@ int wait_cli(pid_t pid);
 
 /* A new private directory under /tmp; the test fails if it cannot make one. */
 char *make_tmpdir(void);
+/* text parsed as JSON; the test fails if it is not JSON. */
+json_t *parse_json(const char *text);
 /* rm -rf dir (from make_tmpdir()); accepts NULL. */
 void remove_tree(const char *dir);
 /* dir/name as a new string. */

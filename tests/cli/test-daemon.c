@@ -105,15 +105,6 @@ TestSuite(daemon, .init = setup, .fini = teardown, .timeout = 120);
 
 #define CALL(r, ...) RUN_ENV((r), env, __VA_ARGS__)
 
-static json_t *parse(const char *text)
-{
-	json_error_t jerr;
-	json_t *j = json_loads(text, 0, &jerr);
-
-	cr_assert(j, "not JSON (%s): %s", jerr.text, text);
-	return j;
-}
-
 /* `corral --format json info NAME`, parsed. */
 static json_t *info(const char *name)
 {
@@ -122,7 +113,7 @@ static json_t *info(const char *name)
 
 	CALL(&r, "--format", "json", "info", name);
 	cr_assert_eq(r.status, 0, "info %s: exit %d: %s", name, r.status, r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	run_free(&r);
 	return j;
 }
@@ -174,7 +165,7 @@ Test(daemon, define_list_info_undefine)
 
 	CALL(&r, "--format", "json", "list");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	cr_expect(json_is_array(j) && json_array_size(j) == 0, "%s", r.out);
 	json_decref(j);
 	run_free(&r);
@@ -191,7 +182,7 @@ Test(daemon, errors_from_the_daemon)
 
 	CALL(&r, "--format", "json", "destroy", "nosuch");
 	cr_expect_eq(r.status, 3, "exit %d: %s", r.status, r.err);
-	j = parse(r.err);
+	j = parse_json(r.err);
 	e = json_object_get(j, "error");
 	cr_expect_eq(json_integer_value(json_object_get(e, "code")), 4);
 	cr_expect_str_eq(json_string_value(json_object_get(e, "name")), "no-such-domain");
@@ -212,7 +203,7 @@ Test(daemon, daemon_info)
 
 	CALL(&r, "--format", "json", "daemon-info");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	cr_expect_eq(json_integer_value(json_object_get(j, "pid")), daemon_pid);
 	cr_expect(json_is_string(json_object_get(j, "version")));
 	json_decref(j);
@@ -273,7 +264,7 @@ Test(daemon, start_and_destroy_a_vm)
 
 	CALL(&r, "qmp", "cli-vm", "{\"execute\": \"query-status\"}");
 	cr_expect_eq(r.status, 0, "qmp: exit %d: %s", r.status, r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "status")), "running", "%s", r.out);
 	json_decref(j);
 	run_free(&r);

@@ -118,15 +118,6 @@ static json_t *sent(const char *method, unsigned i)
 	return p;
 }
 
-static json_t *parse(const char *text)
-{
-	json_error_t jerr;
-	json_t *j = json_loads(text, 0, &jerr);
-
-	cr_assert(j, "not JSON (%s): %s", jerr.text, text);
-	return j;
-}
-
 Test(fake, error_codes_map_to_exit_codes)
 {
 	/* docs: 3 not found, 4 busy, 5 timeout, 6 unreachable, 7 permission, else 1. */
@@ -164,7 +155,7 @@ Test(fake, json_errors_carry_code_name_and_message)
 	CALL(&r, "--format", "json", "info", "vm");
 	cr_expect_eq(r.status, 3);
 	cr_expect_str_empty(r.out);
-	j = parse(r.err);
+	j = parse_json(r.err);
 	e = json_object_get(j, "error");
 	cr_expect_eq(json_integer_value(json_object_get(e, "code")), RPC_ERR_NO_SUCH_DOMAIN);
 	cr_expect_str_eq(json_string_value(json_object_get(e, "name")), "no-such-domain");
@@ -260,7 +251,7 @@ Test(fake, list_json_and_state_filter)
 
 	CALL(&r, "list", "--format", "json", "--state", "running");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	cr_expect_eq(json_array_size(j), 2);
 	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(j, 1), "name")),
 			 "database-primary");
@@ -288,7 +279,7 @@ Test(fake, info_table_and_json)
 
 	CALL(&r, "info", "web", "--format", "json");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "job"), "id")), 7);
 	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "monitor"), "state")),
 			 "ok");
@@ -403,7 +394,7 @@ Test(fake, qmp_attach_daemon_info)
 
 	CALL(&r, "qmp", "vm", "{\"execute\": \"query-status\"}");
 	cr_assert_eq(r.status, 0, "%s", r.err);
-	j = parse(r.out);
+	j = parse_json(r.out);
 	cr_expect_str_eq(json_string_value(json_object_get(j, "status")), "running");
 	json_decref(j);
 	p = sent("qmp", 0);
@@ -500,7 +491,7 @@ Test(fake, events_json_lines)
 
 	text = slurp(out);
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), n++) {
-		j = parse(line);
+		j = parse_json(line);
 		if (n == 0)
 			cr_expect_str_eq(json_string_value(json_object_get(j, "event")), "started");
 		else

@@ -146,14 +146,12 @@ Test(usage, other_commands)
 
 Test(usage, json_errors_are_json)
 {
-	json_error_t jerr;
 	json_t *j;
 	struct run r;
 
 	RUN_ENV(&r, nowhere, "--format", "json", "start", "bad name");
 	cr_assert_eq(r.status, 2);
-	j = json_loads(r.err, 0, &jerr);
-	cr_assert(j, "stderr is not JSON (%s): %s", jerr.text, r.err);
+	j = parse_json(r.err);
 	cr_expect(json_is_null(json_object_get(json_object_get(j, "error"), "code")));
 	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "name")),
 			 "usage");
@@ -268,8 +266,7 @@ Test(unreachable, nobody_listening)
 
 	RUN(&r, "--format", "json", "daemon-info", "--socket", path);
 	cr_expect_eq(r.status, 6);
-	j = json_loads(r.err, 0, NULL);
-	cr_assert(j, "stderr is not JSON: %s", r.err);
+	j = parse_json(r.err);
 	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "name")),
 			 "unreachable");
 	json_decref(j);
