@@ -213,6 +213,16 @@ static int pack_job_reply(msgpack_packer *pk, struct call *cl, struct dom_job *j
 	return pk_kv_str(pk, "state", state_after_job(cl->dom));
 }
 
+static void reply_release(void *arg)
+{
+	call_complete(arg);
+}
+
+static void reply_after_publish(struct domain *d, void *arg)
+{
+	call_complete(arg);
+}
+
 /* Runtime worker (the domain actor): must not block. */
 static void job_done(struct dom_job *job, void *arg)
 {
@@ -233,7 +243,14 @@ static void job_done(struct dom_job *job, void *arg)
 	cl->reply = msgpack_sbuffer_release(&sb);      /* zeroes sb.size */
 	msgpack_sbuffer_destroy(&sb);
 	dom_job_free(job);
-	call_complete(cl);
+	/*
+	 * Read-your-writes: the actor publishes the job's effect in a new
+	 * snapshot only when this turn ends, after done.  A client that got
+	 * the reply and asks again (info, or undefine after destroy) must see
+	 * that snapshot, so the reply leaves from the actor's next message.
+	 * If the domain is gone, reply_release runs at once.
+	 */
+	dom_call(cl->dom, reply_after_publish, cl, reply_release);
 }
 
 static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *args)
