@@ -98,6 +98,21 @@ static int pk_kv_bool(msgpack_packer *pk, const char *k, bool v)
 	return v ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
 }
 
+/* uuid_format() without snprintf: list formats one per domain. */
+static void fmt_uuid(const uint8_t u[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = out;
+
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[u[i] >> 4];
+		*p++ = hex[u[i] & 15];
+	}
+	*p = '\0';
+}
+
 static double secs(uint64_t ns)
 {
 	return (double)ns / 1e9;
@@ -427,7 +442,7 @@ static int pack_list_entry(msgpack_packer *pk, struct domain *d)
 	const struct dom_snapshot *sn = dom_snap_rcu(d);
 	char uuid[37];
 
-	uuid_format(sn->uuid, uuid);
+	fmt_uuid(sn->uuid, uuid);
 	if (msgpack_pack_map(pk, 6) < 0 || pk_kv_str(pk, "name", sn->name) < 0 ||
 	    pk_kv_str(pk, "uuid", uuid) < 0 ||
 	    pk_kv_str(pk, "state", dom_state_name(sn->state)) < 0 ||
@@ -484,7 +499,7 @@ static int m_info(struct req *r)
 	if (!d)
 		return -1;
 	sn = dom_snap_rcu(d);
-	uuid_format(sn->uuid, uuid);
+	fmt_uuid(sn->uuid, uuid);
 	PK(msgpack_pack_map(pk, 12));
 	PK(pk_kv_str(pk, "name", sn->name));
 	PK(pk_kv_str(pk, "uuid", uuid));
