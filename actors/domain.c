@@ -43,12 +43,15 @@ struct dom_step {
 
 struct domain {
 	struct actor actor;
-	/* Immutable after dom_new(). */
-	char name[DOM_NAME_MAX + 1];
-	uint8_t uuid[16];
-	/* Registry links: written by reg_add/reg_del under liburcu's rules. */
+	/*
+	 * Registry links (written by reg_add/reg_del under liburcu's rules),
+	 * each next to the key a lookup compares, so a probe touches one
+	 * cache line.  Keys are immutable after dom_new().
+	 */
 	struct cds_lfht_node name_node;
+	char name[DOM_NAME_MAX + 1];
 	struct cds_lfht_node uuid_node;
+	uint8_t uuid[16];
 	/* Published by the actor with rcu_assign_pointer; read by anyone. */
 	struct dom_snapshot *snap;
 

@@ -147,7 +147,7 @@ json_t *evbus_sub_next(struct evbus_sub *sub)
 
 	if (sub->taken == mbx_pending(&sub->q)) {
 		/* Everything counted is taken: release, and stop if truly empty. */
-		if (sub->taken && mbx_release(&sub->q, sub->taken) != 0) {
+		if (sub->taken && (mbx_release(&sub->q, sub->taken) & MBX_COUNT_MASK)) {
 			sub->taken = 0;
 			return evbus_sub_next(sub);
 		}

@@ -206,12 +206,17 @@ static void actor_run(struct rt *rt, struct actor *a)
 	stat_add(&rt->st_messages, n);
 
 	left = mbx_release(&a->mbx, n);
-	if (left) {
+	if (left & MBX_COUNT_MASK) {
 		rt_schedule(rt, a);     /* still ours: back of the queue */
 		return;
 	}
-	if (mbx_closed(&a->mbx))
-		actor_unref(a);         /* closed and drained: drop the alive ref */
+	/*
+	 * No longer ours: only the value mbx_release returned may be used.
+	 * Closed and drained means nobody can schedule it again, so the alive
+	 * reference is ours to drop; the free still waits for a grace period.
+	 */
+	if (left & MBX_CLOSED)
+		actor_unref(a);
 	__atomic_fetch_sub(&rt->active, 1, __ATOMIC_RELEASE);
 }
 

@@ -25,6 +25,11 @@ int mbx_send(struct mbx *m, struct mbx_msg *msg)
 	if (__atomic_load_n(&m->count, __ATOMIC_ACQUIRE) & MBX_CLOSED)
 		return -ESHUTDOWN;
 
+	/*
+	 * A message may be sent again after it was received (an actor's
+	 * embedded I/O message): its link must not point at a stale successor.
+	 */
+	cds_wfcq_node_init(&msg->node);
 	tsan_handoff_release(&msg->node);
 	cds_wfcq_enqueue(&m->head, &m->tail, &msg->node);
 	/*
@@ -61,9 +66,7 @@ struct mbx_msg *mbx_recv(struct mbx *m)
 
 uint64_t mbx_release(struct mbx *m, uint64_t n)
 {
-	uint64_t left = __atomic_sub_fetch(&m->count, n, __ATOMIC_SEQ_CST);
-
-	return left & MBX_COUNT_MASK;
+	return __atomic_sub_fetch(&m->count, n, __ATOMIC_SEQ_CST);
 }
 
 void mbx_close(struct mbx *m)

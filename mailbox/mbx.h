@@ -58,8 +58,13 @@ struct mbx_msg {
 struct mbx {
 	/* Consumer side first: only the consumer touches head. */
 	struct __cds_wfcq_head head;
-	/* Producers: tail and count, on their own cache line. */
-	struct cds_wfcq_tail tail __attribute__((aligned(64)));
+	/*
+	 * Producers: tail and count.  Not padded onto a cache line of their
+	 * own: with one mailbox per VM, 10^6 idle actors matter more than
+	 * false sharing on a hot one, and a 64-byte-aligned member would
+	 * demand aligned allocation of every struct that embeds a mailbox.
+	 */
+	struct cds_wfcq_tail tail;
 	uint64_t count;         /* messages appended and not yet released | MBX_CLOSED */
 };
 
@@ -97,8 +102,12 @@ uint64_t mbx_pending(struct mbx *m);
 struct mbx_msg *mbx_recv(struct mbx *m);
 
 /*
- * The consumer has finished n messages.  Returns the count left; non-zero
- * means the consumer still owns the mailbox and must run again.  Consumer.
+ * The consumer has finished n messages.  Returns the mailbox word after the
+ * release: the count left (& MBX_COUNT_MASK) and MBX_CLOSED.  A non-zero
+ * count means the consumer still owns the mailbox and must run again; a
+ * zero count means it no longer owns it, and must not touch the mailbox
+ * again (another thread may free it): everything it needs is in the value
+ * returned.  Consumer.
  */
 uint64_t mbx_release(struct mbx *m, uint64_t n);
 

@@ -199,7 +199,7 @@ Test(attach, drives_simulated_vm_and_forwards_events, .init = setup, .fini = tea
 	completion_init(&got_event);
 	cr_assert_eq(evbus_subscribe(bus, "sim0", 0, on_event, NULL, &sub), 0);
 	d = attach("sim0", 0, 10000, 0);
-	cr_assert_eq(state(d), DOM_RUNNING);
+	wait_state(d, DOM_RUNNING);
 
 	dom_job_free(run(d, VM_OP_SUSPEND, NULL, 10000));
 	wait_state(d, DOM_PAUSED);
@@ -239,10 +239,15 @@ Test(attach, garbage_greeting_breaks_only_that_monitor, .init = setup, .fini = t
 	uint64_t events;
 
 	cr_assert_eq(state(d), DOM_SHUTOFF);
-	cr_assert_eq(state(e), DOM_RUNNING);
+	wait_state(e, DOM_RUNNING);
 	/* Events before the greeting were parsed and counted, not fatal. */
-	crcu_read_lock();
-	events = dom_snap_rcu(e)->counters.events;
-	crcu_read_unlock();
+	for (int i = 0; i < 30000; i++) {
+		crcu_read_lock();
+		events = dom_snap_rcu(e)->counters.events;
+		crcu_read_unlock();
+		if (events >= 5)
+			break;
+		usleep(1000);
+	}
 	cr_assert_geq(events, 5);
 }

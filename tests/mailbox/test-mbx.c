@@ -219,3 +219,29 @@ Test(mbx, close_races_with_senders_nothing_lost, .timeout = 120)
 	mbx_drain(&big, -ESHUTDOWN);
 	cr_assert_eq(handled + dropped, accepted);
 }
+
+/* A message handled and sent again (an embedded I/O message) stays linked right. */
+Test(mbx, resend_of_a_received_message_is_clean, .timeout = 30)
+{
+	struct mbx m;
+	struct tmsg *a = tmsg_new(0, 0), *b = tmsg_new(0, 1);
+	struct mbx_msg *got;
+
+	mbx_init(&m);
+	mbx_send(&m, &a->msg);
+	mbx_send(&m, &b->msg);
+	got = mbx_recv(&m);             /* a, whose link still points at b */
+	cr_assert_eq(got, &a->msg);
+	mbx_release(&m, 1);
+	got = mbx_recv(&m);             /* b */
+	cr_assert_eq(got, &b->msg);
+	mbx_release(&m, 1);
+	/* Send a again: it must be the only message, with no stale successor. */
+	mbx_send(&m, &a->msg);
+	cr_assert_eq(mbx_pending(&m), 1);
+	cr_assert_eq(mbx_recv(&m), &a->msg);
+	mbx_release(&m, 1);
+	cr_assert_null(mbx_recv(&m), "a stale link resurrected a received message");
+	free(a);
+	free(b);
+}
