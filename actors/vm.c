@@ -34,6 +34,11 @@ struct vm_env {
 	char *runtime_dir;
 	char *state_dir;
 	char *default_emulator;
+	/*
+	 * "auto" resolved once (atomic pointer to a static string): probing
+	 * KVM creates a VM, too slow to repeat inside every start's turn.
+	 */
+	const char *accel_auto;
 };
 
 /* Watches one QEMU process through a pidfd on the ioloop. */
@@ -559,7 +564,14 @@ static void start_qemu(struct domain *d, struct dom_job *job)
 	int lfd = -1, mfd = -1, r;
 	pid_t pid;
 
-	r = qemu_accel_resolve(qemu_config_accel(vm->cfg), &accel, err, sizeof(err));
+	if (!strcmp(qemu_config_accel(vm->cfg), "auto") &&
+	    (accel = __atomic_load_n(&env->accel_auto, __ATOMIC_ACQUIRE))) {
+		r = 0;
+	} else {
+		r = qemu_accel_resolve(qemu_config_accel(vm->cfg), &accel, err, sizeof(err));
+		if (r == 0 && !strcmp(qemu_config_accel(vm->cfg), "auto"))
+			__atomic_store_n(&env->accel_auto, accel, __ATOMIC_RELEASE);
+	}
 	if (r < 0) {
 		fail(d, job, DOM_ERR_INVALID, "domain '%s': %s", dom_name(d), err);
 		return;
