@@ -369,6 +369,19 @@ static void queue_define(struct client *c, uint32_t id, unsigned i, void *arg)
 	rpc_pack_cstr(&c->pk, "none");
 }
 
+/*
+ * One simulator serves at most SIM_MAX endpoints (two descriptors each,
+ * under the usual 20,000 open files); domain i is endpoint i % SIM_MAX of
+ * simulator i / SIM_MAX.  SIM_MAX is a multiple of 10, so the tenths are
+ * the same either way.
+ */
+#define SIM_MAX 5000
+
+static void qmp_path(char *buf, size_t len, const char *qdir, unsigned i)
+{
+	snprintf(buf, len, "%s/%u/vm%u.qmp", qdir, i / SIM_MAX, i % SIM_MAX);
+}
+
 /* The i-th domain whose monitor answers: every one but the tenths. */
 static void queue_attach(struct client *c, uint32_t id, unsigned i, void *arg)
 {
@@ -376,7 +389,7 @@ static void queue_attach(struct client *c, uint32_t id, unsigned i, void *arg)
 
 	i = i / 9 * 10 + i % 9 + 1;
 	snprintf(name, sizeof(name), "vm%u", i);
-	snprintf(path, sizeof(path), "%s/vm%u.qmp", (const char *)arg, i);
+	qmp_path(path, sizeof(path), arg, i);
 	queue_call(c, id, "attach", name, "qmp_socket", path, 3000);
 }
 
@@ -530,7 +543,8 @@ static void wait_held(struct client *c, unsigned n)
 static void scenario(const char *name, unsigned ndom)
 {
 	char dir[] = "/tmp/rpc-bench-XXXXXX", rw[300], qdir[300], cmd[400];
-	pid_t daemon, sim = 0;
+	pid_t daemon, sim[16] = { 0 };
+	unsigned nsim = 0;
 	struct client c, holder;
 	unsigned errors;
 
@@ -538,11 +552,17 @@ static void scenario(const char *name, unsigned ndom)
 		die("mkdtemp: %s", strerror(errno));
 	if (!strcmp(name, "hung10")) {
 		snprintf(qdir, sizeof(qdir), "%s/qmp", dir);
-		sim = start_sim(qdir, ndom);
+		for (unsigned k = 0; k * SIM_MAX < ndom && k < 16; k++) {
+			char sdir[400];
+			unsigned n = ndom - k * SIM_MAX;
+
+			snprintf(sdir, sizeof(sdir), "%s/%u", qdir, k);
+			sim[nsim++] = start_sim(sdir, n < SIM_MAX ? n : SIM_MAX);
+		}
 	}
 	daemon = start_corrald(dir, rw, sizeof(rw));
 	client_open(&c, rw);
-	if (!sim) {
+	if (!nsim) {
 		errors = run_all(&c, ndom, queue_define, NULL);
 		if (errors)
 			die("%u defines failed", errors);
@@ -561,7 +581,7 @@ static void scenario(const char *name, unsigned ndom)
 			char nm[32], path[400];
 
 			snprintf(nm, sizeof(nm), "vm%u", i);
-			snprintf(path, sizeof(path), "%s/vm%u.qmp", qdir, i);
+			qmp_path(path, sizeof(path), qdir, i);
 			queue_call(&holder, i + 1, "attach", nm, "qmp_socket", path, 3600000);
 		}
 		flush_out(&holder);
@@ -570,9 +590,10 @@ static void scenario(const char *name, unsigned ndom)
 	client_close(&c);
 	run_matrix(name, rw, ndom);
 	stop(daemon, "corrald");
-	if (sim) {
+	if (nsim) {
 		client_close(&holder);
-		stop(sim, "corral-qmp-sim");
+		for (unsigned k = 0; k < nsim; k++)
+			stop(sim[k], "corral-qmp-sim");
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
