@@ -18,7 +18,7 @@
  * keys are prepared before the clock starts, so malloc and snprintf are
  * not measured.  Progress goes to stderr, the table to stdout.
  *
- *   core-bench [--quick] [--no-pin] [--only mailbox|snapshot|registry|memory]
+ *   core-bench [--quick] [--no-pin] [--only mailbox|snapshot|registry|memory|timers]
  */
 #include <ck_fifo.h>
 #include <errno.h>
@@ -47,13 +47,14 @@
 
 /* ---- options and scale --------------------------------------------------- */
 
-enum section { SEC_MAILBOX, SEC_SNAPSHOT, SEC_REGISTRY, SEC_MEMORY, SEC_COUNT };
+enum section { SEC_MAILBOX, SEC_SNAPSHOT, SEC_REGISTRY, SEC_MEMORY, SEC_TIMERS, SEC_COUNT };
 
 static const char *const section_names[SEC_COUNT] = {
 	[SEC_MAILBOX] = "mailbox",
 	[SEC_SNAPSHOT] = "snapshot",
 	[SEC_REGISTRY] = "registry",
 	[SEC_MEMORY] = "memory",
+	[SEC_TIMERS] = "timers",
 };
 
 static struct {
@@ -1126,10 +1127,84 @@ static void bench_registry_memory(void)
 
 /* ---- main ---------------------------------------------------------------- */
 
+/* ---- timers: 10^6 pending delayed sends ------------------------------------ */
+
+static void tmsg_free_drop(struct mbx_msg *msg, int err)
+{
+	free(msg);
+}
+
+static void timer_count_handle(struct actor *a, struct mbx_msg *msg)
+{
+	free(msg);
+	count_handle(a, NULL);
+}
+
+static const struct actor_ops timer_count_ops = {
+	.kind = "bench-timers",
+	.handle = timer_count_handle,
+	.free = count_free,
+};
+
+/*
+ * n delayed sends to one actor, deadlines spread over one second starting
+ * 2 s from now (so all are pending at once): cost per rt_send_at, RSS per
+ * pending timer, and how long after the last deadline the last one arrives.
+ */
+static void bench_timers(void)
+{
+	unsigned n = opt.quick ? 100000 : 1000000;
+	struct count_actor *c = calloc(1, sizeof(*c));
+	uint64_t rss0, rss1, t0, t1, base, last;
+	struct rt_stats st;
+	struct rt *rt;
+
+	BUG_ON(!c || rt_new(0, &rt) < 0);
+	actor_init(&c->actor, rt, &timer_count_ops);
+	c->target = n;
+	completion_init(&c->all_seen);
+	completion_init(&c->freed);
+	rss0 = rss_bytes();
+	base = now_ns() + 2 * NSEC_PER_SEC;
+	t0 = now_ns();
+	for (unsigned i = 0; i < n; i++) {
+		struct mbx_msg *m = malloc(sizeof(*m));
+
+		BUG_ON(!m);
+		mbx_msg_init(m, 1, tmsg_free_drop);
+		/* scrambled order, so the heap really sorts */
+		rt_send_at(&c->actor, m, base + ((uint64_t)i * 2654435761u % n) * NSEC_PER_SEC / n);
+	}
+	t1 = now_ns();
+	/* Let the timer thread take them all into its heap (well before base). */
+	usleep(500 * 1000);
+	rss1 = rss_bytes();
+	rt_get_stats(rt, &st);
+	BUG_ON(st.timers_fired != 0);   /* all were pending at once */
+	last = base + NSEC_PER_SEC;
+	BUG_ON(completion_wait(&c->all_seen, 60 * NSEC_PER_SEC) < 0);
+	row_add(SEC_TIMERS,
+		"| delayed sends (timer heap) | rt_send_at, deadlines spread over 1 s, "
+		"scrambled | 1 | %.0f ns/add | %u pending at once; RSS +%.1f MiB = %.0f B "
+		"per pending timer (message included) | 10^6 pending | %s |",
+		(double)(t1 - t0) / n, n, (double)(rss1 - rss0) / (1 << 20),
+		(double)(rss1 - rss0) / n, n >= 1000000 ? "met" : "(quick run)");
+	row_add(SEC_TIMERS,
+		"| delayed sends, firing | last message handled vs last deadline | 1 | "
+		"+%.1f ms | %.0f k timers/s fired and handled | - | - |",
+		c->t_end > last ? (double)(c->t_end - last) / 1e6 : 0.0,
+		(double)n / ((double)(c->t_end - base) / 1e9) / 1e3);
+	actor_stop(&c->actor);
+	BUG_ON(completion_wait(&c->freed, 30 * NSEC_PER_SEC) < 0);
+	rt_free(rt);
+	urcu_memb_barrier();
+	free(c);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: core-bench [--quick] [--no-pin] "
-		   "[--only mailbox|snapshot|registry|memory]\n"
+		   "[--only mailbox|snapshot|registry|memory|timers]\n"
 		   "  --quick   smaller runs (about 10 s; 10^5 domains at most)\n"
 		   "  --no-pin  let the scheduler place the raw queue threads\n"
 		   "  --only    run one section (may be given more than once)\n");
@@ -1235,6 +1310,8 @@ int main(int argc, char **argv)
 		bench_mailbox();
 	if (opt.run[SEC_SNAPSHOT])
 		bench_snapshot();
+	if (opt.run[SEC_TIMERS])
+		bench_timers();
 
 	printf("core-bench (%s run): %d online CPUs, %s; runtime with %d workers; "
 	       "load average %.2f at start, %.2f at end\n\n",
