@@ -32,6 +32,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -552,6 +553,8 @@ static void scenario(const char *name, unsigned ndom)
 		die("mkdtemp: %s", strerror(errno));
 	if (!strcmp(name, "hung10")) {
 		snprintf(qdir, sizeof(qdir), "%s/qmp", dir);
+		if (mkdir(qdir, 0700) < 0)
+			die("mkdir %s: %s", qdir, strerror(errno));
 		for (unsigned k = 0; k * SIM_MAX < ndom && k < 16; k++) {
 			char sdir[400];
 			unsigned n = ndom - k * SIM_MAX;
