@@ -16,31 +16,22 @@
 
 #include "../qmp/helpers.h"
 #include "actors/vm.h"
-#include "common/futex.h"
-#include "common/rcu.h"
+#include "vmfix.h"
 #include "common/util.h"
 
-static struct rt *rt;
-static struct ioloop *io;
-static struct registry *reg;
-static struct evbus *bus;
-static struct vm_env *env;
-static char dir[256];
 static pid_t sim = -1;
 
 static void setup(void)
 {
-	struct vm_env_opts o = { 0 };
 	const char *simexe = getenv("CORRAL_QMP_SIM");
 	char *argv[16];
 	int out, i = 0;
 
 	cr_assert_not_null(simexe, "CORRAL_QMP_SIM is not set");
-	urcu_memb_register_thread();
-	th_mkdtemp(dir, sizeof(dir));
+	vmfix_setup();
 	argv[i++] = (char *)simexe;
 	argv[i++] = "--dir";
-	argv[i++] = dir;
+	argv[i++] = fx.dir;
 	argv[i++] = "--count";
 	argv[i++] = "4";
 	argv[i++] = "--fault";
@@ -53,113 +44,31 @@ static void setup(void)
 	sim = th_spawn(argv, &out);
 	th_wait_line(out, "ready 4\n");
 	close(out);
-
-	cr_assert_eq(rt_new(2, &rt), 0);
-	cr_assert_eq(ioloop_new(1, &io), 0);
-	cr_assert_eq(reg_new(&reg), 0);
-	cr_assert_eq(evbus_new(&bus), 0);
-	o.rt = rt;
-	o.io = io;
-	o.reg = reg;
-	o.bus = bus;
-	o.runtime_dir = dir;
-	o.state_dir = dir;
-	cr_assert_eq(vm_env_new(&o, &env), 0);
-}
-
-static struct domain *all[16];
-static int nall;
-
-static int collect(struct domain *d, void *arg)
-{
-	if (nall < 16)
-		all[nall++] = d;
-	return 0;
 }
 
 static void teardown(void)
 {
-	crcu_read_lock();
-	nall = 0;
-	reg_for_each_rcu(reg, collect, NULL);
-	crcu_read_unlock();
-	for (int i = 0; i < nall; i++) {
-		reg_del(reg, all[i]);
-		actor_stop(dom_actor(all[i]));
-	}
-	rt_quiesce(rt, 10 * NSEC_PER_SEC);
-	urcu_memb_barrier();
-	rt_free(rt);
-	ioloop_free(io);
-	urcu_memb_barrier();
-	vm_env_free(env);
-	evbus_free(bus);
-	reg_free(reg);
 	if (sim > 0)
 		th_kill_wait(sim, SIGTERM);
-	th_rmdir(dir);
-	urcu_memb_unregister_thread();
-}
-
-struct waiter {
-	struct completion done;
-	struct dom_job *job;
-};
-
-static void on_done(struct dom_job *job, void *arg)
-{
-	struct waiter *w = arg;
-
-	w->job = job;
-	completion_signal(&w->done);
-}
-
-static struct dom_job *run(struct domain *d, enum vm_op op, json_t *args, uint64_t ms)
-{
-	struct waiter w;
-	struct dom_job *job;
-	char err[256];
-
-	completion_init(&w.done);
-	cr_assert_eq(vm_job_new(op, args, ms * NSEC_PER_MSEC, on_done, &w, &job, err,
-				sizeof(err)), 0, "%s", err);
-	json_decref(args);
-	cr_assert_eq(vm_submit(d, job), 0);
-	cr_assert_eq(completion_wait(&w.done, 60 * NSEC_PER_SEC), 0, "job never ended");
-	return w.job;
+	vmfix_teardown();
 }
 
 static struct domain *attach(const char *name, int idx, uint64_t ms, int want_code)
 {
-	json_t *cfg = json_pack("{s:s}", "name", name);
+	json_t *cfg = json_pack("{s:s}", "name", name), *args;
 	char path[512], err[256];
 	struct domain *d;
 	struct dom_job *job;
 
-	cr_assert_eq(vm_define(env, cfg, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
 	json_decref(cfg);
-	snprintf(path, sizeof(path), "%s/vm%d.qmp", dir, idx);
-	job = run(d, VM_OP_ATTACH, json_pack("{s:s}", "qmp_socket", path), ms);
+	snprintf(path, sizeof(path), "%s/vm%d.qmp", fx.dir, idx);
+	args = json_pack("{s:s}", "qmp_socket", path);
+	job = vmfix_run(d, VM_OP_ATTACH, args, ms);
+	json_decref(args);
 	cr_assert_eq(job->code, want_code, "attach %s: %s", name, job->errmsg);
 	dom_job_free(job);
 	return d;
-}
-
-static enum dom_state state(struct domain *d)
-{
-	enum dom_state st;
-
-	crcu_read_lock();
-	st = dom_snap_rcu(d)->state;
-	crcu_read_unlock();
-	return st;
-}
-
-static void wait_state(struct domain *d, enum dom_state st)
-{
-	for (int i = 0; i < 30000 && state(d) != st; i++)
-		usleep(1000);
-	cr_assert_eq(state(d), st, "%s is %s", dom_name(d), dom_state_name(state(d)));
 }
 
 static struct completion got_event;
@@ -197,24 +106,24 @@ Test(attach, drives_simulated_vm_and_forwards_events, .init = setup, .fini = tea
 	struct dom_job *job;
 
 	completion_init(&got_event);
-	cr_assert_eq(evbus_subscribe(bus, "sim0", 0, on_event, NULL, &sub), 0);
+	cr_assert_eq(evbus_subscribe(fx.bus, "sim0", 0, on_event, NULL, &sub), 0);
 	d = attach("sim0", 0, 10000, 0);
-	wait_state(d, DOM_RUNNING);
+	vmfix_wait_state(d, DOM_RUNNING);
 
-	dom_job_free(run(d, VM_OP_SUSPEND, NULL, 10000));
-	wait_state(d, DOM_PAUSED);
+	dom_job_free(vmfix_run(d, VM_OP_SUSPEND, NULL, 10000));
+	vmfix_wait_state(d, DOM_PAUSED);
 	cr_assert(find_event(sub, "STOP", 10000), "STOP event not forwarded");
-	dom_job_free(run(d, VM_OP_RESUME, NULL, 10000));
+	dom_job_free(vmfix_run(d, VM_OP_RESUME, NULL, 10000));
 	cr_assert(find_event(sub, "RESUME", 10000), "RESUME event not forwarded");
 
 	/* ACPI shutdown: the job ends on the guest's SHUTDOWN event. */
-	job = run(d, VM_OP_SHUTDOWN, NULL, 10000);
+	job = vmfix_run(d, VM_OP_SHUTDOWN, NULL, 10000);
 	cr_assert_eq(job->err, 0, "%s", job->errmsg);
 	dom_job_free(job);
 	cr_assert(find_event(sub, "SHUTDOWN", 10000));
 	/* The simulator then hangs up: with no pid, that ends the domain. */
-	wait_state(d, DOM_SHUTOFF);
-	evbus_unsubscribe(bus, sub);
+	vmfix_wait_state(d, DOM_SHUTOFF);
+	evbus_unsubscribe(fx.bus, sub);
 }
 
 Test(attach, monitor_that_never_answers_fails_at_deadline, .init = setup, .fini = teardown,
@@ -225,10 +134,10 @@ Test(attach, monitor_that_never_answers_fails_at_deadline, .init = setup, .fini 
 	struct domain *d = attach("mute", 1, 1000, DOM_ERR_TIMEOUT);
 
 	cr_assert_geq(now_ns() - t0, 1000 * NSEC_PER_MSEC);
-	cr_assert_eq(state(d), DOM_SHUTOFF);
+	cr_assert_eq(vmfix_snap(d).state, DOM_SHUTOFF);
 	/* The other VM is unaffected. */
-	dom_job_free(run(ok, VM_OP_SUSPEND, NULL, 10000));
-	wait_state(ok, DOM_PAUSED);
+	dom_job_free(vmfix_run(ok, VM_OP_SUSPEND, NULL, 10000));
+	vmfix_wait_state(ok, DOM_PAUSED);
 }
 
 Test(attach, garbage_greeting_breaks_only_that_monitor, .init = setup, .fini = teardown,
@@ -238,13 +147,11 @@ Test(attach, garbage_greeting_breaks_only_that_monitor, .init = setup, .fini = t
 	struct domain *e = attach("early", 3, 10000, 0);
 	uint64_t events;
 
-	cr_assert_eq(state(d), DOM_SHUTOFF);
-	wait_state(e, DOM_RUNNING);
+	cr_assert_eq(vmfix_snap(d).state, DOM_SHUTOFF);
+	vmfix_wait_state(e, DOM_RUNNING);
 	/* Events before the greeting were parsed and counted, not fatal. */
 	for (int i = 0; i < 30000; i++) {
-		crcu_read_lock();
-		events = dom_snap_rcu(e)->counters.events;
-		crcu_read_unlock();
+		events = vmfix_snap(e).events;
 		if (events >= 5)
 			break;
 		usleep(1000);
