@@ -66,7 +66,16 @@ struct vm {
 	char qmp_path[256];
 };
 
-enum vm_phase { VP_INIT = 0, VP_WAIT_MON, VP_WAIT_CMD, VP_WAIT_EXIT, VP_WAIT_STATUS };
+enum vm_phase {
+	VP_INIT = 0,
+	VP_WAIT_MON,            /* the monitor's handshake */
+	VP_WAIT_CMD,            /* a QMP command's reply */
+	VP_WAIT_EXIT,           /* QEMU's exit (destroy) or the guest's SHUTDOWN */
+	VP_WAIT_STATUS,         /* attach: query-status */
+	VP_WAIT_GUEST,          /* guest reboot: the guest's power-off */
+	VP_RESET,               /* guest reboot: system_reset sent */
+	VP_CONT,                /* guest reboot: cont sent */
+};
 
 struct vm_job {
 	enum vm_op op;
@@ -421,6 +430,9 @@ static int watch_pid(struct domain *d, pid_t pid, bool child)
 /* ---- monitor notes ------------------------------------------------------------ */
 
 static void job_monitor_ready(struct domain *d, struct dom_job *job);
+static void job_cmd(struct domain *d, struct dom_job *job, const char *execute, json_t *args,
+		    const char *raw);
+static bool guest_reboot(struct vm *vm);
 
 static void event_to_state(struct domain *d, const char *ev, json_t *data)
 {
@@ -475,7 +487,18 @@ static void on_note(struct domain *d, struct mon_note *n)
 		json_object_set_new(data, "qemu_timestamp",
 				    json_real((double)n->seconds + (double)n->micros / 1e6));
 		evbus_publish(vm->env->bus, dom_name(d), n->event, data);
-		if (vj && vj->op == VM_OP_SHUTDOWN && !strcmp(n->event, "SHUTDOWN"))
+		if (strcmp(n->event, "SHUTDOWN") != 0)
+			break;
+		if (vj && vj->op == VM_OP_REBOOT && vj->phase == VP_WAIT_GUEST) {
+			/* The guest powered off for our reboot: reset it and run it. */
+			job_cmd(d, job, "system_reset", NULL, NULL);
+			vj->phase = VP_RESET;
+			break;
+		}
+		if (vm->mon && guest_reboot(vm))
+			/* -no-shutdown keeps QEMU waiting: this power-off was meant. */
+			mon_cmd(vm->mon, 0, "quit", NULL, NULL, now_ns() + 10 * NSEC_PER_SEC);
+		if (vj && vj->op == VM_OP_SHUTDOWN)
 			dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "shutting-down"),
 				       NULL);
 		break;
@@ -526,6 +549,12 @@ static void fail(struct domain *d, struct dom_job *job, int code, const char *fm
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	dom_job_finish(d, job, -EINVAL, code, NULL, "%s", msg);
+}
+
+/* reboot "acpi": QEMU runs with -no-shutdown and a reboot is a power-off + reset. */
+static bool guest_reboot(struct vm *vm)
+{
+	return !strcmp(qemu_config_reboot(vm->cfg), "acpi");
 }
 
 static bool is_active(enum dom_state st)
@@ -749,8 +778,20 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 		}
 		job_cmd(d, job, "cont", NULL, NULL);
 		break;
-	case VM_OP_RESET:
 	case VM_OP_REBOOT:
+		if (guest_reboot(vm)) {
+			if (st != DOM_RUNNING) {
+				fail(d, job, DOM_ERR_STATE, "domain '%s' is %s: a guest reboot needs "
+				     "a running guest", name, dom_state_name(st));
+				return;
+			}
+			/* Ask the guest to power off; its SHUTDOWN turns into a reset. */
+			job_cmd(d, job, "system_powerdown", NULL, NULL);
+			break;
+		}
+		/* reboot "reset" is a hardware reset */
+		__attribute__((fallthrough));
+	case VM_OP_RESET:
 		job_cmd(d, job, "system_reset", NULL, NULL);
 		break;
 	case VM_OP_QMP: {
@@ -873,8 +914,23 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		lifecycle(d, DOM_RUNNING, "unpaused");
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "running"), NULL);
 		break;
-	case VM_OP_RESET:
 	case VM_OP_REBOOT:
+		if (guest_reboot(vm)) {
+			if (vj->phase == VP_RESET) {
+				job_cmd(d, job, "cont", NULL, NULL);
+				vj->phase = VP_CONT;
+			} else if (vj->phase == VP_CONT) {
+				lifecycle(d, DOM_RUNNING, "rebooted");
+				dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "running"),
+					       NULL);
+			} else {
+				/* powerdown accepted: now the guest must power off */
+				vj->phase = VP_WAIT_GUEST;
+			}
+			break;
+		}
+		__attribute__((fallthrough));
+	case VM_OP_RESET:
 		dom_job_finish(d, job, 0, 0,
 			       json_pack("{s:s}", "state", dom_state_name(dom_state_actor(d))),
 			       NULL);

@@ -789,8 +789,9 @@ const struct method methods[] = {
 	  lifecycle_result },
 	{ "resume", m_lifecycle, false, "Resume a paused guest.", name_only, lifecycle_result },
 	{ "reset", m_lifecycle, false, "Hard-reset the guest.", name_only, lifecycle_result },
-	{ "reboot", m_lifecycle, false, "Ask the guest to reboot.", name_only,
-	  lifecycle_result },
+	{ "reboot", m_lifecycle, false,
+	  "Reboot: a hardware reset, or with the config's reboot \"acpi\" the guest's own "
+	  "power-off turned into a reset.", name_only, lifecycle_result },
 	{ "qmp", m_qmp, false,
 	  "Send one QMP command to the domain's QEMU. Read-write socket only; root only when "
 	  "corrald runs as root.",

@@ -215,6 +215,13 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	push(&a, "-display");
 	push(&a, "none");
 	push(&a, "-S");
+	/*
+	 * A guest reboot (reboot "acpi") is a powerdown the daemon turns into
+	 * a reset: QEMU must stop at the guest's power-off instead of exiting,
+	 * and the daemon quits it when the power-off was meant.
+	 */
+	if (!strcmp(qemu_config_reboot(c), "acpi"))
+		push(&a, "-no-shutdown");
 	push(&a, "-chardev");
 	pushf(&a, "socket,id=qmp0,fd=%d,server=on,wait=off", l->qmp_fd);
 	push(&a, "-mon");

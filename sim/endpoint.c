@@ -315,6 +315,7 @@ static void ep_execute(struct sim *s, struct sim_ep *e, const char *cmd, json_t 
 	if (!strcmp(cmd, "query-status")) {
 		if (ep_no_args(s, e, id, args))
 			ep_reply(s, e, id, json_pack("{s:s,s:b}", "status",
+						     e->shut_down ? "shutdown" :
 						     e->paused ? "paused" : "running",
 						     "running", !e->paused));
 	} else if (!strcmp(cmd, "query-name")) {
@@ -336,6 +337,11 @@ static void ep_execute(struct sim *s, struct sim_ep *e, const char *cmd, json_t 
 	} else if (!strcmp(cmd, "cont")) {
 		if (!ep_no_args(s, e, id, args))
 			return;
+		if (e->shut_down) {
+			ep_error(s, e, id, "GenericError",
+				 "Resetting the Virtual Machine is required");
+			return;
+		}
 		if (e->paused) {
 			e->paused = false;
 			ep_event(s, e, "RESUME", NULL);
@@ -346,16 +352,34 @@ static void ep_execute(struct sim *s, struct sim_ep *e, const char *cmd, json_t 
 			return;
 		ep_event(s, e, "RESET", json_pack("{s:b,s:s}", "guest", 0,
 						  "reason", "host-qmp-system-reset"));
+		e->shut_down = false;   /* a powered-off guest can be reset and run */
 		ep_reply(s, e, id, json_object());
 	} else if (!strcmp(cmd, "system_powerdown")) {
 		if (!ep_no_args(s, e, id, args))
 			return;
-		/* The guest obliges at once; "QEMU" then exits. */
+		/* The guest obliges at once; "QEMU" then exits, or with
+		 * no-shutdown stops and waits. */
 		ep_event(s, e, "POWERDOWN", NULL);
 		ep_reply(s, e, id, json_object());
 		ep_event(s, e, "SHUTDOWN", json_pack("{s:b,s:s}", "guest", 1,
 						     "reason", "guest-shutdown"));
+		if (e->k.no_shutdown) {
+			e->shut_down = true;
+			if (!e->paused) {
+				e->paused = true;
+				ep_event(s, e, "STOP", NULL);
+			}
+		} else {
+			e->paused = false;
+			ep_close_after_answers(s, e);
+		}
+	} else if (!strcmp(cmd, "quit")) {
+		if (!ep_no_args(s, e, id, args))
+			return;
+		/* "QEMU" exits: the next client finds a fresh running guest. */
+		ep_reply(s, e, id, json_object());
 		e->paused = false;
+		e->shut_down = false;
 		ep_close_after_answers(s, e);
 	} else {
 		ep_error(s, e, id, "CommandNotFound", "The command %s has not been found", cmd);

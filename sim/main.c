@@ -61,11 +61,15 @@ static const char usage[] =
 	"  --events-before-greeting N\n"
 	"                       send N RTC_CHANGE events before the greeting\n"
 	"RTC_CHANGE events carry {\"offset\": n}, n counting 0, 1, 2... per connection.\n"
+	"Per endpoint only (--fault SEL:no-shutdown): behave as QEMU run with\n"
+	"-no-shutdown: after system_powerdown the guest stops (status \"shutdown\")\n"
+	"and the endpoint stays; system_reset then cont start it again; quit closes.\n"
 	"\n"
 	"Per-endpoint knobs: --fault SEL:KNOB[=VALUE], repeatable, applied in order\n"
 	"after the global knobs.  KNOB is a knob name above without the dashes\n"
 	"(delay-ms, hang, garbage, disconnect-after, event-storm,\n"
-	"events-before-greeting); hang and garbage may omit the value (always, reply);\n"
+	"events-before-greeting, no-shutdown); hang, garbage and no-shutdown may omit\n"
+	"the value (always, reply, on);\n"
 	"hang=none and garbage=none switch them off.  SEL picks endpoints by index:\n"
 	"  *        all             3      endpoint 3\n"
 	"  2-5      2 to 5          %K     every K-th: 0, K, 2K...\n"
@@ -148,6 +152,15 @@ int sim_knob_set(struct sim_knobs *k, const char *name, const char *val, char *e
 		if (parse_ulong(val, 1000000, &v) < 0)
 			goto bad;
 		k->events_before_greeting = (unsigned)v;
+		return 0;
+	}
+	if (!strcmp(name, "no-shutdown")) {
+		if (!val || !strcmp(val, "on"))
+			k->no_shutdown = true;
+		else if (!strcmp(val, "off"))
+			k->no_shutdown = false;
+		else
+			goto bad;
 		return 0;
 	}
 	snprintf(err, errlen, "unknown knob '%s'", name);

@@ -36,6 +36,7 @@ struct sim_knobs {
 	unsigned disconnect_after;      /* close after this many commands; 0: never */
 	unsigned event_storm;           /* RTC_CHANGE events per second; 0: none */
 	unsigned events_before_greeting;
+	bool no_shutdown;               /* as QEMU's -no-shutdown: stop, don't exit */
 };
 
 /*
@@ -94,6 +95,7 @@ struct sim_ep {
 
 	/* The guest: survives reconnects, reset by a powerdown. */
 	bool paused;
+	bool shut_down;         /* no-shutdown: the guest powered off, QEMU waits */
 
 	/* The current client; cfd == -1 when there is none. */
 	int cfd;

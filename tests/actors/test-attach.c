@@ -33,16 +33,18 @@ static void setup(void)
 	argv[i++] = "--dir";
 	argv[i++] = fx.dir;
 	argv[i++] = "--count";
-	argv[i++] = "4";
+	argv[i++] = "5";
 	argv[i++] = "--fault";
 	argv[i++] = "1:hang=always";
 	argv[i++] = "--fault";
 	argv[i++] = "2:garbage=greeting";
 	argv[i++] = "--fault";
 	argv[i++] = "3:events-before-greeting=5";
+	argv[i++] = "--fault";
+	argv[i++] = "4:no-shutdown";
 	argv[i] = NULL;
 	sim = th_spawn(argv, &out);
-	th_wait_line(out, "ready 4\n");
+	th_wait_line(out, "ready 5\n");
 	close(out);
 }
 
@@ -53,21 +55,30 @@ static void teardown(void)
 	vmfix_teardown();
 }
 
-static struct domain *attach(const char *name, int idx, uint64_t ms, int want_code)
+static struct domain *attach_cfg(json_t *cfg, int idx, uint64_t ms, int want_code)
 {
-	json_t *cfg = json_pack("{s:s}", "name", name), *args;
+	const char *name = json_string_value(json_object_get(cfg, "name"));
+	json_t *args;
 	char path[512], err[256];
 	struct domain *d;
 	struct dom_job *job;
 
 	cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
-	json_decref(cfg);
 	snprintf(path, sizeof(path), "%s/vm%d.qmp", fx.dir, idx);
 	args = json_pack("{s:s}", "qmp_socket", path);
 	job = vmfix_run(d, VM_OP_ATTACH, args, ms);
 	json_decref(args);
 	cr_assert_eq(job->code, want_code, "attach %s: %s", name, job->errmsg);
 	dom_job_free(job);
+	return d;
+}
+
+static struct domain *attach(const char *name, int idx, uint64_t ms, int want_code)
+{
+	json_t *cfg = json_pack("{s:s}", "name", name);
+	struct domain *d = attach_cfg(cfg, idx, ms, want_code);
+
+	json_decref(cfg);
 	return d;
 }
 
@@ -157,4 +168,40 @@ Test(attach, garbage_greeting_breaks_only_that_monitor, .init = setup, .fini = t
 		usleep(1000);
 	}
 	cr_assert_geq(events, 5);
+}
+
+/*
+ * reboot "acpi": a guest reboot is the guest's own power-off, which QEMU
+ * (-no-shutdown, played by the simulator) holds instead of exiting; the
+ * daemon resets and resumes it.  A shutdown then is meant: the daemon quits.
+ */
+Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+	json_t *cfg = json_pack("{s:s, s:s}", "name", "acpi", "reboot", "acpi");
+	struct evbus_sub *sub;
+	struct domain *d;
+	struct dom_job *job;
+
+	completion_init(&got_event);
+	cr_assert_eq(evbus_subscribe(fx.bus, "acpi", 0, on_event, NULL, &sub), 0);
+	d = attach_cfg(cfg, 4, 10000, 0);
+	json_decref(cfg);
+	vmfix_wait_state(d, DOM_RUNNING);
+
+	job = vmfix_run(d, VM_OP_REBOOT, NULL, 10000);
+	cr_assert_eq(job->err, 0, "%s", job->errmsg);
+	dom_job_free(job);
+	cr_assert(find_event(sub, "SHUTDOWN", 10000), "no guest power-off");
+	cr_assert(find_event(sub, "RESET", 10000), "no reset after the power-off");
+	vmfix_wait_state(d, DOM_RUNNING);
+	cr_assert_str_eq(vmfix_snap(d).reason, "rebooted");
+
+	/* Now a real shutdown: QEMU would wait forever, so corral quits it. */
+	job = vmfix_run(d, VM_OP_SHUTDOWN, NULL, 10000);
+	cr_assert_eq(job->err, 0, "%s", job->errmsg);
+	dom_job_free(job);
+	vmfix_wait_state(d, DOM_SHUTOFF);
+	cr_assert_str_eq(vmfix_snap(d).reason, "shutdown");
+	evbus_unsubscribe(fx.bus, sub);
 }

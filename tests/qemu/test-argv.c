@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "qemu/qemu.h"
@@ -280,4 +281,24 @@ Test(argv, launch_checks)
 Test(argv, free_accepts_null)
 {
 	qemu_argv_free(NULL);
+}
+
+static bool has_arg(char **argv, const char *opt)
+{
+	for (size_t i = 0; argv[i]; i++)
+		if (strcmp(argv[i], opt) == 0)
+			return true;
+	return false;
+}
+
+/* A guest reboot needs QEMU to stop at the guest's power-off, not exit. */
+Test(argv, guest_reboot_adds_no_shutdown)
+{
+	char **argv = build("{\"name\": \"a\", \"reboot\": \"acpi\"}", &kvm_launch);
+
+	cr_assert(has_arg(argv, "-no-shutdown"));
+	qemu_argv_free(argv);
+	argv = build("{\"name\": \"a\"}", &kvm_launch);
+	cr_assert_not(has_arg(argv, "-no-shutdown"), "reboot \"reset\" must let QEMU exit");
+	qemu_argv_free(argv);
 }
