@@ -31,7 +31,7 @@ struct dom_callmsg {
 
 struct dom_deadline {
 	struct mbx_msg msg;
-	uint64_t job_id;
+	uint64_t at;                    /* the deadline it was armed for */
 };
 
 struct dom_step {
@@ -59,6 +59,7 @@ struct domain {
 	struct dom_job *holder;
 	struct cds_list_head waiting;
 	uint32_t nwaiting;
+	uint64_t timer_at;              /* the armed deadline timer's time; 0: none */
 	bool dirty;                     /* publish at the end of this message */
 	enum dom_state state;
 	const char *reason;
@@ -401,41 +402,52 @@ static void job_timeout_holder(struct domain *d, struct dom_job *job)
 		       secs(job->started_ns - job->submitted_ns), secs(held));
 }
 
-static void handle_deadline(struct domain *d, uint64_t job_id)
+/*
+ * One deadline timer per domain, for the earliest deadline among the holder
+ * and the waiting jobs: a job that ends early leaves no timer behind (only
+ * the domain's one, which finds nothing to do and re-arms if needed).
+ */
+static void dom_rearm(struct domain *d)
 {
+	uint64_t min = d->holder ? d->holder->deadline_ns : UINT64_MAX;
+	struct dom_deadline *dl;
 	struct dom_job *job;
 
-	if (d->holder && d->holder->id == job_id) {
-		job_timeout_holder(d, d->holder);
-		return;
-	}
-	cds_list_for_each_entry(job, &d->waiting, link) {
-		if (job->id == job_id) {
-			cds_list_del_init(&job->link);
-			d->nwaiting--;
-			job_fail_busy(d, job, now_ns());
-			return;
-		}
-	}
-	/* Stale: the job already ended. */
+	cds_list_for_each_entry(job, &d->waiting, link)
+		if (job->deadline_ns < min)
+			min = job->deadline_ns;
+	if (min == UINT64_MAX || (d->timer_at && d->timer_at <= min))
+		return;         /* nothing to time, or a timer fires early enough */
+	dl = malloc(sizeof(*dl));
+	if (!dl)
+		return;         /* retried after the next message */
+	mbx_msg_init(&dl->msg, DOM_MSG_DEADLINE, deadline_msg_drop);
+	dl->at = min;
+	d->timer_at = min;
+	rt_send_at(&d->actor, &dl->msg, min);
 }
 
-/* Arm the job's deadline: a delayed message back to this actor. */
-static int arm_deadline(struct domain *d, uint64_t job_id, uint64_t deadline_ns)
+static void handle_deadline(struct domain *d, uint64_t at)
 {
-	struct dom_deadline *dl = malloc(sizeof(*dl));
+	uint64_t now = now_ns();
+	struct dom_job *job, *tmp;
 
-	if (!dl)
-		return -ENOMEM;
-	mbx_msg_init(&dl->msg, DOM_MSG_DEADLINE, deadline_msg_drop);
-	dl->job_id = job_id;
-	return rt_send_at(&d->actor, &dl->msg, deadline_ns);
+	if (at == d->timer_at)
+		d->timer_at = 0;        /* the armed one fired; dom_rearm arms the next */
+	/* Waiters first: their error names the holder. */
+	cds_list_for_each_entry_safe(job, tmp, &d->waiting, link) {
+		if (now >= job->deadline_ns) {
+			cds_list_del_init(&job->link);
+			d->nwaiting--;
+			job_fail_busy(d, job, now);
+		}
+	}
+	if (d->holder && now >= d->holder->deadline_ns)
+		job_timeout_holder(d, d->holder);
 }
 
 static void handle_job(struct domain *d, struct dom_job *job)
 {
-	uint64_t id = job->id, deadline = job->deadline_ns;
-
 	if (job->preempt && d->holder) {
 		/* destroy: the holder ends now, whatever it waits for. */
 		struct dom_job *h = d->holder;
@@ -449,21 +461,7 @@ static void handle_job(struct domain *d, struct dom_job *job)
 				       job->ops->name, job->id);
 	}
 	if (!d->holder) {
-		/*
-		 * Free domain: take it now.  Only a job still holding after
-		 * start() needs a timer; quick jobs leave none behind.
-		 */
-		job_start(d, job);
-		if (d->holder && d->holder->id == id)
-			arm_deadline(d, id, deadline);  /* ENOMEM: no deadline */
-		return;
-	}
-	/* Without a timer a waiting job could wait forever: refuse it instead. */
-	if (arm_deadline(d, id, deadline) < 0) {
-		job->err = -ENOMEM;
-		job->code = DOM_ERR_FAILED;
-		snprintf(job->errmsg, sizeof(job->errmsg), "domain '%s': out of memory", d->name);
-		job_end(d, job);
+		job_start(d, job);      /* free domain: take it now */
 		return;
 	}
 	cds_list_add_tail(&job->link, &d->waiting);
@@ -482,7 +480,7 @@ static void dom_handle(struct actor *a, struct mbx_msg *msg)
 	case DOM_MSG_DEADLINE: {
 		struct dom_deadline *dl = container_of(msg, struct dom_deadline, msg);
 
-		handle_deadline(d, dl->job_id);
+		handle_deadline(d, dl->at);
 		free(dl);
 		break;
 	}
@@ -508,6 +506,7 @@ static void dom_handle(struct actor *a, struct mbx_msg *msg)
 		BUG_ON(msg->type != DOM_MSG_JOB);
 	}
 	dom_kick(d);
+	dom_rearm(d);
 	if (d->dirty)
 		dom_publish(d);
 }

@@ -36,6 +36,7 @@ struct mon_pending {
 	uint64_t qmp_id;
 	uint64_t job_id;                /* 0: our own qmp_capabilities */
 	uint64_t sent_ns;
+	uint64_t deadline_ns;           /* UINT64_MAX: none */
 	char execute[64];
 };
 
@@ -49,9 +50,11 @@ struct mon_cmdmsg {
 	uint64_t deadline_ns;
 };
 
+/* qmp_id 0: the handshake's deadline; otherwise a check of every pending command. */
 struct mon_deadline {
 	struct mbx_msg msg;
 	uint64_t qmp_id;
+	uint64_t at;
 };
 
 struct monitor {
@@ -70,6 +73,7 @@ struct monitor {
 	char *out;
 	size_t out_len, out_off, out_cap;
 	struct cds_list_head pending;
+	uint64_t timer_at;              /* the armed command timer's time; 0: none */
 	bool unresponsive;
 };
 
@@ -249,36 +253,52 @@ static void deadline_drop(struct mbx_msg *msg, int err)
 }
 
 /* Queue an encoded command and remember who waits for it. */
+/*
+ * One command timer per monitor, for the earliest pending deadline: a
+ * command answered in time leaves no timer behind.
+ */
+static void mon_rearm_timer(struct monitor *m)
+{
+	uint64_t min = UINT64_MAX;
+	struct mon_pending *p;
+	struct mon_deadline *dl;
+
+	cds_list_for_each_entry(p, &m->pending, link)
+		if (p->deadline_ns < min)
+			min = p->deadline_ns;
+	if (min == UINT64_MAX || (m->timer_at && m->timer_at <= min))
+		return;
+	dl = malloc(sizeof(*dl));
+	if (!dl)
+		return;         /* retried with the next command or reply */
+	mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
+	dl->qmp_id = 1;         /* any non-zero id: "check the pending commands" */
+	dl->at = min;
+	m->timer_at = min;
+	rt_send_at(&m->actor, &dl->msg, min);
+}
+
+/* Queue an encoded command and remember who waits for it. */
 static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t len,
 			uint64_t job_id, const char *execute, uint64_t deadline_ns)
 {
 	struct mon_pending *p = calloc(1, sizeof(*p));
-	struct mon_deadline *dl = malloc(sizeof(*dl));
 	int r;
 
-	if (!p || !dl) {
-		free(p);
-		free(dl);
+	if (!p)
 		return -ENOMEM;
-	}
 	r = queue_out(m, buf, len);
 	if (r < 0) {
 		free(p);
-		free(dl);
 		return r;
 	}
 	p->qmp_id = qmp_id;
 	p->job_id = job_id;
 	p->sent_ns = now_ns();
+	p->deadline_ns = deadline_ns;
 	snprintf(p->execute, sizeof(p->execute), "%s", execute ? execute : "?");
 	cds_list_add_tail(&p->link, &m->pending);
-	if (deadline_ns != UINT64_MAX) {
-		mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
-		dl->qmp_id = qmp_id;
-		rt_send_at(&m->actor, &dl->msg, deadline_ns);
-	} else {
-		free(dl);
-	}
+	mon_rearm_timer(m);
 	if (flush_out(m) == 0)
 		rearm(m);
 	return 0;
@@ -452,25 +472,30 @@ static void handle_cmd(struct monitor *m, struct mon_cmdmsg *cm)
 			       "out of memory"));
 }
 
-static void handle_deadline(struct monitor *m, uint64_t qmp_id)
+static void handle_deadline(struct monitor *m, struct mon_deadline *dl)
 {
-	struct mon_pending *p;
-	uint64_t waited;
+	struct mon_pending *p, *tmp;
+	uint64_t now = now_ns();
 
-	if (qmp_id == 0) {
+	if (dl->qmp_id == 0) {
 		/* No greeting or no capabilities reply in time. */
 		if (m->phase == PH_GREETING || m->phase == PH_CAPS)
 			set_responsive(m, false);
 		return;
 	}
-	p = take_pending(m, qmp_id);
-	if (!p)
-		return;         /* answered in time */
-	waited = now_ns() - p->sent_ns;
-	set_responsive(m, false);
-	step(m, p->job_id, -ETIMEDOUT,
-	     json_pack("{s:s, s:f}", "execute", p->execute, "waited_s", (double)waited / 1e9));
-	free(p);
+	if (dl->at == m->timer_at)
+		m->timer_at = 0;
+	cds_list_for_each_entry_safe(p, tmp, &m->pending, link) {
+		if (now < p->deadline_ns)
+			continue;
+		cds_list_del(&p->link);
+		set_responsive(m, false);
+		step(m, p->job_id, -ETIMEDOUT,
+		     json_pack("{s:s, s:f}", "execute", p->execute, "waited_s",
+			       (double)(now - p->sent_ns) / 1e9));
+		free(p);
+	}
+	mon_rearm_timer(m);
 }
 
 static void cmd_msg_free(struct mon_cmdmsg *cm)
@@ -499,7 +524,7 @@ static void mon_handle(struct actor *a, struct mbx_msg *msg)
 	case MON_MSG_DEADLINE: {
 		struct mon_deadline *dl = container_of(msg, struct mon_deadline, msg);
 
-		handle_deadline(m, dl->qmp_id);
+		handle_deadline(m, dl);
 		free(dl);
 		break;
 	}
@@ -577,6 +602,7 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
 	if (dl) {
 		mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
 		dl->qmp_id = 0;
+		dl->at = ready_deadline_ns;
 		rt_send_at(&m->actor, &dl->msg, ready_deadline_ns);
 	}
 	r = io_watch_add(io, &m->watch, fd, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, mon_io_cb);

@@ -1543,8 +1543,8 @@ static void section_pairs(void)
 	pair_row("one VM, next job submitted from the done callback", &rc, 320);
 	snprintf(what, sizeof(what), "%u VMs, one chained loop each, concurrently", n);
 	pair_row(what, &rm, 560);
-	row_add(SEC_PAIRS, "| deadline timers still pending after the runs (10 s jobs, "
-		"never cancelled) | %" PRIu64 " | | | | | | |", st.timers_pending);
+	row_add(SEC_PAIRS, "| deadline timers still pending after the runs (10 s jobs; one "
+		"timer per domain and per monitor) | %" PRIu64 " | | | | | | |", st.timers_pending);
 	free(doms);
 }
 
