@@ -2,8 +2,7 @@
 /*
  * corrald: the corral daemon.  Sets up the runtime, the ioloop, the registry,
  * the event bus, the VM layer and the RPC server, then waits for SIGTERM or
- * SIGINT on a self-pipe (the handler only writes one byte) and takes it all
- * down again.  Running VMs are left alone: QEMU runs in its own session and
+ * SIGINT on a signalfd and takes it all down again.  Running VMs are left alone: QEMU runs in its own session and
  * outlives the daemon.
  */
 #include <errno.h>
@@ -15,8 +14,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -37,40 +38,41 @@
 
 #define QUIESCE_NS (5 * NSEC_PER_SEC)
 
-static int sig_pipe[2] = { -1, -1 };
+static int sig_fd = -1;
 
-static void on_signal(int sig)
-{
-	int saved = errno;
-	unsigned char b = (unsigned char)sig;
-
-	/* Async-signal-safe: one write, nothing else.  A full pipe is fine. */
-	(void)!write(sig_pipe[1], &b, 1);
-	errno = saved;
-}
-
-static void on_ignored_signal(int sig)
+static void on_sigpipe(int sig)
 {
 	/*
 	 * A handler rather than SIG_IGN: ignored dispositions survive exec and
-	 * QEMU would inherit them; handled ones are reset.
+	 * QEMU would inherit them; handled ones are reset.  Writes to a closed
+	 * socket then fail with EPIPE, which every writer handles.
 	 */
 }
 
+/*
+ * SIGTERM, SIGINT and SIGHUP are blocked in every thread (set before any
+ * thread starts; threads inherit the mask) and read from a signalfd by the
+ * main thread, so no code runs in a signal handler and no other thread is
+ * ever interrupted.  QEMU is spawned with an empty mask and default
+ * dispositions (qemu/process.c), so it does not inherit the block.
+ */
 static int setup_signals(void)
 {
 	struct sigaction sa = { 0 };
+	sigset_t set;
 
-	if (pipe2(sig_pipe, O_CLOEXEC) < 0)
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+		return -EINVAL;
+	sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sig_fd < 0)
 		return -errno;
-	fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK);
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
-	sa.sa_handler = on_signal;
-	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
-		return -errno;
-	sa.sa_handler = on_ignored_signal;
-	if (sigaction(SIGPIPE, &sa, NULL) < 0 || sigaction(SIGHUP, &sa, NULL) < 0)
+	sa.sa_handler = on_sigpipe;
+	if (sigaction(SIGPIPE, &sa, NULL) < 0)
 		return -errno;
 	return 0;
 }
@@ -194,18 +196,23 @@ static void raise_nofile(void)
 	}
 }
 
+/* Block until SIGTERM or SIGINT; SIGHUP is logged and ignored. */
 static int wait_for_signal(void)
 {
-	unsigned char b;
+	struct signalfd_siginfo si;
 
 	for (;;) {
-		ssize_t n = read(sig_pipe[0], &b, 1);
+		ssize_t n = read(sig_fd, &si, sizeof(si));
 
-		if (n == 1)
-			return b;
 		if (n < 0 && errno == EINTR)
 			continue;
-		return -1;
+		if (n != sizeof(si))
+			return -1;
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP ignored (no configuration reload)");
+			continue;
+		}
+		return (int)si.ssi_signo;
 	}
 }
 
@@ -280,7 +287,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
-	/* Threads from here on: signal dispositions are set, the mask is untouched. */
+	/* Threads from here on: they inherit the blocked signals. */
 	if ((r = rt_new(conf.workers, &rt)) < 0 || (r = ioloop_new(conf.io_threads, &io)) < 0 ||
 	    (r = reg_new(&reg)) < 0 || (r = evbus_new(&bus)) < 0) {
 		log_err("cannot start: %s", strerror(-r));
@@ -321,7 +328,7 @@ int main(int argc, char **argv)
 
 	sig = wait_for_signal();
 	log_info("%s: shutting down (running VMs are left running)",
-		 sig > 0 ? strsignal(sig) : "signal pipe broken");
+		 sig > 0 ? strsignal(sig) : "signalfd broken");
 	status = 0;
 
 out:
@@ -356,10 +363,8 @@ out:
 		close(pidfd);
 	}
 	free(pidpath);
-	if (sig_pipe[0] >= 0) {
-		close(sig_pipe[0]);
-		close(sig_pipe[1]);
-	}
+	if (sig_fd >= 0)
+		close(sig_fd);
 	dconf_fini(&conf);
 	urcu_memb_unregister_thread();
 	if (status == 0)
