@@ -62,6 +62,7 @@ struct vm {
 	struct pidwatch *pw;
 	pid_t pid;
 	bool guest_shutdown;            /* SHUTDOWN event with guest=true seen */
+	bool undefining;                /* atomic: set by vm_undefine before the stop */
 	bool killing;                   /* we sent SIGKILL */
 	char qmp_path[256];
 };
@@ -177,6 +178,13 @@ static void vm_on_stop(struct domain *d)
 {
 	struct vm *vm = to_vm(d);
 
+	/*
+	 * undefine checked the state from a snapshot; a start queued just
+	 * before may have launched QEMU since.  Destroy it rather than leave an
+	 * orphan nobody manages.  (A daemon shutdown leaves VMs running.)
+	 */
+	if (__atomic_load_n(&vm->undefining, __ATOMIC_ACQUIRE) && vm->pid > 0)
+		kill(vm->pid, SIGKILL);
 	drop_monitor(vm);
 	pidwatch_release(vm->pw);
 	vm->pw = NULL;
@@ -264,6 +272,7 @@ int vm_undefine(struct vm_env *env, struct domain *d, char *errbuf, size_t errle
 		return r;
 	}
 	evbus_publish(env->bus, dom_name(d), "undefined", NULL);
+	__atomic_store_n(&to_vm(d)->undefining, true, __ATOMIC_RELEASE);
 	actor_stop(dom_actor(d));
 	return 0;
 }
