@@ -1276,6 +1276,7 @@ void server_free(struct server *s)
 	 * still here waited for jobs that never ended (the runtime stopped
 	 * under them); their memory is ours to free now.
 	 */
+	pthread_mutex_lock(&s->lock);  /* for the checkers: nobody else is left */
 	cds_list_for_each_entry_safe(c, tmp, &s->conns, link) {
 		cds_list_del(&c->link);
 		rpc_scanner_free(c->scan);
@@ -1284,6 +1285,7 @@ void server_free(struct server *s)
 		free(c);
 		left++;
 	}
+	pthread_mutex_unlock(&s->lock);
 	if (left)
 		log_debug("freed %u connections whose jobs never ended", left);
 	free(s->rw.path);

@@ -104,6 +104,7 @@ Test(lifecycle, start_suspend_resume_destroy_with_qemu)
 	cr_assert_neq(kill(pid, 0), 0, "QEMU still runs after destroy");
 	json_decref(dt_call_ok(&c, "undefine", "{\"name\": \"life1\"}"));
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 Test(lifecycle, daemon_exit_leaves_the_vm_running)
@@ -134,6 +135,7 @@ Test(lifecycle, daemon_exit_leaves_the_vm_running)
 	usleep(200000);
 	cr_assert_eq(kill(pid, 0), 0, "QEMU died with the daemon");
 	kill(pid, SIGKILL);
+	dt_stop(&dd);
 }
 
 /* corral-qmp-sim with n endpoints and extra flags; waits for "ready n". */
@@ -223,4 +225,5 @@ Test(lifecycle, attach_out_of_order_and_hung_monitor)
 	cr_assert_eq(json_integer_value(json_object_get(r, "connections")), 1);
 	json_decref(r);
 	dt_close(&c);
+	dt_stop(&dd);
 }

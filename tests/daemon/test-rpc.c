@@ -28,6 +28,11 @@ static void start(void)
 	dt_start(&dd, NULL);
 }
 
+/*
+ * Each test also stops its daemon as its last step: an assertion in a fini
+ * is printed but does not fail the test, and corrald must exit 0.  This
+ * one cleans up after a test that failed before.
+ */
 static void stop(void)
 {
 	dt_stop(&dd);
@@ -90,6 +95,7 @@ Test(e2e, api_info_lists_every_method)
 	cr_assert_eq(json_array_size(json_object_get(r, "errors")), RPC_ERR_MAX);
 	json_decref(r);
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 Test(e2e, define_list_info_undefine)
@@ -140,6 +146,7 @@ Test(e2e, define_list_info_undefine)
 	cr_assert_eq(json_array_size(r), 0);
 	json_decref(r);
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 Test(e2e, bad_config_says_which_field)
@@ -155,6 +162,7 @@ Test(e2e, bad_config_says_which_field)
 		    "param 'config' must be a map, got int");
 	dt_call_err(&c, "define", "{}", RPC_ERR_INVALID_ARGUMENT, "missing param 'config'");
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 Test(e2e, hostile_domain_names_refused)
@@ -179,6 +187,7 @@ Test(e2e, hostile_domain_names_refused)
 	cr_assert_eq(json_array_size(r), 0);
 	json_decref(r);
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 Test(e2e, wrong_types_and_unknown_methods)
@@ -229,6 +238,7 @@ Test(e2e, wrong_types_and_unknown_methods)
 	/* Still in sync. */
 	json_decref(dt_call_ok(&c, "list", NULL));
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 Test(e2e, truncated_message_then_close)
@@ -243,6 +253,7 @@ Test(e2e, truncated_message_then_close)
 	cr_assert(dt_wait_closed(&c, DT_WAIT_MS), "the daemon kept a half-closed client");
 	dt_close(&c);
 	assert_serving();
+	dt_stop(&dd);
 }
 
 Test(e2e, garbage_closes_only_that_connection)
@@ -262,6 +273,7 @@ Test(e2e, garbage_closes_only_that_connection)
 	dt_close(&c);
 	json_decref(dt_call_ok(&other, "list", NULL));
 	dt_close(&other);
+	dt_stop(&dd);
 }
 
 Test(e2e, oversize_claims_refused)
@@ -297,6 +309,7 @@ Test(e2e, oversize_claims_refused)
 
 	json_decref(dt_call_ok(&other, "daemon.info", NULL));
 	dt_close(&other);
+	dt_stop(&dd);
 }
 
 Test(e2e, deep_nesting_refused)
@@ -331,6 +344,7 @@ Test(e2e, deep_nesting_refused)
 	dt_close(&c);
 	json_decref(dt_call_ok(&other, "list", NULL));
 	dt_close(&other);
+	dt_stop(&dd);
 }
 
 Test(e2e, read_only_socket)
@@ -357,6 +371,7 @@ Test(e2e, read_only_socket)
 	json_decref(dt_call_ok(&ro, "events.subscribe", NULL));
 	dt_close(&ro);
 	dt_close(&rw);
+	dt_stop(&dd);
 }
 
 Test(e2e, events_reach_subscribers)
@@ -399,6 +414,7 @@ Test(e2e, events_reach_subscribers)
 		    RPC_ERR_INVALID_ARGUMENT, "no subscription 1");
 	dt_close(&rw);
 	dt_close(&sub);
+	dt_stop(&dd);
 }
 
 Test(e2e, pipelined_requests_all_answered)
@@ -421,6 +437,7 @@ Test(e2e, pipelined_requests_all_answered)
 		rpc_msg_free(m);
 	}
 	dt_close(&c);
+	dt_stop(&dd);
 }
 
 /*
@@ -479,6 +496,7 @@ Test(e2e_own, client_that_never_reads)
 	cr_assert_eq(n, 1, "the client that never reads was not closed");
 	dt_close(&hog);
 	dt_close(&other);
+	dt_stop(&dd);
 }
 
 Test(e2e, a_thousand_clients_at_once)
@@ -501,6 +519,7 @@ Test(e2e, a_thousand_clients_at_once)
 	for (int i = 0; i < N; i++)
 		dt_close(&c[i]);
 	assert_serving();
+	dt_stop(&dd);
 }
 
 Test(e2e, disconnect_with_requests_in_flight)
@@ -523,6 +542,7 @@ Test(e2e, disconnect_with_requests_in_flight)
 		usleep(10000);
 	cr_assert_eq(connections(), 1);
 	assert_serving();
+	dt_stop(&dd);
 }
 
 Test(e2e_own, second_daemon_refused_and_stale_socket_removed)
@@ -549,4 +569,5 @@ Test(e2e_own, second_daemon_refused_and_stale_socket_removed)
 	cr_assert_eq(access(dd.rw, F_OK), 0, "no stale socket to test with");
 	dt_start(&dd, NULL);    /* same directory */
 	assert_serving();
+	dt_stop(&dd);
 }
