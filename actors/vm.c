@@ -8,6 +8,7 @@
  */
 #include "actors/vm.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -197,8 +198,93 @@ const json_t *vm_config_rcu(struct domain *d)
 	return vm ? crcu_dereference(vm->config_pub) : NULL;
 }
 
+static void config_path(struct vm_env *env, const char *name, const char *suffix, char *buf,
+			size_t len)
+{
+	snprintf(buf, len, "%s/domains/%s.json%s", env->state_dir, name, suffix);
+}
+
+/*
+ * Write the definition: a temporary file renamed over the old one, so a
+ * crash leaves one whole file.  One small write on the calling thread (no
+ * fsync: a definition lost to a power cut is not worth a disk flush on
+ * every define); the name rule keeps the path inside the directory.
+ */
+static int config_save(struct vm_env *env, const char *name, const json_t *cfg)
+{
+	char dir[512], tmp[600], path[600];
+	int fd, r;
+
+	snprintf(dir, sizeof(dir), "%s/domains", env->state_dir);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	config_path(env, name, ".tmp", tmp, sizeof(tmp));
+	config_path(env, name, "", path, sizeof(path));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	r = json_dumpfd(cfg, fd, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (close(fd) < 0 || r < 0) {
+		unlink(tmp);
+		return -EIO;
+	}
+	if (rename(tmp, path) < 0) {
+		r = -errno;
+		unlink(tmp);
+		return r;
+	}
+	return 0;
+}
+
+static int vm_define_one(struct vm_env *env, json_t *config, bool persist, struct domain **ret,
+			 char *errbuf, size_t errlen);
+
 int vm_define(struct vm_env *env, json_t *config, struct domain **ret, char *errbuf,
 	      size_t errlen)
+{
+	return vm_define_one(env, config, true, ret, errbuf, errlen);
+}
+
+int vm_env_load(struct vm_env *env,
+		void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	char dir[512], path[1024], err[512];
+	struct dirent *de;
+	int n = 0;
+	DIR *dp;
+
+	snprintf(dir, sizeof(dir), "%s/domains", env->state_dir);
+	dp = opendir(dir);
+	if (!dp)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(dp))) {
+		size_t len = strlen(de->d_name);
+		json_error_t jerr;
+		json_t *cfg;
+
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;       /* ., .., leftover .json.tmp files */
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+		if (!cfg) {
+			if (report)
+				report(path, jerr.text, arg);
+			continue;
+		}
+		if (vm_define_one(env, cfg, false, NULL, err, sizeof(err)) < 0) {
+			if (report)
+				report(path, err, arg);
+		} else {
+			n++;
+		}
+		json_decref(cfg);
+	}
+	closedir(dp);
+	return n;
+}
+
+static int vm_define_one(struct vm_env *env, json_t *config, bool persist, struct domain **ret,
+			 char *errbuf, size_t errlen)
 {
 	struct qemu_config *cfg = NULL;
 	struct domain *d;
@@ -208,7 +294,22 @@ int vm_define(struct vm_env *env, json_t *config, struct domain **ret, char *err
 	char txt[37];
 	int r;
 
-	r = qemu_config_from_json(config, &cfg, errbuf, errlen);
+	if (env->default_emulator && json_is_object(config) &&
+	    !json_object_get(config, "emulator")) {
+		/* The daemon's configured emulator, for configs that name none. */
+		json_t *copy = json_copy(config);
+
+		if (!copy || json_object_set_new(copy, "emulator",
+						 json_string(env->default_emulator)) < 0) {
+			json_decref(copy);
+			snprintf(errbuf, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		r = qemu_config_from_json(copy, &cfg, errbuf, errlen);
+		json_decref(copy);
+	} else {
+		r = qemu_config_from_json(config, &cfg, errbuf, errlen);
+	}
 	if (r < 0)
 		return r;
 	uuid_txt = qemu_config_uuid(cfg);
@@ -243,6 +344,16 @@ int vm_define(struct vm_env *env, json_t *config, struct domain **ret, char *err
 		actor_stop(dom_actor(d));
 		return r;
 	}
+	if (persist) {
+		r = config_save(env, dom_name(d), vm->config_pub);
+		if (r < 0) {
+			snprintf(errbuf, errlen, "cannot save domain '%s' under %s/domains: %s",
+				 dom_name(d), env->state_dir, strerror(-r));
+			reg_del(env->reg, d);
+			actor_stop(dom_actor(d));
+			return r;
+		}
+	}
 	evbus_publish(env->bus, dom_name(d), "defined", NULL);
 	if (ret)
 		*ret = d;
@@ -270,6 +381,12 @@ int vm_undefine(struct vm_env *env, struct domain *d, char *errbuf, size_t errle
 	if (r < 0) {
 		snprintf(errbuf, errlen, "no such domain '%s'", dom_name(d));
 		return r;
+	}
+	{
+		char path[600];
+
+		config_path(env, dom_name(d), "", path, sizeof(path));
+		unlink(path);   /* ENOENT: never saved (a test env); nothing to undo */
 	}
 	evbus_publish(env->bus, dom_name(d), "undefined", NULL);
 	__atomic_store_n(&to_vm(d)->undefining, true, __ATOMIC_RELEASE);

@@ -29,9 +29,20 @@ struct vm_env_opts {
 	const char *default_emulator;   /* NULL: qemu-system-x86_64 from PATH */
 };
 
-/* Daemon-wide context; owns the child reaper.  Any thread. */
+/* Daemon-wide context.  Any thread. */
 int vm_env_new(const struct vm_env_opts *opts, struct vm_env **ret);
 void vm_env_free(struct vm_env *env);
+
+/*
+ * Definitions are kept on disk, one JSON file per domain in
+ * STATE_DIR/domains/NAME.json, written by vm_define (to a temporary file,
+ * then renamed: a crash leaves the old or the new file, never half of one)
+ * and removed by vm_undefine.  vm_env_load defines every domain found
+ * there, at start-up; report (may be NULL) hears of each file it could not
+ * use.  Returns how many were defined.  Main thread, before serving.
+ */
+int vm_env_load(struct vm_env *env,
+		void (*report)(const char *path, const char *why, void *arg), void *arg);
 
 /*
  * Define a domain from a config object (see qemu/config.h for its fields),

@@ -142,6 +142,11 @@ struct dom_list {
 	size_t n, cap;
 };
 
+static void report_bad_definition(const char *path, const char *why, void *arg)
+{
+	log_warn("skipping %s: %s", path, why);
+}
+
 static int collect_dom(struct domain *d, void *arg)
 {
 	struct dom_list *l = arg;
@@ -305,6 +310,13 @@ int main(int argc, char **argv)
 			log_err("cannot start the VM layer: %s", strerror(-r));
 			goto out;
 		}
+		/* The definitions saved by earlier runs. */
+		r = vm_env_load(env, report_bad_definition, NULL);
+		if (r < 0)
+			log_warn("cannot read %s/domains: %s", conf.state_dir, strerror(-r));
+		else if (r > 0)
+			log_info("loaded %d domain definitions from %s/domains", r,
+				 conf.state_dir);
 	}
 	so.io = io;
 	so.rt = rt;

@@ -17,6 +17,7 @@
 #include <urcu/urcu-memb.h>
 
 #include "actors/vm.h"
+#include "common/rcu.h"
 #include "common/util.h"
 #include "vmfix.h"
 
@@ -226,4 +227,47 @@ Test(vm, hostile_config_refused, .init = vmfix_setup, .fini = vmfix_teardown)
 		cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), -EEXIST);
 		json_decref(cfg);
 	}
+}
+
+/* Definitions outlive the daemon: saved at define, loaded at start-up. */
+Test(vm, definitions_are_saved_and_loaded, .init = vmfix_setup, .fini = vmfix_teardown)
+{
+	struct domain *d = define("keep1");
+	uint8_t uuid[16];
+	char path[512];
+	struct stat st;
+	json_t *saved;
+
+	memcpy(uuid, dom_uuid(d), 16);
+	snprintf(path, sizeof(path), "%s/state/domains/keep1.json", fx.dir);
+	cr_assert_eq(stat(path, &st), 0, "%s was not written", path);
+	cr_assert_eq(st.st_mode & 0077, 0, "definitions must not be readable by others");
+	saved = json_load_file(path, 0, NULL);
+	cr_assert_not_null(saved);
+	cr_assert_str_eq(json_string_value(json_object_get(saved, "machine")), "none");
+	json_decref(saved);
+
+	/* As if the daemon went away: the domain leaves memory, the file stays. */
+	cr_assert_eq(reg_del(fx.reg, d), 0);
+	actor_stop(dom_actor(d));
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 1);
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(fx.reg, "keep1");
+	cr_assert_not_null(d, "keep1 was not loaded back");
+	cr_assert_eq(memcmp(dom_uuid(d), uuid, 16), 0, "the UUID changed across a restart");
+	crcu_read_unlock();
+
+	/* A damaged file is reported, not fatal. */
+	snprintf(path, sizeof(path), "%s/state/domains/bad.json", fx.dir);
+	{
+		FILE *f = fopen(path, "w");
+
+		cr_assert_not_null(f);
+		fputs("{\"name\": \"bad\", \"memory\": ", f);
+		fclose(f);
+	}
+	undefine(d);
+	snprintf(path, sizeof(path), "%s/state/domains/keep1.json", fx.dir);
+	cr_assert_eq(stat(path, &st), -1, "undefine left %s behind", path);
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 0);
 }
