@@ -236,6 +236,122 @@ static int config_save(struct vm_env *env, const char *name, const json_t *cfg)
 	return 0;
 }
 
+/*
+ * The runtime record RUNTIME_DIR/NAME.run.json: which QEMU runs the domain
+ * ({"pid", "qmp_socket", "starttime"}), so that the next daemon can
+ * re-attach to it instead of losing it.  Written when QEMU starts or is
+ * attached with a pid, removed when it ends.
+ */
+static void run_path(struct vm_env *env, const char *name, const char *suffix, char *buf,
+		     size_t len)
+{
+	snprintf(buf, len, "%s/%s.run.json%s", env->runtime_dir, name, suffix);
+}
+
+static unsigned long long proc_starttime(pid_t pid);
+
+static void run_record_save(struct vm_env *env, struct domain *d, pid_t pid, const char *qmp)
+{
+	char tmp[600], path[600];
+	json_t *rec;
+	int fd, r;
+
+	rec = json_pack("{s:I, s:s, s:I}", "pid", (json_int_t)pid, "qmp_socket", qmp,
+			"starttime", (json_int_t)proc_starttime(pid));
+	run_path(env, dom_name(d), ".tmp", tmp, sizeof(tmp));
+	run_path(env, dom_name(d), "", path, sizeof(path));
+	fd = rec ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+	if (fd >= 0) {
+		r = json_dumpfd(rec, fd, JSON_COMPACT);
+		if (close(fd) < 0 || r < 0 || rename(tmp, path) < 0)
+			unlink(tmp);
+	}
+	json_decref(rec);
+}
+
+static void run_record_drop(struct vm_env *env, const char *name)
+{
+	char path[600];
+
+	run_path(env, name, "", path, sizeof(path));
+	unlink(path);
+}
+
+/*
+ * The start time of pid in clock ticks since boot (/proc/PID/stat, field
+ * 22), or 0.  A pid can be reused; a pid and its start time together name
+ * one process.
+ */
+static unsigned long long proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long t = 0;
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* After "pid (comm) ": the comm may hold spaces, so skip to its last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	/* Fields 3..21 follow; the start time is the 20th after ")". */
+	for (int field = 0; field < 20 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		t = strtoull(p + 1, NULL, 10);
+	return t;
+}
+
+static void reattach_done(struct dom_job *job, void *arg)
+{
+	dom_job_free(job);
+}
+
+/* A domain loaded at start-up whose QEMU may still run: attach to it. */
+static void reattach(struct vm_env *env, struct domain *d,
+		     void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	char path[600], err[256];
+	const char *qmp;
+	struct dom_job *job;
+	json_t *rec, *args;
+	json_int_t pid, started;
+
+	run_path(env, dom_name(d), "", path, sizeof(path));
+	rec = json_load_file(path, 0, NULL);
+	if (!rec)
+		return;                 /* it was not running */
+	pid = json_integer_value(json_object_get(rec, "pid"));
+	qmp = json_string_value(json_object_get(rec, "qmp_socket"));
+	started = json_integer_value(json_object_get(rec, "starttime"));
+	if (pid <= 0 || pid > INT32_MAX || !qmp || !started ||
+	    proc_starttime((pid_t)pid) != (unsigned long long)started) {
+		/* Its QEMU ended while no daemon watched. */
+		unlink(path);
+		json_decref(rec);
+		return;
+	}
+	args = json_pack("{s:s, s:I}", "qmp_socket", qmp, "pid", pid);
+	if (!args || vm_job_new(VM_OP_ATTACH, args, 30 * NSEC_PER_SEC, reattach_done, NULL, &job,
+				err, sizeof(err)) < 0) {
+		if (report)
+			report(path, "cannot re-attach: out of memory", arg);
+	} else if (vm_submit(d, job) < 0) {
+		dom_job_free(job);
+	}
+	json_decref(args);
+	json_decref(rec);
+}
+
 static int vm_define_one(struct vm_env *env, json_t *config, bool persist, struct domain **ret,
 			 char *errbuf, size_t errlen);
 
@@ -249,6 +365,7 @@ int vm_env_load(struct vm_env *env,
 		void (*report)(const char *path, const char *why, void *arg), void *arg)
 {
 	char dir[512], path[1024], err[512];
+	struct domain *d;
 	struct dirent *de;
 	int n = 0;
 	DIR *dp;
@@ -271,10 +388,11 @@ int vm_env_load(struct vm_env *env,
 				report(path, jerr.text, arg);
 			continue;
 		}
-		if (vm_define_one(env, cfg, false, NULL, err, sizeof(err)) < 0) {
+		if (vm_define_one(env, cfg, false, &d, err, sizeof(err)) < 0) {
 			if (report)
 				report(path, err, arg);
 		} else {
+			reattach(env, d, report, arg);
 			n++;
 		}
 		json_decref(cfg);
@@ -474,6 +592,7 @@ static void process_gone(struct domain *d, int wstatus, bool have_status)
 	vm->guest_shutdown = false;
 	if (vm->qmp_path[0])
 		unlink(vm->qmp_path);
+	run_record_drop(vm->env, dom_name(d));
 	dom_set_pid(d, 0);
 	dom_set_monitor(d, DOM_MON_NONE);
 	lifecycle(d, st, reason);
@@ -767,6 +886,7 @@ static void start_qemu(struct domain *d, struct dom_job *job)
 	close(lfd);
 	vm->pid = pid;
 	dom_set_pid(d, pid);
+	run_record_save(env, d, pid, vm->qmp_path);
 	lifecycle(d, DOM_STARTING, "starting");
 	if (watch_pid(d, pid, true) < 0) {
 		/* Without a watch we could never notice its exit: do not run it. */
@@ -814,7 +934,16 @@ static void attach_qemu(struct domain *d, struct dom_job *job)
 		     path, strerror(-r));
 		return;
 	}
-	vm->qmp_path[0] = '\0';         /* not ours to remove */
+	{
+		char own[sizeof(vm->qmp_path)];
+
+		/* Re-attaching to a QEMU corral started: its socket is still ours. */
+		snprintf(own, sizeof(own), "%s/%s.qmp", vm->env->runtime_dir, dom_name(d));
+		if (strcmp(path, own) == 0)
+			snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", own);
+		else
+			vm->qmp_path[0] = '\0';        /* not ours to remove */
+	}
 	if (pid) {
 		vm->pid = (pid_t)pid;
 		dom_set_pid(d, vm->pid);
@@ -826,6 +955,7 @@ static void attach_qemu(struct domain *d, struct dom_job *job)
 			     dom_name(d), (int64_t)pid);
 			return;
 		}
+		run_record_save(vm->env, d, vm->pid, path);
 	}
 	if (mon_new(vm->env->rt, vm->env->io, d, fd, on_note, job->deadline_ns, &vm->mon) < 0) {
 		fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch the monitor", dom_name(d));

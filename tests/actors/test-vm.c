@@ -271,3 +271,39 @@ Test(vm, definitions_are_saved_and_loaded, .init = vmfix_setup, .fini = vmfix_te
 	cr_assert_eq(stat(path, &st), -1, "undefine left %s behind", path);
 	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 0);
 }
+
+/* A running VM survives the daemon: the next one re-attaches to its QEMU. */
+Test(vm, running_vm_is_reattached_after_restart, .init = vmfix_setup, .fini = vmfix_teardown,
+     .timeout = 120)
+{
+	struct domain *d = define("survivor");
+	char path[512];
+	struct stat st;
+	int pid;
+
+	vmfix_run_ok(d, VM_OP_START, NULL, 30000);
+	pid = vmfix_snap(d).pid;
+	snprintf(path, sizeof(path), "%s/run/survivor.run.json", fx.dir);
+	cr_assert_eq(stat(path, &st), 0, "no runtime record for a running VM");
+
+	/* The daemon goes away: the domain leaves memory; QEMU is left alone. */
+	cr_assert_eq(reg_del(fx.reg, d), 0);
+	actor_stop(dom_actor(d));
+	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
+	cr_assert_eq(kill(pid, 0), 0, "stopping the domain touched QEMU");
+
+	/* The next daemon loads the definition and re-attaches. */
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 1);
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(fx.reg, "survivor");
+	crcu_read_unlock();
+	cr_assert_not_null(d);
+	vmfix_wait_state(d, DOM_RUNNING);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	cr_assert_eq(vmfix_snap(d).pid, pid, "re-attached to another process");
+	vmfix_run_ok(d, VM_OP_SUSPEND, NULL, 10000);
+	vmfix_wait_state(d, DOM_PAUSED);
+	vmfix_run_ok(d, VM_OP_DESTROY, NULL, 10000);
+	vmfix_wait_state(d, DOM_SHUTOFF);
+	cr_assert_eq(stat(path, &st), -1, "the runtime record outlived its QEMU");
+}
