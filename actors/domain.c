@@ -60,6 +60,7 @@ struct domain {
 	struct cds_list_head waiting;
 	uint32_t nwaiting;
 	uint64_t timer_at;              /* the armed deadline timer's time; 0: none */
+	struct cds_list_head ended;     /* jobs ended this turn, done not yet called */
 	bool dirty;                     /* publish at the end of this message */
 	enum dom_state state;
 	const char *reason;
@@ -316,7 +317,26 @@ static void job_end(struct domain *d, struct dom_job *job)
 	default: d->jobs_failed++; break;
 	}
 	d->dirty = true;
-	job->done(job, job->done_arg);
+	/*
+	 * done runs at the end of the turn, after the snapshot showing the
+	 * job's effect is published: whoever hears of the end and asks again
+	 * reads that snapshot (read-your-writes).
+	 */
+	cds_list_add_tail(&job->link, &d->ended);
+}
+
+/* End of a turn: publish, then tell the ended jobs' owners.  Actor only. */
+static void dom_turn_end(struct domain *d)
+{
+	struct dom_job *job;
+
+	if (d->dirty)
+		dom_publish(d);
+	while (!cds_list_empty(&d->ended)) {
+		job = cds_list_first_entry(&d->ended, struct dom_job, link);
+		cds_list_del_init(&job->link);
+		job->done(job, job->done_arg);  /* may free job */
+	}
 }
 
 static void job_fail_busy(struct domain *d, struct dom_job *job, uint64_t now)
@@ -507,8 +527,7 @@ static void dom_handle(struct actor *a, struct mbx_msg *msg)
 	}
 	dom_kick(d);
 	dom_rearm(d);
-	if (d->dirty)
-		dom_publish(d);
+	dom_turn_end(d);
 }
 
 /* A job request whose deadline passed while it sat in the mailbox. */
@@ -522,7 +541,7 @@ static void dom_expire(struct actor *a, struct mbx_msg *msg)
 		return;
 	}
 	job_fail_busy(d, container_of(msg, struct dom_job, msg), now_ns());
-	dom_publish(d);
+	dom_turn_end(d);
 }
 
 /* The domain is stopping: every job it holds or queues ends now. */
@@ -552,7 +571,8 @@ static void dom_stopping(struct actor *a)
 	}
 	if (d->on_stop)
 		d->on_stop(d);
-	dom_publish(d);
+	d->dirty = true;
+	dom_turn_end(d);
 }
 
 /* Last reference gone, after a grace period: no reader can see d. */
@@ -605,6 +625,7 @@ int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain 
 	cds_lfht_node_init(&d->name_node);
 	cds_lfht_node_init(&d->uuid_node);
 	CDS_INIT_LIST_HEAD(&d->waiting);
+	CDS_INIT_LIST_HEAD(&d->ended);
 	d->state = DOM_SHUTOFF;
 	d->reason = "defined";
 	d->mon_since_ns = now_ns();

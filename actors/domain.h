@@ -90,8 +90,10 @@ struct domain;
 struct dom_job;
 
 /*
- * Called once when a job ends: on the domain actor, or (domain gone) on the
- * runtime thread that drops it.  Must not block.
+ * Called once when a job ends: on the domain actor at the end of the turn,
+ * after the snapshot showing the job's effect is published (a caller that
+ * asks again sees it), or, if the domain is gone, on the runtime thread
+ * that drops the job.  Must not block.
  */
 typedef void (*dom_job_done_fn)(struct dom_job *job, void *arg);
 

@@ -195,17 +195,13 @@ static int dom_err_to_rpc(const struct dom_job *job)
 }
 
 /*
- * The domain's state for a job without a result.  On the domain actor (the
- * usual case) the actor's own state is current, while the snapshot is only
- * republished after done returns; a job dropped with its domain gone runs
- * done elsewhere, and then the last snapshot is all there is.
+ * The domain's state for a job without a result: done runs after the
+ * snapshot with the job's effect is published, so the snapshot is current.
  */
 static const char *state_after_job(struct domain *d)
 {
 	const char *name;
 
-	if (actor_is_current(dom_actor(d)))
-		return dom_state_name(dom_state_actor(d));
 	crcu_read_lock();
 	name = dom_state_name(dom_snap_rcu(d)->state);
 	crcu_read_unlock();
@@ -228,16 +224,6 @@ static int pack_job_reply(msgpack_packer *pk, struct call *cl, struct dom_job *j
 	return pk_kv_str(pk, "state", state_after_job(cl->dom));
 }
 
-static void reply_release(void *arg)
-{
-	call_complete(arg);
-}
-
-static void reply_after_publish(struct domain *d, void *arg)
-{
-	call_complete(arg);
-}
-
 /* Runtime worker (the domain actor): must not block. */
 static void job_done(struct dom_job *job, void *arg)
 {
@@ -258,14 +244,8 @@ static void job_done(struct dom_job *job, void *arg)
 	cl->reply = msgpack_sbuffer_release(&sb);      /* zeroes sb.size */
 	msgpack_sbuffer_destroy(&sb);
 	dom_job_free(job);
-	/*
-	 * Read-your-writes: the actor publishes the job's effect in a new
-	 * snapshot only when this turn ends, after done.  A client that got
-	 * the reply and asks again (info, or undefine after destroy) must see
-	 * that snapshot, so the reply leaves from the actor's next message.
-	 * If the domain is gone, reply_release runs at once.
-	 */
-	dom_call(cl->dom, reply_after_publish, cl, reply_release);
+	/* Read-your-writes holds: done runs after the domain published the effect. */
+	call_complete(cl);
 }
 
 static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *args)
