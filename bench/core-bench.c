@@ -39,6 +39,7 @@
 #include "actors/actor.h"
 #include "actors/domain.h"
 #include "common/futex.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 #ifndef CK_F_FIFO_MPMC
@@ -152,20 +153,6 @@ static uint64_t xorshift64(uint64_t *s)
 	x ^= x >> 7;
 	x ^= x << 17;
 	return *s = x;
-}
-
-/* Resident set size in bytes, from /proc/self/statm. */
-static uint64_t rss_bytes(void)
-{
-	unsigned long size = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (!f)
-		return 0;
-	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-		resident = 0;
-	fclose(f);
-	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 /*
@@ -854,7 +841,7 @@ static void reg_build(struct reg_build *b, unsigned n)
 	BUG_ON(rt_new(0, &b->rt) < 0);
 	BUG_ON(reg_new(&b->reg) < 0);
 
-	b->rss_before = rss_bytes();
+	b->rss_before = proc_rss_bytes();
 	t0 = now_ns();
 	for (unsigned i = 0; i < n; i++) {
 		if (dom_new(b->rt, b->names[i], NULL, &b->doms[i], err, sizeof(err)) < 0) {
@@ -874,7 +861,7 @@ static void reg_build(struct reg_build *b, unsigned n)
 	 */
 	usleep(200 * 1000);
 	urcu_memb_barrier();
-	b->rss_after = rss_bytes();
+	b->rss_after = proc_rss_bytes();
 	BUG_ON(reg_count(b->reg) != n);
 
 	for (unsigned i = 0; i < n; i++)
@@ -1164,7 +1151,7 @@ static void bench_timers(void)
 	c->target = n;
 	completion_init(&c->all_seen);
 	completion_init(&c->freed);
-	rss0 = rss_bytes();
+	rss0 = proc_rss_bytes();
 	base = now_ns() + 2 * NSEC_PER_SEC;
 	t0 = now_ns();
 	for (unsigned i = 0; i < n; i++) {
@@ -1178,7 +1165,7 @@ static void bench_timers(void)
 	t1 = now_ns();
 	/* Let the timer thread take them all into its heap (well before base). */
 	usleep(500 * 1000);
-	rss1 = rss_bytes();
+	rss1 = proc_rss_bytes();
 	rt_get_stats(rt, &st);
 	BUG_ON(st.timers_fired != 0);   /* all were pending at once */
 	last = base + NSEC_PER_SEC;

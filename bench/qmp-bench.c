@@ -60,6 +60,7 @@
 #include "actors/monitor.h"
 #include "actors/vm.h"
 #include "common/futex.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu.h"
 #include "qmp/qmp.h"
@@ -673,19 +674,6 @@ static void pgrep_report(char *out, size_t outlen)
 		snprintf(out, outlen, "`pgrep -a -f '%s'`: none", pattern);
 	else
 		snprintf(out, outlen, "`pgrep -a -f '%s'`: %u process(es)", pattern, found);
-}
-
-static uint64_t rss_bytes(void)
-{
-	unsigned long size = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-
-	if (!f)
-		return 0;
-	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-		resident = 0;
-	fclose(f);
-	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
 /* The 1-minute load average: how busy the neighbours were. */
@@ -1582,7 +1570,7 @@ static void section_attach(void)
 
 	/* Give back what earlier sections freed, so the baseline is tight. */
 	malloc_trim(0);
-	rss0 = rss_bytes();
+	rss0 = proc_rss_bytes();
 	for (unsigned i = 0; i < n; i++) {
 		char name[32], err[256];
 		json_t *cfg;
@@ -1593,7 +1581,7 @@ static void section_attach(void)
 			bail("define %s: %s", name, err);
 		json_decref(cfg);
 	}
-	rss1 = rss_bytes();
+	rss1 = proc_rss_bytes();
 
 	progress("attach: %u monitors", n);
 	batch_init(&b, n);
@@ -1610,7 +1598,7 @@ static void section_attach(void)
 	t_attach = (double)(now_ns() - t0) / 1e9;
 	for (unsigned i = 0; i < n; i++)
 		wait_state(doms[i], DOM_RUNNING);
-	rss2 = rss_bytes();
+	rss2 = proc_rss_bytes();
 
 	batch_init(&b, n);
 	t0 = now_ns();

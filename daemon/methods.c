@@ -21,6 +21,7 @@
 #include "actors/evbus.h"
 #include "actors/vm.h"
 #include "common/names.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "rpc/json-conv.h"
 #include "rpc/rpc.h"
@@ -355,19 +356,6 @@ static int count_running(struct domain *d, void *arg)
 	return 0;
 }
 
-static uint64_t rss_bytes(void)
-{
-	unsigned long size = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
-
-	if (!f)
-		return 0;
-	if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-		resident = 0;
-	fclose(f);
-	return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static int m_daemon_info(struct req *r)
 {
 	struct server *s = r->srv;
@@ -381,7 +369,7 @@ static int m_daemon_info(struct req *r)
 	PK(pk_kv_double(pk, "uptime_s", secs(now_ns() - s->started_ns)));
 	PK(pk_kv_u64(pk, "domains", reg_count(s->o.reg)));
 	PK(pk_kv_u64(pk, "running", running));
-	PK(pk_kv_u64(pk, "rss_bytes", rss_bytes()));
+	PK(pk_kv_u64(pk, "rss_bytes", proc_rss_bytes()));
 	PK(pk_kv_u64(pk, "workers", s->o.workers));
 	PK(pk_kv_u64(pk, "io_threads", s->o.io_threads));
 	PK(pk_kv_u64(pk, "connections", server_connections(s)));
