@@ -39,6 +39,7 @@
 #include "actors/actor.h"
 #include "actors/domain.h"
 #include "common/futex.h"
+#include "bench/benchutil.h"
 #include "common/proc.h"
 #include "common/util.h"
 
@@ -81,27 +82,6 @@ static struct {
  * run in another order (the big registry first, so its RSS delta is taken
  * in a fresh heap).
  */
-struct row {
-	enum section sec;
-	char text[512];
-};
-
-static struct row rows[160];
-static unsigned nrows;
-
-static void row_add(enum section sec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void row_add(enum section sec, const char *fmt, ...)
-{
-	va_list ap;
-
-	BUG_ON(nrows == ARRAY_SIZE(rows));
-	rows[nrows].sec = sec;
-	va_start(ap, fmt);
-	vsnprintf(rows[nrows].text, sizeof(rows[nrows].text), fmt, ap);
-	va_end(ap);
-	nrows++;
-}
 
 /* "met (2.4x under)" or "missed by 35.0 ns (1.4x)": lower is better. */
 static void verdict(char *buf, size_t len, double val, double target, const char *unit)
@@ -1197,40 +1177,6 @@ static void usage(FILE *f)
 		   "  --only    run one section (may be given more than once)\n");
 }
 
-static void cpu_model(char *buf, size_t len)
-{
-	FILE *f = fopen("/proc/cpuinfo", "r");
-	char line[256];
-
-	snprintf(buf, len, "unknown");
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *colon = strchr(line, ':');
-
-		if (strncmp(line, "model name", 10) == 0 && colon) {
-			snprintf(buf, len, "%s", colon + 2);
-			buf[strcspn(buf, "\n")] = '\0';
-			break;
-		}
-	}
-	fclose(f);
-}
-
-/* The 1-minute load average: other work on the machine skews every figure. */
-static double loadavg(void)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	double l = -1;
-
-	if (f) {
-		if (fscanf(f, "%lf", &l) != 1)
-			l = -1;
-		fclose(f);
-	}
-	return l;
-}
-
 int main(int argc, char **argv)
 {
 	bool only = false;
@@ -1305,10 +1251,8 @@ int main(int argc, char **argv)
 	       opt.quick ? "--quick" : "full", ncpus(), cpu, ncpus(), load0, loadavg());
 	printf("| Benchmark | Configuration | Threads | Result | Detail | Target | Verdict |\n");
 	printf("|---|---|---|---|---|---|---|\n");
-	for (unsigned s = 0; s < SEC_COUNT; s++)
-		for (unsigned i = 0; i < nrows; i++)
-			if (rows[i].sec == s)
-				printf("%s\n", rows[i].text);
+	for (int s = 0; s < SEC_COUNT; s++)
+		rows_print(s);
 
 	urcu_memb_barrier();
 	urcu_memb_unregister_thread();

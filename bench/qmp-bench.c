@@ -60,6 +60,7 @@
 #include "actors/monitor.h"
 #include "actors/vm.h"
 #include "common/futex.h"
+#include "bench/benchutil.h"
 #include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu.h"
@@ -97,27 +98,6 @@ static struct {
 
 /* ---- the tables -------------------------------------------------------------- */
 
-struct row {
-	enum section sec;
-	char text[512];
-};
-
-static struct row rows[64];
-static unsigned nrows;
-
-static void row_add(enum section sec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void row_add(enum section sec, const char *fmt, ...)
-{
-	va_list ap;
-
-	BUG_ON(nrows == ARRAY_SIZE(rows));
-	rows[nrows].sec = sec;
-	va_start(ap, fmt);
-	vsnprintf(rows[nrows].text, sizeof(rows[nrows].text), fmt, ap);
-	va_end(ap);
-	nrows++;
-}
 
 static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -674,38 +654,6 @@ static void pgrep_report(char *out, size_t outlen)
 		snprintf(out, outlen, "`pgrep -a -f '%s'`: none", pattern);
 	else
 		snprintf(out, outlen, "`pgrep -a -f '%s'`: %u process(es)", pattern, found);
-}
-
-/* The 1-minute load average: how busy the neighbours were. */
-static double loadavg(void)
-{
-	double l = -1;
-	FILE *f = fopen("/proc/loadavg", "r");
-
-	if (f && fscanf(f, "%lf", &l) != 1)
-		l = -1;
-	if (f)
-		fclose(f);
-	return l;
-}
-
-static void cpu_model(char *buf, size_t len)
-{
-	char line[256];
-	FILE *f = fopen("/proc/cpuinfo", "r");
-
-	snprintf(buf, len, "unknown CPU");
-	while (f && fgets(line, sizeof(line), f)) {
-		char *colon = strchr(line, ':');
-
-		if (strncmp(line, "model name", 10) == 0 && colon) {
-			snprintf(buf, len, "%s", colon + 2);
-			buf[strcspn(buf, "\n")] = '\0';
-			break;
-		}
-	}
-	if (f)
-		fclose(f);
 }
 
 /* ---- rtt: measuring ------------------------------------------------------------------ */
@@ -1675,9 +1623,7 @@ static void print_tables(const char *cpu, double total_s, double load0, const ch
 		if (!opt.run[s])
 			continue;
 		printf("%s\n", heads[s]);
-		for (unsigned i = 0; i < nrows; i++)
-			if (rows[i].sec == s)
-				printf("%s\n", rows[i].text);
+		rows_print((int)s);
 		if (s == SEC_RTT)
 			printf("\nColumns after p99 are per round trip, over the timed chunks: "
 			       "voluntary context switches of this process (threads that slept "
