@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 
 ./scripts/deps.sh
 
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# meson test, its output kept for the totals at the end.
+run_tests() {
+	meson test "$@" 2>&1 | tee -a "$log"
+	return "${PIPESTATUS[0]}"
+}
+
 setup() { # dir, extra meson args...
 	local dir=$1
 	shift
@@ -20,16 +29,18 @@ setup() { # dir, extra meson args...
 
 echo "== build/ (gcc, -Werror) =="
 setup build
-meson test -C build --print-errorlogs --num-processes 2
+run_tests -C build --print-errorlogs --num-processes 2
 
 echo "== build-asan/ (ASan + UBSan) =="
 setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dc_args=-fno-sanitize-recover=all
-meson test -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
+run_tests -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
 
 echo "== build-tsan/ (ThreadSanitizer, stress suite) =="
 setup build-tsan -Db_sanitize=thread -Db_lundef=false
-meson test -C build-tsan --suite stress --print-errorlogs --num-processes 1 \
+run_tests -C build-tsan --suite stress --print-errorlogs --num-processes 1 \
 	--timeout-multiplier 4
 
-echo "all suites passed"
+ok=$(awk '/^Ok:/ { n += $2 } END { print n + 0 }' "$log")
+bad=$(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $NF } END { print n + 0 }' "$log")
+echo "tests: $ok passed, $bad failed"
