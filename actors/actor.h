@@ -119,6 +119,15 @@ void actor_unref(struct actor *a);
 int actor_send(struct actor *a, struct mbx_msg *msg);
 
 /*
+ * Like actor_send, for an ioloop thread handing readiness to the actor that
+ * owns the socket: if this send makes a runnable, the calling thread runs
+ * its turn (and what that turn hands off, bounded) right away instead of
+ * waking a worker.  Turns never block, so the loop is delayed by a turn at
+ * most.  Not from inside an actor's turn.
+ */
+int actor_send_run(struct actor *a, struct mbx_msg *msg);
+
+/*
  * Send msg to a at deadline_ns (CLOCK_MONOTONIC) via the timer thread.  The
  * runtime holds a reference on a until then.  0, or -ENOMEM (msg still the
  * caller's).  Any registered thread.

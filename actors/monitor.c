@@ -561,14 +561,18 @@ static const struct actor_ops mon_actor_ops = {
 	.free = mon_free,
 };
 
-/* Loop thread, RCU read section: just hand the readiness to the actor. */
+/*
+ * Loop thread, RCU read section: hand the readiness to the actor, whose
+ * turn then runs right here (actor_send_run) unless it is already queued or
+ * running: one thread wake-up less on every QMP reply.
+ */
 static void mon_io_cb(struct io_watch *w, uint32_t events)
 {
 	struct monitor *m = container_of(w, struct monitor, watch);
 
 	__atomic_fetch_or(&m->io_events, events, __ATOMIC_ACQ_REL);
 	if (__atomic_exchange_n(&m->io_queued, 1, __ATOMIC_ACQ_REL) == 0)
-		actor_send(&m->actor, &m->io_msg);
+		actor_send_run(&m->actor, &m->io_msg);
 }
 
 static void io_msg_drop(struct mbx_msg *msg, int err)

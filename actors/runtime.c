@@ -102,6 +102,34 @@ int actor_send(struct actor *a, struct mbx_msg *msg)
 	return r < 0 ? r : 0;
 }
 
+static void actor_run(struct rt *rt, struct actor *a);
+static void run_handoffs(struct rt *rt);
+
+int actor_send_run(struct actor *a, struct mbx_msg *msg)
+{
+	struct rt *rt = a->rt;
+	int r;
+
+	BUG_ON(tls_current);
+	if (tls_worker_rt)
+		return actor_send(a, msg);      /* a worker: hand-off as usual */
+	urcu_memb_read_lock();
+	r = mbx_send(&a->mbx, msg);
+	urcu_memb_read_unlock();
+	if (r != MBX_SCHEDULE)
+		return r < 0 ? r : 0;
+	/*
+	 * This thread owns the turn now: run it here, as a worker would, with
+	 * hand-offs (the monitor's reply waking its domain) run here too.
+	 */
+	__atomic_fetch_add(&rt->active, 1, __ATOMIC_RELAXED);
+	tls_worker_rt = rt;
+	actor_run(rt, a);
+	run_handoffs(rt);
+	tls_worker_rt = NULL;
+	return 0;
+}
+
 bool actor_is_current(const struct actor *a)
 {
 	return tls_current == a;
@@ -235,6 +263,22 @@ static void actor_run(struct rt *rt, struct actor *a)
 	__atomic_fetch_sub(&rt->active, 1, __ATOMIC_RELEASE);
 }
 
+/* Run the actors this thread's turns handed off, then queue the rest. */
+static void run_handoffs(struct rt *rt)
+{
+	for (int i = 0; tls_runnext && i < RUNNEXT_MAX; i++) {
+		struct actor *next = tls_runnext;
+
+		tls_runnext = NULL;
+		actor_run(rt, next);
+	}
+	if (tls_runnext) {
+		/* Chain long enough: let the other workers have it. */
+		rt_schedule(rt, tls_runnext);
+		tls_runnext = NULL;
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct rt *rt = arg;
@@ -252,17 +296,7 @@ static void *worker_main(void *arg)
 		BUG_ON(!node);          /* a token means an entry */
 		tsan_handoff_acquire(node);
 		actor_run(rt, container_of(node, struct actor, runq_node));
-		for (int i = 0; tls_runnext && i < RUNNEXT_MAX; i++) {
-			struct actor *next = tls_runnext;
-
-			tls_runnext = NULL;
-			actor_run(rt, next);
-		}
-		if (tls_runnext) {
-			/* Chain long enough: let the other workers have it. */
-			rt_schedule(rt, tls_runnext);
-			tls_runnext = NULL;
-		}
+		run_handoffs(rt);
 	}
 	urcu_memb_unregister_thread();
 	return NULL;
