@@ -240,7 +240,7 @@ static int config_save(struct vm_env *env, const char *name, const json_t *cfg)
  * The runtime record RUNTIME_DIR/NAME.run.json: which QEMU runs the domain
  * ({"pid", "qmp_socket", "starttime"}), so that the next daemon can
  * re-attach to it instead of losing it.  Written when QEMU starts or is
- * attached with a pid, removed when it ends.
+ * attached (pid 0 when the attach named none), removed when it ends.
  */
 static void run_path(struct vm_env *env, const char *name, const char *suffix, char *buf,
 		     size_t len)
@@ -257,7 +257,7 @@ static void run_record_save(struct vm_env *env, struct domain *d, pid_t pid, con
 	int fd, r;
 
 	rec = json_pack("{s:I, s:s, s:I}", "pid", (json_int_t)pid, "qmp_socket", qmp,
-			"starttime", (json_int_t)proc_starttime(pid));
+			"starttime", (json_int_t)(pid ? proc_starttime(pid) : 0));
 	run_path(env, dom_name(d), ".tmp", tmp, sizeof(tmp));
 	run_path(env, dom_name(d), "", path, sizeof(path));
 	fd = rec ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
@@ -313,6 +313,11 @@ static unsigned long long proc_starttime(pid_t pid)
 
 static void reattach_done(struct dom_job *job, void *arg)
 {
+	struct vm *vm = to_vm(job->dom);
+
+	/* Nothing answered at the recorded socket: the VM is gone. */
+	if (job->err)
+		run_record_drop(vm->env, dom_name(job->dom));
 	dom_job_free(job);
 }
 
@@ -333,14 +338,19 @@ static void reattach(struct vm_env *env, struct domain *d,
 	pid = json_integer_value(json_object_get(rec, "pid"));
 	qmp = json_string_value(json_object_get(rec, "qmp_socket"));
 	started = json_integer_value(json_object_get(rec, "starttime"));
-	if (pid <= 0 || pid > INT32_MAX || !qmp || !started ||
-	    proc_starttime((pid_t)pid) != (unsigned long long)started) {
+	/*
+	 * With a pid, it must still name the same process; without one (an
+	 * attach that gave none), the socket answering is the only proof.
+	 */
+	if (pid < 0 || pid > INT32_MAX || !qmp ||
+	    (pid && (!started || proc_starttime((pid_t)pid) != (unsigned long long)started))) {
 		/* Its QEMU ended while no daemon watched. */
 		unlink(path);
 		json_decref(rec);
 		return;
 	}
-	args = json_pack("{s:s, s:I}", "qmp_socket", qmp, "pid", pid);
+	args = pid ? json_pack("{s:s, s:I}", "qmp_socket", qmp, "pid", pid) :
+		     json_pack("{s:s}", "qmp_socket", qmp);
 	if (!args || vm_job_new(VM_OP_ATTACH, args, 30 * NSEC_PER_SEC, reattach_done, NULL, &job,
 				err, sizeof(err)) < 0) {
 		if (report)
@@ -955,7 +965,6 @@ static void attach_qemu(struct domain *d, struct dom_job *job)
 			     dom_name(d), (int64_t)pid);
 			return;
 		}
-		run_record_save(vm->env, d, vm->pid, path);
 	}
 	if (mon_new(vm->env->rt, vm->env->io, d, fd, on_note, job->deadline_ns, &vm->mon) < 0) {
 		fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch the monitor", dom_name(d));
@@ -1154,6 +1163,9 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 			json_string_value(json_object_get(ret, "status")), &st);
 
 		lifecycle(d, st, reason ? reason : "attached");
+		/* Attached for good: the next daemon re-attaches (pid 0: none known). */
+		run_record_save(vm->env, d, vm->pid,
+				json_string_value(json_object_get(vj->args, "qmp_socket")));
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", dom_state_name(st)),
 			       NULL);
 		break;

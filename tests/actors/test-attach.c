@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
 #include "../qmp/helpers.h"
 #include "actors/vm.h"
 #include "vmfix.h"
+#include "common/rcu.h"
 #include "common/util.h"
 
 static pid_t sim = -1;
@@ -204,4 +206,31 @@ Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = tea
 	vmfix_wait_state(d, DOM_SHUTOFF);
 	cr_assert_str_eq(vmfix_snap(d).reason, "shutdown");
 	evbus_unsubscribe(fx.bus, sub);
+}
+
+/* An attached VM (no pid known) is found again by the next daemon too. */
+Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+	struct domain *d = attach("adopted", 0, 10000, 0);
+	char path[512];
+	struct stat st;
+
+	vmfix_wait_state(d, DOM_RUNNING);
+	snprintf(path, sizeof(path), "%s/run/adopted.run.json", fx.dir);
+	cr_assert_eq(stat(path, &st), 0, "no runtime record for an attached VM");
+
+	/* The daemon goes away; the simulated QEMU stays. */
+	cr_assert_eq(reg_del(fx.reg, d), 0);
+	actor_stop(dom_actor(d));
+	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
+
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 1);
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(fx.reg, "adopted");
+	crcu_read_unlock();
+	cr_assert_not_null(d);
+	vmfix_wait_state(d, DOM_RUNNING);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	cr_assert_str_eq(vmfix_snap(d).reason, "attached");
 }
