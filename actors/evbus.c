@@ -132,7 +132,16 @@ void evbus_publish(struct evbus *bus, const char *domain, const char *event, jso
 			continue;
 		}
 		mbx_msg_init(&em->msg, 1, evmsg_drop);
-		em->ev = json_incref(ev);
+		/*
+		 * Each subscriber gets its own copy: a json_t shared by two
+		 * threads is freed by whichever lets go last (THREADS.md).
+		 */
+		em->ev = json_deep_copy(ev);
+		if (!em->ev) {
+			free(em);
+			__atomic_fetch_add(&sub->dropped, 1, __ATOMIC_RELAXED);
+			continue;
+		}
 		if (mbx_send(&sub->q, &em->msg) == MBX_SCHEDULE && sub->notify)
 			sub->notify(sub, sub->arg);
 	}
