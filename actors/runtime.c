@@ -6,6 +6,7 @@
 #include "actors/actor.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdlib.h>
@@ -45,7 +46,12 @@ struct rt {
 	struct timer_ent *heap;         /* timer thread only */
 	size_t heap_len, heap_cap;      /* timer thread only */
 
-	uint64_t active;                /* atomic: actors scheduled or running */
+	/*
+	 * Actors scheduled or running; a futex word, woken when it drops to 0.
+	 * A turn's own sends count before the turn's release, so work that
+	 * chains from actor to actor never lets it touch 0 on the way.
+	 */
+	uint32_t active;
 
 	/* Statistics, relaxed atomics. */
 	uint64_t st_turns, st_messages, st_expired, st_timers_pending, st_timers_fired;
@@ -260,7 +266,8 @@ static void actor_run(struct rt *rt, struct actor *a)
 	 */
 	if (left & MBX_CLOSED)
 		actor_unref(a);
-	__atomic_fetch_sub(&rt->active, 1, __ATOMIC_RELEASE);
+	if (__atomic_sub_fetch(&rt->active, 1, __ATOMIC_RELEASE) == 0)
+		futex_wake(&rt->active, INT_MAX);       /* rt_quiesce */
 }
 
 /* Run the actors this thread's turns handed off, then queue the rest. */
@@ -534,17 +541,16 @@ void rt_free(struct rt *rt)
 int rt_quiesce(struct rt *rt, uint64_t timeout_ns)
 {
 	uint64_t deadline = now_ns() + timeout_ns;
-	int calm = 0;
+	uint32_t n;
 
-	/* Shutdown only: a bounded wait, checked every millisecond. */
-	while (calm < 3) {
-		if (__atomic_load_n(&rt->active, __ATOMIC_ACQUIRE) == 0)
-			calm++;
-		else
-			calm = 0;
-		if (now_ns() > deadline)
+	while ((n = __atomic_load_n(&rt->active, __ATOMIC_ACQUIRE)) != 0) {
+		uint64_t now = now_ns();
+		struct timespec ts;
+
+		if (now >= deadline)
 			return -ETIMEDOUT;
-		usleep(1000);
+		ts = ns_to_timespec(deadline - now);
+		futex_wait(&rt->active, n, &ts);
 	}
 	return 0;
 }
