@@ -51,10 +51,21 @@ static bool have_qemu(void)
 	return q && *q && access(q, X_OK) == 0;
 }
 
+/* Define a machine-none VM on the real QEMU and start it; returns start's result. */
+static json_t *define_and_start(struct dt_client *c, const char *name)
+{
+	char def[512], start[128];
+
+	snprintf(def, sizeof(def), "{\"config\": {\"name\": \"%s\", \"machine\": \"none\", "
+		 "\"accel\": \"tcg\", \"emulator\": \"%s\"}}", name, getenv("CORRAL_QEMU"));
+	json_decref(dt_call_ok(c, "define", def));
+	snprintf(start, sizeof(start), "{\"name\": \"%s\", \"timeout_ms\": 60000}", name);
+	return dt_call_ok(c, "start", start);
+}
+
 Test(lifecycle, start_suspend_resume_destroy_with_qemu)
 {
 	struct dt_client c;
-	char def[512];
 	json_t *r;
 	pid_t pid;
 
@@ -62,11 +73,7 @@ Test(lifecycle, start_suspend_resume_destroy_with_qemu)
 		cr_skip_test("no qemu-system-x86_64");
 	dt_start(&dd, NULL);
 	dt_connect(&c, dd.rw);
-	snprintf(def, sizeof(def), "{\"config\": {\"name\": \"life1\", \"machine\": \"none\", "
-		 "\"accel\": \"tcg\", \"emulator\": \"%s\"}}", getenv("CORRAL_QEMU"));
-	json_decref(dt_call_ok(&c, "define", def));
-
-	r = dt_call_ok(&c, "start", "{\"name\": \"life1\", \"timeout_ms\": 60000}");
+	r = define_and_start(&c, "life1");
 	cr_assert_str_eq(state_of(r), "running");
 	json_decref(r);
 	r = dt_call_ok(&c, "info", "{\"name\": \"life1\"}");
@@ -110,7 +117,6 @@ Test(lifecycle, start_suspend_resume_destroy_with_qemu)
 Test(lifecycle, daemon_exit_leaves_the_vm_running)
 {
 	struct dt_client c;
-	char def[512];
 	json_t *r;
 	pid_t pid;
 
@@ -118,10 +124,7 @@ Test(lifecycle, daemon_exit_leaves_the_vm_running)
 		cr_skip_test("no qemu-system-x86_64");
 	dt_start(&dd, NULL);
 	dt_connect(&c, dd.rw);
-	snprintf(def, sizeof(def), "{\"config\": {\"name\": \"stay\", \"machine\": \"none\", "
-		 "\"accel\": \"tcg\", \"emulator\": \"%s\"}}", getenv("CORRAL_QEMU"));
-	json_decref(dt_call_ok(&c, "define", def));
-	r = dt_call_ok(&c, "start", "{\"name\": \"stay\", \"timeout_ms\": 60000}");
+	r = define_and_start(&c, "stay");
 	pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
 	json_decref(r);
 	if (pid <= 0) {
