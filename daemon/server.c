@@ -99,6 +99,30 @@ static int obuf_write(void *data, const char *buf, size_t len)
 	return 0;
 }
 
+/*
+ * A position in the output, for rewinding a message that could not be
+ * packed whole.  Counted from the first unwritten byte, not from the start
+ * of the buffer: obuf_write() may slide the unwritten bytes down (off and
+ * len both shrink) in the middle of a message, so a raw offset into data
+ * would go stale and a rewind would cut into bytes of earlier replies.
+ */
+static size_t obuf_mark(const struct obuf *b)
+{
+	return b->len - b->off;
+}
+
+static void obuf_rewind(struct obuf *b, size_t mark)
+{
+	BUG_ON(mark > b->len - b->off);
+	b->len = b->off + mark;
+}
+
+/* Bytes appended since mark. */
+static size_t obuf_since(const struct obuf *b, size_t mark)
+{
+	return b->len - b->off - mark;
+}
+
 static void obuf_fini(struct obuf *b)
 {
 	free(b->data);
@@ -368,7 +392,7 @@ static bool pump_events(struct conn *c)
 		json_t *ev;
 
 		for (;;) {
-			size_t mark = c->out.len;
+			size_t mark = obuf_mark(&c->out);
 
 			if (obuf_pending(&c->out) >= OUT_CAP) {
 				c->ev_stalled = true;
@@ -378,7 +402,7 @@ static bool pump_events(struct conn *c)
 			if (!ev)
 				break;
 			if (pack_event(&pk, ev, es->id) < 0) {
-				c->out.len = mark;      /* drop this one */
+				obuf_rewind(&c->out, mark);     /* drop this one */
 				log_warn("client %" PRIu64 ": cannot pack an event; dropped", c->id);
 			}
 			json_decref(ev);
@@ -386,10 +410,10 @@ static bool pump_events(struct conn *c)
 		}
 		dropped = evbus_sub_take_dropped(es->sub);
 		if (dropped) {
-			size_t mark = c->out.len;
+			size_t mark = obuf_mark(&c->out);
 
 			if (pack_dropped(&pk, dropped, es->id) < 0)
-				c->out.len = mark;
+				obuf_rewind(&c->out, mark);
 			progressed = true;
 		}
 	}
@@ -493,11 +517,11 @@ static int peek_header(const char *buf, size_t len, uint32_t *ret_msgid)
 static void pack_error(struct conn *c, uint32_t msgid, int code, const char *msg)
 {
 	msgpack_packer pk;
-	size_t mark = c->out.len;
+	size_t mark = obuf_mark(&c->out);
 
 	msgpack_packer_init(&pk, &c->out, obuf_write);
 	if (rpc_pack_error_response(&pk, msgid, code, msg) < 0) {
-		c->out.len = mark;
+		obuf_rewind(&c->out, mark);
 		conn_close(c, "out of memory");
 	}
 }
@@ -528,7 +552,7 @@ static void dispatch(struct conn *c, struct rpc_msg *m)
 	if (req_check_params(&r) < 0)
 		goto fail;
 
-	mark = c->out.len;
+	mark = obuf_mark(&c->out);
 	msgpack_packer_init(&pk, &c->out, obuf_write);
 	r.pk = &pk;
 	if (rpc_pack_response_begin(&pk, r.msgid) < 0) {
@@ -537,20 +561,21 @@ static void dispatch(struct conn *c, struct rpc_msg *m)
 	}
 	ret = r.m->fn(&r);
 	if (ret == REQ_ASYNC) {
-		c->out.len = mark;
+		obuf_rewind(&c->out, mark);
 		return;
 	}
 	if (ret < 0)
 		goto fail_rewind;
-	if (c->out.len - mark > RPC_MAX_FRAME) {
+	if (obuf_since(&c->out, mark) > RPC_MAX_FRAME) {
 		req_fail(&r, RPC_ERR_INTERNAL, "the result of '%s' is %zu bytes, over the %u "
-			 "bytes a message may hold", name, c->out.len - mark, RPC_MAX_FRAME);
+			 "bytes a message may hold", name, obuf_since(&c->out, mark),
+			 RPC_MAX_FRAME);
 		goto fail_rewind;
 	}
 	return;
 
 fail_rewind:
-	c->out.len = mark;
+	obuf_rewind(&c->out, mark);
 fail:
 	pack_error(c, r.msgid, r.code, r.msg);
 }
