@@ -296,6 +296,28 @@ int dom_call(struct domain *d, void (*fn)(struct domain *d, void *arg), void *ar
 	return r;
 }
 
+int dom_call_at(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
+		void (*drop)(void *arg), uint64_t at_ns)
+{
+	struct dom_callmsg *cm = malloc(sizeof(*cm));
+	int r;
+
+	if (!cm) {
+		if (drop)
+			drop(arg);
+		return -ENOMEM;
+	}
+	mbx_msg_init(&cm->msg, DOM_MSG_CALL, call_msg_drop);
+	cm->fn = fn;
+	cm->arg = arg;
+	cm->drop = drop;
+	/* The timer thread sends it then; a stopped domain drops it (drop runs). */
+	r = rt_send_at(&d->actor, &cm->msg, at_ns);
+	if (r < 0)
+		call_msg_drop(&cm->msg, r);
+	return r;
+}
+
 struct dom_job *dom_holder(struct domain *d)
 {
 	ASSERT_ON_ACTOR(&d->actor);
@@ -475,7 +497,7 @@ static void handle_job(struct domain *d, struct dom_job *job)
 		if (h->ops->abort)
 			h->ops->abort(d, h, -ECANCELED);
 		if (d->holder == h)
-			dom_job_finish(d, h, -ECANCELED, DOM_ERR_FAILED, NULL,
+			dom_job_finish(d, h, -ECANCELED, DOM_ERR_CANCELLED, NULL,
 				       "domain '%s': job '%s' (id %" PRIu64 ") was cancelled by "
 				       "'%s' (id %" PRIu64 ")", d->name, h->ops->name, h->id,
 				       job->ops->name, job->id);
@@ -677,6 +699,12 @@ enum dom_state dom_state_actor(struct domain *d)
 {
 	ASSERT_ON_ACTOR(&d->actor);
 	return d->state;
+}
+
+const char *dom_reason_actor(struct domain *d)
+{
+	ASSERT_ON_ACTOR(&d->actor);
+	return d->reason;
 }
 
 void *dom_ext(struct domain *d) { return d->ext; }

@@ -146,6 +146,9 @@ enum {
 	DOM_ERR_INVALID,                /* bad arguments */
 	DOM_ERR_QEMU,                   /* QEMU answered with an error */
 	DOM_ERR_MONITOR,                /* no usable monitor (broken, not connected) */
+	DOM_ERR_CANCELLED,              /* preempted by destroy */
+	DOM_ERR_STORAGE,                /* a file could not be written: nothing changed */
+	DOM_ERR_PERMISSION,             /* the caller may not do this */
 };
 
 /* Is name a safe domain name: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}?  Any thread. */
@@ -209,6 +212,13 @@ void dom_job_finish(struct domain *d, struct dom_job *job, int err, int code,
 int dom_call(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
 	     void (*drop)(void *arg));
 
+/*
+ * The same, at at_ns (CLOCK_MONOTONIC), through the runtime's timer thread:
+ * for retries and other delayed work of the layers above.  Any thread.
+ */
+int dom_call_at(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
+		void (*drop)(void *arg), uint64_t at_ns);
+
 /* The job holding d, or NULL.  Domain actor only. */
 struct dom_job *dom_holder(struct domain *d);
 
@@ -218,6 +228,7 @@ void dom_set_pid(struct domain *d, int pid);
 void dom_set_monitor(struct domain *d, enum dom_mon_state ms);
 void dom_count_event(struct domain *d);
 enum dom_state dom_state_actor(struct domain *d);   /* Domain actor only. */
+const char *dom_reason_actor(struct domain *d);     /* Domain actor only. */
 
 /* Private per-domain extension for layers above (monitor, launch).  Actor only. */
 void *dom_ext(struct domain *d);

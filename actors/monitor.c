@@ -208,7 +208,9 @@ static void rearm(struct monitor *m)
 static int flush_out(struct monitor *m)
 {
 	while (m->out_off < m->out_len) {
-		ssize_t n = write(m->fd, m->out + m->out_off, m->out_len - m->out_off);
+		/* MSG_NOSIGNAL: a QEMU gone meanwhile is EPIPE here, never a SIGPIPE. */
+		ssize_t n = send(m->fd, m->out + m->out_off, m->out_len - m->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (n < 0) {
 			if (errno == EINTR)

@@ -1,94 +1,44 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * QEMU-backed domains: define/undefine, lifecycle jobs, the process watch
- * (pidfd), and the vm layer's half of the monitor (events, readiness).
+ * QEMU-backed domains: the environment, definitions (define, redefine,
+ * undefine as jobs), the lifecycle jobs, the monitor's notes, and each
+ * domain's strand of file operations.  QEMU's process, run records and the
+ * recovery at start-up live in vm-proc.c.
  *
- * Everything in struct vm belongs to the domain actor, except config_pub,
- * which readers load under RCU.
+ * Everything in struct vm belongs to the domain actor, except pub, which
+ * readers load under RCU.
  */
-#include "actors/vm.h"
+#include "actors/vm-internal.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <inttypes.h>
-#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "actors/monitor.h"
+#include "common/crash.h"
+#include "common/durable.h"
+#include "common/futex.h"
 #include "common/rcu.h"
 #include "common/util.h"
-#include "qemu/config.h"
+#include "qemu/image.h"
 #include "qemu/qemu.h"
 
-struct vm_env {
-	struct rt *rt;
-	struct ioloop *io;
-	struct registry *reg;
-	struct evbus *bus;
-	char *runtime_dir;
-	char *state_dir;
-	char *default_emulator;
-	/*
-	 * "auto" resolved once (atomic pointer to a static string): probing
-	 * KVM creates a VM, too slow to repeat inside every start's turn.
-	 */
-	const char *accel_auto;
-};
-
-/* Watches one QEMU process through a pidfd on the ioloop. */
-struct pidwatch {
-	struct io_watch watch;
-	struct rcu_head rcu;
-	struct domain *dom;             /* reference */
-	int pidfd;
-	pid_t pid;
-	bool child;                     /* ours to reap */
-	uint32_t fired;                 /* atomic */
-};
-
-struct vm {
-	struct vm_env *env;
-	/* RCU-published; replaced only by define (never while shared, today). */
-	json_t *config_pub;
-	/* Domain actor only. */
-	struct qemu_config *cfg;
-	struct monitor *mon;
-	struct pidwatch *pw;
-	pid_t pid;
-	bool guest_shutdown;            /* SHUTDOWN event with guest=true seen */
-	bool undefining;                /* atomic: set by vm_undefine before the stop */
-	bool killing;                   /* we sent SIGKILL */
-	char qmp_path[256];
-};
-
-enum vm_phase {
-	VP_INIT = 0,
-	VP_WAIT_MON,            /* the monitor's handshake */
-	VP_WAIT_CMD,            /* a QMP command's reply */
-	VP_WAIT_EXIT,           /* QEMU's exit (destroy) or the guest's SHUTDOWN */
-	VP_WAIT_STATUS,         /* attach: query-status */
-	VP_WAIT_GUEST,          /* guest reboot: the guest's power-off */
-	VP_RESET,               /* guest reboot: system_reset sent */
-	VP_CONT,                /* guest reboot: cont sent */
-};
-
-struct vm_job {
-	enum vm_op op;
-	json_t *args;
-	enum vm_phase phase;
-};
+#define DEFINE_ATTEMPTS 4       /* a define that races an undefine of its name */
 
 static const char *const op_names[VM_OP_COUNT] = {
 	[VM_OP_START] = "start",     [VM_OP_SHUTDOWN] = "shutdown", [VM_OP_DESTROY] = "destroy",
 	[VM_OP_SUSPEND] = "suspend", [VM_OP_RESUME] = "resume",     [VM_OP_RESET] = "reset",
 	[VM_OP_REBOOT] = "reboot",   [VM_OP_QMP] = "qmp",           [VM_OP_ATTACH] = "attach",
+	[VM_OP_UNDEFINE] = "undefine", [VM_OP_DEFINE] = "define",
+	[VM_OP_REATTACH] = "reattach", [VM_OP_SETTLE] = "settle",
 };
 
 const char *vm_op_name(enum vm_op op)
@@ -104,15 +54,9 @@ int vm_op_from_name(const char *name)
 	return -1;
 }
 
-static struct vm *to_vm(struct domain *d)
-{
-	return dom_ext(d);
-}
-
 static const struct dom_job_ops vm_ops[VM_OP_COUNT];
 
-/* The vm_job of the job holding d, or NULL (no job, or not one of ours). */
-static struct vm_job *held_vm_job(struct domain *d, struct dom_job **ret_job)
+struct vm_job *vm_held_job(struct domain *d, struct dom_job **ret_job)
 {
 	struct dom_job *job = dom_holder(d);
 
@@ -124,22 +68,147 @@ static struct vm_job *held_vm_job(struct domain *d, struct dom_job **ret_job)
 
 /* ---- env ------------------------------------------------------------------ */
 
-int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret)
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+/* The allowed emulators: the given list, or /usr/bin/qemu-system-*; real paths. */
+static int emulators_init(struct vm_env *env, const char *const *list)
+{
+	glob_t g = { 0 };
+	const char *const *src = list;
+	size_t n = 0, cap = 8;
+	char **v = calloc(cap, sizeof(*v));
+	char real[PATH_MAX];
+
+	if (!v)
+		return -ENOMEM;
+	if (!list && glob("/usr/bin/qemu-system-*", 0, NULL, &g) == 0)
+		src = (const char *const *)g.gl_pathv;
+	for (size_t i = 0;; i++) {
+		const char *p = src ? src[i] : NULL;
+
+		if (!p && env->default_emulator && strchr(env->default_emulator, '/')) {
+			/* The default is always allowed: append it last, once. */
+			p = env->default_emulator;
+			env->default_emulator = NULL;   /* consumed; restored below */
+			env->default_emulator = strdup(p);
+			if (!env->default_emulator)
+				break;
+			p = env->default_emulator;
+			src = NULL;
+			if (realpath(p, real)) {
+				bool dup = false;
+
+				for (size_t j = 0; j < n; j++)
+					dup |= !strcmp(v[j], real);
+				if (!dup && n + 1 < cap)
+					v[n++] = strdup(real);
+			}
+			break;
+		}
+		if (!p)
+			break;
+		if (!realpath(p, real))
+			continue;       /* not installed: nothing to allow */
+		if (n + 2 >= cap) {
+			char **nv = realloc(v, 2 * cap * sizeof(*v));
+
+			if (!nv)
+				break;
+			v = nv;
+			cap *= 2;
+		}
+		v[n] = strdup(real);
+		if (v[n])
+			n++;
+	}
+	v[n] = NULL;
+	if (!list)
+		globfree(&g);
+	env->emulators = v;
+	return 0;
+}
+
+int vm_emulator_resolve(struct vm_env *env, const char *emulator, char *out, size_t outlen,
+			char *err, size_t errlen)
+{
+	char real[PATH_MAX], list[512];
+	size_t o = 0;
+
+	if (strchr(emulator, '/')) {
+		if (realpath(emulator, real)) {
+			for (char **e = env->emulators; *e; e++) {
+				if (!strcmp(*e, real)) {
+					snprintf(out, outlen, "%s", real);
+					return 0;
+				}
+			}
+		}
+	} else {
+		/* A bare name: the allowed binary of that name. */
+		for (char **e = env->emulators; *e; e++) {
+			const char *base = strrchr(*e, '/');
+
+			if (base && !strcmp(base + 1, emulator)) {
+				snprintf(out, outlen, "%s", *e);
+				return 0;
+			}
+		}
+	}
+	list[0] = '\0';
+	for (char **e = env->emulators; *e && o < sizeof(list) - 1; e++)
+		o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", *e);
+	snprintf(err, errlen, "emulator '%s' is not one this daemon runs (allowed: %s)", emulator,
+		 list[0] ? list : "none");
+	return -EPERM;
+}
+
+int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, size_t errlen)
 {
 	struct vm_env *env = calloc(1, sizeof(*env));
+	int r;
 
 	if (!env)
 		return -ENOMEM;
+	env->state_fd = env->domains_fd = env->logs_fd = -1;
+	env->runtime_fd = env->vms_fd = env->qmp_fd = -1;
 	env->rt = o->rt;
 	env->io = o->io;
 	env->reg = o->reg;
 	env->bus = o->bus;
+	env->off = o->off;
 	env->runtime_dir = strdup(o->runtime_dir);
 	env->state_dir = strdup(o->state_dir);
 	env->default_emulator = o->default_emulator ? strdup(o->default_emulator) : NULL;
-	if (!env->runtime_dir || !env->state_dir) {
+	if (!env->runtime_dir || !env->state_dir ||
+	    (o->default_emulator && !env->default_emulator) || emulators_init(env, o->emulators)) {
+		snprintf(errbuf, errlen, "out of memory");
 		vm_env_free(env);
 		return -ENOMEM;
+	}
+	r = env->state_fd = durable_open_dir(env->state_dir, "state dir", 1, errbuf, errlen);
+	if (r >= 0)
+		r = env->runtime_fd = durable_open_dir(env->runtime_dir, "runtime dir", 1, errbuf,
+						      errlen);
+	if (r >= 0)
+		r = env->domains_fd = durable_open_subdir(env->state_fd, "domains", "state dir",
+							 errbuf, errlen);
+	if (r >= 0)
+		r = env->logs_fd = durable_open_subdir(env->state_fd, "logs", "state dir", errbuf,
+						      errlen);
+	if (r >= 0)
+		r = env->vms_fd = durable_open_subdir(env->runtime_fd, "vms", "runtime dir", errbuf,
+						     errlen);
+	if (r >= 0)
+		r = env->qmp_fd = durable_open_subdir(env->runtime_fd, "qmp", "runtime dir", errbuf,
+						     errlen);
+	if (r < 0) {
+		vm_env_free(env);
+		return r;
 	}
 	*ret = env;
 	return 0;
@@ -149,653 +218,397 @@ void vm_env_free(struct vm_env *env)
 {
 	if (!env)
 		return;
+	close_fd(&env->state_fd);
+	close_fd(&env->domains_fd);
+	close_fd(&env->logs_fd);
+	close_fd(&env->runtime_fd);
+	close_fd(&env->vms_fd);
+	close_fd(&env->qmp_fd);
+	for (char **e = env->emulators; e && *e; e++)
+		free(*e);
+	free(env->emulators);
 	free(env->runtime_dir);
 	free(env->state_dir);
 	free(env->default_emulator);
 	free(env);
 }
 
-/* ---- define / undefine ------------------------------------------------------ */
+/* ---- the file strand -------------------------------------------------------- */
+
+static void vm_io_free(struct vm_io *io)
+{
+	struct domain *d = io->dom;
+
+	io->free(io);
+	if (d)
+		dom_unref(d);
+}
+
+static void io_task_work(struct offload_task *t)
+{
+	struct vm_io *io = container_of(t, struct vm_io, task);
+
+	io->work(io);
+}
+
+static void io_complete_call(struct domain *d, void *arg);
+
+static void io_drop(void *arg)
+{
+	struct vm_io *io = arg;
+
+	if (io->dropped)
+		io->dropped(io);
+	vm_io_free(io);
+}
+
+static void io_task_done(struct offload_task *t)
+{
+	struct vm_io *io = container_of(t, struct vm_io, task);
+
+	/* Offload thread: hand the outcome to the domain, or drop it if gone. */
+	dom_call(io->dom, io_complete_call, io, io_drop);
+}
+
+void vm_io_init(struct vm_io *io, uint64_t job_id, void (*work)(struct vm_io *),
+		void (*complete)(struct domain *, struct vm_io *), void (*dropped)(struct vm_io *),
+		void (*free_fn)(struct vm_io *))
+{
+	io->task.work = io_task_work;
+	io->task.done = io_task_done;
+	CDS_INIT_LIST_HEAD(&io->link);
+	io->job_id = job_id;
+	io->work = work;
+	io->complete = complete;
+	io->dropped = dropped;
+	io->free = free_fn;
+}
+
+void vm_io_submit(struct domain *d, struct vm_io *io)
+{
+	struct vm *vm = vm_of(d);
+
+	io->dom = d;
+	io->env = vm->env;
+	dom_ref(d);
+	if (vm->io_busy) {
+		cds_list_add_tail(&io->link, &vm->io_queue);
+		return;
+	}
+	vm->io_busy = true;
+	offload_submit(vm->env->off, &io->task);
+}
+
+static void io_complete_call(struct domain *d, void *arg)
+{
+	struct vm_io *io = arg;
+	struct vm *vm = vm_of(d);
+
+	/*
+	 * The next queued operation starts first, so one that complete()
+	 * queues goes behind those already waiting: the strand stays in order.
+	 */
+	vm->io_busy = false;
+	if (!cds_list_empty(&vm->io_queue)) {
+		struct vm_io *next = cds_list_first_entry(&vm->io_queue, struct vm_io, link);
+
+		cds_list_del_init(&next->link);
+		vm->io_busy = true;
+		offload_submit(vm->env->off, &next->task);
+	}
+	io->complete(d, io);
+	vm_io_free(io);
+}
+
+/* ---- domains ------------------------------------------------------------------ */
+
+static void pubcfg_free_rcu(struct rcu_head *head)
+{
+	struct vm_pubcfg *p = container_of(head, struct vm_pubcfg, rcu);
+
+	crcu_reclaim_begin(head);
+	json_decref(p->config);
+	free(p);
+}
+
+/* Publish cfg's canonical JSON for readers; the old one goes after a grace period. */
+static int vm_publish_config(struct vm *vm)
+{
+	struct vm_pubcfg *p = calloc(1, sizeof(*p)), *old = vm->pub;
+
+	if (!p || !(p->config = qemu_config_to_json(vm->cfg))) {
+		free(p);
+		return -ENOMEM;
+	}
+	crcu_assign_pointer(vm->pub, p);
+	if (old)
+		crcu_call(&old->rcu, pubcfg_free_rcu);
+	return 0;
+}
+
+const json_t *vm_config_rcu(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_pubcfg *p;
+
+	if (!vm)
+		return NULL;
+	p = crcu_dereference(vm->pub);
+	return p ? p->config : NULL;
+}
 
 static void vm_free_ext(void *p)
 {
 	struct vm *vm = p;
 
-	/* The domain is being freed after a grace period: nobody reads config_pub. */
-	json_decref(vm->config_pub);
+	/* The domain is being freed after a grace period: nobody reads pub. */
+	if (vm->pub) {
+		json_decref(vm->pub->config);
+		free(vm->pub);
+	}
 	qemu_config_free(vm->cfg);
 	free(vm);
 }
 
-static void drop_monitor(struct vm *vm);
-static void pidwatch_release(struct pidwatch *pw);
-
 /*
  * The domain actor stops (undefine, daemon shutdown): let go of what refers
  * back to it.  QEMU itself is left alone: stopping corral never touches a
- * running VM.
+ * running VM, and its run record names it for the next daemon.
  */
 static void vm_on_stop(struct domain *d)
 {
-	struct vm *vm = to_vm(d);
+	struct vm *vm = vm_of(d);
 
-	/*
-	 * undefine checked the state from a snapshot; a start queued just
-	 * before may have launched QEMU since.  Destroy it rather than leave an
-	 * orphan nobody manages.  (A daemon shutdown leaves VMs running.)
-	 */
-	if (__atomic_load_n(&vm->undefining, __ATOMIC_ACQUIRE) && vm->pid > 0)
-		kill(vm->pid, SIGKILL);
-	drop_monitor(vm);
-	pidwatch_release(vm->pw);
-	vm->pw = NULL;
-}
+	while (!cds_list_empty(&vm->io_queue)) {
+		struct vm_io *io = cds_list_first_entry(&vm->io_queue, struct vm_io, link);
 
-const json_t *vm_config_rcu(struct domain *d)
-{
-	struct vm *vm = to_vm(d);
-
-	return vm ? crcu_dereference(vm->config_pub) : NULL;
-}
-
-static void config_path(struct vm_env *env, const char *name, const char *suffix, char *buf,
-			size_t len)
-{
-	snprintf(buf, len, "%s/domains/%s.json%s", env->state_dir, name, suffix);
-}
-
-/*
- * Write the definition: a temporary file renamed over the old one, so a
- * crash leaves one whole file.  One small write on the calling thread (no
- * fsync: a definition lost to a power cut is not worth a disk flush on
- * every define); the name rule keeps the path inside the directory.
- */
-static int config_save(struct vm_env *env, const char *name, const json_t *cfg)
-{
-	char dir[512], tmp[600], path[600];
-	int fd, r;
-
-	snprintf(dir, sizeof(dir), "%s/domains", env->state_dir);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return -errno;
-	config_path(env, name, ".tmp", tmp, sizeof(tmp));
-	config_path(env, name, "", path, sizeof(path));
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -errno;
-	r = json_dumpfd(cfg, fd, JSON_INDENT(2) | JSON_SORT_KEYS);
-	if (close(fd) < 0 || r < 0) {
-		unlink(tmp);
-		return -EIO;
+		cds_list_del_init(&io->link);
+		if (io->dropped)
+			io->dropped(io);
+		vm_io_free(io);
 	}
-	if (rename(tmp, path) < 0) {
-		r = -errno;
-		unlink(tmp);
-		return r;
-	}
-	return 0;
+	vm_proc_release(vm);
 }
 
-/*
- * The runtime record RUNTIME_DIR/NAME.run.json: which QEMU runs the domain
- * ({"pid", "qmp_socket", "starttime"}), so that the next daemon can
- * re-attach to it instead of losing it.  Written when QEMU starts or is
- * attached (pid 0 when the attach named none), removed when it ends.
- */
-static void run_path(struct vm_env *env, const char *name, const char *suffix, char *buf,
-		     size_t len)
+int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct creds *owner,
+		  struct domain **ret, char *errbuf, size_t errlen)
 {
-	snprintf(buf, len, "%s/%s.run.json%s", env->runtime_dir, name, suffix);
-}
-
-static unsigned long long proc_starttime(pid_t pid);
-
-static void run_record_save(struct vm_env *env, struct domain *d, pid_t pid, const char *qmp)
-{
-	char tmp[600], path[600];
-	json_t *rec;
-	int fd, r;
-
-	rec = json_pack("{s:I, s:s, s:I}", "pid", (json_int_t)pid, "qmp_socket", qmp,
-			"starttime", (json_int_t)(pid ? proc_starttime(pid) : 0));
-	run_path(env, dom_name(d), ".tmp", tmp, sizeof(tmp));
-	run_path(env, dom_name(d), "", path, sizeof(path));
-	fd = rec ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
-	if (fd >= 0) {
-		r = json_dumpfd(rec, fd, JSON_COMPACT);
-		if (close(fd) < 0 || r < 0 || rename(tmp, path) < 0)
-			unlink(tmp);
-	}
-	json_decref(rec);
-}
-
-static void run_record_drop(struct vm_env *env, const char *name)
-{
-	char path[600];
-
-	run_path(env, name, "", path, sizeof(path));
-	unlink(path);
-}
-
-/*
- * The start time of pid in clock ticks since boot (/proc/PID/stat, field
- * 22), or 0.  A pid can be reused; a pid and its start time together name
- * one process.
- */
-static unsigned long long proc_starttime(pid_t pid)
-{
-	char path[64], buf[1024];
-	unsigned long long t = 0;
-	const char *p;
-	ssize_t n;
-	int fd;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* After "pid (comm) ": the comm may hold spaces, so skip to its last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	/* Fields 3..21 follow; the start time is the 20th after ")". */
-	for (int field = 0; field < 20 && p; field++)
-		p = strchr(p + 1, ' ');
-	if (p)
-		t = strtoull(p + 1, NULL, 10);
-	return t;
-}
-
-static void reattach_done(struct dom_job *job, void *arg)
-{
-	struct vm *vm = to_vm(job->dom);
-
-	/* Nothing answered at the recorded socket: the VM is gone. */
-	if (job->err)
-		run_record_drop(vm->env, dom_name(job->dom));
-	dom_job_free(job);
-}
-
-/* A domain loaded at start-up whose QEMU may still run: attach to it. */
-static void reattach(struct vm_env *env, struct domain *d,
-		     void (*report)(const char *path, const char *why, void *arg), void *arg)
-{
-	char path[600], err[256];
-	const char *qmp;
-	struct dom_job *job;
-	json_t *rec, *args;
-	json_int_t pid, started;
-
-	run_path(env, dom_name(d), "", path, sizeof(path));
-	rec = json_load_file(path, 0, NULL);
-	if (!rec)
-		return;                 /* it was not running */
-	pid = json_integer_value(json_object_get(rec, "pid"));
-	qmp = json_string_value(json_object_get(rec, "qmp_socket"));
-	started = json_integer_value(json_object_get(rec, "starttime"));
-	/*
-	 * With a pid, it must still name the same process; without one (an
-	 * attach that gave none), the socket answering is the only proof.
-	 */
-	if (pid < 0 || pid > INT32_MAX || !qmp ||
-	    (pid && (!started || proc_starttime((pid_t)pid) != (unsigned long long)started))) {
-		/* Its QEMU ended while no daemon watched. */
-		unlink(path);
-		json_decref(rec);
-		return;
-	}
-	args = pid ? json_pack("{s:s, s:I}", "qmp_socket", qmp, "pid", pid) :
-		     json_pack("{s:s}", "qmp_socket", qmp);
-	if (!args || vm_job_new(VM_OP_ATTACH, args, 30 * NSEC_PER_SEC, reattach_done, NULL, &job,
-				err, sizeof(err)) < 0) {
-		if (report)
-			report(path, "cannot re-attach: out of memory", arg);
-	} else if (vm_submit(d, job) < 0) {
-		dom_job_free(job);
-	}
-	json_decref(args);
-	json_decref(rec);
-}
-
-static int vm_define_one(struct vm_env *env, json_t *config, bool persist, struct domain **ret,
-			 char *errbuf, size_t errlen);
-
-int vm_define(struct vm_env *env, json_t *config, struct domain **ret, char *errbuf,
-	      size_t errlen)
-{
-	return vm_define_one(env, config, true, ret, errbuf, errlen);
-}
-
-int vm_env_load(struct vm_env *env,
-		void (*report)(const char *path, const char *why, void *arg), void *arg)
-{
-	char dir[512], path[1024], err[512];
-	struct domain *d;
-	struct dirent *de;
-	int n = 0;
-	DIR *dp;
-
-	snprintf(dir, sizeof(dir), "%s/domains", env->state_dir);
-	dp = opendir(dir);
-	if (!dp)
-		return errno == ENOENT ? 0 : -errno;
-	while ((de = readdir(dp))) {
-		size_t len = strlen(de->d_name);
-		json_error_t jerr;
-		json_t *cfg;
-
-		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;       /* ., .., leftover .json.tmp files */
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-		if (!cfg) {
-			if (report)
-				report(path, jerr.text, arg);
-			continue;
-		}
-		if (vm_define_one(env, cfg, false, &d, err, sizeof(err)) < 0) {
-			if (report)
-				report(path, err, arg);
-		} else {
-			reattach(env, d, report, arg);
-			n++;
-		}
-		json_decref(cfg);
-	}
-	closedir(dp);
-	return n;
-}
-
-static int vm_define_one(struct vm_env *env, json_t *config, bool persist, struct domain **ret,
-			 char *errbuf, size_t errlen)
-{
-	struct qemu_config *cfg = NULL;
+	const char *uuid_txt = qemu_config_uuid(cfg);
 	struct domain *d;
 	uint8_t uuid[16];
-	const char *uuid_txt;
 	struct vm *vm;
 	char txt[37];
 	int r;
 
-	if (env->default_emulator && json_is_object(config) &&
-	    !json_object_get(config, "emulator")) {
-		/* The daemon's configured emulator, for configs that name none. */
-		json_t *copy = json_copy(config);
-
-		if (!copy || json_object_set_new(copy, "emulator",
-						 json_string(env->default_emulator)) < 0) {
-			json_decref(copy);
-			snprintf(errbuf, errlen, "out of memory");
-			return -ENOMEM;
-		}
-		r = qemu_config_from_json(copy, &cfg, errbuf, errlen);
-		json_decref(copy);
-	} else {
-		r = qemu_config_from_json(config, &cfg, errbuf, errlen);
-	}
-	if (r < 0)
-		return r;
-	uuid_txt = qemu_config_uuid(cfg);
 	if (uuid_txt && uuid_parse(uuid_txt, uuid) < 0) {
 		snprintf(errbuf, errlen, "field 'uuid': not a UUID");
-		qemu_config_free(cfg);
 		return -EINVAL;
 	}
 	r = dom_new(env->rt, qemu_config_name(cfg), uuid_txt ? uuid : NULL, &d, errbuf, errlen);
-	if (r < 0) {
-		qemu_config_free(cfg);
+	if (r < 0)
 		return r;
-	}
 	uuid_format(dom_uuid(d), txt);
 	qemu_config_set_uuid(cfg, txt);
 	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
-		qemu_config_free(cfg);
 		actor_stop(dom_actor(d));
 		snprintf(errbuf, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	vm->env = env;
 	vm->cfg = cfg;
-	vm->config_pub = qemu_config_to_json(cfg);
+	vm->owner = *owner;
+	CDS_INIT_LIST_HEAD(&vm->io_queue);
+	if (vm_publish_config(vm) < 0) {
+		vm->cfg = NULL;         /* still the caller's */
+		vm_free_ext(vm);
+		actor_stop(dom_actor(d));
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	/* Not yet shared: plain stores, published by reg_add's ordering. */
 	dom_set_ext(d, vm, vm_on_stop, vm_free_ext);
-	r = reg_add(env->reg, d);
-	if (r < 0) {
-		snprintf(errbuf, errlen, "domain '%s' already exists (name or UUID taken)",
-			 qemu_config_name(cfg));
-		actor_stop(dom_actor(d));
-		return r;
-	}
-	if (persist) {
-		r = config_save(env, dom_name(d), vm->config_pub);
-		if (r < 0) {
-			snprintf(errbuf, errlen, "cannot save domain '%s' under %s/domains: %s",
-				 dom_name(d), env->state_dir, strerror(-r));
-			reg_del(env->reg, d);
-			actor_stop(dom_actor(d));
-			return r;
-		}
-	}
-	evbus_publish(env->bus, dom_name(d), "defined", NULL);
-	if (ret)
-		*ret = d;
+	*ret = d;
 	return 0;
 }
 
-int vm_undefine(struct vm_env *env, struct domain *d, char *errbuf, size_t errlen)
+/* Take d out of the registry and stop its actor.  Its queued jobs end "gone". */
+static void vm_domain_remove(struct vm_env *env, struct domain *d)
 {
-	const struct dom_snapshot *s;
-	enum dom_state st;
-	uint64_t job;
+	reg_del(env->reg, d);
+	actor_stop(dom_actor(d));
+}
+
+/* ---- definitions ------------------------------------------------------------ */
+
+/*
+ * The definition file: {"version": 2, "config": {...}, "owner": {...}}.
+ * The config is what define took, in canonical form; owner is who defined
+ * it, whose rights open its files at every start.
+ */
+static json_t *definition_doc(json_t *config, const struct creds *owner)
+{
+	json_t *o = creds_to_json(owner);
+
+	if (!o) {
+		json_decref(config);
+		return NULL;
+	}
+	/* Steals config (a new reference, or NULL: then the pack fails). */
+	return json_pack("{s:i, s:o, s:o}", "version", 2, "config", config, "owner", o);
+}
+
+struct def_io {
+	struct vm_io io;
+	json_t *doc;                    /* handed to the offload thread whole */
+	struct creds owner;
+	char name[DOM_NAME_MAX + 1];
+	char formats[QEMU_DISKS_MAX][8];
+	size_t ndisks;
+	bool remove;                    /* undefine: remove instead of write */
+};
+
+static void def_io_free(struct vm_io *io)
+{
+	struct def_io *di = container_of(io, struct def_io, io);
+
+	json_decref(di->doc);
+	free(di);
+}
+
+/*
+ * Open a disk image with the owner's rights (the caller is already in
+ * them) and read its header.  Returns the open fd, or -errno with err set.
+ */
+static int open_image(const char *path, bool readonly, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	int r;
 
-	crcu_read_lock();
-	s = dom_snap_rcu(d);
-	st = s->state;
-	job = s->job.id;
-	crcu_read_unlock();
-	if ((st != DOM_SHUTOFF && st != DOM_CRASHED) || job) {
-		snprintf(errbuf, errlen, "domain '%s' is %s%s: destroy it first", dom_name(d),
-			 dom_state_name(st), job ? " with a job running" : "");
-		return -EBUSY;
-	}
-	r = reg_del(env->reg, d);
-	if (r < 0) {
-		snprintf(errbuf, errlen, "no such domain '%s'", dom_name(d));
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "disk %s: cannot open it%s: %s", path,
+			 readonly ? "" : " for writing", strerror(-r));
 		return r;
 	}
-	{
-		char path[600];
-
-		config_path(env, dom_name(d), "", path, sizeof(path));
-		unlink(path);   /* ENOENT: never saved (a test env); nothing to undo */
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+		close(fd);
+		snprintf(err, errlen, "disk %s: not a regular file or a block device", path);
+		return -EINVAL;
 	}
-	evbus_publish(env->bus, dom_name(d), "undefined", NULL);
-	__atomic_store_n(&to_vm(d)->undefining, true, __ATOMIC_RELEASE);
-	actor_stop(dom_actor(d));
-	return 0;
+	/* Only the open had to be non-blocking (a FIFO would hang it). */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+/*
+ * Offload thread: probe the disks whose format is not declared (and check
+ * the declared ones that exist), as the owner; then write the file.
+ */
+static void def_io_work(struct vm_io *io)
+{
+	struct def_io *di = container_of(io, struct def_io, io);
+	json_t *disks = json_object_get(json_object_get(di->doc, "config"), "disks");
+	char file[DOM_NAME_MAX + 16], *text;
+	size_t i;
+	int r;
+
+	snprintf(file, sizeof(file), "%s.json", di->name);
+	if (di->remove) {
+		crash_point("undefine.before-unlink");
+		r = durable_unlink(io->env->domains_fd, "state dir", file, "undefine", io->errmsg,
+				   sizeof(io->errmsg));
+		if (r < 0) {
+			io->err = r;
+			io->code = DOM_ERR_STORAGE;
+			return;
+		}
+		crash_point("undefine.after-unlink");
+		return;
+	}
+	r = creds_enter(&di->owner);
+	if (r < 0) {
+		io->err = r;
+		io->code = DOM_ERR_PERMISSION;
+		snprintf(io->errmsg, sizeof(io->errmsg), "cannot take on the caller's identity: %s",
+			 strerror(-r));
+		return;
+	}
+	for (i = 0; i < json_array_size(disks); i++) {
+		json_t *disk = json_array_get(disks, i);
+		const char *path = json_string_value(json_object_get(disk, "path"));
+		const char *declared = json_string_value(json_object_get(disk, "format"));
+		const char *found = NULL;
+		int fd;
+
+		fd = open_image(path, true, io->errmsg, sizeof(io->errmsg));
+		if (fd < 0) {
+			if (declared && fd == -ENOENT)
+				continue;       /* declared: checked at start, when it exists */
+			io->err = fd;
+			io->code = fd == -EACCES || fd == -EPERM ? DOM_ERR_PERMISSION :
+								   DOM_ERR_INVALID;
+			if (!declared && fd == -ENOENT)
+				snprintf(io->errmsg, sizeof(io->errmsg), "disk %s: does not exist "
+					 "(declare its format to define it before it exists)", path);
+			break;
+		}
+		r = qemu_image_probe(fd, path, declared, &found, io->errmsg, sizeof(io->errmsg));
+		close(fd);
+		if (r < 0) {
+			io->err = r;
+			io->code = DOM_ERR_INVALID;
+			break;
+		}
+		json_object_set_new(disk, "format", json_string(found));
+	}
+	creds_leave();
+	if (io->err)
+		return;
+	text = json_dumps(di->doc, JSON_INDENT(2) | JSON_SORT_KEYS);
+	if (!text) {
+		io->err = -ENOMEM;
+		io->code = DOM_ERR_STORAGE;
+		snprintf(io->errmsg, sizeof(io->errmsg), "out of memory");
+		return;
+	}
+	crash_point("define.before-write");
+	r = durable_write(io->env->domains_fd, "state dir", file, text, strlen(text), 0600,
+			  "define", io->errmsg, sizeof(io->errmsg));
+	free(text);
+	if (r < 0) {
+		io->err = r;
+		io->code = DOM_ERR_STORAGE;
+		return;
+	}
+	crash_point("define.after-write");
+}
+
+static struct def_io *def_io_new(struct domain *d, uint64_t job_id,
+				 void (*complete)(struct domain *, struct vm_io *))
+{
+	struct def_io *di = calloc(1, sizeof(*di));
+
+	if (!di)
+		return NULL;
+	vm_io_init(&di->io, job_id, def_io_work, complete, NULL, def_io_free);
+	snprintf(di->name, sizeof(di->name), "%s", dom_name(d));
+	return di;
 }
 
 /* ---- helpers on the domain actor -------------------------------------------- */
 
-static void lifecycle(struct domain *d, enum dom_state st, const char *reason)
+void vm_lifecycle(struct domain *d, enum dom_state st, const char *reason)
 {
-	struct vm *vm = to_vm(d);
+	struct vm *vm = vm_of(d);
 
 	dom_set_state(d, st, reason);
 	evbus_publish(vm->env->bus, dom_name(d), "lifecycle",
 		      json_pack("{s:s, s:s}", "state", dom_state_name(st), "reason", reason));
 }
 
-static void drop_monitor(struct vm *vm)
-{
-	if (vm->mon) {
-		mon_close(vm->mon);
-		vm->mon = NULL;
-	}
-}
-
-static void pidwatch_free_rcu_cb(struct rcu_head *head)
-{
-	struct pidwatch *pw = container_of(head, struct pidwatch, rcu);
-
-	crcu_reclaim_begin(head);
-	dom_unref(pw->dom);
-	free(pw);
-}
-
-static void pidwatch_release(struct pidwatch *pw)
-{
-	if (!pw)
-		return;
-	io_watch_del(&pw->watch);
-	close(pw->pidfd);
-	/* The loop thread may still be inside our callback: free after a grace period. */
-	crcu_call(&pw->rcu, pidwatch_free_rcu_cb);
-}
-
-/* How did it end?  Sets the state and returns a description. */
-static void process_gone(struct domain *d, int wstatus, bool have_status)
-{
-	struct vm *vm = to_vm(d);
-	struct dom_job *job;
-	struct vm_job *vj = held_vm_job(d, &job);
-	char why[128];
-	enum dom_state st = DOM_SHUTOFF;
-	const char *reason;
-
-	if (vm->killing) {
-		reason = "destroyed";
-		snprintf(why, sizeof(why), "destroyed (killed by corral)");
-	} else if (vm->guest_shutdown) {
-		reason = "shutdown";
-		snprintf(why, sizeof(why), "shut down by guest");
-	} else if (!have_status) {
-		reason = "exited";
-		snprintf(why, sizeof(why), "exited (not our child: status unknown)");
-	} else if (WIFSIGNALED(wstatus)) {
-		st = DOM_CRASHED;
-		reason = WTERMSIG(wstatus) == SIGKILL ? "killed" : "crashed";
-		snprintf(why, sizeof(why), "%s by signal %d (%s)",
-			 WTERMSIG(wstatus) == SIGKILL ? "killed" : "crashed", WTERMSIG(wstatus),
-			 strsignal(WTERMSIG(wstatus)));
-	} else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
-		reason = "shutdown";
-		snprintf(why, sizeof(why), "shut down by host");
-	} else {
-		st = DOM_CRASHED;
-		reason = "crashed";
-		snprintf(why, sizeof(why), "crashed: exit status %d",
-			 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
-	}
-	drop_monitor(vm);
-	pidwatch_release(vm->pw);
-	vm->pw = NULL;
-	vm->pid = 0;
-	vm->killing = false;
-	vm->guest_shutdown = false;
-	if (vm->qmp_path[0])
-		unlink(vm->qmp_path);
-	run_record_drop(vm->env, dom_name(d));
-	dom_set_pid(d, 0);
-	dom_set_monitor(d, DOM_MON_NONE);
-	lifecycle(d, st, reason);
-
-	if (vj) {
-		if (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN)
-			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
-				       dom_state_name(st), "reason", reason), NULL);
-		else
-			dom_job_finish(d, job, -ECHILD, DOM_ERR_QEMU, NULL,
-				       "domain '%s': QEMU %s during '%s'", dom_name(d), why,
-				       job->ops->name);
-	}
-}
-
-static void on_exit_call(struct domain *d, void *arg)
-{
-	struct pidwatch *pw = arg;
-	struct vm *vm = to_vm(d);
-	siginfo_t si = { 0 };
-	int wstatus = 0;
-	bool have = false;
-
-	/* Only the current watch, and only once it has fired, can be news. */
-	if (vm->pw != pw || !__atomic_load_n(&pw->fired, __ATOMIC_ACQUIRE))
-		return;
-	if (pw->child) {
-		if (syscall(SYS_waitid, P_PIDFD, pw->pidfd, &si, WEXITED | WNOHANG, NULL) < 0 ||
-		    si.si_pid != pw->pid)
-			return;         /* not exited after all */
-		have = true;
-		if (si.si_code == CLD_EXITED)
-			wstatus = (si.si_status & 0xff) << 8;
-		else
-			wstatus = si.si_status & 0x7f;
-	}
-	process_gone(d, wstatus, have);
-}
-
-/* Loop thread: the process exited (pidfd readable). */
-static void pidwatch_cb(struct io_watch *w, uint32_t events)
-{
-	struct pidwatch *pw = container_of(w, struct pidwatch, watch);
-
-	if (__atomic_exchange_n(&pw->fired, 1, __ATOMIC_ACQ_REL))
-		return;
-	dom_call(pw->dom, on_exit_call, pw, NULL);
-}
-
-static int watch_pid(struct domain *d, pid_t pid, bool child)
-{
-	struct vm *vm = to_vm(d);
-	struct pidwatch *pw = calloc(1, sizeof(*pw));
-	int fd, r;
-
-	if (!pw)
-		return -ENOMEM;
-	fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (fd < 0) {
-		r = -errno;
-		free(pw);
-		return r;
-	}
-	pw->pidfd = fd;
-	pw->pid = pid;
-	pw->child = child;
-	pw->dom = d;
-	dom_ref(d);
-	vm->pw = pw;
-	r = io_watch_add(vm->env->io, &pw->watch, fd, EPOLLIN | EPOLLONESHOT, pidwatch_cb);
-	if (r < 0) {
-		close(fd);
-		dom_unref(d);
-		free(pw);
-		vm->pw = NULL;
-	}
-	return r;
-}
-
-/* ---- monitor notes ------------------------------------------------------------ */
-
-static void job_monitor_ready(struct domain *d, struct dom_job *job);
-static void job_cmd(struct domain *d, struct dom_job *job, const char *execute, json_t *args,
-		    const char *raw);
-static bool guest_reboot(struct vm *vm);
-
-static void event_to_state(struct domain *d, const char *ev, json_t *data)
-{
-	struct vm *vm = to_vm(d);
-	enum dom_state st = dom_state_actor(d);
-
-	if (!strcmp(ev, "STOP")) {
-		if (st == DOM_RUNNING)
-			lifecycle(d, DOM_PAUSED, "paused");
-	} else if (!strcmp(ev, "RESUME")) {
-		if (st == DOM_PAUSED || st == DOM_PMSUSPENDED || st == DOM_STARTING)
-			lifecycle(d, DOM_RUNNING, "unpaused");
-	} else if (!strcmp(ev, "SHUTDOWN")) {
-		json_t *g = json_object_get(data, "guest");
-
-		vm->guest_shutdown = json_is_true(g);
-		lifecycle(d, DOM_SHUTTING_DOWN, vm->guest_shutdown ? "guest" : "host");
-	} else if (!strcmp(ev, "SUSPEND")) {
-		lifecycle(d, DOM_PMSUSPENDED, "suspended by guest");
-	} else if (!strcmp(ev, "WAKEUP")) {
-		if (st == DOM_PMSUSPENDED)
-			lifecycle(d, DOM_RUNNING, "woken up");
-	} else if (!strcmp(ev, "GUEST_PANICKED")) {
-		lifecycle(d, DOM_CRASHED, "panicked");
-	}
-}
-
-static void on_note(struct domain *d, struct mon_note *n)
-{
-	struct vm *vm = to_vm(d);
-	struct dom_job *job;
-	struct vm_job *vj = held_vm_job(d, &job);
-
-	if (n->mon != vm->mon)
-		return;         /* from a monitor we already dropped */
-	switch (n->kind) {
-	case MON_NOTE_READY:
-		dom_set_monitor(d, DOM_MON_OK);
-		if (vj)
-			job_monitor_ready(d, job);
-		break;
-	case MON_NOTE_STATE:
-		dom_set_monitor(d, n->st);
-		evbus_publish(vm->env->bus, dom_name(d), "monitor",
-			      json_pack("{s:s}", "state", dom_mon_state_name(n->st)));
-		break;
-	case MON_NOTE_EVENT: {
-		json_t *data = n->data ? json_deep_copy(n->data) : json_object();
-
-		dom_count_event(d);
-		event_to_state(d, n->event, n->data);
-		json_object_set_new(data, "qemu_timestamp",
-				    json_real((double)n->seconds + (double)n->micros / 1e6));
-		evbus_publish(vm->env->bus, dom_name(d), n->event, data);
-		if (strcmp(n->event, "SHUTDOWN") != 0)
-			break;
-		if (vj && vj->op == VM_OP_REBOOT && vj->phase == VP_WAIT_GUEST) {
-			/* The guest powered off for our reboot: reset it and run it. */
-			job_cmd(d, job, "system_reset", NULL, NULL);
-			vj->phase = VP_RESET;
-			break;
-		}
-		if (vm->mon && guest_reboot(vm))
-			/* -no-shutdown keeps QEMU waiting: this power-off was meant. */
-			mon_cmd(vm->mon, 0, "quit", NULL, NULL, now_ns() + 10 * NSEC_PER_SEC);
-		if (vj && vj->op == VM_OP_SHUTDOWN)
-			dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "shutting-down"),
-				       NULL);
-		break;
-	}
-	case MON_NOTE_CLOSED:
-		dom_set_monitor(d, DOM_MON_BROKEN);
-		evbus_publish(vm->env->bus, dom_name(d), "monitor",
-			      json_pack("{s:s, s:s}", "state", "broken", "reason", n->reason));
-		drop_monitor(vm);
-		if (vj && vj->phase == VP_WAIT_MON) {
-			/* The handshake failed: the job waiting for it fails now. */
-			if (vj->op == VM_OP_START && vm->pid) {
-				vm->killing = true;
-				kill(vm->pid, SIGKILL);
-			}
-			dom_job_finish(d, job, -EPIPE, DOM_ERR_MONITOR, NULL,
-				       "domain '%s': QEMU's monitor failed: %s", dom_name(d),
-				       n->reason);
-		}
-		/* Attached without a pid: the closed socket is all we will learn. */
-		if (vm->pid == 0 && dom_state_actor(d) != DOM_SHUTOFF)
-			process_gone(d, 0, false);
-		break;
-	}
-}
-
-/* ---- jobs ---------------------------------------------------------------------- */
-
-static void vm_job_free_priv(void *p)
-{
-	struct vm_job *vj = p;
-
-	if (!vj)
-		return;
-	json_decref(vj->args);
-	free(vj);
-}
-
-static void fail(struct domain *d, struct dom_job *job, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static void fail(struct domain *d, struct dom_job *job, int code, const char *fmt, ...)
+void vm_fail(struct domain *d, struct dom_job *job, int code, const char *fmt, ...)
 {
 	char msg[DOM_ERRMSG_MAX];
 	va_list ap;
@@ -818,259 +631,439 @@ static bool is_active(enum dom_state st)
 	       st == DOM_SHUTTING_DOWN || st == DOM_PMSUSPENDED;
 }
 
-/* Send a QMP command for job; the reply comes back as a step. */
-static void job_cmd(struct domain *d, struct dom_job *job, const char *execute, json_t *args,
-		    const char *raw)
+void vm_job_cmd(struct domain *d, struct dom_job *job, const char *execute, json_t *args,
+		const char *raw)
 {
-	struct vm *vm = to_vm(d);
+	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
 
 	if (!vm->mon) {
 		json_decref(args);
-		fail(d, job, DOM_ERR_MONITOR, "domain '%s': no monitor connection to QEMU",
-		     dom_name(d));
+		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': no monitor connection to QEMU",
+			dom_name(d));
 		return;
 	}
 	vj->phase = VP_WAIT_CMD;
 	if (mon_cmd(vm->mon, job->id, execute, args, raw, job->deadline_ns) < 0)
-		fail(d, job, DOM_ERR_MONITOR, "domain '%s': monitor is closed", dom_name(d));
+		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': monitor is closed", dom_name(d));
 }
 
-static void start_qemu(struct domain *d, struct dom_job *job)
-{
-	struct vm *vm = to_vm(d);
-	struct vm_env *env = vm->env;
-	struct qemu_launch l = { 0 };
-	struct qemu_spawn_io io = { 0 };
-	char log_path[512], serial_path[512], uuid[37], err[512];
-	const char *accel;
-	char **argv = NULL;
-	int lfd = -1, mfd = -1, r;
-	pid_t pid;
+/* ---- define / undefine jobs ------------------------------------------------- */
 
-	if (!strcmp(qemu_config_accel(vm->cfg), "auto") &&
-	    (accel = __atomic_load_n(&env->accel_auto, __ATOMIC_ACQUIRE))) {
-		r = 0;
-	} else {
-		r = qemu_accel_resolve(qemu_config_accel(vm->cfg), &accel, err, sizeof(err));
-		if (r == 0 && !strcmp(qemu_config_accel(vm->cfg), "auto"))
-			__atomic_store_n(&env->accel_auto, accel, __ATOMIC_RELEASE);
-	}
-	if (r < 0) {
-		fail(d, job, DOM_ERR_INVALID, "domain '%s': %s", dom_name(d), err);
-		return;
-	}
-	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s/%s.qmp", env->runtime_dir, dom_name(d));
-	snprintf(log_path, sizeof(log_path), "%s/%s.log", env->state_dir, dom_name(d));
-	snprintf(serial_path, sizeof(serial_path), "%s/%s.console.log", env->state_dir,
-		 dom_name(d));
+static json_t *name_uuid(struct domain *d)
+{
+	char uuid[37];
+
 	uuid_format(dom_uuid(d), uuid);
-
-	r = qemu_qmp_listen(vm->qmp_path, &lfd);
-	if (r < 0) {
-		fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot create QMP socket %s: %s",
-		     dom_name(d), vm->qmp_path, strerror(-r));
-		return;
-	}
-	l.accel = accel;
-	l.qmp_fd = QEMU_CHILD_QMP_FD;
-	l.serial_log = serial_path;
-	l.uuid_str = uuid;
-	if (qemu_argv_build(vm->cfg, &l, &argv, err, sizeof(err)) < 0) {
-		close(lfd);
-		fail(d, job, DOM_ERR_INVALID, "domain '%s': %s", dom_name(d), err);
-		return;
-	}
-	io.name = dom_name(d);
-	io.log_path = log_path;
-	io.qmp_listen_fd = lfd;
-	r = qemu_spawn(argv, &io, &pid, err, sizeof(err));
-	qemu_argv_free(argv);
-	if (r < 0) {
-		close(lfd);
-		fail(d, job, DOM_ERR_QEMU, "domain '%s': %s", dom_name(d), err);
-		return;
-	}
-	/* QEMU holds the listening socket now; ours can go. */
-	r = mon_connect_unix(vm->qmp_path, &mfd);
-	close(lfd);
-	vm->pid = pid;
-	dom_set_pid(d, pid);
-	run_record_save(env, d, pid, vm->qmp_path);
-	lifecycle(d, DOM_STARTING, "starting");
-	if (watch_pid(d, pid, true) < 0) {
-		/* Without a watch we could never notice its exit: do not run it. */
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		vm->pid = 0;
-		dom_set_pid(d, 0);
-		if (mfd >= 0)
-			close(mfd);
-		lifecycle(d, DOM_SHUTOFF, "failed");
-		fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot watch the QEMU process",
-		     dom_name(d));
-		return;
-	}
-	if (r < 0 || mon_new(env->rt, env->io, d, mfd, on_note, job->deadline_ns, &vm->mon) < 0) {
-		vm->killing = true;
-		kill(pid, SIGKILL);
-		fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot connect to QEMU's monitor: %s",
-		     dom_name(d), strerror(r < 0 ? -r : ENOMEM));
-		return;
-	}
-	dom_set_monitor(d, DOM_MON_CONNECTING);
-	((struct vm_job *)job->priv)->phase = VP_WAIT_MON;
+	return json_pack("{s:s, s:s}", "name", dom_name(d), "uuid", uuid);
 }
 
-static void attach_qemu(struct domain *d, struct dom_job *job)
+static void define_written(struct domain *d, struct vm_io *io)
 {
-	struct vm *vm = to_vm(d);
+	struct def_io *di = container_of(io, struct def_io, io);
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	struct qemu_config *cfg = NULL;
+	char err[256];
+	bool first = !vm->defined;
+
+	if (!vj || job->id != io->job_id)
+		return;         /* cannot happen: define jobs are never preempted while writing */
+	if (io->err) {
+		dom_job_finish(d, job, io->err, io->code, NULL, "%s", io->errmsg);
+		if (first)
+			vm_domain_remove(vm->env, d);   /* the name was only reserved */
+		return;
+	}
+	/* The file holds the probed formats: so does the config from now on. */
+	if (qemu_config_from_json(json_object_get(di->doc, "config"), &cfg, err,
+				  sizeof(err)) < 0) {
+		/* Written, but unreadable back: cannot happen (it was checked). */
+		dom_job_finish(d, job, -EINVAL, DOM_ERR_INVALID, NULL, "%s", err);
+		return;
+	}
+	qemu_config_free(vm->cfg);
+	vm->cfg = cfg;
+	vm->owner = di->owner;
+	vm_publish_config(vm);
+	vm->defined = true;
+	evbus_publish(vm->env->bus, dom_name(d), "defined",
+		      first ? NULL : json_pack("{s:b}", "replaced", 1));
+	dom_job_finish(d, job, 0, 0, name_uuid(d), NULL);
+}
+
+static void define_start(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
-	const char *path = json_string_value(json_object_get(vj->args, "qmp_socket"));
-	json_int_t pid = json_integer_value(json_object_get(vj->args, "pid"));
-	int fd, r;
+	struct qemu_config *cfg = NULL;
+	json_t *config = vj->args;
+	const char *uuid = json_string_value(json_object_get(config, "uuid"));
+	struct def_io *di;
+	char err[256], own[37];
 
-	if (!path || path[0] != '/') {
-		fail(d, job, DOM_ERR_INVALID, "attach: 'qmp_socket' must be an absolute path");
+	uuid_format(dom_uuid(d), own);
+	if (vm->defined && uuid && strcasecmp(uuid, own) != 0) {
+		vm_fail(d, job, DOM_ERR_INVALID, "domain '%s' has UUID %s: a definition may not "
+			"change it (got %s)", dom_name(d), own, uuid);
 		return;
 	}
-	if (pid < 0 || pid > INT32_MAX) {
-		fail(d, job, DOM_ERR_INVALID, "attach: 'pid' out of range");
+	/* Canonical, with this domain's UUID. */
+	if (qemu_config_from_json(config, &cfg, err, sizeof(err)) < 0) {
+		vm_fail(d, job, DOM_ERR_INVALID, "%s", err);
 		return;
 	}
-	r = mon_connect_unix(path, &fd);
-	if (r < 0) {
-		fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot connect to %s: %s", dom_name(d),
-		     path, strerror(-r));
+	qemu_config_set_uuid(cfg, own);
+	di = def_io_new(d, job->id, define_written);
+	if (di)
+		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds);
+	qemu_config_free(cfg);
+	if (!di || !di->doc) {
+		if (di)
+			def_io_free(&di->io);
+		vm_fail(d, job, DOM_ERR_STORAGE, "out of memory");
+		if (!vm->defined)
+			vm_domain_remove(vm->env, d);
 		return;
 	}
-	{
-		char own[sizeof(vm->qmp_path)];
-
-		/* Re-attaching to a QEMU corral started: its socket is still ours. */
-		snprintf(own, sizeof(own), "%s/%s.qmp", vm->env->runtime_dir, dom_name(d));
-		if (strcmp(path, own) == 0)
-			snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", own);
-		else
-			vm->qmp_path[0] = '\0';        /* not ours to remove */
-	}
-	if (pid) {
-		vm->pid = (pid_t)pid;
-		dom_set_pid(d, vm->pid);
-		if (watch_pid(d, vm->pid, false) < 0) {
-			close(fd);
-			vm->pid = 0;
-			dom_set_pid(d, 0);
-			fail(d, job, DOM_ERR_INVALID, "domain '%s': no process %" PRId64,
-			     dom_name(d), (int64_t)pid);
-			return;
-		}
-	}
-	if (mon_new(vm->env->rt, vm->env->io, d, fd, on_note, job->deadline_ns, &vm->mon) < 0) {
-		fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch the monitor", dom_name(d));
-		return;
-	}
-	dom_set_monitor(d, DOM_MON_CONNECTING);
-	vj->phase = VP_WAIT_MON;
+	di->owner = vj->creds;
+	vj->phase = VP_IO;
+	vm_io_submit(d, &di->io);
 }
 
-static void vmj_start(struct domain *d, struct dom_job *job)
+static void undefine_done(struct domain *d, struct vm_io *io)
 {
-	struct vm *vm = to_vm(d);
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	char name[DOM_NAME_MAX + 16];
+
+	if (!vj || job->id != io->job_id)
+		return;
+	if (io->err) {
+		dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s' is still defined: %s",
+			       dom_name(d), io->errmsg);
+		return;
+	}
+	/* Its logs go with it (what could not be removed is only logged later). */
+	snprintf(name, sizeof(name), "%s.qemu.log", dom_name(d));
+	unlinkat(vm->env->logs_fd, name, 0);
+	snprintf(name, sizeof(name), "%s.console.log", dom_name(d));
+	unlinkat(vm->env->logs_fd, name, 0);
+	vm->defined = false;
+	evbus_publish(vm->env->bus, dom_name(d), "undefined", NULL);
+	dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "name", dom_name(d)), NULL);
+	crash_point("undefine.after-remove");
+	vm_domain_remove(vm->env, d);
+}
+
+/*
+ * Decided here, in the domain's turn, behind every job queued before it:
+ * a start that was waiting has run by now, and its QEMU is seen.
+ */
+static void undefine_start(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
 	enum dom_state st = dom_state_actor(d);
-	const char *name = dom_name(d);
+	struct def_io *di;
 
-	switch (vj->op) {
-	case VM_OP_START:
-		if (is_active(st) || vm->pid) {
-			fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
-			     dom_state_name(st));
-			return;
-		}
-		start_qemu(d, job);
-		return;
-	case VM_OP_ATTACH:
-		if (is_active(st) || vm->pid || vm->mon) {
-			fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
-			     dom_state_name(st));
-			return;
-		}
-		attach_qemu(d, job);
-		return;
-	case VM_OP_DESTROY:
-		if (!vm->pid && !vm->mon) {
-			fail(d, job, DOM_ERR_STATE, "domain '%s' is not running", name);
-			return;
-		}
-		drop_monitor(vm);
-		if (!vm->pid) {
-			/* Attached without a pid: nothing to kill; forget it. */
-			vm->killing = true;
-			process_gone(d, 0, false);
-			return;
-		}
-		vm->killing = true;
-		/* SIGKILL works on a stopped process too: no cooperation needed. */
-		kill(vm->pid, SIGKILL);
-		vj->phase = VP_WAIT_EXIT;
-		return;
-	default:
-		break;
-	}
-
-	if (!is_active(st)) {
-		fail(d, job, DOM_ERR_STATE, "domain '%s' is not running (%s)", name,
-		     dom_state_name(st));
+	if (vm->proc != VPROC_NONE || vm->mon || is_active(st)) {
+		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is %s: destroy it first", dom_name(d),
+			vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st));
 		return;
 	}
-	switch (vj->op) {
-	case VM_OP_SHUTDOWN:
-		job_cmd(d, job, "system_powerdown", NULL, NULL);
-		break;
-	case VM_OP_SUSPEND:
-		if (st == DOM_PAUSED) {
-			fail(d, job, DOM_ERR_STATE, "domain '%s' is already paused", name);
+	di = def_io_new(d, job->id, undefine_done);
+	if (!di) {
+		vm_fail(d, job, DOM_ERR_STORAGE, "out of memory");
+		return;
+	}
+	di->remove = true;
+	vj->phase = VP_IO;
+	vm_io_submit(d, &di->io);
+}
+
+/* ---- define and attach requests -------------------------------------------- */
+
+/* One define (or define-then-attach) call, across retries. */
+struct vm_req {
+	struct vm_env *env;
+	json_t *config;                 /* validated */
+	json_t *attach_args;            /* NULL: define only */
+	struct creds creds;
+	uint64_t deadline_ns;
+	int attempts;
+	dom_job_done_fn done;
+	void *done_arg;
+};
+
+static void req_free(struct vm_req *req)
+{
+	json_decref(req->config);
+	json_decref(req->attach_args);
+	free(req);
+}
+
+static int req_run(struct vm_req *req, char *errbuf, size_t errlen);
+
+static uint64_t req_timeout(const struct vm_req *req)
+{
+	uint64_t now = now_ns();
+
+	return req->deadline_ns > now ? req->deadline_ns - now : 1;
+}
+
+/*
+ * A job done callback that ends the request: with the job itself when the
+ * request is over, or by going on (attach after define, or again after a
+ * race with an undefine of the same name).  On a domain actor.
+ */
+static void req_define_done(struct dom_job *job, void *arg)
+{
+	struct vm_req *req = arg;
+	struct dom_job *aj;
+	char err[DOM_ERRMSG_MAX];
+
+	if (job->code == DOM_ERR_GONE && ++req->attempts < DEFINE_ATTEMPTS &&
+	    now_ns() < req->deadline_ns) {
+		/* The name was being undefined: define it afresh. */
+		if (req_run(req, err, sizeof(err)) == 0) {
+			dom_job_free(job);
 			return;
 		}
-		job_cmd(d, job, "stop", NULL, NULL);
-		break;
-	case VM_OP_RESUME:
-		if (st != DOM_PAUSED) {
-			fail(d, job, DOM_ERR_STATE, "domain '%s' is not paused (%s)", name,
-			     dom_state_name(st));
+	}
+	if (job->err || !req->attach_args) {
+		req->done(job, req->done_arg);
+		req_free(req);
+		return;
+	}
+	/* Defined: now the attach, on the same domain, with the same caller. */
+	if (vm_job_new(VM_OP_ATTACH, req->attach_args, req_timeout(req), req->done,
+		       req->done_arg, &aj, err, sizeof(err)) == 0) {
+		((struct vm_job *)aj->priv)->creds = req->creds;
+		if (vm_submit(job->dom, aj) == 0) {
+			dom_job_free(job);
+			req_free(req);
 			return;
 		}
-		job_cmd(d, job, "cont", NULL, NULL);
-		break;
-	case VM_OP_REBOOT:
-		if (guest_reboot(vm)) {
-			if (st != DOM_RUNNING) {
-				fail(d, job, DOM_ERR_STATE, "domain '%s' is %s: a guest reboot needs "
-				     "a running guest", name, dom_state_name(st));
-				return;
+		dom_job_free(aj);
+	}
+	job->err = -ENOMEM;
+	job->code = DOM_ERR_FAILED;
+	snprintf(job->errmsg, sizeof(job->errmsg), "cannot attach: out of memory");
+	req->done(job, req->done_arg);
+	req_free(req);
+}
+
+static int req_submit_define(struct vm_req *req, struct domain *d, char *errbuf, size_t errlen)
+{
+	struct dom_job *job;
+	int r;
+
+	r = vm_job_new(VM_OP_DEFINE, req->config, req_timeout(req), req_define_done, req, &job,
+		       errbuf, errlen);
+	if (r < 0)
+		return r;
+	((struct vm_job *)job->priv)->creds = req->creds;
+	r = vm_submit(d, job);
+	if (r < 0) {
+		dom_job_free(job);
+		return r;
+	}
+	return 0;
+}
+
+/*
+ * Find or reserve the name, then queue the define job on that domain.
+ * -ESHUTDOWN (the domain was stopping) and -EEXIST (a name raced) are
+ * retried here.  Any thread.
+ */
+static int req_run(struct vm_req *req, char *errbuf, size_t errlen)
+{
+	const char *name = json_string_value(json_object_get(req->config, "name"));
+	struct qemu_config *cfg;
+	struct domain *d;
+	int r = -EAGAIN;
+
+	for (int tries = 0; tries < 8 && r < 0; tries++) {
+		crcu_read_lock();
+		d = reg_lookup_name_rcu(req->env->reg, name);
+		if (d)
+			dom_ref(d);
+		crcu_read_unlock();
+		if (d) {
+			r = req_submit_define(req, d, errbuf, errlen);
+			dom_unref(d);
+			if (r == -ESHUTDOWN)
+				continue;       /* being removed: reserve it afresh */
+			return r;
+		}
+		r = qemu_config_from_json(req->config, &cfg, errbuf, errlen);
+		if (r < 0)
+			return r;
+		r = vm_domain_new(req->env, cfg, &req->creds, &d, errbuf, errlen);
+		if (r < 0) {
+			qemu_config_free(cfg);
+			return r;
+		}
+		r = reg_add(req->env->reg, d);
+		if (r == -EEXIST) {
+			const char *uuid = json_string_value(json_object_get(req->config, "uuid"));
+
+			actor_stop(dom_actor(d));
+			crcu_read_lock();
+			if (uuid && !reg_lookup_name_rcu(req->env->reg, name)) {
+				crcu_read_unlock();
+				snprintf(errbuf, errlen, "UUID %s is taken by another domain", uuid);
+				return -EEXIST;
 			}
-			/* Ask the guest to power off; its SHUTDOWN turns into a reset. */
-			job_cmd(d, job, "system_powerdown", NULL, NULL);
-			break;
+			crcu_read_unlock();
+			continue;               /* the name raced: look again */
 		}
-		/* reboot "reset" is a hardware reset */
-		__attribute__((fallthrough));
-	case VM_OP_RESET:
-		job_cmd(d, job, "system_reset", NULL, NULL);
-		break;
-	case VM_OP_QMP: {
-		const char *cmd = json_string_value(json_object_get(vj->args, "command"));
-
-		if (!cmd) {
-			fail(d, job, DOM_ERR_INVALID, "qmp: 'command' must be a JSON string");
-			return;
-		}
-		job_cmd(d, job, NULL, NULL, cmd);
-		break;
+		/* Reserved: the define job writes the file (or removes the name again). */
+		r = req_submit_define(req, d, errbuf, errlen);
+		if (r < 0)
+			vm_domain_remove(req->env, d);
+		return r;
 	}
-	default:
-		BUG_ON(true);
+	snprintf(errbuf, errlen, "domain '%s' keeps changing under this call; try again", name);
+	return -EAGAIN;
+}
+
+static int req_new(struct vm_env *env, json_t *config, const struct creds *caller,
+		   uint64_t timeout_ns, dom_job_done_fn done, void *done_arg, struct vm_req **ret,
+		   char *errbuf, size_t errlen)
+{
+	struct qemu_config *cfg = NULL;
+	struct vm_req *req;
+	char emu[PATH_MAX];
+	int r;
+
+	r = qemu_config_from_json(config, &cfg, errbuf, errlen);
+	if (r < 0)
+		return r;
+	r = vm_emulator_resolve(env, qemu_config_emulator(cfg), emu, sizeof(emu), errbuf,
+				errlen);
+	if (r < 0) {
+		qemu_config_free(cfg);
+		return r;
+	}
+	req = calloc(1, sizeof(*req));
+	if (req)
+		req->config = qemu_config_to_json(cfg);
+	qemu_config_free(cfg);
+	if (!req || !req->config) {
+		free(req);
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	req->env = env;
+	req->creds = *caller;
+	req->deadline_ns = now_ns() + timeout_ns;
+	req->done = done;
+	req->done_arg = done_arg;
+	*ret = req;
+	return 0;
+}
+
+int vm_define_submit(struct vm_env *env, json_t *config, const struct creds *caller,
+		     uint64_t timeout_ns, dom_job_done_fn done, void *done_arg, char *errbuf,
+		     size_t errlen)
+{
+	struct vm_req *req;
+	int r;
+
+	r = req_new(env, config, caller, timeout_ns, done, done_arg, &req, errbuf, errlen);
+	if (r < 0)
+		return r;
+	r = req_run(req, errbuf, errlen);
+	if (r < 0)
+		req_free(req);
+	return r;
+}
+
+int vm_attach_submit(struct vm_env *env, const char *name, json_t *config, json_t *args,
+		     const struct creds *caller, uint64_t timeout_ns, dom_job_done_fn done,
+		     void *done_arg, char *errbuf, size_t errlen)
+{
+	struct dom_job *job;
+	struct vm_req *req;
+	struct domain *d;
+	json_t *cfg;
+	int r;
+
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(env->reg, name);
+	if (d)
+		dom_ref(d);
+	crcu_read_unlock();
+	if (d) {
+		/* Defined already: its config stays; just the attach. */
+		r = vm_job_new(VM_OP_ATTACH, args, timeout_ns, done, done_arg, &job, errbuf,
+			       errlen);
+		if (r == 0) {
+			((struct vm_job *)job->priv)->creds = *caller;
+			r = vm_submit(d, job);
+			if (r < 0) {
+				dom_job_free(job);
+				snprintf(errbuf, errlen, "domain '%s' is being removed", name);
+			}
+		}
+		dom_unref(d);
+		return r;
+	}
+	if (config && json_object_get(config, "name") &&
+	    !(json_is_string(json_object_get(config, "name")) &&
+	      !strcmp(json_string_value(json_object_get(config, "name")), name))) {
+		snprintf(errbuf, errlen, "config.name must be absent or equal to param 'name'");
+		return -EINVAL;
+	}
+	cfg = config ? json_deep_copy(config) : json_object();
+	if (!cfg || (!json_object_get(cfg, "name") &&
+		     json_object_set_new(cfg, "name", json_string(name)) < 0)) {
+		json_decref(cfg);
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	r = req_new(env, cfg, caller, timeout_ns, done, done_arg, &req, errbuf, errlen);
+	json_decref(cfg);
+	if (r < 0)
+		return r;
+	req->attach_args = json_incref(args);
+	r = req_run(req, errbuf, errlen);
+	if (r < 0)
+		req_free(req);
+	return r;
+}
+
+/* ---- monitor notes -------------------------------------------------------------- */
+
+static void submit_settle(struct domain *d);
+
+static void event_to_state(struct domain *d, const char *ev, json_t *data)
+{
+	struct vm *vm = vm_of(d);
+	enum dom_state st = dom_state_actor(d);
+
+	if (!strcmp(ev, "STOP")) {
+		if (st == DOM_RUNNING)
+			vm_lifecycle(d, DOM_PAUSED, "paused");
+	} else if (!strcmp(ev, "RESUME")) {
+		if (st == DOM_PAUSED || st == DOM_PMSUSPENDED || st == DOM_STARTING)
+			vm_lifecycle(d, DOM_RUNNING, "unpaused");
+	} else if (!strcmp(ev, "SHUTDOWN")) {
+		json_t *g = json_object_get(data, "guest");
+
+		vm->guest_shutdown = json_is_true(g);
+		vm_lifecycle(d, DOM_SHUTTING_DOWN, vm->guest_shutdown ? "guest" : "host");
+	} else if (!strcmp(ev, "SUSPEND")) {
+		vm_lifecycle(d, DOM_PMSUSPENDED, "suspended by guest");
+	} else if (!strcmp(ev, "WAKEUP")) {
+		if (st == DOM_PMSUSPENDED)
+			vm_lifecycle(d, DOM_RUNNING, "woken up");
+	} else if (!strcmp(ev, "GUEST_PANICKED")) {
+		vm_lifecycle(d, DOM_CRASHED, "panicked");
 	}
 }
 
@@ -1081,41 +1074,222 @@ static void job_monitor_ready(struct domain *d, struct dom_job *job)
 
 	if (!vj || vj->phase != VP_WAIT_MON)
 		return;
-	if (vj->op == VM_OP_START)
-		job_cmd(d, job, "cont", NULL, NULL);
-	else if (vj->op == VM_OP_ATTACH) {
-		job_cmd(d, job, "query-status", NULL, NULL);
+	if (vj->op == VM_OP_START) {
+		vm_job_cmd(d, job, "cont", NULL, NULL);
+	} else if (vj->op == VM_OP_ATTACH || vj->op == VM_OP_REATTACH ||
+		   vj->op == VM_OP_SETTLE) {
+		vm_job_cmd(d, job, "query-status", NULL, NULL);
 		vj->phase = VP_WAIT_STATUS;
 	}
 }
 
-static const char *state_of_status(const char *status, enum dom_state *st)
+void vm_on_note(struct domain *d, struct mon_note *n)
 {
-	if (!status)
-		return NULL;
-	if (!strcmp(status, "running")) {
-		*st = DOM_RUNNING;
-		return "attached";
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+
+	if (n->mon != vm->mon)
+		return;         /* from a monitor we already dropped */
+	switch (n->kind) {
+	case MON_NOTE_READY:
+		dom_set_monitor(d, DOM_MON_OK);
+		vm->mon_retries = 0;
+		if (vj && vj->phase == VP_WAIT_MON)
+			job_monitor_ready(d, job);
+		else
+			submit_settle(d);       /* a monitor that came back: what is QEMU doing? */
+		break;
+	case MON_NOTE_STATE:
+		dom_set_monitor(d, n->st);
+		evbus_publish(vm->env->bus, dom_name(d), "monitor",
+			      json_pack("{s:s}", "state", dom_mon_state_name(n->st)));
+		break;
+	case MON_NOTE_EVENT: {
+		json_t *data = n->data ? json_deep_copy(n->data) : json_object();
+
+		dom_count_event(d);
+		event_to_state(d, n->event, n->data);
+		json_object_set_new(data, "qemu_timestamp",
+				    json_real((double)n->seconds + (double)n->micros / 1e6));
+		evbus_publish(vm->env->bus, dom_name(d), n->event, data);
+		if (strcmp(n->event, "SHUTDOWN") != 0)
+			break;
+		if (vj && vj->op == VM_OP_REBOOT && vj->phase == VP_WAIT_GUEST) {
+			/* The guest powered off for our reboot: reset it and run it. */
+			vm_job_cmd(d, job, "system_reset", NULL, NULL);
+			vj->phase = VP_RESET;
+			break;
+		}
+		if (vm->mon && guest_reboot(vm))
+			/* -no-shutdown keeps QEMU waiting: this power-off was meant. */
+			mon_cmd(vm->mon, 0, "quit", NULL, NULL, now_ns() + 10 * NSEC_PER_SEC);
+		if (vj && vj->op == VM_OP_SHUTDOWN)
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "shutting-down"),
+				       NULL);
+		break;
 	}
-	if (!strcmp(status, "suspended")) {
-		*st = DOM_PMSUSPENDED;
-		return "attached";
+	case MON_NOTE_CLOSED:
+		dom_set_monitor(d, DOM_MON_BROKEN);
+		evbus_publish(vm->env->bus, dom_name(d), "monitor",
+			      json_pack("{s:s, s:s}", "state", "broken", "reason", n->reason));
+		if (vm->mon) {
+			mon_close(vm->mon);
+			vm->mon = NULL;
+		}
+		if (vj && vj->phase == VP_WAIT_MON) {
+			/* The handshake failed: the job waiting for it fails now. */
+			if (vj->op == VM_OP_START && vm->proc == VPROC_RUNNING) {
+				vm->killing = true;
+				vm_proc_kill(vm);
+			}
+			dom_job_finish(d, job, -EPIPE, DOM_ERR_MONITOR, NULL,
+				       "domain '%s': QEMU's monitor failed: %s", dom_name(d),
+				       n->reason);
+		}
+		vm_proc_monitor_lost(d);
+		break;
 	}
-	if (!strcmp(status, "guest-panicked")) {
-		*st = DOM_CRASHED;
-		return "panicked";
+}
+
+/* ---- lifecycle jobs ---------------------------------------------------------------- */
+
+static void vm_job_free_priv(void *p)
+{
+	struct vm_job *vj = p;
+
+	if (!vj)
+		return;
+	if (vj->op == VM_OP_REATTACH && vj->found.pidfd >= 0)
+		close(vj->found.pidfd);
+	json_decref(vj->args);
+	free(vj);
+}
+
+static void vmj_start(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_job *vj = job->priv;
+	enum dom_state st = dom_state_actor(d);
+	const char *name = dom_name(d);
+
+	switch (vj->op) {
+	case VM_OP_DEFINE:
+		define_start(d, job);
+		return;
+	case VM_OP_UNDEFINE:
+		undefine_start(d, job);
+		return;
+	case VM_OP_START:
+		if (is_active(st) || vm->proc != VPROC_NONE) {
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
+				vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st));
+			return;
+		}
+		vm_proc_start(d, job);
+		return;
+	case VM_OP_ATTACH:
+		if (is_active(st) || vm->proc != VPROC_NONE || vm->mon) {
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
+				dom_state_name(st));
+			return;
+		}
+		vm_proc_attach(d, job);
+		return;
+	case VM_OP_REATTACH:
+		vm_proc_reattach(d, job);
+		return;
+	case VM_OP_SETTLE:
+		if (!vm->mon || vm->proc != VPROC_RUNNING) {
+			dom_job_finish(d, job, 0, 0, NULL, NULL);
+			return;
+		}
+		vm_job_cmd(d, job, "query-status", NULL, NULL);
+		vj->phase = VP_WAIT_STATUS;
+		return;
+	case VM_OP_DESTROY:
+		if (vm->proc == VPROC_SPAWNING) {
+			/* The spawn lands in a moment; its QEMU is killed then. */
+			vm->kill_on_spawn = true;
+			vj->phase = VP_WAIT_EXIT;
+			return;
+		}
+		if (vm->proc == VPROC_NONE) {
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is not running", name);
+			return;
+		}
+		if (!vm->signalable) {
+			/* Not a QEMU corral may kill (see attach): let go of it only. */
+			vm_proc_gone(d, 0, false);
+			return;
+		}
+		vm->killing = true;
+		/* SIGKILL works on a stopped process too: no cooperation needed. */
+		vm_proc_kill(vm);
+		vj->phase = VP_WAIT_EXIT;
+		return;
+	default:
+		break;
 	}
-	if (!strcmp(status, "shutdown")) {
-		*st = DOM_SHUTTING_DOWN;
-		return "attached";
+
+	if (!is_active(st) || vm->proc != VPROC_RUNNING) {
+		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is not running (%s)", name,
+			dom_state_name(st));
+		return;
 	}
-	*st = DOM_PAUSED;       /* paused, prelaunch, inmigrate, debug, ... */
-	return "attached";
+	switch (vj->op) {
+	case VM_OP_SHUTDOWN:
+		vm_job_cmd(d, job, "system_powerdown", NULL, NULL);
+		break;
+	case VM_OP_SUSPEND:
+		if (st == DOM_PAUSED) {
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is already paused", name);
+			return;
+		}
+		vm_job_cmd(d, job, "stop", NULL, NULL);
+		break;
+	case VM_OP_RESUME:
+		if (st != DOM_PAUSED) {
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is not paused (%s)", name,
+				dom_state_name(st));
+			return;
+		}
+		vm_job_cmd(d, job, "cont", NULL, NULL);
+		break;
+	case VM_OP_REBOOT:
+		if (guest_reboot(vm)) {
+			if (st != DOM_RUNNING) {
+				vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is %s: a guest reboot "
+					"needs a running guest", name, dom_state_name(st));
+				return;
+			}
+			/* Ask the guest to power off; its SHUTDOWN turns into a reset. */
+			vm_job_cmd(d, job, "system_powerdown", NULL, NULL);
+			break;
+		}
+		/* reboot "reset" is a hardware reset */
+		__attribute__((fallthrough));
+	case VM_OP_RESET:
+		vm_job_cmd(d, job, "system_reset", NULL, NULL);
+		break;
+	case VM_OP_QMP: {
+		const char *cmd = json_string_value(json_object_get(vj->args, "command"));
+
+		if (!cmd) {
+			vm_fail(d, job, DOM_ERR_INVALID, "qmp: 'command' must be a JSON string");
+			return;
+		}
+		vm_job_cmd(d, job, NULL, NULL, cmd);
+		break;
+	}
+	default:
+		BUG_ON(true);
+	}
 }
 
 static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *data)
 {
-	struct vm *vm = to_vm(d);
+	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
 	const char *name = dom_name(d);
 	enum vm_op op = vj->op;         /* job and vj are gone once finished */
@@ -1142,53 +1316,53 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 			dom_job_finish(d, job, err, DOM_ERR_MONITOR, NULL, "domain '%s': %s", name,
 				       reason ? reason : "monitor failed");
 		json_decref(data);
-		if (op == VM_OP_START && is_active(dom_state_actor(d)) && vm->pid) {
+		if (op == VM_OP_START && vm->proc == VPROC_RUNNING &&
+		    dom_state_actor(d) == DOM_STARTING) {
 			/* A half-started VM is no use to anyone. */
 			vm->killing = true;
-			kill(vm->pid, SIGKILL);
+			vm_proc_kill(vm);
 		}
 		return;
 	}
 
 	switch (op) {
 	case VM_OP_START:
-		lifecycle(d, DOM_RUNNING, "booted");
+		crash_point("start.after-cont");
+		vm_lifecycle(d, DOM_RUNNING, "booted");
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:i}", "state", "running", "pid",
 						       vm->pid), NULL);
 		break;
-	case VM_OP_ATTACH: {
-		enum dom_state st = DOM_RUNNING;
-		json_t *ret = json_object_get(data, "return");
-		const char *reason = state_of_status(
-			json_string_value(json_object_get(ret, "status")), &st);
-
-		lifecycle(d, st, reason ? reason : "attached");
-		/* Attached for good: the next daemon re-attaches (pid 0: none known). */
-		run_record_save(vm->env, d, vm->pid,
-				json_string_value(json_object_get(vj->args, "qmp_socket")));
-		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", dom_state_name(st)),
-			       NULL);
+	case VM_OP_ATTACH:
+	case VM_OP_REATTACH:
+	case VM_OP_SETTLE:
+		if (vj->phase == VP_WAIT_CONT) {
+			/* A start cut short by a crash, now finished. */
+			vm_lifecycle(d, DOM_RUNNING, "booted");
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:i}", "state", "running",
+							       "pid", vm->pid), NULL);
+			break;
+		}
+		vm_proc_status(d, job, json_object_get(data, "return"));
 		break;
-	}
 	case VM_OP_SHUTDOWN:
 		/* Accepted: now wait for SHUTDOWN or the exit (or the deadline). */
 		vj->phase = VP_WAIT_EXIT;
 		break;
 	case VM_OP_SUSPEND:
-		lifecycle(d, DOM_PAUSED, "user");
+		vm_lifecycle(d, DOM_PAUSED, "user");
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "paused"), NULL);
 		break;
 	case VM_OP_RESUME:
-		lifecycle(d, DOM_RUNNING, "unpaused");
+		vm_lifecycle(d, DOM_RUNNING, "unpaused");
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "running"), NULL);
 		break;
 	case VM_OP_REBOOT:
 		if (guest_reboot(vm)) {
 			if (vj->phase == VP_RESET) {
-				job_cmd(d, job, "cont", NULL, NULL);
+				vm_job_cmd(d, job, "cont", NULL, NULL);
 				vj->phase = VP_CONT;
 			} else if (vj->phase == VP_CONT) {
-				lifecycle(d, DOM_RUNNING, "rebooted");
+				vm_lifecycle(d, DOM_RUNNING, "rebooted");
 				dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "running"),
 					       NULL);
 			} else {
@@ -1217,16 +1391,34 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 /* Deadline passed, or the domain is going away, or destroy preempts us. */
 static void vmj_abort(struct domain *d, struct dom_job *job, int err)
 {
-	struct vm *vm = to_vm(d);
+	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
 
-	if (vj->op == VM_OP_START && vm->pid && dom_state_actor(d) == DOM_STARTING) {
-		/* Never leave a half-started QEMU behind. */
-		vm->killing = true;
-		kill(vm->pid, SIGKILL);
+	switch (vj->op) {
+	case VM_OP_START:
+		if (err == -ESHUTDOWN)
+			break;          /* the daemon stops: the next one finishes the start */
+		if (vm->proc == VPROC_SPAWNING) {
+			vm->kill_on_spawn = true;       /* never leave a half-started QEMU */
+		} else if (vm->proc == VPROC_RUNNING && dom_state_actor(d) == DOM_STARTING) {
+			vm->killing = true;
+			vm_proc_kill(vm);
+		}
+		break;
+	case VM_OP_ATTACH:
+		if (dom_state_actor(d) == DOM_SHUTOFF && err != -ESHUTDOWN) {
+			vm_proc_release(vm);    /* never ours: let go of it */
+			dom_set_pid(d, 0);
+			dom_set_monitor(d, DOM_MON_NONE);
+		}
+		break;
+	default:
+		/*
+		 * A re-attach or settle that times out keeps the QEMU: it is
+		 * running whatever its monitor says.
+		 */
+		break;
 	}
-	if (vj->op == VM_OP_ATTACH && dom_state_actor(d) == DOM_SHUTOFF)
-		drop_monitor(vm);
 }
 
 static const struct dom_job_ops vm_ops[VM_OP_COUNT] = {
@@ -1236,7 +1428,9 @@ static const struct dom_job_ops vm_ops[VM_OP_COUNT] = {
 	VMOP(VM_OP_DESTROY, "destroy"), VMOP(VM_OP_SUSPEND, "suspend"),
 	VMOP(VM_OP_RESUME, "resume"),   VMOP(VM_OP_RESET, "reset"),
 	VMOP(VM_OP_REBOOT, "reboot"),   VMOP(VM_OP_QMP, "qmp"),
-	VMOP(VM_OP_ATTACH, "attach"),
+	VMOP(VM_OP_ATTACH, "attach"),   VMOP(VM_OP_UNDEFINE, "undefine"),
+	VMOP(VM_OP_DEFINE, "define"),   VMOP(VM_OP_REATTACH, "reattach"),
+	VMOP(VM_OP_SETTLE, "settle"),
 #undef VMOP
 };
 
@@ -1257,6 +1451,8 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 	}
 	vj->op = op;
 	vj->args = args ? json_incref(args) : NULL;
+	vj->found.pidfd = -1;
+	creds_self(&vj->creds);
 	r = dom_job_new(&vm_ops[op], vj, timeout_ns, done, done_arg, ret);
 	if (r < 0) {
 		vm_job_free_priv(vj);
@@ -1270,4 +1466,233 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 int vm_submit(struct domain *d, struct dom_job *job)
 {
 	return dom_submit(d, job);
+}
+
+static void settle_done(struct dom_job *job, void *arg)
+{
+	dom_job_free(job);
+}
+
+/* A monitor came back with no job waiting for it: learn QEMU's state. */
+static void submit_settle(struct domain *d)
+{
+	struct dom_job *job;
+	char err[64];
+
+	if (vm_job_new(VM_OP_SETTLE, NULL, 30 * NSEC_PER_SEC, settle_done, NULL, &job, err,
+		       sizeof(err)) < 0)
+		return;
+	if (vm_submit(d, job) < 0)
+		dom_job_free(job);
+}
+
+/* ---- loading at start-up ----------------------------------------------------------- */
+
+/* Move a definition that cannot be used out of the way, keeping it for a human. */
+static void set_aside(struct vm_env *env, const char *file,
+		      void (*report)(const char *path, const char *why, void *arg), void *arg,
+		      const char *why)
+{
+	char aside[300], path[PATH_MAX], msg[DOM_ERRMSG_MAX + 300];
+
+	snprintf(aside, sizeof(aside), "%s.corrupt", file);
+	snprintf(path, sizeof(path), "%s/domains/%s", env->state_dir, file);
+	if (renameat(env->domains_fd, file, env->domains_fd, aside) == 0)
+		snprintf(msg, sizeof(msg), "%s; moved aside to %s.corrupt", why, file);
+	else
+		snprintf(msg, sizeof(msg), "%s; cannot move it aside: %s", why, strerror(errno));
+	if (report)
+		report(path, msg, arg);
+}
+
+/* One definition file: parse, check, define (without writing it back). */
+static int load_one(struct vm_env *env, const char *file,
+		    void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	char err[DOM_ERRMSG_MAX], path[PATH_MAX], *text = NULL, expect[DOM_NAME_MAX + 8];
+	struct qemu_config *cfg = NULL;
+	const json_t *config;
+	struct creds owner;
+	struct domain *d;
+	struct vm *vm;
+	json_error_t jerr;
+	json_t *doc;
+	size_t len;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/domains/%s", env->state_dir, file);
+	r = durable_read(env->domains_fd, "state dir", file, VM_DEF_MAX, &text, &len, err,
+			 sizeof(err));
+	if (r < 0) {
+		/* Not a regular file, a link, unreadable: skipped, left alone. */
+		if (report)
+			report(path, err, arg);
+		return r;
+	}
+	doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(text);
+	if (!doc) {
+		snprintf(err, sizeof(err), "not valid JSON: %s (line %d)", jerr.text, jerr.line);
+		set_aside(env, file, report, arg, err);
+		return -EINVAL;
+	}
+	/* Version 2: {config, owner}; earlier files are the config alone. */
+	config = json_object_get(doc, "config");
+	if (config) {
+		if (creds_from_json(json_object_get(doc, "owner"), &owner) < 0) {
+			json_decref(doc);
+			set_aside(env, file, report, arg, "bad 'owner'");
+			return -EINVAL;
+		}
+	} else {
+		config = doc;
+		creds_self(&owner);
+	}
+	r = qemu_config_from_json(config, &cfg, err, sizeof(err));
+	if (r == 0) {
+		snprintf(expect, sizeof(expect), "%s.json", qemu_config_name(cfg));
+		if (strcmp(expect, file) != 0) {
+			snprintf(err, sizeof(err), "names domain '%s', not the file's name",
+				 qemu_config_name(cfg));
+			r = -EINVAL;
+		}
+	}
+	json_decref(doc);
+	if (r < 0) {
+		qemu_config_free(cfg);
+		set_aside(env, file, report, arg, err);
+		return r;
+	}
+	r = vm_domain_new(env, cfg, &owner, &d, err, sizeof(err));
+	if (r < 0) {
+		qemu_config_free(cfg);
+		if (report)
+			report(path, err, arg);
+		return r;
+	}
+	vm = vm_of(d);
+	vm->defined = true;
+	r = reg_add(env->reg, d);
+	if (r < 0) {
+		actor_stop(dom_actor(d));
+		set_aside(env, file, report, arg, "its name or UUID is taken by another definition");
+		return r;
+	}
+	return 0;
+}
+
+int vm_env_load(struct vm_env *env,
+		void (*report)(const char *path, const char *why, void *arg), void *arg,
+		bool (*stop)(void *arg))
+{
+	struct dirent *de;
+	int n = 0, dfd;
+	DIR *dp;
+
+	dfd = fcntl(env->domains_fd, F_DUPFD_CLOEXEC, 0);
+	if (dfd < 0)
+		return -errno;
+	dp = fdopendir(dfd);
+	if (!dp) {
+		close(dfd);
+		return -errno;
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp))) {
+		size_t len = strlen(de->d_name);
+
+		if (stop && stop(arg))
+			break;
+		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+			continue;       /* ., .., NAME.json.tmp, NAME.json.corrupt */
+		if (load_one(env, de->d_name, report, arg) == 0)
+			n++;
+	}
+	closedir(dp);
+	if (!(stop && stop(arg)))
+		vm_proc_recover(env, report, arg);
+	return n;
+}
+
+/* ---- blocking conveniences (tools and tests) ---------------------------------------- */
+
+struct vm_wait {
+	struct completion done;
+	struct dom_job *job;
+};
+
+static void wait_done(struct dom_job *job, void *arg)
+{
+	struct vm_wait *w = arg;
+
+	w->job = job;
+	completion_signal(&w->done);
+}
+
+/* Wait for a submitted job's end; its error to errbuf; the job freed. */
+static int wait_job(struct vm_wait *w, struct domain **ret, char *errbuf, size_t errlen)
+{
+	int r;
+
+	if (completion_wait(&w->done, 300 * NSEC_PER_SEC) < 0) {
+		snprintf(errbuf, errlen, "no answer within 300 s");
+		return -ETIMEDOUT;      /* w leaks: its job may still call back */
+	}
+	r = w->job->err;
+	if (r) {
+		snprintf(errbuf, errlen, "%s", w->job->errmsg);
+		if (w->job->code == DOM_ERR_INVALID)
+			r = -EINVAL;
+		else if (w->job->code == DOM_ERR_STATE)
+			r = -EBUSY;
+		else if (w->job->code == DOM_ERR_PERMISSION)
+			r = -EPERM;
+	} else if (ret) {
+		*ret = w->job->dom;
+	}
+	dom_job_free(w->job);
+	free(w);
+	return r;
+}
+
+int vm_define_wait(struct vm_env *env, json_t *config, struct domain **ret, char *errbuf,
+		   size_t errlen)
+{
+	struct vm_wait *w = calloc(1, sizeof(*w));
+	struct creds self;
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	completion_init(&w->done);
+	creds_self(&self);
+	r = vm_define_submit(env, config, &self, 60 * NSEC_PER_SEC, wait_done, w, errbuf,
+			     errlen);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	return wait_job(w, ret, errbuf, errlen);
+}
+
+int vm_undefine_wait(struct vm_env *env, struct domain *d, char *errbuf, size_t errlen)
+{
+	struct vm_wait *w = calloc(1, sizeof(*w));
+	struct dom_job *job;
+	int r;
+
+	if (!w)
+		return -ENOMEM;
+	completion_init(&w->done);
+	r = vm_job_new(VM_OP_UNDEFINE, NULL, 60 * NSEC_PER_SEC, wait_done, w, &job, errbuf,
+		       errlen);
+	if (r == 0 && (r = vm_submit(d, job)) < 0) {
+		dom_job_free(job);
+		snprintf(errbuf, errlen, "no such domain '%s'", dom_name(d));
+	}
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	return wait_job(w, NULL, errbuf, errlen);
 }

@@ -1,8 +1,23 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * vm: QEMU-backed domains.  Builds on the domain actor (domain.h): the
- * lifecycle jobs (start, shutdown, suspend, ...), the monitor actor that owns
- * each QMP connection, QEMU's process, and the event bus.
+ * lifecycle jobs (define, start, shutdown, suspend, ..., undefine), the
+ * monitor actor that owns each QMP connection, QEMU's process, the files
+ * that make all of it survive a crash, and the event bus.
+ *
+ * Every change to a domain is a job on its actor, its disk writes
+ * included: define (of a new name or of an existing one), undefine,
+ * attach, start.  A job that writes a file waits for an offload thread to
+ * write it durably (fsync, rename, fsync of the directory) before it
+ * reports success, and a failed write fails the job with the reason and
+ * changes nothing.
+ *
+ * Ownership survives the daemon: before QEMU exists, its run record
+ * (RUNTIME_DIR/vms/NAME.json) is on disk and names a random run id that
+ * QEMU carries in its environment; at start-up vm_env_load() finds every
+ * QEMU of this runtime directory, from the records and from /proc, and
+ * adopts it or, when its domain is gone, stops it and says so.  A live QEMU
+ * is never dropped: a record goes only when its process is gone.
  *
  * The daemon's RPC layer calls only what is declared here and in domain.h.
  */
@@ -15,7 +30,9 @@
 
 #include "actors/domain.h"
 #include "actors/evbus.h"
+#include "common/creds.h"
 #include "common/ioloop.h"
+#include "common/offload.h"
 
 struct vm_env;
 
@@ -24,39 +41,75 @@ struct vm_env_opts {
 	struct ioloop *io;
 	struct registry *reg;
 	struct evbus *bus;
-	const char *runtime_dir;        /* QMP sockets, pid files (mode 0700) */
-	const char *state_dir;          /* configs, logs (mode 0700) */
-	const char *default_emulator;   /* NULL: qemu-system-x86_64 from PATH */
+	struct offload *off;            /* where blocking work runs */
+	const char *runtime_dir;        /* records, QMP sockets (mode 0700, ours) */
+	const char *state_dir;          /* definitions, logs (mode 0700, ours) */
+	const char *default_emulator;   /* NULL: qemu-system-x86_64 */
+	/*
+	 * The emulators a definition may name (absolute paths), NULL-terminated;
+	 * NULL: every /usr/bin/qemu-system-* present.  default_emulator is
+	 * always allowed.
+	 */
+	const char *const *emulators;
 };
 
-/* Daemon-wide context.  Any thread. */
-int vm_env_new(const struct vm_env_opts *opts, struct vm_env **ret);
+/*
+ * Daemon-wide context: opens (and creates) the directories and refuses
+ * ones not owned by this user or writable by others.  0, or -errno with
+ * the reason in errbuf.  Main thread.
+ */
+int vm_env_new(const struct vm_env_opts *opts, struct vm_env **ret, char *errbuf,
+	       size_t errlen);
 void vm_env_free(struct vm_env *env);
 
 /*
- * Definitions are kept on disk, one JSON file per domain in
- * STATE_DIR/domains/NAME.json, written by vm_define (to a temporary file,
- * then renamed: a crash leaves the old or the new file, never half of one)
- * and removed by vm_undefine.  vm_env_load defines every domain found
- * there, at start-up; report (may be NULL) hears of each file it could not
- * use.  Returns how many were defined.  Main thread, before serving.
+ * At start-up: define every domain in STATE_DIR/domains (a file that is
+ * not a regular file is skipped; a corrupt one is moved aside to
+ * NAME.json.corrupt and reported), then recover every QEMU of this runtime
+ * directory (see above).  report (may be NULL) hears of each problem;
+ * stop (may be NULL) is asked between files whether to give up (a SIGTERM
+ * arrived).  Returns how many domains were defined.  Main thread, before
+ * serving.
  */
 int vm_env_load(struct vm_env *env,
-		void (*report)(const char *path, const char *why, void *arg), void *arg);
+		void (*report)(const char *path, const char *why, void *arg), void *arg,
+		bool (*stop)(void *arg));
 
 /*
  * Define a domain from a config object (see qemu/config.h for its fields),
- * validated field by field; add it to the registry.  -EINVAL (errbuf says
- * which field and why), -EEXIST (name or UUID taken).  Any thread.
+ * as caller: a new name is reserved in the registry, then its definition
+ * is written; an existing name gets its definition replaced for the next
+ * start (a job queued behind the domain's other jobs).  Disks without a
+ * declared format are probed, with the caller's rights.  done gets a job
+ * whose result is {name, uuid} (or the error); free it with
+ * dom_job_free().  0: done will be called; -EINVAL / -EPERM / -ENOMEM with
+ * the reason in errbuf (done is not called).  Any thread.
  */
-int vm_define(struct vm_env *env, json_t *config, struct domain **ret, char *errbuf,
-	      size_t errlen);
+int vm_define_submit(struct vm_env *env, json_t *config, const struct creds *caller,
+		     uint64_t timeout_ns, dom_job_done_fn done, void *done_arg, char *errbuf,
+		     size_t errlen);
 
 /*
- * Remove a shut-off domain: -EBUSY unless shut off (errbuf says its state).
- * Any thread.
+ * Attach to a running QEMU's QMP socket (args: {"qmp_socket": path,
+ * "pid": n (optional)}) as caller, defining the domain first if there is
+ * none of that name (from config, or just the name).  The pid is the
+ * socket's peer (SO_PEERCRED), checked against args' pid if given; the
+ * caller must own it (or be root).  Same contract as vm_define_submit.
  */
-int vm_undefine(struct vm_env *env, struct domain *d, char *errbuf, size_t errlen);
+int vm_attach_submit(struct vm_env *env, const char *name, json_t *config, json_t *args,
+		     const struct creds *caller, uint64_t timeout_ns, dom_job_done_fn done,
+		     void *done_arg, char *errbuf, size_t errlen);
+
+/*
+ * Blocking forms for tools and tests: submit as the daemon's own user and
+ * wait (at most 300 s) for the job.  *ret is the domain (no reference: valid
+ * while it is registered).  -EINVAL, -EEXIST, -EPERM, -EBUSY (not shut off)
+ * or another -errno, with the reason in errbuf.  Never from an actor, an
+ * ioloop or an offload thread: they block.
+ */
+int vm_define_wait(struct vm_env *env, json_t *config, struct domain **ret, char *errbuf,
+		   size_t errlen);
+int vm_undefine_wait(struct vm_env *env, struct domain *d, char *errbuf, size_t errlen);
 
 enum vm_op {
 	VM_OP_START,
@@ -67,7 +120,11 @@ enum vm_op {
 	VM_OP_RESET,
 	VM_OP_REBOOT,
 	VM_OP_QMP,              /* args: {"command": "<QMP JSON text>"} */
-	VM_OP_ATTACH,           /* args: {"qmp_socket": path, "pid": n (optional)} */
+	VM_OP_ATTACH,           /* through vm_attach_submit() */
+	VM_OP_UNDEFINE,         /* a shut-off domain: its files go, then the domain */
+	VM_OP_DEFINE,           /* through vm_define_submit() */
+	VM_OP_REATTACH,         /* internal: adopt a QEMU found at start-up */
+	VM_OP_SETTLE,           /* internal: learn QEMU's state on a new monitor */
 	VM_OP_COUNT
 };
 
@@ -76,8 +133,9 @@ const char *vm_op_name(enum vm_op op);
 int vm_op_from_name(const char *name);
 
 /*
- * A lifecycle job for dom_submit().  args may be NULL (borrowed).  The job's
- * result (job->result) is a JSON value or NULL.  Any thread.
+ * A lifecycle job for vm_submit() (start, shutdown, destroy, suspend,
+ * resume, reset, reboot, qmp, undefine).  args may be NULL (borrowed).
+ * The job's result (job->result) is a JSON value or NULL.  Any thread.
  */
 int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn done,
 	       void *done_arg, struct dom_job **ret, char *errbuf, size_t errlen);

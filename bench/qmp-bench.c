@@ -60,6 +60,7 @@
 #include "actors/monitor.h"
 #include "actors/vm.h"
 #include "common/futex.h"
+#include "common/offload.h"
 #include "bench/benchutil.h"
 #include "common/proc.h"
 #include "common/util.h"
@@ -152,6 +153,7 @@ static struct {
 	struct ioloop *io;
 	struct registry *reg;
 	struct evbus *bus;
+	struct offload *off;
 	struct vm_env *env;
 	/* Processes started outside corral, for the cleanup on any exit path. */
 	pid_t plain_pid;                /* the plain client's QEMU */
@@ -360,16 +362,17 @@ static void env_setup(void)
 	if (qemu_accel_resolve(opt.accel_opt, &g.accel, err, sizeof(err)) < 0)
 		bail("accel %s: %s", opt.accel_opt, err);
 	if (rt_new(0, &g.rt) < 0 || ioloop_new(1, &g.io) < 0 || reg_new(&g.reg) < 0 ||
-	    evbus_new(&g.bus) < 0)
+	    evbus_new(&g.bus) < 0 || offload_new(0, &g.off) < 0)
 		bail("cannot create the runtime");
 	o.rt = g.rt;
+	o.off = g.off;
 	o.io = g.io;
 	o.reg = g.reg;
 	o.bus = g.bus;
 	o.runtime_dir = g.run;
 	o.state_dir = g.state;
-	if (vm_env_new(&o, &g.env) < 0)
-		bail("vm_env_new failed");
+	if (vm_env_new(&o, &g.env, err, sizeof(err)) < 0)
+		bail("vm_env_new failed: %s", err);
 }
 
 static struct domain *stop_list[MAX_VMS + 8];
@@ -395,6 +398,8 @@ static void env_teardown(void)
 		reg_del(g.reg, stop_list[i]);
 		actor_stop(dom_actor(stop_list[i]));
 	}
+	rt_quiesce(g.rt, 10 * NSEC_PER_SEC);
+	offload_free(g.off);
 	rt_quiesce(g.rt, 10 * NSEC_PER_SEC);
 	urcu_memb_barrier();
 	rt_free(g.rt);
@@ -516,7 +521,7 @@ static struct domain *define_vm(const char *name)
 	struct domain *d;
 	char err[256];
 
-	if (!cfg || vm_define(g.env, cfg, &d, err, sizeof(err)) < 0)
+	if (!cfg || vm_define_wait(g.env, cfg, &d, err, sizeof(err)) < 0)
 		bail("define %s: %s", name, cfg ? err : "out of memory");
 	json_decref(cfg);
 	return d;
@@ -560,7 +565,7 @@ static void undefine(struct domain *d)
 	int r;
 
 	for (int i = 0; i < 10000; i++) {
-		r = vm_undefine(g.env, d, err, sizeof(err));
+		r = vm_undefine_wait(g.env, d, err, sizeof(err));
 		if (r != -EBUSY)
 			break;
 		usleep(1000);   /* the destroy job's snapshot is on its way */
@@ -781,7 +786,8 @@ static void own_qemu_start(const char *name, char *sock, size_t socklen, pid_t *
 	if (r < 0)
 		bail("qemu_qmp_listen %s: %s", sock, strerror(-r));
 	io.log_path = log;
-	io.qmp_listen_fd = lfd;
+	io.fds = &lfd;
+	io.nfds = 1;
 	r = qemu_spawn(argv, &io, ret_pid, err, sizeof(err));
 	close(lfd);             /* QEMU holds the listening socket now */
 	if (r < 0)
@@ -1525,7 +1531,7 @@ static void section_attach(void)
 
 		snprintf(name, sizeof(name), "sim%u", i);
 		cfg = json_pack("{s:s}", "name", name);
-		if (!cfg || vm_define(g.env, cfg, &doms[i], err, sizeof(err)) < 0)
+		if (!cfg || vm_define_wait(g.env, cfg, &doms[i], err, sizeof(err)) < 0)
 			bail("define %s: %s", name, err);
 		json_decref(cfg);
 	}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/file.h>
 #include <sys/resource.h>
@@ -25,7 +26,9 @@
 #include "actors/domain.h"
 #include "actors/evbus.h"
 #include "actors/vm.h"
+#include "common/crash.h"
 #include "common/ioloop.h"
+#include "common/offload.h"
 #include "common/rcu.h"
 #include "common/util.h"
 #include "daemon/config.h"
@@ -67,7 +70,7 @@ static int setup_signals(void)
 	sigaddset(&set, SIGHUP);
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
 		return -EINVAL;
-	sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	sig_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sig_fd < 0)
 		return -errno;
 	sigemptyset(&sa.sa_mask);
@@ -201,8 +204,14 @@ static void raise_nofile(void)
 	}
 }
 
-/* Block until SIGTERM or SIGINT; SIGHUP is logged and ignored. */
-static int wait_for_signal(void)
+static int stop_signal;          /* main thread: SIGTERM/SIGINT seen while starting */
+
+/*
+ * Read what the signalfd holds, without waiting: SIGTERM or SIGINT (the
+ * number), 0 when none, -1 when the signalfd broke.  SIGHUP is logged and
+ * ignored.
+ */
+static int poll_signal(void)
 {
 	struct signalfd_siginfo si;
 
@@ -211,6 +220,8 @@ static int wait_for_signal(void)
 
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN)
+			return 0;
 		if (n != sizeof(si))
 			return -1;
 		if (si.ssi_signo == SIGHUP) {
@@ -218,6 +229,31 @@ static int wait_for_signal(void)
 			continue;
 		}
 		return (int)si.ssi_signo;
+	}
+}
+
+/* Asked between definitions at start-up: SIGTERM is honoured at any time. */
+static bool stop_requested(void *arg)
+{
+	if (!stop_signal)
+		stop_signal = poll_signal();
+	return stop_signal != 0;
+}
+
+/* Block until SIGTERM or SIGINT; SIGHUP is logged and ignored. */
+static int wait_for_signal(void)
+{
+	struct pollfd pfd = { .fd = sig_fd, .events = POLLIN };
+	int sig;
+
+	if (stop_signal)
+		return stop_signal;
+	for (;;) {
+		sig = poll_signal();
+		if (sig)
+			return sig;
+		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			return -1;
 	}
 }
 
@@ -229,6 +265,7 @@ int main(int argc, char **argv)
 	struct ioloop *io = NULL;
 	struct registry *reg = NULL;
 	struct evbus *bus = NULL;
+	struct offload *off = NULL;
 	struct vm_env *env = NULL;
 	struct server *srv = NULL;
 	struct server_opts so = { 0 };
@@ -256,6 +293,7 @@ int main(int argc, char **argv)
 		return fflush(stdout) == 0 ? 0 : 1;
 	}
 	log_set_level((enum log_level)conf.log_level);
+	crash_init();
 	urcu_memb_register_thread();
 	raise_nofile();
 
@@ -294,24 +332,26 @@ int main(int argc, char **argv)
 
 	/* Threads from here on: they inherit the blocked signals. */
 	if ((r = rt_new(conf.workers, &rt)) < 0 || (r = ioloop_new(conf.io_threads, &io)) < 0 ||
-	    (r = reg_new(&reg)) < 0 || (r = evbus_new(&bus)) < 0) {
+	    (r = reg_new(&reg)) < 0 || (r = evbus_new(&bus)) < 0 ||
+	    (r = offload_new(0, &off)) < 0) {
 		log_err("cannot start: %s", strerror(-r));
 		goto out;
 	}
 	{
 		struct vm_env_opts vo = {
-			.rt = rt, .io = io, .reg = reg, .bus = bus,
+			.rt = rt, .io = io, .reg = reg, .bus = bus, .off = off,
 			.runtime_dir = conf.runtime_dir, .state_dir = conf.state_dir,
 			.default_emulator = conf.emulator,
 		};
 
-		r = vm_env_new(&vo, &env);
+		err[0] = '\0';
+		r = vm_env_new(&vo, &env, err, sizeof(err));
 		if (r < 0) {
-			log_err("cannot start the VM layer: %s", strerror(-r));
+			log_err("cannot start the VM layer: %s", err[0] ? err : strerror(-r));
 			goto out;
 		}
-		/* The definitions saved by earlier runs. */
-		r = vm_env_load(env, report_bad_definition, NULL);
+		/* The definitions saved by earlier runs, and every QEMU still running. */
+		r = vm_env_load(env, report_bad_definition, NULL, stop_requested);
 		if (r < 0)
 			log_warn("cannot read %s/domains: %s", conf.state_dir, strerror(-r));
 		else if (r > 0)
@@ -356,6 +396,10 @@ out:
 	if (rt && rt_quiesce(rt, QUIESCE_NS) < 0)
 		log_warn("actors still busy after %llu s; stopping anyway",
 			 QUIESCE_NS / NSEC_PER_SEC);
+	/* File operations in flight finish (a spawn's record is on disk first). */
+	offload_free(off);
+	if (rt)
+		rt_quiesce(rt, QUIESCE_NS);
 	urcu_memb_barrier();
 	rt_free(rt);
 	ioloop_free(io);

@@ -191,6 +191,9 @@ static int dom_err_to_rpc(const struct dom_job *job)
 	case DOM_ERR_QEMU: return RPC_ERR_QEMU;
 	case DOM_ERR_MONITOR: return RPC_ERR_MONITOR_BROKEN;
 	case DOM_ERR_INVALID: return RPC_ERR_INVALID_ARGUMENT;
+	case DOM_ERR_CANCELLED: return RPC_ERR_CANCELLED;
+	case DOM_ERR_STORAGE: return RPC_ERR_STORAGE;
+	case DOM_ERR_PERMISSION: return RPC_ERR_PERMISSION;
 	}
 	return RPC_ERR_INTERNAL;
 }
@@ -222,7 +225,7 @@ static int pack_job_reply(msgpack_packer *pk, struct call *cl, struct dom_job *j
 		return rpc_pack_json(pk, job->result);
 	if (msgpack_pack_map(pk, 1) < 0)
 		return -ENOMEM;
-	return pk_kv_str(pk, "state", state_after_job(cl->dom));
+	return pk_kv_str(pk, "state", state_after_job(cl->dom ? cl->dom : job->dom));
 }
 
 /* Runtime worker (the domain actor): must not block. */
@@ -291,6 +294,9 @@ static const char *const err_docs[RPC_ERR_MAX + 1] = {
 	[RPC_ERR_MONITOR_BROKEN] = "the QMP connection to QEMU failed, hangs or was lost",
 	[RPC_ERR_INTERNAL] = "a bug or resource failure inside corrald",
 	[RPC_ERR_UNAVAILABLE] = "corrald is shutting down",
+	[RPC_ERR_CANCELLED] = "the job was cancelled by a destroy of its domain",
+	[RPC_ERR_STORAGE] = "corrald could not write its state (disk full, read-only, I/O "
+			    "error); nothing was changed",
 };
 
 static const char *type_name(enum param_type t)
@@ -504,44 +510,42 @@ static int m_info(struct req *r)
 	return 0;
 }
 
-/* vm_define() with its errors mapped; *ret_d on success.  Takes config. */
-static int define(struct req *r, json_t *config, struct domain **ret_d)
+/* A synchronous refusal of the VM layer, as an RPC error. */
+static int vm_refusal(struct req *r, int ret, const char *err)
 {
-	char err[DOM_ERRMSG_MAX];
+	int code;
+
+	switch (ret) {
+	case -EINVAL: code = RPC_ERR_INVALID_ARGUMENT; break;
+	case -EPERM: case -EACCES: code = RPC_ERR_PERMISSION; break;
+	case -EEXIST: code = RPC_ERR_EXISTS; break;
+	case -EAGAIN: code = RPC_ERR_BUSY; break;
+	case -ESHUTDOWN: code = RPC_ERR_NO_SUCH_DOMAIN; break;
+	default: code = RPC_ERR_INTERNAL; break;
+	}
+	return req_fail(r, code, "%s", err[0] ? err : strerror(-ret));
+}
+
+/* config.name present, a string and a valid name: the messages users see first. */
+static int check_config_name(struct req *r, const json_t *config)
+{
 	json_t *name = json_object_get(config, "name");
 	char q[300];
-	int ret;
 
 	if (!json_is_string(name))
-		ret = req_fail(r, RPC_ERR_INVALID_ARGUMENT,
-			       "config.name: missing or not a string");
-	else if (!corral_name_valid(json_string_value(name)))
-		ret = req_fail(r, RPC_ERR_INVALID_ARGUMENT, "config.name: invalid domain name "
-			       "'%s': must match %s",
-			       quote(q, sizeof(q), json_string_value(name),
-				     json_string_length(name)), CORRAL_NAME_RULE);
-	else {
-		err[0] = '\0';
-		ret = vm_define(r->srv->o.env, config, ret_d, err, sizeof(err));
-		if (ret < 0) {
-			int code = ret == -EINVAL ? RPC_ERR_INVALID_ARGUMENT :
-				   ret == -EEXIST ? RPC_ERR_EXISTS :
-				   rpc_err_from_errno(ret, RPC_CTX_DOMAIN);
-
-			if (!err[0])
-				snprintf(err, sizeof(err), "cannot define '%s': %s",
-					 json_string_value(name), strerror(-ret));
-			ret = req_fail(r, code, "%s", err);
-		}
-	}
-	json_decref(config);
-	return ret;
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "config.name: missing or not a string");
+	if (!corral_name_valid(json_string_value(name)))
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "config.name: invalid domain name "
+				"'%s': must match %s",
+				quote(q, sizeof(q), json_string_value(name),
+				      json_string_length(name)), CORRAL_NAME_RULE);
+	return 0;
 }
 
 static int m_define(struct req *r)
 {
-	char err[512], uuid[37];
-	struct domain *d;
+	char err[DOM_ERRMSG_MAX];
+	struct call *cl;
 	json_t *config;
 	int ret;
 
@@ -554,33 +558,35 @@ static int m_define(struct req *r)
 		json_decref(config);
 		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param 'config' must be a map");
 	}
-	if (define(r, config, &d) < 0)
+	if (check_config_name(r, config) < 0) {
+		json_decref(config);
 		return -1;
-	uuid_format(dom_uuid(d), uuid);
-	PK(msgpack_pack_map(r->pk, 2));
-	PK(pk_kv_str(r->pk, "name", dom_name(d)));
-	PK(pk_kv_str(r->pk, "uuid", uuid));
-	return 0;
+	}
+	cl = call_new(r, NULL);
+	if (!cl) {
+		json_decref(config);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	/* A job on the domain (a new name is reserved first); job_done answers. */
+	err[0] = '\0';
+	ret = vm_define_submit(r->srv->o.env, config, &r->c->creds, r->timeout_ns, job_done, cl,
+			       err, sizeof(err));
+	json_decref(config);
+	if (ret < 0) {
+		call_cancel(cl);
+		return vm_refusal(r, ret, err);
+	}
+	return REQ_ASYNC;
 }
 
 static int m_undefine(struct req *r)
 {
 	struct domain *d = lookup(r);
-	char err[DOM_ERRMSG_MAX];
-	int ret;
 
 	if (!d)
 		return -1;
-	err[0] = '\0';
-	ret = vm_undefine(r->srv->o.env, d, err, sizeof(err));
-	if (ret < 0) {
-		int code = ret == -EBUSY ? RPC_ERR_BAD_STATE : rpc_err_from_errno(ret, RPC_CTX_DOMAIN);
-
-		return req_fail(r, code, "%s", err[0] ? err : strerror(-ret));
-	}
-	PK(msgpack_pack_map(r->pk, 1));
-	PK(pk_kv_str(r->pk, "name", dom_name(d)));
-	return 0;
+	/* Decided by the domain actor, behind every job queued before it. */
+	return submit_job(r, d, VM_OP_UNDEFINE, NULL);
 }
 
 static int m_lifecycle(struct req *r)
@@ -623,10 +629,10 @@ static int m_qmp(struct req *r)
 
 static int m_attach(struct req *r)
 {
-	char name[DOM_NAME_MAX + 1], path[4096], err[512];
+	char name[DOM_NAME_MAX + 1], path[4096], err[DOM_ERRMSG_MAX];
 	const msgpack_object *cfg = rpc_map_get(r->params, "config");
-	struct domain *d;
-	json_t *args;
+	json_t *args, *config = NULL;
+	struct call *cl;
 	uint64_t pid = 0;
 	bool have_pid = rpc_map_get(r->params, "pid") != NULL;
 	int ret;
@@ -641,40 +647,30 @@ static int m_attach(struct req *r)
 		if (pid < 1 || pid > INT32_MAX)
 			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param 'pid' is out of range");
 	}
-	d = reg_lookup_name_rcu(r->srv->o.reg, name);
-	if (!d) {
-		json_t *config, *cname;
-
-		if (cfg) {
-			ret = rpc_obj_to_json(cfg, "config", &config, err, sizeof(err));
-			if (ret < 0)
-				return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "%s", err);
-		} else {
-			config = json_object();
-			if (!config)
-				return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-		}
-		cname = json_object_get(config, "name");
-		if (cname && !(json_is_string(cname) && !strcmp(json_string_value(cname), name))) {
-			json_decref(config);
-			return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
-					"config.name must be absent or equal to param 'name'");
-		}
-		if (!cname && json_object_set_new(config, "name", json_string(name)) < 0) {
-			json_decref(config);
-			return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-		}
-		if (define(r, config, &d) < 0)
-			return -1;
+	if (cfg) {
+		ret = rpc_obj_to_json(cfg, "config", &config, err, sizeof(err));
+		if (ret < 0)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "%s", err);
 	}
 	args = json_pack("{s:s}", "qmp_socket", path);
 	if (args && have_pid && json_object_set_new(args, "pid", json_integer((json_int_t)pid)))
 		json_decref(args), args = NULL;
-	if (!args)
+	cl = args ? call_new(r, NULL) : NULL;
+	if (!cl) {
+		json_decref(args);
+		json_decref(config);
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	ret = submit_job(r, d, VM_OP_ATTACH, args);
+	}
+	err[0] = '\0';
+	ret = vm_attach_submit(r->srv->o.env, name, config, args, &r->c->creds, r->timeout_ns,
+			       job_done, cl, err, sizeof(err));
 	json_decref(args);
-	return ret;
+	json_decref(config);
+	if (ret < 0) {
+		call_cancel(cl);
+		return vm_refusal(r, ret, err);
+	}
+	return REQ_ASYNC;
 }
 
 static int m_events_subscribe(struct req *r)

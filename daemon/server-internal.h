@@ -18,6 +18,7 @@
 #include <urcu/wfcqueue.h>
 
 #include "actors/domain.h"
+#include "common/creds.h"
 #include "common/ioloop.h"
 #include "common/rcu.h"
 #include "daemon/server.h"
@@ -72,6 +73,7 @@ struct conn {
 	bool ro;                        /* accepted on the read-only socket */
 	uid_t uid;                      /* peer credentials at accept */
 	pid_t pid;
+	struct creds creds;             /* the same, with the groups: the caller's rights */
 	uint32_t refs;                  /* atomic: open + calls in flight + tasks */
 	struct cds_list_head link;      /* srv->conns, under srv->lock */
 	bool listed_open;               /* under srv->lock: not closed yet */
@@ -108,7 +110,7 @@ struct conn {
 struct call {
 	struct cds_wfcq_node node;      /* in conn->done_* once finished */
 	struct conn *conn;              /* reference */
-	struct domain *dom;             /* reference */
+	struct domain *dom;             /* reference, or NULL (define, attach) */
 	uint32_t msgid;
 	char *reply;                    /* the packed response (malloc'd) */
 	size_t reply_len;
@@ -165,7 +167,10 @@ int req_check_params(struct req *r);
 void conn_ref(struct conn *c);                  /* any thread */
 void conn_unref(struct conn *c);                /* any thread */
 
-/* A call for job on dom (both referenced); inflight counted.  NULL: -ENOMEM. */
+/*
+ * A call for a job on dom (referenced; may be NULL when the VM layer picks
+ * the domain, as define does); inflight counted.  NULL: -ENOMEM.
+ */
 struct call *call_new(struct req *r, struct domain *dom);
 /* The job could not be submitted: undo call_new().  Loop thread. */
 void call_cancel(struct call *cl);

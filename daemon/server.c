@@ -177,7 +177,8 @@ struct call *call_new(struct req *r, struct domain *dom)
 	cl->dom = dom;
 	cl->msgid = r->msgid;
 	conn_ref(r->c);
-	dom_ref(dom);
+	if (dom)
+		dom_ref(dom);
 	r->c->inflight++;
 	return cl;
 }
@@ -187,7 +188,8 @@ static void call_free(struct call *cl)
 	struct conn *c = cl->conn;
 
 	free(cl->reply);
-	dom_unref(cl->dom);
+	if (cl->dom)
+		dom_unref(cl->dom);
 	free(cl);
 	conn_unref(c);
 }
@@ -959,6 +961,12 @@ static void conn_new(struct server *s, int fd, bool ro)
 	c->ro = ro;
 	c->uid = cred.uid;
 	c->pid = cred.pid;
+	if (creds_from_socket(fd, &c->creds, NULL) < 0) {
+		/* The groups are what may fail: act with uid and gid alone. */
+		memset(&c->creds, 0, sizeof(c->creds));
+		c->creds.uid = cred.uid;
+		c->creds.gid = cred.gid;
+	}
 	c->refs = 1;
 	c->stall_fd = -1;
 	c->events = EPOLLIN | EPOLLRDHUP;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "qemu/qemu-internal.h"
@@ -117,11 +118,24 @@ static void push_serial(struct argv_buf *a, const char *log)
  * next boot.
  */
 static void push_disk(struct argv_buf *a, size_t i, const char *image, const char *format,
-		      bool readonly)
+		      bool readonly, int fd)
 {
-	_cleanup_free_ char *path = a->oom ? NULL : opt_escape(image);
+	_cleanup_free_ char *path = NULL;
 	const char *ro = readonly ? ",read-only=on" : "";
 
+	/*
+	 * An image the daemon opened: QEMU takes it from an fd set and never
+	 * opens the path itself (with its own rights, or a file swapped in
+	 * since the check).
+	 */
+	if (fd > STDERR_FILENO) {
+		push(a, "-add-fd");
+		pushf(a, "fd=%d,set=%d,opaque=disk%zu", fd, fd, i);
+		if (!a->oom && asprintf(&path, "/dev/fdset/%d", fd) < 0)
+			path = NULL;
+	} else if (!a->oom) {
+		path = opt_escape(image);
+	}
 	if (!path) {
 		a->oom = true;
 		return;
@@ -148,7 +162,7 @@ static int check_launch(const struct qemu_config *c, const struct qemu_launch *l
 			     l->accel ? q : "none");
 		return -EINVAL;
 	}
-	if (l->qmp_fd < 0) {
+	if (l->qmp_fd <= STDERR_FILENO) {
 		qemu__seterr(err, errlen, "no QMP fd for the child");
 		return -EINVAL;
 	}
@@ -182,6 +196,14 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	r = check_launch(c, l, &uuid, err, errlen);
 	if (r < 0)
 		return r;
+	/* QEMU is never left to guess a format (see qemu/image.h). */
+	for (i = 0; i < qemu_config_disk_count(c); i++) {
+		if (!qemu_config_disk_format(c, i)) {
+			qemu__seterr(err, errlen, "disks[%zu]: format not known (declare it, or let "
+				     "the daemon read the image's header)", i);
+			return -EINVAL;
+		}
+	}
 
 	push(&a, qemu_config_emulator(c));
 	/* debug-threads=on names QEMU's threads ("CPU 0/KVM"), for top -H and gdb. */
@@ -222,19 +244,32 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	 */
 	if (!strcmp(qemu_config_reboot(c), "acpi"))
 		push(&a, "-no-shutdown");
+	/* The daemon's monitor: already connected, nothing to accept. */
 	push(&a, "-chardev");
-	pushf(&a, "socket,id=qmp0,fd=%d,server=on,wait=off", l->qmp_fd);
+	pushf(&a, "socket,id=qmp0,fd=%d", l->qmp_fd);
 	push(&a, "-mon");
 	push(&a, "chardev=qmp0,mode=control");
+	if (l->qmp_listen_fd > STDERR_FILENO) {
+		push(&a, "-chardev");
+		pushf(&a, "socket,id=qmp1,fd=%d,server=on,wait=off", l->qmp_listen_fd);
+		push(&a, "-mon");
+		push(&a, "chardev=qmp1,mode=control");
+	}
 	if (l->serial_log)
 		push_serial(&a, l->serial_log);
 	if (qemu_config_kernel(c)) {
 		push(&a, "-kernel");
-		push(&a, qemu_config_kernel(c));
+		if (l->kernel_fd > STDERR_FILENO)
+			pushf(&a, "/proc/self/fd/%d", l->kernel_fd);
+		else
+			push(&a, qemu_config_kernel(c));
 	}
 	if (qemu_config_initrd(c)) {
 		push(&a, "-initrd");
-		push(&a, qemu_config_initrd(c));
+		if (l->initrd_fd > STDERR_FILENO)
+			pushf(&a, "/proc/self/fd/%d", l->initrd_fd);
+		else
+			push(&a, qemu_config_initrd(c));
 	}
 	if (qemu_config_cmdline(c)) {
 		push(&a, "-append");
@@ -242,7 +277,7 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	}
 	for (i = 0; i < qemu_config_disk_count(c); i++)
 		push_disk(&a, i, qemu_config_disk_path(c, i), qemu_config_disk_format(c, i),
-			  qemu_config_disk_readonly(c, i));
+			  qemu_config_disk_readonly(c, i), l->disk_fds ? l->disk_fds[i] : -1);
 
 	if (a.oom) {
 		qemu_argv_free(a.v);

@@ -25,7 +25,6 @@
 #define DEFAULT_ACCEL    "auto"
 #define DEFAULT_EMULATOR "qemu-system-x86_64"
 #define DEFAULT_REBOOT   "reset"
-#define DEFAULT_FORMAT   "raw"
 
 /* Room for "disks[15].readonly" and the like. */
 #define FIELD_LEN 32
@@ -33,7 +32,7 @@
 struct qemu_disk {
 	char *path;
 	bool readonly;
-	const char *format;     /* static: "raw" or "qcow2" */
+	const char *format;     /* static: "raw" or "qcow2"; NULL: not declared yet */
 };
 
 struct qemu_config {
@@ -497,7 +496,6 @@ static int parse_disks(struct qemu_config *c, const char *field, const json_t *v
 
 		/* Counted first so that qemu_config_free() sees a half-parsed disk. */
 		c->n_disks++;
-		d->format = DEFAULT_FORMAT;
 		snprintf(sub, sizeof(sub), "%s[%zu]", field, i);
 		if (json_is_object(e))
 			r = parse_disk_object(d, sub, e, err, errlen);
@@ -665,11 +663,14 @@ json_t *qemu_config_to_json(const struct qemu_config *c)
 		r |= json_object_set_new(o, "initrd", json_string(c->initrd));
 	if (c->cmdline)
 		r |= json_object_set_new(o, "cmdline", json_string(c->cmdline));
-	for (i = 0; i < c->n_disks; i++)
-		r |= json_array_append_new(disks, json_pack("{s:s, s:b, s:s}",
-							     "path", c->disks[i].path,
-							     "readonly", c->disks[i].readonly,
-							     "format", c->disks[i].format));
+	for (i = 0; i < c->n_disks; i++) {
+		json_t *d = json_pack("{s:s, s:b}", "path", c->disks[i].path, "readonly",
+				      c->disks[i].readonly);
+
+		if (d && c->disks[i].format)
+			r |= json_object_set_new(d, "format", json_string(c->disks[i].format));
+		r |= json_array_append_new(disks, d);
+	}
 	r |= json_object_set_new(o, "disks", disks);
 	disks = NULL;
 	r |= json_object_set_new(o, "reboot", json_string(c->reboot));
@@ -797,4 +798,27 @@ const char *qemu_config_disk_format(const struct qemu_config *c, size_t i)
 {
 	BUG_ON(i >= c->n_disks);
 	return c->disks[i].format;
+}
+
+int qemu_config_set_emulator(struct qemu_config *c, const char *path)
+{
+	char *copy = strdup(path);
+
+	if (!copy)
+		return -ENOMEM;
+	free(c->emulator);
+	c->emulator = copy;
+	return 0;
+}
+
+int qemu_config_set_disk_format(struct qemu_config *c, size_t i, const char *format)
+{
+	BUG_ON(i >= c->n_disks);
+	if (!strcmp(format, "raw"))
+		c->disks[i].format = "raw";
+	else if (!strcmp(format, "qcow2"))
+		c->disks[i].format = "qcow2";
+	else
+		return -EINVAL;
+	return 0;
 }

@@ -25,7 +25,10 @@
  *   cmdline    string                        none                  needs kernel; < 4096 bytes
  *   disks      array of {"path", "readonly", []                    at most 16; path absolute
  *              "format"} or "PATH[,ro]"                            and unique; format raw |
- *                                                                  qcow2 (default raw);
+ *                                                                  qcow2, or absent: the
+ *                                                                  daemon reads the image's
+ *                                                                  header (qemu/image.h) and
+ *                                                                  records what it found;
  *                                                                  readonly default false
  *   reboot     string                        "reset"               reset | acpi
  *
@@ -121,6 +124,11 @@ const char *qemu_config_reboot(const struct qemu_config *c);     /* reset, acpi 
 size_t qemu_config_disk_count(const struct qemu_config *c);
 const char *qemu_config_disk_path(const struct qemu_config *c, size_t i);
 bool qemu_config_disk_readonly(const struct qemu_config *c, size_t i);
-const char *qemu_config_disk_format(const struct qemu_config *c, size_t i); /* raw, qcow2 */
+/* raw, qcow2, or NULL while not declared nor probed. */
+const char *qemu_config_disk_format(const struct qemu_config *c, size_t i);
+/* Replace the emulator with the path it resolved to.  0 or -ENOMEM.  Owner. */
+int qemu_config_set_emulator(struct qemu_config *c, const char *path);
+/* Record a probed format ("raw" or "qcow2"); -EINVAL for others.  Owner. */
+int qemu_config_set_disk_format(struct qemu_config *c, size_t i, const char *format);
 
 #endif /* CORRAL_QEMU_CONFIG_H */

@@ -256,19 +256,20 @@ static int write_header(int fd, const char *name, char *const argv[])
 }
 
 /*
- * A close-on-exec copy of fd numbered 4 or above.  The child's dup2()
- * actions run in order onto 0..3; a source among 0..3 could be overwritten
- * before it is copied, and dup2(fd, fd) would keep close-on-exec set.
- * Sources from 4 up rule out both.
+ * A close-on-exec copy of fd numbered `low` or above.  The child's dup2()
+ * actions run in order onto 0..low-1; a source among those could be
+ * overwritten before it is copied, and dup2(fd, fd) would keep
+ * close-on-exec set.  Sources from `low` up rule out both.
  */
-static int dup_high(int fd)
+static int dup_high(int fd, int low)
 {
-	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, QEMU_CHILD_QMP_FD + 1);
+	int nfd = fcntl(fd, F_DUPFD_CLOEXEC, low);
 
 	return nfd < 0 ? -errno : nfd;
 }
 
-static int file_actions_setup(posix_spawn_file_actions_t *fa, int logfd, int qmpfd)
+static int file_actions_setup(posix_spawn_file_actions_t *fa, int logfd, const int *fds,
+			      size_t nfds)
 {
 	int r;
 
@@ -277,16 +278,15 @@ static int file_actions_setup(posix_spawn_file_actions_t *fa, int logfd, int qmp
 		r = posix_spawn_file_actions_adddup2(fa, logfd, 1);
 	if (!r)
 		r = posix_spawn_file_actions_adddup2(fa, logfd, 2);
-	if (!r && qmpfd >= 0)
-		r = posix_spawn_file_actions_adddup2(fa, qmpfd, QEMU_CHILD_QMP_FD);
+	for (size_t i = 0; !r && i < nfds; i++)
+		r = posix_spawn_file_actions_adddup2(fa, fds[i], QEMU_CHILD_FD_BASE + (int)i);
 #if GLIBC_AT_LEAST(2, 34)
 	/*
 	 * Whatever the daemon opened without O_CLOEXEC (a library's fd, say)
 	 * must not live on in every VM.
 	 */
 	if (!r)
-		r = posix_spawn_file_actions_addclosefrom_np(fa, qmpfd >= 0 ? QEMU_CHILD_QMP_FD + 1
-									 : QEMU_CHILD_QMP_FD);
+		r = posix_spawn_file_actions_addclosefrom_np(fa, QEMU_CHILD_FD_BASE + (int)nfds);
 #endif
 	return -r;
 }
@@ -313,48 +313,61 @@ int qemu_spawn(char *const argv[], const struct qemu_spawn_io *io, pid_t *ret_pi
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	bool have_fa = false, have_attr = false;
-	int fd, logfd = -1, qmpfd = -1, r;
+	int fds[QEMU_SPAWN_FDS_MAX];
+	int fd, logfd = -1, low, r;
+	size_t nfds = 0, i;
 	pid_t pid;
 
-	if (!argv || !argv[0] || !argv[0][0] || !io || !io->log_path || !io->log_path[0]) {
-		qemu__seterr(err, errlen, "nothing to run, or no log path");
+	if (!argv || !argv[0] || !argv[0][0] || !io ||
+	    (!(io->log_path && io->log_path[0]) && io->log_fd <= STDERR_FILENO)) {
+		qemu__seterr(err, errlen, "nothing to run, or no log");
 		return -EINVAL;
 	}
+	if (io->nfds > QEMU_SPAWN_FDS_MAX || (io->nfds && !io->fds)) {
+		qemu__seterr(err, errlen, "too many fds for the child (%zu)", io->nfds);
+		return -EINVAL;
+	}
+	low = QEMU_CHILD_FD_BASE + (int)io->nfds;
 
-	fd = open(io->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+	if (io->log_path && io->log_path[0])
+		fd = open(io->log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
+			  O_NOFOLLOW, 0600);
+	else
+		fd = fcntl(io->log_fd, F_DUPFD_CLOEXEC, 0);
 	if (fd < 0) {
 		r = -errno;
-		qemu__seterr(err, errlen, "cannot open log '%s': %s", io->log_path, strerror(-r));
+		qemu__seterr(err, errlen, "cannot open log '%s': %s",
+			     io->log_path ? io->log_path : "(fd)", strerror(-r));
 		return r;
 	}
-	logfd = dup_high(fd);
+	logfd = dup_high(fd, low);
 	close(fd);
 	if (logfd < 0) {
 		r = logfd;
 		qemu__seterr(err, errlen, "cannot duplicate the log fd: %s", strerror(-r));
 		goto out;
 	}
-	if (io->qmp_listen_fd >= 0) {
-		qmpfd = dup_high(io->qmp_listen_fd);
-		if (qmpfd < 0) {
-			r = qmpfd;
-			qemu__seterr(err, errlen, "cannot duplicate the QMP fd %d: %s",
-				     io->qmp_listen_fd, strerror(-r));
+	for (i = 0; i < io->nfds; i++) {
+		fds[i] = dup_high(io->fds[i], low);
+		if (fds[i] < 0) {
+			r = fds[i];
+			qemu__seterr(err, errlen, "cannot duplicate fd %d for the child: %s",
+				     io->fds[i], strerror(-r));
 			goto out;
 		}
+		nfds++;
 	}
 
 	r = write_header(logfd, io->name, argv);
 	if (r < 0) {
-		qemu__seterr(err, errlen, "cannot write to log '%s': %s", io->log_path,
-			     strerror(-r));
+		qemu__seterr(err, errlen, "cannot write to log: %s", strerror(-r));
 		goto out;
 	}
 
 	r = -posix_spawn_file_actions_init(&fa);
 	have_fa = r == 0;
 	if (!r)
-		r = file_actions_setup(&fa, logfd, qmpfd);
+		r = file_actions_setup(&fa, logfd, fds, nfds);
 	if (!r)
 		r = -posix_spawnattr_init(&attr);
 	have_attr = have_fa && r == 0;
@@ -370,15 +383,13 @@ int qemu_spawn(char *const argv[], const struct qemu_spawn_io *io, pid_t *ret_pi
 	 * return value, not as a child that exits 127: the vfork'd child
 	 * writes the errno into memory it shares with us before it exits.
 	 */
-	r = -posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+	r = -posix_spawnp(&pid, argv[0], &fa, &attr, argv, io->envp ? io->envp : environ);
 	if (r < 0) {
 		char line[PATH_MAX + 128];
-		int n;
 
 		qemu__seterr(err, errlen, "cannot run emulator '%s': %s", argv[0], strerror(-r));
-		n = snprintf(line, sizeof(line), "corral: cannot run emulator '%s': %s\n",
-			     argv[0], strerror(-r));
-		if (n > 0)
+		if (snprintf(line, sizeof(line), "corral: cannot run emulator '%s': %s\n",
+			     argv[0], strerror(-r)) > 0)
 			(void)write_all(logfd, line, strnlen(line, sizeof(line)));
 		goto out;
 	}
@@ -389,8 +400,8 @@ out:
 		posix_spawnattr_destroy(&attr);
 	if (have_fa)
 		posix_spawn_file_actions_destroy(&fa);
-	if (qmpfd >= 0)
-		close(qmpfd);
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
 	if (logfd >= 0)
 		close(logfd);
 	return r;

@@ -2,27 +2,25 @@
 /*
  * qemu: from a checked domain config (qemu/config.h) to a running QEMU.
  *
- * Start a domain in five calls, all from the thread that starts it:
+ * Start a domain in a few calls, all from a thread that may block:
  *
  *     qemu_accel_resolve(qemu_config_accel(c), &accel, ...)   "auto" -> kvm | tcg
- *     qemu_qmp_listen(RUNDIR "/qmp.sock", &lfd)                the monitor socket
- *     qemu_argv_build(c, &(struct qemu_launch){ accel, QEMU_CHILD_QMP_FD, ... }, &argv, ...)
- *     qemu_spawn(argv, &(struct qemu_spawn_io){ name, log, lfd }, &pid, ...)
- *     connect() to RUNDIR "/qmp.sock", then close(lfd)
+ *     socketpair(AF_UNIX, SOCK_STREAM, ...)                   the daemon's monitor
+ *     qemu_qmp_listen(RUNDIR "/qmp/NAME.sock", &lfd)          a later monitor
+ *     qemu_argv_build(c, &(struct qemu_launch){ accel, .qmp_fd = 3,
+ *                     .qmp_listen_fd = 4, ... }, &argv, ...)
+ *     qemu_spawn(argv, &(struct qemu_spawn_io){ name, log, {pair[1], lfd} }, &pid, ...)
  *
- * The listening socket is made here, not by QEMU: QEMU inherits it as fd 3
- * and accepts on it (-chardev socket,fd=3,server=on).  Because the socket
- * is listening before QEMU even runs, the daemon's connect() succeeds at
- * once (the kernel queues the connection until QEMU accepts), so nothing
- * polls for a socket file to appear.  Connect before closing the daemon's
- * copy of the listening fd: while the daemon holds it, connect() cannot
- * race an early QEMU exit, and a QEMU that dies before accepting shows up
- * as EOF (or ECONNRESET) on the connected socket once the last listener is
- * gone, instead of as a connect timeout.  Closing the copy matters as
- * well: kept open, it would let a dead QEMU's socket go on queueing
- * connections that nobody will ever accept.
+ * The daemon's own monitor connection is one end of a socket pair: QEMU
+ * gets the other end as fd 3 (-chardev socket,fd=3), already connected, so
+ * there is no accept() whose timing could race anything (QEMU 7.2's main
+ * thread can sit in a blocking accept() on a listening fd while the
+ * connection it waits for was taken elsewhere).  A second monitor listens
+ * on a socket in the runtime directory (made here, non-blocking, passed as
+ * fd 4), for a restarted daemon to connect to: QEMU serves one client on
+ * it at a time and goes back to listening when that client leaves.
  *
- * QEMU starts paused (-S) with only the QMP monitor: the daemon sends
+ * QEMU starts paused (-S) with only the QMP monitors: the daemon sends
  * qmp_capabilities, sets what it needs, then "cont".
  *
  * No shell is involved anywhere: argv goes to posix_spawnp() as is.
@@ -39,8 +37,12 @@
 
 #include "qemu/config.h"
 
-/* The fd number under which QEMU finds the QMP listening socket. */
-#define QEMU_CHILD_QMP_FD 3
+/* The child's fds passed by qemu_spawn() start here (3, 4, ...). */
+#define QEMU_CHILD_FD_BASE 3
+/* The daemon's monitor connection, by convention the first passed fd. */
+#define QEMU_CHILD_QMP_FD QEMU_CHILD_FD_BASE
+/* At most this many fds passed to QEMU (monitors, disks, kernel, ...). */
+#define QEMU_SPAWN_FDS_MAX 64
 
 /* ---- accelerator ---------------------------------------------------------- */
 
@@ -62,12 +64,25 @@ int qemu_accel_resolve(const char *accel, const char **ret, char *err, size_t er
 
 /* ---- command line --------------------------------------------------------- */
 
-/* What the command line needs besides the config.  Borrowed by the call. */
+/*
+ * What the command line needs besides the config.  Borrowed by the call.
+ * The *_fd fields are fd numbers in the child; those that may be absent
+ * count 0 (or any number below 3) as "none", so a zeroed struct asks for
+ * nothing extra.
+ */
 struct qemu_launch {
 	const char *accel;      /* resolved: "kvm" or "tcg" */
-	int qmp_fd;             /* the QMP listening fd's number in the child */
+	int qmp_fd;             /* a connected socket: the daemon's monitor */
+	int qmp_listen_fd;      /* a listening socket for a later monitor; <3: none */
 	const char *serial_log; /* absolute path for the serial console; NULL: none */
 	const char *uuid_str;   /* the domain's UUID; NULL: the config's, if set */
+	/*
+	 * Images as open fds (opened by the daemon with the caller's rights):
+	 * disk i is read through an fd set holding disk_fds[i]; the kernel and
+	 * initrd through /proc/self/fd/N.  NULL / <3: QEMU opens the path.
+	 */
+	const int *disk_fds;
+	int kernel_fd, initrd_fd;
 };
 
 /*
@@ -78,10 +93,12 @@ struct qemu_launch {
  *   qemu-system-x86_64 -name guest=vm1,debug-threads=on -uuid UUID
  *     -machine pc,accel=kvm -m 512M -smp 2
  *     -nodefaults -no-user-config -display none -S
- *     -chardev socket,id=qmp0,fd=3,server=on,wait=off -mon chardev=qmp0,mode=control
+ *     -chardev socket,id=qmp0,fd=3 -mon chardev=qmp0,mode=control
+ *     [-chardev socket,id=qmp1,fd=4,server=on,wait=off -mon chardev=qmp1,mode=control]
  *     -chardev file,id=serial0,path=LOG,append=on -serial chardev:serial0
  *     [-kernel K [-initrd I] [-append CMDLINE]]
- *     -blockdev driver=file,filename=PATH,node-name=file0,read-only=on
+ *     [-add-fd fd=N,set=N]
+ *     -blockdev driver=file,filename=PATH|/dev/fdset/N,node-name=file0,read-only=on
  *     -blockdev driver=raw,file=file0,node-name=disk0,read-only=on
  *     -device virtio-blk-pci,drive=disk0,id=vd0
  *
@@ -126,7 +143,10 @@ int qemu_qmp_listen(const char *path, int *ret_fd);
 struct qemu_spawn_io {
 	const char *name;       /* for the log's header line; may be NULL */
 	const char *log_path;   /* QEMU's stdout and stderr, appended; 0600 if new */
-	int qmp_listen_fd;      /* becomes QEMU_CHILD_QMP_FD in the child; -1: none */
+	int log_fd;             /* used instead when log_path is NULL (must be > 2) */
+	const int *fds;         /* fds[i] becomes QEMU_CHILD_FD_BASE + i in the child */
+	size_t nfds;            /* at most QEMU_SPAWN_FDS_MAX */
+	char *const *envp;      /* the child's environment; NULL: the daemon's */
 };
 
 /*
@@ -140,9 +160,9 @@ struct qemu_spawn_io {
  * child between fork and exec that could trip on a lock another thread
  * held.  The child gets:
  *   fd 0     /dev/null
- *   fd 1, 2  log_path, appended, after the header line
+ *   fd 1, 2  the log, appended, after the header line
  *            "corral: starting NAME: ARGV..." that the parent writes first
- *   fd 3     qmp_listen_fd
+ *   fd 3...  fds[0...]
  *   no other fd (closed in the child where glibc offers closefrom)
  *   a new session (setsid): no controlling terminal, outside the daemon's
  *            process group, so a ^C or SIGHUP aimed at the daemon, or the
@@ -150,9 +170,9 @@ struct qemu_spawn_io {
  *   an empty signal mask, and every signal at its default disposition:
  *            the daemon's own blocked or ignored signals (SIGPIPE, say)
  *            must not leak into QEMU
- *   the daemon's environment and working directory.
+ *   envp (or the daemon's environment), and the daemon's working directory.
  *
- * Returns 0; -EINVAL (empty argv, no log path); the -errno of opening or
+ * Returns 0; -EINVAL (empty argv, no log); the -errno of opening or
  * writing the log ("cannot open log '/x': Permission denied"); or, when
  * the program cannot be run, the exec's -errno with "cannot run emulator
  * '/x/y': No such file or directory" in err (also appended to the log).

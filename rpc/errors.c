@@ -19,6 +19,8 @@ static const char *const names[] = {
 	[RPC_ERR_MONITOR_BROKEN] = "monitor-broken",
 	[RPC_ERR_INTERNAL] = "internal",
 	[RPC_ERR_UNAVAILABLE] = "unavailable",
+	[RPC_ERR_CANCELLED] = "cancelled",
+	[RPC_ERR_STORAGE] = "storage",
 };
 
 _Static_assert(sizeof(names) / sizeof(names[0]) == RPC_ERR_MAX + 1,

@@ -254,10 +254,12 @@ enum rpc_err {
 	RPC_ERR_MONITOR_BROKEN = 11,  /* the QMP connection to QEMU failed or was lost */
 	RPC_ERR_INTERNAL = 12,        /* a bug or resource failure inside corrald */
 	RPC_ERR_UNAVAILABLE = 13,     /* corrald is shutting down */
+	RPC_ERR_CANCELLED = 14,       /* the job was cancelled by destroy */
+	RPC_ERR_STORAGE = 15,         /* corrald could not write its state: nothing changed */
 };
 
 #define RPC_ERR_MIN RPC_ERR_INVALID_REQUEST
-#define RPC_ERR_MAX RPC_ERR_UNAVAILABLE
+#define RPC_ERR_MAX RPC_ERR_STORAGE
 
 /* "invalid-request", "method-not-found", ...; "unknown" for other codes. */
 const char *rpc_err_name(int code);

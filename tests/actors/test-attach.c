@@ -65,7 +65,7 @@ static struct domain *attach_cfg(json_t *cfg, int idx, uint64_t ms, int want_cod
 	struct domain *d;
 	struct dom_job *job;
 
-	cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(vm_define_wait(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
 	snprintf(path, sizeof(path), "%s/vm%d.qmp", fx.dir, idx);
 	args = json_pack("{s:s}", "qmp_socket", path);
 	job = vmfix_run(d, VM_OP_ATTACH, args, ms);
@@ -134,7 +134,10 @@ Test(attach, drives_simulated_vm_and_forwards_events, .init = setup, .fini = tea
 	cr_assert_eq(job->err, 0, "%s", job->errmsg);
 	dom_job_free(job);
 	cr_assert(find_event(sub, "SHUTDOWN", 10000));
-	/* The simulator then hangs up: with no pid, that ends the domain. */
+	/*
+	 * The simulator then hangs up: it is not an emulator corral may kill,
+	 * so its monitor is all corral follows, and that ends the domain.
+	 */
 	vmfix_wait_state(d, DOM_SHUTOFF);
 	evbus_unsubscribe(fx.bus, sub);
 }
@@ -208,7 +211,7 @@ Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = tea
 	evbus_unsubscribe(fx.bus, sub);
 }
 
-/* An attached VM (no pid known) is found again by the next daemon too. */
+/* An attached VM is found again by the next daemon too. */
 Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = teardown,
      .timeout = 120)
 {
@@ -217,7 +220,7 @@ Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = tea
 	struct stat st;
 
 	vmfix_wait_state(d, DOM_RUNNING);
-	snprintf(path, sizeof(path), "%s/run/adopted.run.json", fx.dir);
+	snprintf(path, sizeof(path), "%s/run/vms/adopted.json", fx.dir);
 	cr_assert_eq(stat(path, &st), 0, "no runtime record for an attached VM");
 
 	/* The daemon goes away; the simulated QEMU stays. */
@@ -225,12 +228,12 @@ Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = tea
 	actor_stop(dom_actor(d));
 	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
 
-	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 1);
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL, NULL), 1);
 	crcu_read_lock();
 	d = reg_lookup_name_rcu(fx.reg, "adopted");
 	crcu_read_unlock();
 	cr_assert_not_null(d);
 	vmfix_wait_state(d, DOM_RUNNING);
 	vmfix_wait_mon(d, DOM_MON_OK);
-	cr_assert_str_eq(vmfix_snap(d).reason, "attached");
+	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
 }

@@ -28,7 +28,7 @@ static struct domain *define(const char *name)
 	struct domain *d;
 	char err[256];
 
-	cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(vm_define_wait(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
 	json_decref(cfg);
 	return d;
 }
@@ -37,7 +37,7 @@ static void undefine(struct domain *d)
 {
 	char err[256];
 
-	cr_assert_eq(vm_undefine(fx.env, d, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(vm_undefine_wait(fx.env, d, err, sizeof(err)), 0, "%s", err);
 }
 
 Test(vm, lifecycle_on_real_qemu, .init = vmfix_setup, .fini = vmfix_teardown, .timeout = 120)
@@ -215,16 +215,31 @@ Test(vm, hostile_config_refused, .init = vmfix_setup, .fini = vmfix_teardown)
 		struct domain *d;
 
 		cr_assert_not_null(cfg);
-		cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), -EINVAL, "accepted %s",
+		cr_assert_eq(vm_define_wait(fx.env, cfg, &d, err, sizeof(err)), -EINVAL, "accepted %s",
 			     bad[i]);
 		cr_assert_gt(strlen(err), 0);
 		json_decref(cfg);
 	}
 	{
-		struct domain *d = define("dup");
-		json_t *cfg = json_pack("{s:s}", "name", "dup");
+		struct domain *d = define("dup"), *d2;
+		char uuid[37];
+		json_t *cfg;
 
-		cr_assert_eq(vm_define(fx.env, cfg, &d, err, sizeof(err)), -EEXIST);
+		/* Another name with its UUID: taken. */
+		uuid_format(dom_uuid(d), uuid);
+		cfg = json_pack("{s:s, s:s}", "name", "dup2", "uuid", uuid);
+		cr_assert_eq(vm_define_wait(fx.env, cfg, &d2, err, sizeof(err)), -EEXIST, "%s", err);
+		json_decref(cfg);
+		/* Its name with another UUID: a definition may not change it. */
+		cfg = json_pack("{s:s, s:s}", "name", "dup", "uuid",
+				"00000000-0000-4000-8000-000000000001");
+		cr_assert_eq(vm_define_wait(fx.env, cfg, &d2, err, sizeof(err)), -EINVAL, "%s", err);
+		cr_assert(strstr(err, "may not change"), "%s", err);
+		json_decref(cfg);
+		/* Its name again: the definition is replaced, the domain the same. */
+		cfg = json_pack("{s:s, s:s, s:i}", "name", "dup", "machine", "none", "memory", 48);
+		cr_assert_eq(vm_define_wait(fx.env, cfg, &d2, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(d2, d);
 		json_decref(cfg);
 	}
 }
@@ -244,13 +259,14 @@ Test(vm, definitions_are_saved_and_loaded, .init = vmfix_setup, .fini = vmfix_te
 	cr_assert_eq(st.st_mode & 0077, 0, "definitions must not be readable by others");
 	saved = json_load_file(path, 0, NULL);
 	cr_assert_not_null(saved);
-	cr_assert_str_eq(json_string_value(json_object_get(saved, "machine")), "none");
+	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(saved, "config"),
+							   "machine")), "none");
 	json_decref(saved);
 
 	/* As if the daemon went away: the domain leaves memory, the file stays. */
 	cr_assert_eq(reg_del(fx.reg, d), 0);
 	actor_stop(dom_actor(d));
-	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 1);
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL, NULL), 1);
 	crcu_read_lock();
 	d = reg_lookup_name_rcu(fx.reg, "keep1");
 	cr_assert_not_null(d, "keep1 was not loaded back");
@@ -269,7 +285,7 @@ Test(vm, definitions_are_saved_and_loaded, .init = vmfix_setup, .fini = vmfix_te
 	undefine(d);
 	snprintf(path, sizeof(path), "%s/state/domains/keep1.json", fx.dir);
 	cr_assert_eq(stat(path, &st), -1, "undefine left %s behind", path);
-	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 0);
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL, NULL), 0);
 }
 
 /* A running VM survives the daemon: the next one re-attaches to its QEMU. */
@@ -283,7 +299,7 @@ Test(vm, running_vm_is_reattached_after_restart, .init = vmfix_setup, .fini = vm
 
 	vmfix_run_ok(d, VM_OP_START, NULL, 30000);
 	pid = vmfix_snap(d).pid;
-	snprintf(path, sizeof(path), "%s/run/survivor.run.json", fx.dir);
+	snprintf(path, sizeof(path), "%s/run/vms/survivor.json", fx.dir);
 	cr_assert_eq(stat(path, &st), 0, "no runtime record for a running VM");
 
 	/* The daemon goes away: the domain leaves memory; QEMU is left alone. */
@@ -293,7 +309,7 @@ Test(vm, running_vm_is_reattached_after_restart, .init = vmfix_setup, .fini = vm
 	cr_assert_eq(kill(pid, 0), 0, "stopping the domain touched QEMU");
 
 	/* The next daemon loads the definition and re-attaches. */
-	cr_assert_eq(vm_env_load(fx.env, NULL, NULL), 1);
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL, NULL), 1);
 	crcu_read_lock();
 	d = reg_lookup_name_rcu(fx.reg, "survivor");
 	crcu_read_unlock();

@@ -31,13 +31,19 @@ void vmfix_setup(void)
 	cr_assert_eq(ioloop_new(1, &fx.io), 0);
 	cr_assert_eq(reg_new(&fx.reg), 0);
 	cr_assert_eq(evbus_new(&fx.bus), 0);
+	cr_assert_eq(offload_new(2, &fx.off), 0);
 	o.rt = fx.rt;
+	o.off = fx.off;
 	o.io = fx.io;
 	o.reg = fx.reg;
 	o.bus = fx.bus;
 	o.runtime_dir = run;
 	o.state_dir = state;
-	cr_assert_eq(vm_env_new(&o, &fx.env), 0);
+	{
+		char err[512];
+
+		cr_assert_eq(vm_env_new(&o, &fx.env, err, sizeof(err)), 0, "%s", err);
+	}
 }
 
 static struct domain *all[256];
@@ -69,6 +75,8 @@ void vmfix_teardown(void)
 		reg_del(fx.reg, all[i]);
 		actor_stop(dom_actor(all[i]));
 	}
+	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
+	offload_free(fx.off);
 	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
 	urcu_memb_barrier();
 	rt_free(fx.rt);

@@ -9,12 +9,14 @@
 #define CORRAL_TESTS_ACTORS_VMFIX_H
 
 #include "actors/vm.h"
+#include "common/offload.h"
 
 struct vmfix {
 	struct rt *rt;
 	struct ioloop *io;
 	struct registry *reg;
 	struct evbus *bus;
+	struct offload *off;
 	struct vm_env *env;
 	char dir[128];                  /* runtime and state dirs are beneath */
 };

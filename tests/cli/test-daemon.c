@@ -148,11 +148,14 @@ Test(daemon, define_list_info_undefine)
 		     64);
 	json_decref(j);
 
-	/* The same name again: exists, an "other" error. */
-	CALL(&r, "define", "cli-t1", "--machine", "none");
-	cr_expect_eq(r.status, 1, "exit %d: %s", r.status, r.err);
-	cr_expect(strstr(r.err, "exists"), "%s", r.err);
+	/* The same name again replaces the definition for the next start. */
+	CALL(&r, "define", "cli-t1", "--machine", "none", "--memory", "96M");
+	cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	run_free(&r);
+	j = info("cli-t1");
+	cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "config"), "memory")),
+		     96);
+	json_decref(j);
 
 	CALL(&r, "undefine", "cli-t1");
 	cr_expect_eq(r.status, 0, "undefine: exit %d: %s", r.status, r.err);

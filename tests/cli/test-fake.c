@@ -128,7 +128,8 @@ Test(fake, error_codes_map_to_exit_codes)
 		[RPC_ERR_TIMEOUT] = 5,          [RPC_ERR_BAD_STATE] = 1,
 		[RPC_ERR_PERMISSION] = 7,       [RPC_ERR_QEMU] = 1,
 		[RPC_ERR_MONITOR_BROKEN] = 1,   [RPC_ERR_INTERNAL] = 1,
-		[RPC_ERR_UNAVAILABLE] = 6,
+		[RPC_ERR_UNAVAILABLE] = 6,      [RPC_ERR_CANCELLED] = 1,
+		[RPC_ERR_STORAGE] = 1,
 	};
 	int code;
 

@@ -130,7 +130,8 @@ def main():
         check("nope" in msg, msg)
         c.err("info", {"name": 7}, 3)
         c.err("bogus.method", {}, 2)
-        c.err("define", {"config": {"name": "py1"}}, 5)
+        msg = c.err("define", {"config": {"name": "py3", "uuid": r["uuid"]}}, 5)
+        check("UUID" in msg, msg)
         msg = Client(ro).err("define", {"config": {"name": "py3"}}, 9)
         check("read-only" in msg, msg)
 

@@ -111,7 +111,18 @@ Test(e2e, define_list_info_undefine)
 	cr_assert_eq(strlen(uuid), 36);
 	e = json_incref(json_object_get(r, "uuid"));
 	json_decref(r);
-	dt_call_err(&c, "define", "{\"config\": {\"name\": \"web1\"}}", RPC_ERR_EXISTS, "web1");
+	/* Again: the definition is replaced (for the next start), the UUID kept. */
+	r = dt_call_ok(&c, "define", "{\"config\": {\"name\": \"web1\", \"machine\": \"none\"}}");
+	cr_assert(json_equal(json_object_get(r, "uuid"), e));
+	json_decref(r);
+	/* Another name with web1's UUID: taken. */
+	{
+		char params[200];
+
+		snprintf(params, sizeof(params), "{\"config\": {\"name\": \"web2\", \"uuid\": "
+			 "\"%s\"}}", json_string_value(e));
+		dt_call_err(&c, "define", params, RPC_ERR_EXISTS, "UUID");
+	}
 
 	r = dt_call_ok(&c, "list", NULL);
 	cr_assert_eq(json_array_size(r), 1);

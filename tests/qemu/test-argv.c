@@ -24,6 +24,10 @@ static struct qemu_config *cfg(const char *text)
 	cr_assert(j, "%s: %s", text, jerr.text);
 	cr_assert_eq(qemu_config_from_json(j, &c, err, sizeof(err)), 0, "%s: %s", text, err);
 	json_decref(j);
+	/* What the daemon does before it builds a command line: no format is guessed. */
+	for (size_t i = 0; i < qemu_config_disk_count(c); i++)
+		if (!qemu_config_disk_format(c, i))
+			qemu_config_set_disk_format(c, i, "raw");
 	return c;
 }
 
@@ -95,7 +99,7 @@ Test(argv, golden_full)
 		"-no-user-config",
 		"-display", "none",
 		"-S",
-		"-chardev", "socket,id=qmp0,fd=3,server=on,wait=off",
+		"-chardev", "socket,id=qmp0,fd=3",
 		"-mon", "chardev=qmp0,mode=control",
 		"-chardev", "file,id=serial0,path=/run/corral/vm1/serial.log,append=on",
 		"-serial", "chardev:serial0",
@@ -132,7 +136,7 @@ Test(argv, golden_machine_none)
 		"-no-user-config",
 		"-display", "none",
 		"-S",
-		"-chardev", "socket,id=qmp0,fd=3,server=on,wait=off",
+		"-chardev", "socket,id=qmp0,fd=3",
 		"-mon", "chardev=qmp0,mode=control",
 		NULL,
 	};
@@ -172,8 +176,57 @@ Test(argv, fd_number_is_the_childs)
 	struct qemu_launch l = { .accel = "tcg", .qmp_fd = 7 };
 	char **argv = build("{\"name\": \"vm1\"}", &l);
 
-	cr_assert_str_eq(arg_after(argv, "-chardev", 0), "socket,id=qmp0,fd=7,server=on,wait=off");
+	cr_assert_str_eq(arg_after(argv, "-chardev", 0), "socket,id=qmp0,fd=7");
 	qemu_argv_free(argv);
+}
+
+/* The element after the n-th (from 0) occurrence of opt. */
+static const char *nth_after(char **argv, const char *opt, int n)
+{
+	for (size_t i = 0; argv[i]; i++)
+		if (!strcmp(argv[i], opt) && n-- == 0)
+			return argv[i + 1];
+	return NULL;
+}
+
+/* The re-attach monitor listens; images the daemon opened come as fds. */
+Test(argv, listener_and_image_fds)
+{
+	static const int disk_fds[] = { 9, 10 };
+	struct qemu_launch l = { .accel = "tcg", .qmp_fd = 3, .qmp_listen_fd = 4,
+				 .disk_fds = disk_fds, .kernel_fd = 11, .initrd_fd = 12 };
+	char **argv = build("{\"name\": \"vm1\", \"kernel\": \"/boot/k\", \"initrd\": "
+			    "\"/boot/i\", \"disks\": [\"/img/a.img,ro\", {\"path\": "
+			    "\"/img/b.qcow2\", \"format\": \"qcow2\"}]}", &l);
+
+	cr_assert_str_eq(nth_after(argv, "-chardev", 0), "socket,id=qmp0,fd=3");
+	cr_assert_str_eq(nth_after(argv, "-chardev", 1), "socket,id=qmp1,fd=4,server=on,wait=off");
+	cr_assert_str_eq(nth_after(argv, "-mon", 1), "chardev=qmp1,mode=control");
+	cr_assert_str_eq(nth_after(argv, "-kernel", 0), "/proc/self/fd/11");
+	cr_assert_str_eq(nth_after(argv, "-initrd", 0), "/proc/self/fd/12");
+	cr_assert_str_eq(nth_after(argv, "-add-fd", 0), "fd=9,set=9,opaque=disk0");
+	cr_assert_str_eq(nth_after(argv, "-blockdev", 0),
+			 "driver=file,filename=/dev/fdset/9,node-name=file0,read-only=on");
+	cr_assert_str_eq(nth_after(argv, "-add-fd", 1), "fd=10,set=10,opaque=disk1");
+	cr_assert_str_eq(nth_after(argv, "-blockdev", 2),
+			 "driver=file,filename=/dev/fdset/10,node-name=file1");
+	cr_assert_str_eq(nth_after(argv, "-blockdev", 3), "driver=qcow2,file=file1,node-name=disk1");
+	qemu_argv_free(argv);
+}
+
+/* A disk whose format is neither declared nor probed is refused, never guessed. */
+Test(argv, unknown_format_refused)
+{
+	struct qemu_launch l = { .accel = "tcg", .qmp_fd = 3 };
+	json_t *j = json_loads("{\"name\": \"vm1\", \"disks\": [\"/img/a.img\"]}", 0, NULL);
+	struct qemu_config *c = NULL;
+	char err[256] = "", **argv = NULL;
+
+	cr_assert_eq(qemu_config_from_json(j, &c, err, sizeof(err)), 0);
+	json_decref(j);
+	cr_assert_eq(qemu_argv_build(c, &l, &argv, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "format not known"), "%s", err);
+	qemu_config_free(c);
 }
 
 /* ---- injection ------------------------------------------------------------ */

@@ -109,7 +109,7 @@ Test(config, canonical_form_of_everything)
 		     "\"memory\":2048,\"vcpus\":4,\"machine\":\"q35\",\"accel\":\"tcg\","
 		     "\"emulator\":\"/usr/bin/qemu-system-x86_64\",\"kernel\":\"/boot/vmlinuz\","
 		     "\"initrd\":\"/boot/initrd\",\"cmdline\":\"console=ttyS0\",\"disks\":["
-		     "{\"path\":\"/img/a.img\",\"readonly\":true,\"format\":\"raw\"},"
+		     "{\"path\":\"/img/a.img\",\"readonly\":true},"
 		     "{\"path\":\"/img/b.qcow2\",\"readonly\":false,\"format\":\"qcow2\"}],"
 		     "\"reboot\":\"acpi\"}");
 }
@@ -566,12 +566,14 @@ Test(config, disks_objects)
 	cr_assert_eq(qemu_config_disk_count(c), 4);
 	cr_assert_str_eq(qemu_config_disk_path(c, 0), "/img/a.img");
 	cr_assert_not(qemu_config_disk_readonly(c, 0));
-	cr_assert_str_eq(qemu_config_disk_format(c, 0), "raw");
+	/* Not declared: the daemon reads the image's header (qemu/image.h). */
+	cr_assert_null(qemu_config_disk_format(c, 0));
 	cr_assert_str_eq(qemu_config_disk_path(c, 1), "/img/b.qcow2");
 	cr_assert(qemu_config_disk_readonly(c, 1));
 	cr_assert_str_eq(qemu_config_disk_format(c, 1), "qcow2");
 	cr_assert_not(qemu_config_disk_readonly(c, 2));
-	cr_assert_str_eq(qemu_config_disk_format(c, 3), "raw");
+	cr_assert_str_eq(qemu_config_disk_format(c, 2), "raw");
+	cr_assert_null(qemu_config_disk_format(c, 3));
 	qemu_config_free(c);
 }
 
@@ -584,7 +586,7 @@ Test(config, disks_shorthand)
 	cr_assert_eq(qemu_config_disk_count(c), 5);
 	cr_assert_str_eq(qemu_config_disk_path(c, 0), "/img/a.img");
 	cr_assert_not(qemu_config_disk_readonly(c, 0));
-	cr_assert_str_eq(qemu_config_disk_format(c, 0), "raw");
+	cr_assert_null(qemu_config_disk_format(c, 0));
 	cr_assert_str_eq(qemu_config_disk_path(c, 1), "/img/b.img");
 	cr_assert(qemu_config_disk_readonly(c, 1));
 	cr_assert_str_eq(qemu_config_disk_path(c, 2), "/img/with,comma.img");

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * qemu_spawn() against a real QEMU: the whole launch sequence of qemu.h
- * (listen, build, spawn, connect, close), the QMP greeting, a clean quit,
+ * (socket pair, build, spawn), the QMP greeting, a clean quit,
  * the child's fds and session, disks and the serial console on machine
  * pc, and the failures a user meets: a missing emulator, a QEMU that
  * refuses its options.
@@ -37,7 +37,7 @@ static pid_t child = -1;
 struct vm {
 	pid_t pid;
 	int fd;                 /* connected to QMP, or -1 */
-	char sock[128], log[128], serial[128];
+	char log[128], serial[128];
 	char buf[65536];
 	size_t len;
 };
@@ -196,22 +196,20 @@ static char *slurp(const char *path)
 
 /*
  * The launch sequence of qemu.h, for the config in text (the emulator is
- * filled in), with accel tcg and, if serial, a serial log.  The listening
- * fd is closed only after connect(): the connect cannot race QEMU's death,
- * and an early death shows up as EOF on vm->fd.
+ * filled in), with accel tcg and, if serial, a serial log.  QEMU gets one
+ * end of a socket pair as fd 3, already connected: an early death shows up
+ * as EOF on vm->fd, and there is no accept() to race.
  */
 static void start(struct vm *vm, const char *text, bool serial)
 {
 	struct qemu_launch l = { .accel = "tcg", .qmp_fd = QEMU_CHILD_QMP_FD,
 				 .uuid_str = "c0ffee00-0000-4000-8000-000000000001" };
 	struct qemu_config *c = NULL;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	json_t *j = json_loads(text, 0, NULL);
 	char err[256] = "", **argv = NULL;
-	int lfd;
+	int pair[2];
 
 	memset(vm, 0, sizeof(*vm));
-	snprintf(vm->sock, sizeof(vm->sock), "%s/qmp.sock", dir);
 	snprintf(vm->log, sizeof(vm->log), "%s/qemu.log", dir);
 	snprintf(vm->serial, sizeof(vm->serial), "%s/serial.log", dir);
 	if (serial)
@@ -221,22 +219,19 @@ static void start(struct vm *vm, const char *text, bool serial)
 	cr_assert_eq(json_object_set_new(j, "emulator", json_string(qemu_bin())), 0);
 	cr_assert_eq(qemu_config_from_json(j, &c, err, sizeof(err)), 0, "%s", err);
 	json_decref(j);
+	for (size_t i = 0; i < qemu_config_disk_count(c); i++)
+		if (!qemu_config_disk_format(c, i))
+			qemu_config_set_disk_format(c, i, "raw");
 	cr_assert_eq(qemu_argv_build(c, &l, &argv, err, sizeof(err)), 0, "%s", err);
-	cr_assert_eq(qemu_qmp_listen(vm->sock, &lfd), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
 	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = qemu_config_name(c),
 							      .log_path = vm->log,
-							      .qmp_listen_fd = lfd },
+							      .fds = &pair[1], .nfds = 1 },
 				&vm->pid, err, sizeof(err)),
 		     0, "%s", err);
 	child = vm->pid;
-
-	vm->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(vm->fd, 0);
-	strcpy(sa.sun_path, vm->sock);
-	/* No retry loop: the socket has been listening since before the spawn. */
-	cr_assert_eq(connect(vm->fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "connect: %s",
-		     strerror(errno));
-	close(lfd);
+	close(pair[1]);
+	vm->fd = pair[0];
 	qemu_argv_free(argv);
 	qemu_config_free(c);
 }
@@ -405,8 +400,7 @@ Test(spawn, missing_emulator_is_reported_clearly)
 
 	snprintf(log, sizeof(log), "%s/qemu.log", dir);
 	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "t-missing",
-							      .log_path = log,
-							      .qmp_listen_fd = -1 },
+							      .log_path = log },
 				&pid, err, sizeof(err)),
 		     -ENOENT);
 	cr_assert_str_eq(err, "cannot run emulator '/nonexistent/qemu-system-x86_64': No such "
@@ -421,8 +415,7 @@ Test(spawn, missing_emulator_is_reported_clearly)
 	free(text);
 
 	/* A bare name is looked up in PATH, and fails the same way. */
-	cr_assert_eq(qemu_spawn(bare, &(struct qemu_spawn_io){ .log_path = log,
-							      .qmp_listen_fd = -1 },
+	cr_assert_eq(qemu_spawn(bare, &(struct qemu_spawn_io){ .log_path = log },
 				&pid, err, sizeof(err)),
 		     -ENOENT);
 	cr_assert_str_eq(err, "cannot run emulator 'corral-no-such-emulator': No such file or "
@@ -464,8 +457,7 @@ Test(spawn, bogus_option_exits_1_with_its_message_logged)
 
 	snprintf(log, sizeof(log), "%s/qemu.log", dir);
 	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "t-bogus",
-							      .log_path = log,
-							      .qmp_listen_fd = -1 },
+							      .log_path = log },
 				&pid, err, sizeof(err)),
 		     0, "%s", err);
 	child = pid;
@@ -487,14 +479,12 @@ Test(spawn, log_is_appended_and_private)
 	int f;
 
 	snprintf(log, sizeof(log), "%s/qemu.log", dir);
-	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "a", .log_path = log,
-							      .qmp_listen_fd = -1 },
+	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "a", .log_path = log },
 				&pid, err, sizeof(err)),
 		     -ENOENT);
 	cr_assert_eq(stat(log, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
-	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "b", .log_path = log,
-							      .qmp_listen_fd = -1 },
+	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "b", .log_path = log },
 				&pid, err, sizeof(err)),
 		     -ENOENT);
 	text = slurp(log);
@@ -513,8 +503,7 @@ Test(spawn, log_is_appended_and_private)
 		char *odd[] = { "/nonexistent/q", "a b", "it's", "x\ny", "", NULL };
 
 		cr_assert_eq(qemu_spawn(odd, &(struct qemu_spawn_io){ .name = "c",
-								     .log_path = log,
-								     .qmp_listen_fd = -1 },
+								     .log_path = log },
 					&pid, err, sizeof(err)),
 			     -ENOENT);
 	}
@@ -540,8 +529,7 @@ Test(spawn, bad_arguments)
 	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .log_path = NULL }, &pid, err,
 				sizeof(err)),
 		     -EINVAL);
-	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .log_path = "/nonexistent/dir/log",
-							      .qmp_listen_fd = -1 },
+	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .log_path = "/nonexistent/dir/log" },
 				&pid, err, sizeof(err)),
 		     -ENOENT);
 	cr_assert_str_eq(err, "cannot open log '/nonexistent/dir/log': No such file or directory");
@@ -592,8 +580,7 @@ Test(spawn, child_gets_clean_signal_state)
 	signal(SIGUSR2, SIG_IGN);
 
 	snprintf(log, sizeof(log), "%s/cat.log", dir);
-	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "t-sig", .log_path = log,
-							      .qmp_listen_fd = -1 },
+	cr_assert_eq(qemu_spawn(argv, &(struct qemu_spawn_io){ .name = "t-sig", .log_path = log },
 				&pid, err, sizeof(err)),
 		     0, "%s", err);
 	child = pid;

@@ -20,24 +20,28 @@ static const struct {
 	{ 11, "monitor-broken" },
 	{ 12, "internal" },
 	{ 13, "unavailable" },
+	{ 14, "cancelled" },
+	{ 15, "storage" },
 };
 
 Test(errors, codes_and_names_are_stable)
 {
 	cr_assert_eq(RPC_ERR_MIN, 1);
-	cr_assert_eq(RPC_ERR_MAX, 13);
+	cr_assert_eq(RPC_ERR_MAX, 15);
 	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
 		cr_assert_str_eq(rpc_err_name(table[i].code), table[i].name);
 		cr_assert_eq(rpc_err_from_name(table[i].name), table[i].code);
 	}
 	cr_assert_eq(RPC_ERR_NO_SUCH_DOMAIN, 4);
 	cr_assert_eq(RPC_ERR_UNAVAILABLE, 13);
+	cr_assert_eq(RPC_ERR_CANCELLED, 14);
+	cr_assert_eq(RPC_ERR_STORAGE, 15);
 }
 
 Test(errors, unknown_codes_and_names)
 {
 	cr_assert_str_eq(rpc_err_name(0), "unknown");
-	cr_assert_str_eq(rpc_err_name(14), "unknown");
+	cr_assert_str_eq(rpc_err_name(16), "unknown");
 	cr_assert_str_eq(rpc_err_name(-1), "unknown");
 	cr_assert_eq(rpc_err_from_name("unknown"), -EINVAL);
 	cr_assert_eq(rpc_err_from_name(""), -EINVAL);

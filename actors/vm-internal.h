@@ -1,0 +1,224 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the files of the VM layer share (vm.c: definitions and jobs;
+ * vm-proc.c: QEMU's process, its files and records, recovery at start-up).
+ * Nobody else includes this.
+ *
+ * On disk (see DESIGN.md, "What is on disk"):
+ *
+ *   STATE_DIR/domains/NAME.json    the definition: {version, config, owner}
+ *   STATE_DIR/logs/NAME.qemu.log   QEMU's stdout and stderr
+ *   STATE_DIR/logs/NAME.console.log  the serial console
+ *   RUNTIME_DIR/vms/NAME.json      the run record: which QEMU runs NAME
+ *   RUNTIME_DIR/qmp/NAME.sock      QEMU's listening monitor, for re-attach
+ *
+ * One kind of file per directory, NAME plus a fixed suffix: no two domains
+ * can ever share a file, and a temporary "X.tmp" never ends in ".json".
+ */
+#ifndef CORRAL_ACTORS_VM_INTERNAL_H
+#define CORRAL_ACTORS_VM_INTERNAL_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <urcu/list.h>
+
+#include "actors/domain.h"
+#include "actors/evbus.h"
+#include "actors/monitor.h"
+#include "actors/vm.h"
+#include "common/creds.h"
+#include "common/offload.h"
+#include "qemu/config.h"
+
+#define VM_DEF_MAX   (1u << 20)         /* bytes of one definition file */
+#define VM_REC_MAX   (64u << 10)        /* bytes of one run record */
+#define VM_RUN_ID_LEN 32                /* hex digits */
+#define VM_SOCK_PATH_MAX 108            /* a UNIX socket path, with its NUL */
+
+struct vm_env {
+	struct rt *rt;
+	struct ioloop *io;
+	struct registry *reg;
+	struct evbus *bus;
+	struct offload *off;
+	char *runtime_dir;
+	char *state_dir;
+	/* Opened once (O_DIRECTORY | O_NOFOLLOW); every file is reached through them. */
+	int state_fd, domains_fd, logs_fd, runtime_fd, vms_fd, qmp_fd;
+	char *default_emulator;
+	char **emulators;               /* allowed: real paths, NULL-terminated */
+	/*
+	 * "auto" resolved once (atomic pointer to a static string): probing
+	 * KVM creates a VM, too slow to repeat for every start.
+	 */
+	const char *accel_auto;
+};
+
+enum vm_proc {
+	VPROC_NONE = 0,         /* no QEMU */
+	VPROC_SPAWNING,         /* an offload thread is writing the record and spawning */
+	VPROC_RUNNING,          /* pid known and watched */
+};
+
+/* Watches one QEMU process through a pidfd on the ioloop. */
+struct pidwatch {
+	struct io_watch watch;
+	struct rcu_head rcu;
+	struct domain *dom;             /* reference */
+	int pidfd;
+	pid_t pid;
+	bool child;                     /* ours to reap */
+	uint32_t fired;                 /* atomic */
+};
+
+/* The RCU-published config, retired after a grace period when replaced. */
+struct vm_pubcfg {
+	struct rcu_head rcu;
+	json_t *config;
+};
+
+struct vm {
+	struct vm_env *env;
+	/* RCU-published by the domain actor; readers: vm_config_rcu(). */
+	struct vm_pubcfg *pub;
+
+	/* Everything below: domain actor only. */
+	struct qemu_config *cfg;
+	struct creds owner;             /* who defined it: files are opened as them */
+	bool defined;                   /* its definition file is written */
+	struct monitor *mon;
+	struct pidwatch *pw;
+	pid_t pid;
+	unsigned long long starttime;   /* of pid, from /proc: pid + start time name one process */
+	enum vm_proc proc;
+	bool child;                     /* corral's child: reaped, exit status known */
+	bool signalable;                /* verified to be a QEMU: destroy may kill it */
+	bool attached;                  /* a QEMU corral did not start */
+	bool kill_on_spawn;             /* destroy came while spawning */
+	bool killing;                   /* we sent SIGKILL */
+	bool guest_shutdown;            /* SHUTDOWN event with guest=true seen */
+	char run_id[VM_RUN_ID_LEN + 1];
+	char qmp_path[VM_SOCK_PATH_MAX]; /* where a new monitor connects */
+	bool qmp_path_ours;             /* our listener: removed when QEMU ends */
+	uint32_t mon_gen;               /* bumped to cancel pending monitor retries */
+	unsigned mon_retries;
+	/* This domain's file operations, one at a time, in order. */
+	struct cds_list_head io_queue;
+	bool io_busy;
+};
+
+/*
+ * One file operation of a domain, run on an offload thread.  work() may
+ * block; complete() runs on the domain actor afterwards; dropped() instead
+ * when the domain is gone by then (release what work() made: fds, a pid is
+ * never forgotten there because the run record already names it).
+ */
+struct vm_io {
+	struct offload_task task;
+	struct cds_list_head link;
+	struct domain *dom;             /* reference */
+	struct vm_env *env;
+	uint64_t job_id;                /* the job that asked, or 0 */
+	void (*work)(struct vm_io *io);
+	void (*complete)(struct domain *d, struct vm_io *io);
+	void (*dropped)(struct vm_io *io);
+	void (*free)(struct vm_io *io); /* frees the container */
+	int err;
+	int code;                       /* DOM_ERR_* when err */
+	char errmsg[DOM_ERRMSG_MAX];
+};
+
+enum vm_phase {
+	VP_INIT = 0,
+	VP_IO,                  /* a file operation (vm_io) */
+	VP_SPAWN,               /* the offload thread spawns QEMU */
+	VP_WAIT_MON,            /* the monitor's handshake */
+	VP_WAIT_CMD,            /* a QMP command's reply */
+	VP_WAIT_EXIT,           /* QEMU's exit (destroy) or the guest's SHUTDOWN */
+	VP_WAIT_STATUS,         /* attach, re-attach: query-status */
+	VP_WAIT_CONT,           /* re-attach of a start cut short: cont */
+	VP_WAIT_GUEST,          /* guest reboot: the guest's power-off */
+	VP_RESET,               /* guest reboot: system_reset sent */
+	VP_CONT,                /* guest reboot: cont sent */
+};
+
+/* What a re-attach at start-up found (vm-proc.c), for the reattach job. */
+struct vm_found {
+	pid_t pid;
+	unsigned long long starttime;
+	int pidfd;                      /* opened after the checks; the job owns it */
+	bool attached;
+	bool signalable;
+	char run_id[VM_RUN_ID_LEN + 1];
+	char qmp_path[VM_SOCK_PATH_MAX];
+	bool qmp_path_ours;
+};
+
+struct vm_job {
+	enum vm_op op;
+	json_t *args;
+	enum vm_phase phase;
+	struct creds creds;             /* the caller's */
+	bool redefine;                  /* VM_OP_DEFINE of a domain already defined */
+	struct vm_found found;          /* VM_OP_REATTACH */
+};
+
+static inline struct vm *vm_of(struct domain *d)
+{
+	return dom_ext(d);
+}
+
+/* ---- vm.c ---------------------------------------------------------------- */
+
+/* Queue io on d's file strand.  Domain actor only. */
+void vm_io_submit(struct domain *d, struct vm_io *io);
+/* Common fields of a new vm_io (container allocated by the caller). */
+void vm_io_init(struct vm_io *io, uint64_t job_id, void (*work)(struct vm_io *),
+		void (*complete)(struct domain *, struct vm_io *), void (*dropped)(struct vm_io *),
+		void (*free_fn)(struct vm_io *));
+
+void vm_lifecycle(struct domain *d, enum dom_state st, const char *reason);
+void vm_fail(struct domain *d, struct dom_job *job, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* The vm_job of the job holding d, or NULL.  Domain actor only. */
+struct vm_job *vm_held_job(struct domain *d, struct dom_job **ret_job);
+/* Send a QMP command for job; the reply comes back as a step. */
+void vm_job_cmd(struct domain *d, struct dom_job *job, const char *execute, json_t *args,
+		const char *raw);
+void vm_on_note(struct domain *d, struct mon_note *n);
+/* A domain for config (not yet registered). */
+int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct creds *owner,
+		  struct domain **ret, char *errbuf, size_t errlen);
+/* Is the emulator allowed?  Its real path to out.  Any thread. */
+int vm_emulator_resolve(struct vm_env *env, const char *emulator, char *out, size_t outlen,
+			char *err, size_t errlen);
+
+/* ---- vm-proc.c ------------------------------------------------------------- */
+
+/* start: spawn QEMU on an offload thread.  Domain actor only. */
+void vm_proc_start(struct domain *d, struct dom_job *job);
+/* attach: verify and connect on an offload thread.  Domain actor only. */
+void vm_proc_attach(struct domain *d, struct dom_job *job);
+/* re-attach at start-up: take over what vm_env_load found.  Domain actor only. */
+void vm_proc_reattach(struct domain *d, struct dom_job *job);
+/* The status query of attach / re-attach answered.  Domain actor only. */
+void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret);
+/* SIGKILL through the pidfd.  Domain actor only. */
+int vm_proc_kill(struct vm *vm);
+/* QEMU is gone: state, job, files.  Domain actor only. */
+void vm_proc_gone(struct domain *d, int wstatus, bool have_status);
+/* Forget the process without touching it (daemon stopping).  Domain actor only. */
+void vm_proc_release(struct vm *vm);
+/* The monitor closed while QEMU runs: reconnect later.  Domain actor only. */
+void vm_proc_monitor_lost(struct domain *d);
+/* Write the run record again (e.g. after attach).  Domain actor only. */
+void vm_proc_record(struct domain *d, uint64_t job_id,
+		    void (*then)(struct domain *d, struct vm_io *io));
+
+/* At start-up: records and processes.  Main thread. */
+int vm_proc_recover(struct vm_env *env,
+		    void (*report)(const char *path, const char *why, void *arg), void *arg);
+
+#endif /* CORRAL_ACTORS_VM_INTERNAL_H */

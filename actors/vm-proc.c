@@ -1,0 +1,1761 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * QEMU's process: spawning it (on an offload thread, after its run record
+ * is on disk), attaching to one, watching it (pidfd), killing it, noticing
+ * its end, reconnecting a lost monitor, and at start-up finding every QEMU
+ * of this runtime directory again.
+ *
+ * The run record, RUNTIME_DIR/vms/NAME.json:
+ *
+ *   {"version": 1, "name", "uuid", "kind": "spawned" | "attached",
+ *    "run_id", "pid", "starttime", "qmp_socket", "started"}
+ *
+ * A spawned QEMU's record is written (durably) before posix_spawn with pid
+ * 0, then again with the pid and its start time.  The run id is random per
+ * start and is in QEMU's environment (CORRAL_RUN_ID, with
+ * CORRAL_RUNTIME_DIR and CORRAL_DOMAIN), so a QEMU is recognised even when
+ * the daemon died between the spawn and the second write.  The record is
+ * removed only after the process is gone.
+ */
+#include "actors/vm-internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/crash.h"
+#include "common/durable.h"
+#include "common/rcu.h"
+#include "common/util.h"
+#include "qemu/image.h"
+#include "qemu/qemu.h"
+
+#define ENVIRON_MAX     (256u << 10)
+#define MON_RETRY_MAX_S 30
+#define STOP_WAIT_MS    5000
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static int pidfd_open(pid_t pid)
+{
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int pidfd_kill(int pidfd, int sig)
+{
+	return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+/*
+ * The start time of pid in clock ticks since boot (/proc/PID/stat, field
+ * 22), or 0.  A pid can be reused; a pid and its start time together name
+ * one process.
+ */
+static unsigned long long proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024];
+	unsigned long long t = 0;
+	const char *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* After "pid (comm) ": the comm may hold spaces, so skip to its last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	/* Fields 3..21 follow; the start time is the 20th after ")". */
+	for (int field = 0; field < 20 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (p)
+		t = strtoull(p + 1, NULL, 10);
+	return t;
+}
+
+/* The value of key in /proc/PID/environ, copied to out; false if absent/unreadable. */
+static bool proc_environ_get(pid_t pid, const char *key, char *out, size_t outlen)
+{
+	char path[64], *buf;
+	size_t klen = strlen(key), off = 0;
+	ssize_t n;
+	bool found = false;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/environ", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	buf = malloc(ENVIRON_MAX + 1);
+	if (!buf) {
+		close(fd);
+		return false;
+	}
+	while (off < ENVIRON_MAX && (n = read(fd, buf + off, ENVIRON_MAX - off)) > 0)
+		off += (size_t)n;
+	close(fd);
+	buf[off] = '\0';
+	for (size_t i = 0; i < off && !found;) {
+		const char *e = buf + i;
+		size_t len = strnlen(e, off - i);
+
+		if (len > klen && !memcmp(e, key, klen) && e[klen] == '=') {
+			snprintf(out, outlen, "%s", e + klen + 1);
+			found = true;
+		}
+		i += len + 1;
+	}
+	free(buf);
+	return found;
+}
+
+static void run_id_new(char out[VM_RUN_ID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t r[VM_RUN_ID_LEN / 2];
+
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		/* No entropy at all: time and pid still tell runs apart. */
+		uint64_t t = now_ns() ^ ((uint64_t)getpid() << 40);
+
+		memcpy(r, &t, sizeof(t));
+		memcpy(r + 8, &t, sizeof(t));
+	}
+	for (size_t i = 0; i < sizeof(r); i++) {
+		out[2 * i] = hex[r[i] >> 4];
+		out[2 * i + 1] = hex[r[i] & 15];
+	}
+	out[VM_RUN_ID_LEN] = '\0';
+}
+
+static void qmp_sock_path(struct vm_env *env, const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s/qmp/%s.sock", env->runtime_dir, name);
+}
+
+static void record_file(const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s.json", name);
+}
+
+/* ---- run records ---------------------------------------------------------------- */
+
+struct rec {
+	char name[DOM_NAME_MAX + 1];
+	char uuid[37];
+	bool attached;
+	char run_id[VM_RUN_ID_LEN + 1];
+	pid_t pid;
+	unsigned long long starttime;
+	char qmp_socket[VM_SOCK_PATH_MAX];
+};
+
+static char *rec_text(const struct rec *r)
+{
+	json_t *j = json_pack("{s:i, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:I}", "version", 1,
+			      "name", r->name, "uuid", r->uuid, "kind",
+			      r->attached ? "attached" : "spawned", "run_id", r->run_id, "pid",
+			      (json_int_t)r->pid, "starttime", (json_int_t)r->starttime,
+			      "qmp_socket", r->qmp_socket, "started",
+			      (json_int_t)(wall_ns() / NSEC_PER_SEC));
+	char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+	json_decref(j);
+	return text;
+}
+
+/* Offload thread (or main thread at start-up). */
+static int rec_write(struct vm_env *env, const struct rec *r, const char *tag, char *err,
+		     size_t errlen)
+{
+	char file[DOM_NAME_MAX + 8], *text = rec_text(r);
+	int ret;
+
+	if (!text) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	record_file(r->name, file, sizeof(file));
+	ret = durable_write(env->vms_fd, "runtime dir", file, text, strlen(text), 0600, tag, err,
+			    errlen);
+	free(text);
+	return ret;
+}
+
+static int rec_parse(const char *text, size_t len, struct rec *r)
+{
+	json_t *j = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+	const char *s;
+	json_int_t pid, st;
+	int ret = -EINVAL;
+
+	memset(r, 0, sizeof(*r));
+	if (!j)
+		return -EINVAL;
+	pid = json_integer_value(json_object_get(j, "pid"));
+	st = json_integer_value(json_object_get(j, "starttime"));
+	if (pid < 0 || pid > INT32_MAX || st < 0)
+		goto out;
+	r->pid = (pid_t)pid;
+	r->starttime = (unsigned long long)st;
+	s = json_string_value(json_object_get(j, "qmp_socket"));
+	if (!s || s[0] != '/' || strlen(s) >= sizeof(r->qmp_socket))
+		goto out;
+	strcpy(r->qmp_socket, s);
+	if (json_object_get(j, "version")) {
+		s = json_string_value(json_object_get(j, "name"));
+		if (!s || !dom_name_valid(s))
+			goto out;
+		strcpy(r->name, s);
+		s = json_string_value(json_object_get(j, "uuid"));
+		if (s && strlen(s) == 36)
+			strcpy(r->uuid, s);
+		s = json_string_value(json_object_get(j, "kind"));
+		r->attached = s && !strcmp(s, "attached");
+		s = json_string_value(json_object_get(j, "run_id"));
+		if (s && strlen(s) == VM_RUN_ID_LEN)
+			strcpy(r->run_id, s);
+		if (!r->attached && !r->run_id[0])
+			goto out;
+	} else {
+		/* A record of an earlier corral: {pid, qmp_socket, starttime} only. */
+		r->attached = true;
+	}
+	ret = 0;
+out:
+	json_decref(j);
+	return ret;
+}
+
+/* This domain's record, from what the vm knows.  Domain actor only. */
+static void rec_from_vm(struct domain *d, struct rec *r)
+{
+	struct vm *vm = vm_of(d);
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", dom_name(d));
+	uuid_format(dom_uuid(d), r->uuid);
+	r->attached = vm->attached;
+	memcpy(r->run_id, vm->run_id, sizeof(r->run_id));
+	r->pid = vm->pid;
+	r->starttime = vm->starttime;
+	snprintf(r->qmp_socket, sizeof(r->qmp_socket), "%s", vm->qmp_path);
+}
+
+struct rec_io {
+	struct vm_io io;
+	struct rec rec;
+	void (*then)(struct domain *d, struct vm_io *io);
+};
+
+static void rec_io_free(struct vm_io *io)
+{
+	free(container_of(io, struct rec_io, io));
+}
+
+static void rec_io_work(struct vm_io *io)
+{
+	struct rec_io *ri = container_of(io, struct rec_io, io);
+
+	io->err = rec_write(io->env, &ri->rec, "record", io->errmsg, sizeof(io->errmsg));
+	io->code = DOM_ERR_STORAGE;
+}
+
+static void rec_io_complete(struct domain *d, struct vm_io *io)
+{
+	struct rec_io *ri = container_of(io, struct rec_io, io);
+
+	if (ri->then)
+		ri->then(d, io);
+}
+
+void vm_proc_record(struct domain *d, uint64_t job_id,
+		    void (*then)(struct domain *d, struct vm_io *io))
+{
+	struct rec_io *ri = calloc(1, sizeof(*ri));
+
+	if (!ri)
+		return;
+	vm_io_init(&ri->io, job_id, rec_io_work, rec_io_complete, NULL, rec_io_free);
+	rec_from_vm(d, &ri->rec);
+	ri->then = then;
+	vm_io_submit(d, &ri->io);
+}
+
+/* ---- the process watch ------------------------------------------------------------ */
+
+static void pidwatch_free_rcu_cb(struct rcu_head *head)
+{
+	struct pidwatch *pw = container_of(head, struct pidwatch, rcu);
+
+	crcu_reclaim_begin(head);
+	dom_unref(pw->dom);
+	free(pw);
+}
+
+static void pidwatch_release(struct pidwatch *pw)
+{
+	if (!pw)
+		return;
+	io_watch_del(&pw->watch);
+	close(pw->pidfd);
+	/* The loop thread may still be inside our callback: free after a grace period. */
+	crcu_call(&pw->rcu, pidwatch_free_rcu_cb);
+}
+
+static void on_exit_call(struct domain *d, void *arg)
+{
+	struct pidwatch *pw = arg;
+	struct vm *vm = vm_of(d);
+	siginfo_t si = { 0 };
+	int wstatus = 0;
+	bool have = false;
+
+	/* Only the current watch, and only once it has fired, can be news. */
+	if (vm->pw != pw || !__atomic_load_n(&pw->fired, __ATOMIC_ACQUIRE))
+		return;
+	if (pw->child) {
+		if (syscall(SYS_waitid, P_PIDFD, pw->pidfd, &si, WEXITED | WNOHANG, NULL) < 0 ||
+		    si.si_pid != pw->pid)
+			return;         /* not exited after all */
+		have = true;
+		if (si.si_code == CLD_EXITED)
+			wstatus = (si.si_status & 0xff) << 8;
+		else
+			wstatus = si.si_status & 0x7f;
+	}
+	vm_proc_gone(d, wstatus, have);
+}
+
+/* Loop thread: the process exited (pidfd readable). */
+static void pidwatch_cb(struct io_watch *w, uint32_t events)
+{
+	struct pidwatch *pw = container_of(w, struct pidwatch, watch);
+
+	if (__atomic_exchange_n(&pw->fired, 1, __ATOMIC_ACQ_REL))
+		return;
+	dom_call(pw->dom, on_exit_call, pw, NULL);
+}
+
+/* Watch pid through pidfd (taken: closed on failure too).  Domain actor only. */
+static int watch_pid(struct domain *d, pid_t pid, int pidfd, bool child)
+{
+	struct vm *vm = vm_of(d);
+	struct pidwatch *pw = calloc(1, sizeof(*pw));
+	int r;
+
+	if (!pw) {
+		close(pidfd);
+		return -ENOMEM;
+	}
+	pw->pidfd = pidfd;
+	pw->pid = pid;
+	pw->child = child;
+	pw->dom = d;
+	dom_ref(d);
+	vm->pw = pw;
+	r = io_watch_add(vm->env->io, &pw->watch, pidfd, EPOLLIN | EPOLLONESHOT, pidwatch_cb);
+	if (r < 0) {
+		close(pidfd);
+		dom_unref(d);
+		free(pw);
+		vm->pw = NULL;
+	}
+	return r;
+}
+
+int vm_proc_kill(struct vm *vm)
+{
+	if (!vm->pw)
+		return -ESRCH;
+	/* Through the pidfd: never a reused pid. */
+	return pidfd_kill(vm->pw->pidfd, SIGKILL);
+}
+
+static void drop_monitor(struct vm *vm)
+{
+	if (vm->mon) {
+		mon_close(vm->mon);
+		vm->mon = NULL;
+	}
+}
+
+void vm_proc_release(struct vm *vm)
+{
+	drop_monitor(vm);
+	pidwatch_release(vm->pw);
+	vm->pw = NULL;
+	vm->proc = VPROC_NONE;
+	vm->pid = 0;
+	vm->mon_gen++;          /* cancels a pending monitor retry */
+}
+
+/* ---- the end of a QEMU ------------------------------------------------------------- */
+
+struct gone_io {
+	struct vm_io io;
+	char name[DOM_NAME_MAX + 1];
+	char qmp_path[VM_SOCK_PATH_MAX]; /* ours to remove, or empty */
+};
+
+static void gone_io_free(struct vm_io *io)
+{
+	free(container_of(io, struct gone_io, io));
+}
+
+/* Offload thread: the process is gone, so its record and socket may go. */
+static void gone_io_work(struct vm_io *io)
+{
+	struct gone_io *gi = container_of(io, struct gone_io, io);
+	char file[DOM_NAME_MAX + 8];
+
+	crash_point("exit.before-cleanup");
+	if (gi->qmp_path[0])
+		unlink(gi->qmp_path);
+	record_file(gi->name, file, sizeof(file));
+	io->err = durable_unlink(io->env->vms_fd, "runtime dir", file, "exit", io->errmsg,
+				 sizeof(io->errmsg));
+}
+
+/*
+ * The files are gone too: a destroy or shutdown that waited for the end
+ * answers now, so that whoever hears of it finds no stale file.  A record
+ * that could not be removed names a dead pid: the next start-up drops it.
+ */
+static void gone_io_complete(struct domain *d, struct vm_io *io)
+{
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	enum dom_state st = dom_state_actor(d);
+
+	if (!vj || job->id != io->job_id)
+		return;
+	crash_point("exit.after-cleanup");
+	dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state", dom_state_name(st),
+					       "reason", dom_reason_actor(d)), NULL);
+}
+
+void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
+{
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	struct gone_io *gi;
+	char why[128];
+	enum dom_state st = DOM_SHUTOFF;
+	const char *reason;
+
+	if (vm->killing) {
+		reason = "destroyed";
+		snprintf(why, sizeof(why), "destroyed (killed by corral)");
+	} else if (!vm->signalable && vm->proc == VPROC_RUNNING && vj &&
+		   vj->op == VM_OP_DESTROY) {
+		reason = "detached";
+		snprintf(why, sizeof(why), "detached (not a QEMU corral may kill)");
+	} else if (vm->guest_shutdown) {
+		reason = "shutdown";
+		snprintf(why, sizeof(why), "shut down by guest");
+	} else if (!have_status) {
+		reason = "exited";
+		snprintf(why, sizeof(why), "exited (not corral's child: status unknown)");
+	} else if (WIFSIGNALED(wstatus)) {
+		st = DOM_CRASHED;
+		reason = WTERMSIG(wstatus) == SIGKILL ? "killed" : "crashed";
+		snprintf(why, sizeof(why), "%s by signal %d (%s)",
+			 WTERMSIG(wstatus) == SIGKILL ? "killed" : "crashed", WTERMSIG(wstatus),
+			 strsignal(WTERMSIG(wstatus)));
+	} else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
+		reason = "shutdown";
+		snprintf(why, sizeof(why), "shut down by host");
+	} else {
+		st = DOM_CRASHED;
+		reason = "crashed";
+		snprintf(why, sizeof(why), "crashed: exit status %d",
+			 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
+	}
+	gi = calloc(1, sizeof(*gi));
+	if (gi) {
+		bool waits = vj && (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN);
+
+		vm_io_init(&gi->io, waits ? job->id : 0, gone_io_work, gone_io_complete, NULL,
+			   gone_io_free);
+		snprintf(gi->name, sizeof(gi->name), "%s", dom_name(d));
+		if (vm->qmp_path_ours)
+			snprintf(gi->qmp_path, sizeof(gi->qmp_path), "%s", vm->qmp_path);
+	}
+	vm_proc_release(vm);
+	vm->killing = false;
+	vm->guest_shutdown = false;
+	vm->attached = false;
+	vm->signalable = false;
+	vm->qmp_path[0] = '\0';
+	vm->qmp_path_ours = false;
+	if (gi)
+		vm_io_submit(d, &gi->io);
+	dom_set_pid(d, 0);
+	dom_set_monitor(d, DOM_MON_NONE);
+	vm_lifecycle(d, st, reason);
+
+	if (vj) {
+		if ((vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN) && gi)
+			vj->phase = VP_IO;      /* answered once the files are gone */
+		else if (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN)
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
+				       dom_state_name(st), "reason", reason), NULL);
+		else
+			dom_job_finish(d, job, -ECHILD, DOM_ERR_QEMU, NULL,
+				       "domain '%s': QEMU %s during '%s'", dom_name(d), why,
+				       job->ops->name);
+	}
+}
+
+/* ---- reconnecting a monitor ----------------------------------------------------------- */
+
+struct conn_io {
+	struct vm_io io;
+	char path[VM_SOCK_PATH_MAX];
+	uint32_t gen;
+	int fd;
+};
+
+static void conn_io_free(struct vm_io *io)
+{
+	struct conn_io *ci = container_of(io, struct conn_io, io);
+
+	if (ci->fd >= 0)
+		close(ci->fd);
+	free(ci);
+}
+
+static void conn_io_work(struct vm_io *io)
+{
+	struct conn_io *ci = container_of(io, struct conn_io, io);
+	int r = mon_connect_unix(ci->path, &ci->fd);
+
+	if (r < 0) {
+		ci->fd = -1;
+		io->err = r;
+		snprintf(io->errmsg, sizeof(io->errmsg), "cannot connect to QEMU's monitor %s: %s",
+			 ci->path, r == -ENOENT ? "the socket is gone" : strerror(-r));
+	}
+}
+
+static void schedule_retry(struct domain *d);
+
+/* Start the monitor on fd (taken).  Domain actor only. */
+static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline)
+{
+	struct vm *vm = vm_of(d);
+	int r = mon_new(vm->env->rt, vm->env->io, d, fd, vm_on_note, ready_deadline, &vm->mon);
+
+	if (r < 0)
+		return r;
+	dom_set_monitor(d, DOM_MON_CONNECTING);
+	return 0;
+}
+
+static void monitor_failed(struct domain *d, const char *why)
+{
+	struct vm *vm = vm_of(d);
+
+	dom_set_monitor(d, DOM_MON_BROKEN);
+	evbus_publish(vm->env->bus, dom_name(d), "monitor",
+		      json_pack("{s:s, s:s}", "state", "broken", "reason", why));
+	schedule_retry(d);
+}
+
+static void retry_conn_complete(struct domain *d, struct vm_io *io)
+{
+	struct conn_io *ci = container_of(io, struct conn_io, io);
+	struct vm *vm = vm_of(d);
+
+	if (vm->mon_gen != ci->gen || vm->proc != VPROC_RUNNING || vm->mon)
+		return;         /* the QEMU ended, or a monitor came another way */
+	if (io->err) {
+		monitor_failed(d, io->errmsg);
+		return;
+	}
+	if (monitor_on(d, ci->fd, now_ns() + 30 * NSEC_PER_SEC) == 0)
+		ci->fd = -1;
+	else
+		monitor_failed(d, "cannot watch the monitor socket");
+}
+
+static struct conn_io *conn_io_new(struct domain *d, uint64_t job_id,
+				   void (*complete)(struct domain *, struct vm_io *))
+{
+	struct vm *vm = vm_of(d);
+	struct conn_io *ci = calloc(1, sizeof(*ci));
+
+	if (!ci)
+		return NULL;
+	vm_io_init(&ci->io, job_id, conn_io_work, complete, NULL, conn_io_free);
+	snprintf(ci->path, sizeof(ci->path), "%s", vm->qmp_path);
+	ci->gen = vm->mon_gen;
+	ci->fd = -1;
+	return ci;
+}
+
+static void retry_call(struct domain *d, void *arg)
+{
+	struct vm *vm = vm_of(d);
+	uint32_t gen = (uint32_t)(uintptr_t)arg;
+	struct conn_io *ci;
+
+	if (vm->mon_gen != gen || vm->proc != VPROC_RUNNING || vm->mon || !vm->qmp_path[0])
+		return;
+	ci = conn_io_new(d, 0, retry_conn_complete);
+	if (ci)
+		vm_io_submit(d, &ci->io);
+}
+
+/* Try the monitor again later: 1 s, 2 s, 4 s ... at most 30 s apart. */
+static void schedule_retry(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+	unsigned shift = vm->mon_retries < 5 ? vm->mon_retries : 5;
+	uint64_t delay = (uint64_t)(1u << shift) * NSEC_PER_SEC;
+
+	if (vm->proc != VPROC_RUNNING || vm->killing || !vm->qmp_path[0])
+		return;
+	if (delay > MON_RETRY_MAX_S * NSEC_PER_SEC)
+		delay = MON_RETRY_MAX_S * NSEC_PER_SEC;
+	vm->mon_retries++;
+	vm->mon_gen++;
+	dom_call_at(d, retry_call, (void *)(uintptr_t)vm->mon_gen, NULL, now_ns() + delay);
+}
+
+void vm_proc_monitor_lost(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+
+	/*
+	 * A process corral may not kill (not an allowed emulator: a QMP
+	 * simulator, say) is followed through its monitor alone: when that
+	 * closes, the attachment ends.
+	 */
+	if (vm->proc == VPROC_RUNNING && vm->attached && !vm->signalable) {
+		vm_proc_gone(d, 0, false);
+		return;
+	}
+	schedule_retry(d);
+}
+
+/* ---- start: the spawn ------------------------------------------------------------------ */
+
+struct spawn_io {
+	struct vm_io io;
+	/* In: copies, so that nothing the actor changes meanwhile is shared. */
+	struct qemu_config *cfg;
+	struct creds owner;
+	struct rec rec;
+	/* Out. */
+	pid_t pid;
+	int pidfd;
+	int mon_fd;
+	char qmp_path[VM_SOCK_PATH_MAX];
+};
+
+static void spawn_io_free(struct vm_io *io)
+{
+	struct spawn_io *si = container_of(io, struct spawn_io, io);
+
+	if (si->pidfd >= 0)
+		close(si->pidfd);
+	if (si->mon_fd >= 0)
+		close(si->mon_fd);
+	qemu_config_free(si->cfg);
+	free(si);
+}
+
+static void set_err(struct vm_io *io, int err, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void set_err(struct vm_io *io, int err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	io->err = err;
+	io->code = code;
+	va_start(ap, fmt);
+	vsnprintf(io->errmsg, sizeof(io->errmsg), fmt, ap);
+	va_end(ap);
+}
+
+/* Everything QEMU will be handed, opened with the owner's rights. */
+struct spawn_files {
+	int disk[QEMU_DISKS_MAX];
+	int kernel, initrd;
+};
+
+static void files_close(struct spawn_files *f, size_t ndisks)
+{
+	for (size_t i = 0; i < ndisks; i++)
+		if (f->disk[i] >= 0)
+			close(f->disk[i]);
+	if (f->kernel >= 0)
+		close(f->kernel);
+	if (f->initrd >= 0)
+		close(f->initrd);
+}
+
+static int open_plain(const char *what, const char *path, struct vm_io *io)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0) {
+		int e = errno;
+
+		set_err(io, -e, e == EACCES || e == EPERM ? DOM_ERR_PERMISSION : DOM_ERR_INVALID,
+			"%s %s: cannot open it: %s", what, path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		set_err(io, -EINVAL, DOM_ERR_INVALID, "%s %s: not a regular file", what, path);
+		return -EINVAL;
+	}
+	return fd;
+}
+
+static int files_open(struct spawn_io *si, struct spawn_files *f)
+{
+	struct vm_io *io = &si->io;
+	size_t n = qemu_config_disk_count(si->cfg);
+	int r;
+
+	f->kernel = f->initrd = -1;
+	for (size_t i = 0; i < n; i++)
+		f->disk[i] = -1;
+	r = creds_enter(&si->owner);
+	if (r < 0) {
+		set_err(io, r, DOM_ERR_PERMISSION, "cannot take on the owner's identity: %s",
+			strerror(-r));
+		return r;
+	}
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const char *path = qemu_config_disk_path(si->cfg, i);
+		struct stat st;
+		const char *found;
+		int fd = open(path, (qemu_config_disk_readonly(si->cfg, i) ? O_RDONLY : O_RDWR) |
+			      O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+
+		if (fd < 0) {
+			r = -errno;
+			set_err(io, r, r == -EACCES || r == -EPERM ? DOM_ERR_PERMISSION :
+				DOM_ERR_INVALID, "disk %s: cannot open it%s: %s", path,
+				qemu_config_disk_readonly(si->cfg, i) ? "" : " for writing",
+				strerror(-r));
+			break;
+		}
+		f->disk[i] = fd;
+		if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))) {
+			r = -EINVAL;
+			set_err(io, r, DOM_ERR_INVALID, "disk %s: not a regular file or a block "
+				"device", path);
+			break;
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		/* Never guessed: what the definition says must be what the image is. */
+		r = qemu_image_probe(fd, path, qemu_config_disk_format(si->cfg, i), &found,
+				     io->errmsg, sizeof(io->errmsg));
+		if (r < 0) {
+			io->err = r;
+			io->code = DOM_ERR_INVALID;
+			break;
+		}
+		if (!qemu_config_disk_format(si->cfg, i))
+			qemu_config_set_disk_format(si->cfg, i, found);
+	}
+	if (r == 0 && qemu_config_kernel(si->cfg)) {
+		r = f->kernel = open_plain("kernel", qemu_config_kernel(si->cfg), io);
+		if (r >= 0)
+			r = 0;
+	}
+	if (r == 0 && qemu_config_initrd(si->cfg)) {
+		r = f->initrd = open_plain("initrd", qemu_config_initrd(si->cfg), io);
+		if (r >= 0)
+			r = 0;
+	}
+	creds_leave();
+	if (r < 0)
+		files_close(f, n);
+	return r;
+}
+
+/* Undo a spawn that cannot be owned: kill it, reap it (blocking is fine here). */
+static void spawn_undo(struct vm_env *env, pid_t pid, int pidfd, const struct rec *rec)
+{
+	char file[DOM_NAME_MAX + 8];
+
+	if (pidfd >= 0)
+		pidfd_kill(pidfd, SIGKILL);
+	else if (pid > 0)
+		kill(pid, SIGKILL);
+	if (pid > 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	record_file(rec->name, file, sizeof(file));
+	unlinkat(env->vms_fd, file, 0);
+}
+
+static void spawn_io_work(struct vm_io *io)
+{
+	struct spawn_io *si = container_of(io, struct spawn_io, io);
+	struct vm_env *env = io->env;
+	struct spawn_files files;
+	struct qemu_launch l = { 0 };
+	char emu[PATH_MAX], log_name[DOM_NAME_MAX + 16], serial[PATH_MAX], err[512];
+	char env_rt[PATH_MAX + 32], env_dom[96], env_uuid[64], env_run[64];
+	char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			 env_rt, env_dom, env_uuid, env_run, NULL };
+	int fds[QEMU_SPAWN_FDS_MAX], child_disk[QEMU_DISKS_MAX];
+	int pair[2] = { -1, -1 }, lfd = -1, logfd = -1, r;
+	size_t nfds = 0, ndisks = qemu_config_disk_count(si->cfg);
+	const char *accel = NULL, *cached;
+	char **argv = NULL;
+	bool recorded = false;
+	pid_t pid = -1;
+
+	/* The accelerator: "auto" is probed once per daemon. */
+	cached = __atomic_load_n(&env->accel_auto, __ATOMIC_ACQUIRE);
+	if (!strcmp(qemu_config_accel(si->cfg), "auto") && cached) {
+		accel = cached;
+	} else if (qemu_accel_resolve(qemu_config_accel(si->cfg), &accel, err, sizeof(err)) < 0) {
+		set_err(io, -EINVAL, DOM_ERR_INVALID, "%s", err);
+		return;
+	} else if (!strcmp(qemu_config_accel(si->cfg), "auto")) {
+		__atomic_store_n(&env->accel_auto, accel, __ATOMIC_RELEASE);
+	}
+	r = vm_emulator_resolve(env, qemu_config_emulator(si->cfg), emu, sizeof(emu), err,
+				sizeof(err));
+	if (r < 0) {
+		set_err(io, r, DOM_ERR_PERMISSION, "%s", err);
+		return;
+	}
+	qemu_config_set_emulator(si->cfg, emu);
+	if (files_open(si, &files) < 0)
+		return;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0) {
+		set_err(io, -errno, DOM_ERR_FAILED, "cannot make the monitor's socket pair: %s",
+			strerror(errno));
+		goto fail;
+	}
+	qmp_sock_path(env, si->rec.name, si->qmp_path, sizeof(si->qmp_path));
+	r = qemu_qmp_listen(si->qmp_path, &lfd);
+	if (r < 0) {
+		set_err(io, r, r == -EADDRINUSE ? DOM_ERR_STATE : DOM_ERR_FAILED,
+			"cannot create the QMP socket %s: %s", si->qmp_path,
+			r == -EADDRINUSE ? "a QEMU still listens on it" : strerror(-r));
+		goto fail;
+	}
+	/* Non-blocking: QEMU's accept() on it must never sit waiting. */
+	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+	snprintf(log_name, sizeof(log_name), "%s.qemu.log", si->rec.name);
+	logfd = openat(env->logs_fd, log_name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+		       O_CLOEXEC | O_NOCTTY, 0600);
+	if (logfd < 0) {
+		set_err(io, -errno, DOM_ERR_STORAGE, "cannot open the QEMU log %s/logs/%s: %s",
+			env->state_dir, log_name, strerror(errno));
+		goto fail;
+	}
+	snprintf(serial, sizeof(serial), "%s/logs/%s.console.log", env->state_dir, si->rec.name);
+
+	/* Ownership first: the record names this run before the process exists. */
+	snprintf(si->rec.qmp_socket, sizeof(si->rec.qmp_socket), "%s", si->qmp_path);
+	r = rec_write(env, &si->rec, "start.record", io->errmsg, sizeof(io->errmsg));
+	if (r < 0) {
+		io->err = r;
+		io->code = DOM_ERR_STORAGE;
+		goto fail;
+	}
+	recorded = true;
+	crash_point("start.before-spawn");
+
+	fds[nfds++] = pair[1];                  /* 3: the daemon's monitor */
+	fds[nfds++] = lfd;                      /* 4: the re-attach listener */
+	l.accel = accel;
+	l.qmp_fd = QEMU_CHILD_FD_BASE;
+	l.qmp_listen_fd = QEMU_CHILD_FD_BASE + 1;
+	l.serial_log = serial;
+	l.uuid_str = si->rec.uuid;
+	for (size_t i = 0; i < ndisks; i++) {
+		child_disk[i] = QEMU_CHILD_FD_BASE + (int)nfds;
+		fds[nfds++] = files.disk[i];
+	}
+	l.disk_fds = child_disk;
+	if (files.kernel >= 0) {
+		l.kernel_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+		fds[nfds++] = files.kernel;
+	}
+	if (files.initrd >= 0) {
+		l.initrd_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+		fds[nfds++] = files.initrd;
+	}
+	if (qemu_argv_build(si->cfg, &l, &argv, err, sizeof(err)) < 0) {
+		set_err(io, -EINVAL, DOM_ERR_INVALID, "%s", err);
+		goto fail;
+	}
+	snprintf(env_rt, sizeof(env_rt), "CORRAL_RUNTIME_DIR=%s", env->runtime_dir);
+	snprintf(env_dom, sizeof(env_dom), "CORRAL_DOMAIN=%s", si->rec.name);
+	snprintf(env_uuid, sizeof(env_uuid), "CORRAL_UUID=%s", si->rec.uuid);
+	snprintf(env_run, sizeof(env_run), "CORRAL_RUN_ID=%s", si->rec.run_id);
+	r = qemu_spawn(argv, &(struct qemu_spawn_io){ .name = si->rec.name, .log_fd = logfd,
+						      .fds = fds, .nfds = nfds, .envp = envp },
+		       &pid, err, sizeof(err));
+	qemu_argv_free(argv);
+	if (r < 0) {
+		pid = -1;
+		set_err(io, r, DOM_ERR_QEMU, "%s", err);
+		goto fail;
+	}
+	crash_point("start.after-spawn");
+	si->pidfd = pidfd_open(pid);
+	si->rec.starttime = proc_starttime(pid);
+	if (si->pidfd < 0) {
+		set_err(io, si->pidfd, DOM_ERR_FAILED, "cannot watch the QEMU process: %s",
+			strerror(-si->pidfd));
+		si->pidfd = -1;
+		goto fail;
+	}
+	si->rec.pid = pid;
+	r = rec_write(env, &si->rec, "start.pid-record", io->errmsg, sizeof(io->errmsg));
+	if (r < 0) {
+		io->err = r;
+		io->code = DOM_ERR_STORAGE;
+		goto fail;
+	}
+	crash_point("start.after-pid-record");
+	si->pid = pid;
+	si->mon_fd = pair[0];
+	pair[0] = -1;
+	fcntl(si->mon_fd, F_SETFL, fcntl(si->mon_fd, F_GETFL) | O_NONBLOCK);
+	close(pair[1]);
+	close(lfd);
+	close(logfd);
+	files_close(&files, ndisks);
+	return;
+
+fail:
+	if (recorded || pid > 0)
+		spawn_undo(env, pid, si->pidfd, &si->rec);
+	if (si->pidfd >= 0)
+		close(si->pidfd);
+	si->pidfd = -1;
+	if (lfd >= 0) {
+		close(lfd);
+		unlink(si->qmp_path);
+	}
+	for (int i = 0; i < 2; i++)
+		if (pair[i] >= 0)
+			close(pair[i]);
+	if (logfd >= 0)
+		close(logfd);
+	files_close(&files, ndisks);
+}
+
+static void spawn_io_complete(struct domain *d, struct vm_io *io)
+{
+	struct spawn_io *si = container_of(io, struct spawn_io, io);
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	bool mine = vj && job->id == io->job_id && vj->op == VM_OP_START;
+
+	vm->proc = VPROC_NONE;
+	if (io->err) {
+		vm_lifecycle(d, DOM_SHUTOFF, "failed");
+		if (mine)
+			dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s': %s",
+				       dom_name(d), io->errmsg);
+		else if (vj && vj->op == VM_OP_DESTROY)
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state", "shutoff",
+							       "reason", "failed"), NULL);
+		vm->kill_on_spawn = false;
+		return;
+	}
+	/* A process exists: it is ours now, whatever became of the job. */
+	vm->pid = si->pid;
+	vm->starttime = si->rec.starttime;
+	memcpy(vm->run_id, si->rec.run_id, sizeof(vm->run_id));
+	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", si->qmp_path);
+	vm->qmp_path_ours = true;
+	vm->child = true;
+	vm->signalable = true;
+	vm->attached = false;
+	vm->proc = VPROC_RUNNING;
+	dom_set_pid(d, vm->pid);
+	if (watch_pid(d, si->pid, si->pidfd, true) < 0) {
+		/* Without a watch we could never notice its exit: do not run it. */
+		si->pidfd = -1;
+		kill(si->pid, SIGKILL);
+		vm->killing = true;
+		vm->proc = VPROC_NONE;
+		vm->pid = 0;
+		dom_set_pid(d, 0);
+		vm_lifecycle(d, DOM_SHUTOFF, "failed");
+		if (mine)
+			vm_fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot watch the QEMU process",
+				dom_name(d));
+		/* The record names a process that dies now: the next start-up drops it. */
+		return;
+	}
+	si->pidfd = -1;
+	if (vm->kill_on_spawn || !mine) {
+		/* destroy (or the start's deadline) came first: it ends now. */
+		vm->kill_on_spawn = false;
+		vm->killing = true;
+		vm_proc_kill(vm);
+		return;
+	}
+	if (monitor_on(d, si->mon_fd, job->deadline_ns) < 0) {
+		vm->killing = true;
+		vm_proc_kill(vm);
+		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch QEMU's monitor",
+			dom_name(d));
+		return;
+	}
+	si->mon_fd = -1;
+	vj->phase = VP_WAIT_MON;
+}
+
+void vm_proc_start(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_job *vj = job->priv;
+	struct spawn_io *si = calloc(1, sizeof(*si));
+	char err[256];
+
+	if (!si) {
+		vm_fail(d, job, DOM_ERR_FAILED, "out of memory");
+		return;
+	}
+	vm_io_init(&si->io, job->id, spawn_io_work, spawn_io_complete, NULL, spawn_io_free);
+	si->pidfd = si->mon_fd = -1;
+	/* The spawn works on its own copy: a redefine may replace vm->cfg meanwhile. */
+	if (qemu_config_from_json(vm_config_rcu(d), &si->cfg, err, sizeof(err)) < 0) {
+		free(si);
+		vm_fail(d, job, DOM_ERR_INVALID, "%s", err);
+		return;
+	}
+	si->owner = vm->owner;
+	snprintf(si->rec.name, sizeof(si->rec.name), "%s", dom_name(d));
+	uuid_format(dom_uuid(d), si->rec.uuid);
+	run_id_new(si->rec.run_id);
+	vm->proc = VPROC_SPAWNING;
+	vm->kill_on_spawn = false;
+	vm->killing = false;
+	vm->guest_shutdown = false;
+	vm_lifecycle(d, DOM_STARTING, "starting");
+	vj->phase = VP_SPAWN;
+	vm_io_submit(d, &si->io);
+}
+
+/* ---- attach ------------------------------------------------------------------------------ */
+
+struct attach_io {
+	struct vm_io io;
+	struct creds caller;
+	char path[VM_SOCK_PATH_MAX];
+	pid_t want_pid;                 /* 0: any */
+	/* Out. */
+	pid_t pid;
+	int pidfd;
+	int fd;
+	unsigned long long starttime;
+	bool signalable;
+};
+
+static void attach_io_free(struct vm_io *io)
+{
+	struct attach_io *ai = container_of(io, struct attach_io, io);
+
+	if (ai->fd >= 0)
+		close(ai->fd);
+	if (ai->pidfd >= 0)
+		close(ai->pidfd);
+	free(ai);
+}
+
+/* Is pid running one of the allowed emulators?  Then destroy may kill it. */
+static bool is_allowed_emulator(struct vm_env *env, pid_t pid)
+{
+	char link[64], exe[PATH_MAX];
+	ssize_t n;
+
+	snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+	n = readlink(link, exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return false;
+	exe[n] = '\0';
+	for (char **e = env->emulators; *e; e++)
+		if (!strcmp(*e, exe))
+			return true;
+	return false;
+}
+
+/*
+ * Offload thread: connect as the caller; the pid is the socket's peer
+ * (SO_PEERCRED: the process that listens), and the caller must own it.
+ */
+static void attach_io_work(struct vm_io *io)
+{
+	struct attach_io *ai = container_of(io, struct attach_io, io);
+	struct creds peer;
+	pid_t pid = 0;
+	int r;
+
+	r = creds_enter(&ai->caller);
+	if (r < 0) {
+		set_err(io, r, DOM_ERR_PERMISSION, "cannot take on the caller's identity: %s",
+			strerror(-r));
+		return;
+	}
+	r = mon_connect_unix(ai->path, &ai->fd);
+	creds_leave();
+	if (r < 0) {
+		ai->fd = -1;
+		set_err(io, r, r == -EACCES || r == -EPERM ? DOM_ERR_PERMISSION : DOM_ERR_MONITOR,
+			"cannot connect to %s: %s", ai->path, strerror(-r));
+		return;
+	}
+	r = creds_from_socket(ai->fd, &peer, &pid);
+	if (r < 0 || pid <= 0) {
+		set_err(io, r < 0 ? r : -ESRCH, DOM_ERR_MONITOR, "%s: cannot tell which process "
+			"listens on it", ai->path);
+		return;
+	}
+	if (!creds_is_root(&ai->caller) && peer.uid != ai->caller.uid) {
+		set_err(io, -EPERM, DOM_ERR_PERMISSION, "%s is served by pid %d of uid %u, not "
+			"by a process of yours (uid %u)", ai->path, (int)pid, (unsigned)peer.uid,
+			(unsigned)ai->caller.uid);
+		return;
+	}
+	if (ai->want_pid && ai->want_pid != pid) {
+		set_err(io, -EINVAL, DOM_ERR_INVALID, "%s is served by pid %d, not %d", ai->path,
+			(int)pid, (int)ai->want_pid);
+		return;
+	}
+	ai->pidfd = pidfd_open(pid);
+	if (ai->pidfd < 0) {
+		set_err(io, ai->pidfd, DOM_ERR_INVALID, "process %d: %s", (int)pid,
+			strerror(-ai->pidfd));
+		ai->pidfd = -1;
+		return;
+	}
+	/* Checked after the pidfd is open: the pid cannot be reused under us now. */
+	ai->starttime = proc_starttime(pid);
+	ai->signalable = is_allowed_emulator(io->env, pid);
+	ai->pid = pid;
+}
+
+static void attach_io_complete(struct domain *d, struct vm_io *io)
+{
+	struct attach_io *ai = container_of(io, struct attach_io, io);
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+
+	if (!vj || job->id != io->job_id)
+		return;         /* timed out meanwhile: the fds close with ai */
+	if (io->err) {
+		dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s': %s", dom_name(d),
+			       io->errmsg);
+		return;
+	}
+	vm->pid = ai->pid;
+	vm->starttime = ai->starttime;
+	vm->child = false;
+	vm->signalable = ai->signalable;
+	vm->attached = true;
+	vm->run_id[0] = '\0';
+	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", ai->path);
+	vm->qmp_path_ours = false;
+	vm->proc = VPROC_RUNNING;
+	dom_set_pid(d, vm->pid);
+	if (watch_pid(d, ai->pid, ai->pidfd, false) < 0) {
+		ai->pidfd = -1;
+		vm->proc = VPROC_NONE;
+		vm->pid = 0;
+		dom_set_pid(d, 0);
+		vm_fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot watch process %d", dom_name(d),
+			(int)ai->pid);
+		return;
+	}
+	ai->pidfd = -1;
+	if (monitor_on(d, ai->fd, job->deadline_ns) < 0) {
+		vm_proc_release(vm);
+		dom_set_pid(d, 0);
+		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch the monitor",
+			dom_name(d));
+		return;
+	}
+	ai->fd = -1;
+	vj->phase = VP_WAIT_MON;
+}
+
+void vm_proc_attach(struct domain *d, struct dom_job *job)
+{
+	struct vm_job *vj = job->priv;
+	const char *path = json_string_value(json_object_get(vj->args, "qmp_socket"));
+	json_int_t pid = json_integer_value(json_object_get(vj->args, "pid"));
+	struct attach_io *ai;
+
+	if (!path || path[0] != '/' || strlen(path) >= sizeof(ai->path)) {
+		vm_fail(d, job, DOM_ERR_INVALID, "attach: 'qmp_socket' must be an absolute path");
+		return;
+	}
+	if (pid < 0 || pid > INT32_MAX) {
+		vm_fail(d, job, DOM_ERR_INVALID, "attach: 'pid' out of range");
+		return;
+	}
+	ai = calloc(1, sizeof(*ai));
+	if (!ai) {
+		vm_fail(d, job, DOM_ERR_FAILED, "out of memory");
+		return;
+	}
+	vm_io_init(&ai->io, job->id, attach_io_work, attach_io_complete, NULL, attach_io_free);
+	ai->caller = vj->creds;
+	strcpy(ai->path, path);
+	ai->want_pid = (pid_t)pid;
+	ai->fd = ai->pidfd = -1;
+	vj->phase = VP_IO;
+	vm_io_submit(d, &ai->io);
+}
+
+/* ---- state from query-status -------------------------------------------------------------- */
+
+static const char *state_of_status(const char *status, enum dom_state *st)
+{
+	if (!status)
+		return NULL;
+	if (!strcmp(status, "running")) {
+		*st = DOM_RUNNING;
+		return "attached";
+	}
+	if (!strcmp(status, "suspended")) {
+		*st = DOM_PMSUSPENDED;
+		return "attached";
+	}
+	if (!strcmp(status, "guest-panicked")) {
+		*st = DOM_CRASHED;
+		return "panicked";
+	}
+	if (!strcmp(status, "shutdown")) {
+		*st = DOM_SHUTTING_DOWN;
+		return "attached";
+	}
+	*st = DOM_PAUSED;       /* paused, prelaunch, inmigrate, debug, ... */
+	return "attached";
+}
+
+static void attach_recorded(struct domain *d, struct vm_io *io)
+{
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+
+	if (!vj || job->id != io->job_id)
+		return;
+	if (io->err) {
+		/* Not owned durably: let go of it again, as if never attached. */
+		vm_proc_release(vm_of(d));
+		dom_set_pid(d, 0);
+		dom_set_monitor(d, DOM_MON_NONE);
+		vm_lifecycle(d, DOM_SHUTOFF, "failed");
+		dom_job_finish(d, job, io->err, DOM_ERR_STORAGE, NULL, "domain '%s': %s",
+			       dom_name(d), io->errmsg);
+		return;
+	}
+	crash_point("attach.after-record");
+	dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:i}", "state",
+					       dom_state_name(dom_state_actor(d)), "pid",
+					       vm_of(d)->pid), NULL);
+}
+
+void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret)
+{
+	struct vm_job *vj = job->priv;
+	const char *status = json_string_value(json_object_get(ret, "status"));
+	enum dom_state st = DOM_RUNNING;
+	const char *reason = state_of_status(status, &st);
+
+	if (status && !strcmp(status, "prelaunch") && vj->op != VM_OP_ATTACH) {
+		/*
+		 * A QEMU of ours that never ran its guest: the start was cut
+		 * short by a crash of the daemon.  Finish it.
+		 */
+		vm_job_cmd(d, job, "cont", NULL, NULL);
+		vj->phase = VP_WAIT_CONT;
+		return;
+	}
+	if (vj->op == VM_OP_SETTLE) {
+		if (dom_state_actor(d) != st)
+			vm_lifecycle(d, st, reason ? reason : "attached");
+		dom_job_finish(d, job, 0, 0, NULL, NULL);
+		return;
+	}
+	vm_lifecycle(d, st, vj->op == VM_OP_REATTACH ? "reattached" :
+			     (reason ? reason : "attached"));
+	if (vj->op == VM_OP_ATTACH) {
+		/* Owned for good once the record is on disk. */
+		vj->phase = VP_IO;
+		vm_proc_record(d, job->id, attach_recorded);
+		return;
+	}
+	dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", dom_state_name(st)), NULL);
+}
+
+/* ---- re-attach at start-up ------------------------------------------------------------------ */
+
+static void reattach_conn_complete(struct domain *d, struct vm_io *io)
+{
+	struct conn_io *ci = container_of(io, struct conn_io, io);
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	bool mine = vj && job->id == io->job_id;
+
+	if (vm->proc != VPROC_RUNNING || vm->mon)
+		return;
+	if (!io->err && monitor_on(d, ci->fd, mine ? job->deadline_ns :
+				   now_ns() + 30 * NSEC_PER_SEC) == 0) {
+		ci->fd = -1;
+		if (mine)
+			vj->phase = VP_WAIT_MON;
+		return;
+	}
+	/*
+	 * No monitor (the socket is gone, or QEMU does not accept): the QEMU
+	 * is running all the same.  It stays ours, destroy still kills it, and
+	 * the monitor is tried again in the background.
+	 */
+	monitor_failed(d, io->err ? io->errmsg : "cannot watch the monitor socket");
+	if (mine)
+		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state", "running",
+						       "monitor", "broken"), NULL);
+}
+
+void vm_proc_reattach(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_job *vj = job->priv;
+	struct vm_found *f = &vj->found;
+	struct conn_io *ci;
+
+	if (vm->proc != VPROC_NONE) {
+		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' already has a QEMU", dom_name(d));
+		return;
+	}
+	vm->pid = f->pid;
+	vm->starttime = f->starttime;
+	vm->child = false;
+	vm->signalable = f->signalable;
+	vm->attached = f->attached;
+	memcpy(vm->run_id, f->run_id, sizeof(vm->run_id));
+	snprintf(vm->qmp_path, sizeof(vm->qmp_path), "%s", f->qmp_path);
+	vm->qmp_path_ours = f->qmp_path_ours;
+	vm->proc = VPROC_RUNNING;
+	dom_set_pid(d, vm->pid);
+	if (watch_pid(d, f->pid, f->pidfd, false) < 0) {
+		f->pidfd = -1;
+		vm->proc = VPROC_NONE;
+		vm->pid = 0;
+		dom_set_pid(d, 0);
+		vm_fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot watch process %d",
+			dom_name(d), (int)f->pid);
+		return;
+	}
+	f->pidfd = -1;
+	vm_lifecycle(d, DOM_RUNNING, "reattached");
+	/* The record again: it may have missed the pid (a crash right after the spawn). */
+	vm_proc_record(d, 0, NULL);
+	ci = conn_io_new(d, job->id, reattach_conn_complete);
+	if (!ci) {
+		monitor_failed(d, "out of memory");
+		dom_job_finish(d, job, 0, 0, NULL, NULL);
+		return;
+	}
+	vj->phase = VP_IO;
+	vm_io_submit(d, &ci->io);
+}
+
+/* ---- recovery at start-up ---------------------------------------------------------------------- */
+
+/* A QEMU of this runtime directory seen in /proc. */
+struct seen {
+	pid_t pid;
+	unsigned long long starttime;
+	char run_id[VM_RUN_ID_LEN + 1];
+	char domain[DOM_NAME_MAX + 1];
+	bool claimed;
+};
+
+struct seen_list {
+	struct seen *v;
+	size_t n, cap;
+};
+
+/* Every process whose environment says it is a QEMU of this runtime directory. */
+static void scan_proc(struct vm_env *env, struct seen_list *out)
+{
+	struct dirent *de;
+	DIR *dp = opendir("/proc");
+	char val[PATH_MAX];
+
+	if (!dp)
+		return;
+	while ((de = readdir(dp))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		struct seen s = { 0 };
+
+		if (*end || pid <= 0 || pid == getpid())
+			continue;
+		if (!proc_environ_get((pid_t)pid, "CORRAL_RUNTIME_DIR", val, sizeof(val)) ||
+		    strcmp(val, env->runtime_dir) != 0)
+			continue;
+		s.pid = (pid_t)pid;
+		s.starttime = proc_starttime(s.pid);
+		proc_environ_get(s.pid, "CORRAL_RUN_ID", s.run_id, sizeof(s.run_id));
+		proc_environ_get(s.pid, "CORRAL_DOMAIN", s.domain, sizeof(s.domain));
+		if (!s.starttime)
+			continue;       /* gone meanwhile */
+		if (out->n == out->cap) {
+			size_t cap = out->cap ? out->cap * 2 : 64;
+			struct seen *v = realloc(out->v, cap * sizeof(*v));
+
+			if (!v)
+				break;
+			out->v = v;
+			out->cap = cap;
+		}
+		out->v[out->n++] = s;
+	}
+	closedir(dp);
+}
+
+/* Stop a QEMU nobody may keep, and wait (bounded) for it to be gone. */
+static void stop_stray(pid_t pid, int pidfd)
+{
+	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+
+	if (pidfd < 0)
+		return;
+	pidfd_kill(pidfd, SIGKILL);
+	poll(&pfd, 1, STOP_WAIT_MS);
+}
+
+struct recover {
+	struct vm_env *env;
+	struct seen_list seen;
+	void (*report)(const char *path, const char *why, void *arg);
+	void *arg;
+	char **adopted;                 /* domain names already given a QEMU */
+	size_t nadopted, capadopted;
+};
+
+static void say(struct recover *rc, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void say(struct recover *rc, const char *path, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (!rc->report)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rc->report(path, msg, rc->arg);
+}
+
+static bool adopted(struct recover *rc, const char *name)
+{
+	for (size_t i = 0; i < rc->nadopted; i++)
+		if (!strcmp(rc->adopted[i], name))
+			return true;
+	return false;
+}
+
+static void mark_adopted(struct recover *rc, const char *name)
+{
+	if (rc->nadopted == rc->capadopted) {
+		size_t cap = rc->capadopted ? rc->capadopted * 2 : 64;
+		char **v = realloc(rc->adopted, cap * sizeof(*v));
+
+		if (!v)
+			return;
+		rc->adopted = v;
+		rc->capadopted = cap;
+	}
+	rc->adopted[rc->nadopted] = strdup(name);
+	if (rc->adopted[rc->nadopted])
+		rc->nadopted++;
+}
+
+static void reattach_done(struct dom_job *job, void *arg)
+{
+	dom_job_free(job);
+}
+
+/* Hand a found QEMU to its domain's actor (pidfd taken). */
+static int adopt(struct recover *rc, struct domain *d, const struct vm_found *f)
+{
+	struct dom_job *job;
+	char err[128];
+
+	if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, NULL, &job, err,
+		       sizeof(err)) < 0) {
+		close(f->pidfd);
+		return -ENOMEM;
+	}
+	((struct vm_job *)job->priv)->found = *f;
+	if (vm_submit(d, job) < 0) {
+		dom_job_free(job);      /* closes the pidfd */
+		return -ESHUTDOWN;
+	}
+	mark_adopted(rc, dom_name(d));
+	return 0;
+}
+
+/* The domain of that name, referenced, or NULL. */
+static struct domain *find_domain(struct vm_env *env, const char *name)
+{
+	struct domain *d;
+
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(env->reg, name);
+	if (d)
+		dom_ref(d);
+	crcu_read_unlock();
+	return d;
+}
+
+static void set_reason_call(struct domain *d, void *arg)
+{
+	if (vm_of(d)->proc == VPROC_NONE && dom_state_actor(d) == DOM_SHUTOFF)
+		vm_lifecycle(d, DOM_SHUTOFF, arg);
+}
+
+/* Does the process pid still match what the record says? */
+static bool rec_matches(const struct rec *r, pid_t pid, unsigned long long starttime)
+{
+	char run_id[VM_RUN_ID_LEN + 1];
+
+	if (pid <= 0 || !starttime || proc_starttime(pid) != starttime)
+		return false;
+	if (r->attached)
+		return true;
+	return proc_environ_get(pid, "CORRAL_RUN_ID", run_id, sizeof(run_id)) &&
+	       !strcmp(run_id, r->run_id);
+}
+
+static void recover_record(struct recover *rc, int dirfd, const char *file, bool legacy)
+{
+	struct vm_env *env = rc->env;
+	char path[PATH_MAX], err[256], *text = NULL;
+	struct vm_found f = { .pidfd = -1 };
+	struct domain *d;
+	struct rec r;
+	size_t len;
+	pid_t pid = 0;
+	unsigned long long starttime = 0;
+	char uuid[37];
+
+	snprintf(path, sizeof(path), "%s/%s%s", env->runtime_dir, legacy ? "" : "vms/", file);
+	if (durable_read(dirfd, "runtime dir", file, VM_REC_MAX, &text, &len, err,
+			 sizeof(err)) < 0) {
+		say(rc, path, "%s", err);
+		return;
+	}
+	if (rec_parse(text, len, &r) < 0) {
+		free(text);
+		say(rc, path, "not a run record: removed");
+		unlinkat(dirfd, file, 0);
+		return;
+	}
+	free(text);
+	if (legacy) {
+		/* RUNTIME_DIR/NAME.run.json */
+		size_t n = strlen(file) - strlen(".run.json");
+
+		snprintf(r.name, sizeof(r.name), "%.*s", (int)n, file);
+	}
+	/* Which process: the recorded one, or the one carrying the record's run id. */
+	if (rec_matches(&r, r.pid, r.starttime)) {
+		pid = r.pid;
+		starttime = r.starttime;
+	} else if (!r.attached) {
+		for (size_t i = 0; i < rc->seen.n; i++) {
+			if (!rc->seen.v[i].claimed && !strcmp(rc->seen.v[i].run_id, r.run_id)) {
+				pid = rc->seen.v[i].pid;
+				starttime = rc->seen.v[i].starttime;
+				break;
+			}
+		}
+	}
+	for (size_t i = 0; pid && i < rc->seen.n; i++)
+		if (rc->seen.v[i].pid == pid)
+			rc->seen.v[i].claimed = true;
+	if (pid) {
+		f.pidfd = pidfd_open(pid);
+		/* Opened, then checked again: a pid reused in between is caught here. */
+		if (f.pidfd >= 0 && proc_starttime(pid) != starttime) {
+			close(f.pidfd);
+			f.pidfd = -1;
+		}
+		if (f.pidfd < 0)
+			pid = 0;
+	}
+	d = dom_name_valid(r.name) ? find_domain(env, r.name) : NULL;
+	if (d && r.uuid[0]) {
+		uuid_format(dom_uuid(d), uuid);
+		if (strcasecmp(uuid, r.uuid) != 0) {
+			dom_unref(d);
+			d = NULL;       /* the same name, another domain */
+		}
+	}
+	if (!pid) {
+		/* Ended while no daemon watched: say so, and forget the record. */
+		if (!r.attached && r.qmp_socket[0])
+			unlink(r.qmp_socket);
+		durable_unlink(dirfd, "runtime dir", file, NULL, NULL, 0);
+		if (d) {
+			say(rc, path, "the QEMU of domain '%s' (pid %d) ended while corrald was not "
+			    "running", r.name, (int)r.pid);
+			dom_call(d, set_reason_call, "ended-while-away", NULL);
+			dom_unref(d);
+		}
+		return;
+	}
+	if (!d || adopted(rc, r.name)) {
+		say(rc, path, "QEMU pid %d belongs to %s: stopped", (int)pid,
+		    d ? "a domain that already has one" : "no defined domain");
+		stop_stray(pid, f.pidfd);
+		close(f.pidfd);
+		if (!r.attached && r.qmp_socket[0] && !d)
+			unlink(r.qmp_socket);
+		if (!d)
+			durable_unlink(dirfd, "runtime dir", file, NULL, NULL, 0);
+		if (d)
+			dom_unref(d);
+		return;
+	}
+	f.pid = pid;
+	f.starttime = starttime;
+	f.attached = r.attached;
+	f.signalable = !r.attached || is_allowed_emulator(env, pid);
+	memcpy(f.run_id, r.run_id, sizeof(f.run_id));
+	snprintf(f.qmp_path, sizeof(f.qmp_path), "%s", r.qmp_socket);
+	f.qmp_path_ours = !r.attached;
+	if (legacy) {
+		/* Written anew under vms/ by the re-attach; this one goes. */
+		unlinkat(dirfd, file, 0);
+	}
+	if (adopt(rc, d, &f) < 0)
+		say(rc, path, "cannot re-attach domain '%s' to pid %d", r.name, (int)pid);
+	dom_unref(d);
+}
+
+static void recover_dir(struct recover *rc, int dirfd, bool legacy)
+{
+	struct dirent *de;
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	DIR *dp;
+
+	if (fd < 0)
+		return;
+	dp = fdopendir(fd);
+	if (!dp) {
+		close(fd);
+		return;
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp))) {
+		size_t len = strlen(de->d_name);
+		const char *suffix = legacy ? ".run.json" : ".json";
+		size_t sl = strlen(suffix);
+
+		if (len <= sl || strcmp(de->d_name + len - sl, suffix) != 0)
+			continue;
+		recover_record(rc, dirfd, de->d_name, legacy);
+	}
+	closedir(dp);
+}
+
+int vm_proc_recover(struct vm_env *env,
+		    void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	struct recover rc = { .env = env, .report = report, .arg = arg };
+	char path[PATH_MAX];
+
+	scan_proc(env, &rc.seen);
+	recover_dir(&rc, env->vms_fd, false);
+	recover_dir(&rc, env->runtime_fd, true);
+	/* QEMUs of ours without a record (lost, or never written): adopt or stop. */
+	for (size_t i = 0; i < rc.seen.n; i++) {
+		struct seen *s = &rc.seen.v[i];
+		struct vm_found f = { .pidfd = -1 };
+		struct domain *d;
+
+		if (s->claimed)
+			continue;
+		f.pidfd = pidfd_open(s->pid);
+		if (f.pidfd < 0 || proc_starttime(s->pid) != s->starttime) {
+			if (f.pidfd >= 0)
+				close(f.pidfd);
+			continue;       /* gone meanwhile */
+		}
+		snprintf(path, sizeof(path), "/proc/%d", (int)s->pid);
+		d = dom_name_valid(s->domain) ? find_domain(env, s->domain) : NULL;
+		if (!d || adopted(&rc, s->domain) || !s->run_id[0]) {
+			say(&rc, path, "QEMU of %s '%s' with no run record: stopped",
+			    d ? "domain" : "undefined domain", s->domain);
+			stop_stray(s->pid, f.pidfd);
+			close(f.pidfd);
+			if (d)
+				dom_unref(d);
+			continue;
+		}
+		f.pid = s->pid;
+		f.starttime = s->starttime;
+		f.signalable = true;
+		memcpy(f.run_id, s->run_id, sizeof(f.run_id));
+		qmp_sock_path(env, s->domain, f.qmp_path, sizeof(f.qmp_path));
+		f.qmp_path_ours = true;
+		say(&rc, path, "QEMU of domain '%s' had no run record: re-attaching", s->domain);
+		adopt(&rc, d, &f);
+		dom_unref(d);
+	}
+	for (size_t i = 0; i < rc.nadopted; i++)
+		free(rc.adopted[i]);
+	free(rc.adopted);
+	free(rc.seen.v);
+	return 0;
+}
