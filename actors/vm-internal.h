@@ -89,6 +89,7 @@ struct vm {
 	struct creds owner;             /* who defined it: files are opened as them */
 	bool defined;                   /* its definition file is written */
 	struct monitor *mon;
+	bool mon_ready;                 /* its handshake is done */
 	struct pidwatch *pw;
 	pid_t pid;
 	unsigned long long starttime;   /* of pid, from /proc: pid + start time name one process */

@@ -401,6 +401,7 @@ static void drop_monitor(struct vm *vm)
 		mon_close(vm->mon);
 		vm->mon = NULL;
 	}
+	vm->mon_ready = false;
 }
 
 void vm_proc_release(struct vm *vm)
@@ -573,6 +574,7 @@ static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline)
 
 	if (r < 0)
 		return r;
+	vm->mon_ready = false;
 	dom_set_monitor(d, DOM_MON_CONNECTING);
 	return 0;
 }
@@ -1332,6 +1334,13 @@ void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret)
 
 /* ---- re-attach at start-up ------------------------------------------------------------------ */
 
+/*
+ * The re-attach owns the process once it is watched: the job ends here,
+ * whatever the monitor does, so that a hung QEMU holds its domain no
+ * longer than this.  A monitor that completes its handshake later is asked
+ * for QEMU's state by a settle job (vm.c), which also finishes a start cut
+ * short by a crash.
+ */
 static void reattach_conn_complete(struct domain *d, struct vm_io *io)
 {
 	struct conn_io *ci = container_of(io, struct conn_io, io);
@@ -1340,24 +1349,23 @@ static void reattach_conn_complete(struct domain *d, struct vm_io *io)
 	struct vm_job *vj = vm_held_job(d, &job);
 	bool mine = vj && job->id == io->job_id;
 
-	if (vm->proc != VPROC_RUNNING || vm->mon)
-		return;
-	if (!io->err && monitor_on(d, ci->fd, mine ? job->deadline_ns :
-				   now_ns() + 30 * NSEC_PER_SEC) == 0) {
-		ci->fd = -1;
-		if (mine)
-			vj->phase = VP_WAIT_MON;
-		return;
+	if (vm->proc == VPROC_RUNNING && !vm->mon) {
+		if (!io->err && monitor_on(d, ci->fd, now_ns() + 30 * NSEC_PER_SEC) == 0)
+			ci->fd = -1;
+		else
+			/*
+			 * No monitor (the socket is gone, or QEMU does not
+			 * accept): the QEMU runs all the same.  It stays
+			 * ours, destroy still kills it, and the monitor is
+			 * tried again in the background.
+			 */
+			monitor_failed(d, io->err ? io->errmsg : "cannot watch the monitor socket");
 	}
-	/*
-	 * No monitor (the socket is gone, or QEMU does not accept): the QEMU
-	 * is running all the same.  It stays ours, destroy still kills it, and
-	 * the monitor is tried again in the background.
-	 */
-	monitor_failed(d, io->err ? io->errmsg : "cannot watch the monitor socket");
 	if (mine)
-		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state", "running",
-						       "monitor", "broken"), NULL);
+		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
+						       dom_state_name(dom_state_actor(d)),
+						       "monitor", vm->mon ? "connecting" : "broken"),
+			       NULL);
 }
 
 void vm_proc_reattach(struct domain *d, struct dom_job *job)
@@ -1702,9 +1710,41 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 		const char *suffix = legacy ? ".run.json" : ".json";
 		size_t sl = strlen(suffix);
 
+		if (!legacy && len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
+			unlinkat(dirfd, de->d_name, 0);         /* a write cut short */
+			continue;
+		}
 		if (len <= sl || strcmp(de->d_name + len - sl, suffix) != 0)
 			continue;
 		recover_record(rc, dirfd, de->d_name, legacy);
+	}
+	closedir(dp);
+}
+
+/* QMP sockets of QEMUs that are gone (a start cut short before its record). */
+static void remove_stale_sockets(struct recover *rc)
+{
+	int fd = fcntl(rc->env->qmp_fd, F_DUPFD_CLOEXEC, 0);
+	struct dirent *de;
+	DIR *dp;
+
+	if (fd < 0)
+		return;
+	dp = fdopendir(fd);
+	if (!dp) {
+		close(fd);
+		return;
+	}
+	rewinddir(dp);
+	while ((de = readdir(dp))) {
+		char name[DOM_NAME_MAX + 1];
+		size_t len = strlen(de->d_name);
+
+		if (len <= 5 || len - 5 > DOM_NAME_MAX || strcmp(de->d_name + len - 5, ".sock"))
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(len - 5), de->d_name);
+		if (!adopted(rc, name))
+			unlinkat(rc->env->qmp_fd, de->d_name, 0);
 	}
 	closedir(dp);
 }
@@ -1753,6 +1793,7 @@ int vm_proc_recover(struct vm_env *env,
 		adopt(&rc, d, &f);
 		dom_unref(d);
 	}
+	remove_stale_sockets(&rc);
 	for (size_t i = 0; i < rc.nadopted; i++)
 		free(rc.adopted[i]);
 	free(rc.adopted);

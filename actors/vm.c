@@ -432,11 +432,26 @@ int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct cred
 	return 0;
 }
 
-/* Take d out of the registry and stop its actor.  Its queued jobs end "gone". */
+/*
+ * Take d out of the registry and stop its actor, from outside it.  Its
+ * queued jobs end "gone".  Any thread.
+ */
 static void vm_domain_remove(struct vm_env *env, struct domain *d)
 {
 	reg_del(env->reg, d);
 	actor_stop(dom_actor(d));
+}
+
+/*
+ * The same from d's own turn, at once: no job waiting behind (a define
+ * queued behind an undefine, say) may start on a domain that is no longer
+ * registered; each ends "gone" and its caller defines the name afresh.
+ * Domain actor only.
+ */
+static void vm_domain_retire(struct vm_env *env, struct domain *d)
+{
+	reg_del(env->reg, d);
+	actor_stop_self(dom_actor(d));
 }
 
 /* ---- definitions ------------------------------------------------------------ */
@@ -673,7 +688,7 @@ static void define_written(struct domain *d, struct vm_io *io)
 	if (io->err) {
 		dom_job_finish(d, job, io->err, io->code, NULL, "%s", io->errmsg);
 		if (first)
-			vm_domain_remove(vm->env, d);   /* the name was only reserved */
+			vm_domain_retire(vm->env, d);   /* the name was only reserved */
 		return;
 	}
 	/* The file holds the probed formats: so does the config from now on. */
@@ -712,6 +727,8 @@ static void define_start(struct domain *d, struct dom_job *job)
 	/* Canonical, with this domain's UUID. */
 	if (qemu_config_from_json(config, &cfg, err, sizeof(err)) < 0) {
 		vm_fail(d, job, DOM_ERR_INVALID, "%s", err);
+		if (!vm->defined)
+			vm_domain_retire(vm->env, d);
 		return;
 	}
 	qemu_config_set_uuid(cfg, own);
@@ -724,7 +741,7 @@ static void define_start(struct domain *d, struct dom_job *job)
 			def_io_free(&di->io);
 		vm_fail(d, job, DOM_ERR_STORAGE, "out of memory");
 		if (!vm->defined)
-			vm_domain_remove(vm->env, d);
+			vm_domain_retire(vm->env, d);
 		return;
 	}
 	di->owner = vj->creds;
@@ -755,7 +772,7 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 	evbus_publish(vm->env->bus, dom_name(d), "undefined", NULL);
 	dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "name", dom_name(d)), NULL);
 	crash_point("undefine.after-remove");
-	vm_domain_remove(vm->env, d);
+	vm_domain_retire(vm->env, d);
 }
 
 /*
@@ -1068,12 +1085,21 @@ static void event_to_state(struct domain *d, const char *ev, json_t *data)
 }
 
 /* The monitor finished its handshake while job holds the domain. */
+static void vmj_start(struct domain *d, struct dom_job *job);
+
 static void job_monitor_ready(struct domain *d, struct dom_job *job)
 {
 	struct vm_job *vj = job->priv;
 
 	if (!vj || vj->phase != VP_WAIT_MON)
 		return;
+	if (vj->op != VM_OP_START && vj->op != VM_OP_ATTACH && vj->op != VM_OP_REATTACH &&
+	    vj->op != VM_OP_SETTLE) {
+		/* A job that came while the monitor negotiated: it starts now. */
+		vj->phase = VP_INIT;
+		vmj_start(d, job);
+		return;
+	}
 	if (vj->op == VM_OP_START) {
 		vm_job_cmd(d, job, "cont", NULL, NULL);
 	} else if (vj->op == VM_OP_ATTACH || vj->op == VM_OP_REATTACH ||
@@ -1093,6 +1119,7 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		return;         /* from a monitor we already dropped */
 	switch (n->kind) {
 	case MON_NOTE_READY:
+		vm->mon_ready = true;
 		dom_set_monitor(d, DOM_MON_OK);
 		vm->mon_retries = 0;
 		if (vj && vj->phase == VP_WAIT_MON)
@@ -1137,7 +1164,13 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 			mon_close(vm->mon);
 			vm->mon = NULL;
 		}
-		if (vj && vj->phase == VP_WAIT_MON) {
+		vm->mon_ready = false;
+		if (vj && vj->phase == VP_WAIT_MON && vj->op != VM_OP_START &&
+		    vj->op != VM_OP_ATTACH) {
+			/* A job waiting for the handshake: no monitor now. */
+			vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': QEMU's monitor failed: %s",
+				dom_name(d), n->reason);
+		} else if (vj && vj->phase == VP_WAIT_MON) {
 			/* The handshake failed: the job waiting for it fails now. */
 			if (vj->op == VM_OP_START && vm->proc == VPROC_RUNNING) {
 				vm->killing = true;
@@ -1226,6 +1259,7 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 		vm->killing = true;
 		/* SIGKILL works on a stopped process too: no cooperation needed. */
 		vm_proc_kill(vm);
+		crash_point("destroy.after-kill");
 		vj->phase = VP_WAIT_EXIT;
 		return;
 	default:
@@ -1235,6 +1269,11 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 	if (!is_active(st) || vm->proc != VPROC_RUNNING) {
 		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is not running (%s)", name,
 			dom_state_name(st));
+		return;
+	}
+	if (vm->mon && !vm->mon_ready) {
+		/* The monitor is still negotiating (a re-attach): wait for it. */
+		vj->phase = VP_WAIT_MON;
 		return;
 	}
 	switch (vj->op) {
@@ -1603,8 +1642,13 @@ int vm_env_load(struct vm_env *env,
 
 		if (stop && stop(arg))
 			break;
+		if (len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
+			/* A write cut short by a crash: the file it was to replace is whole. */
+			unlinkat(env->domains_fd, de->d_name, 0);
+			continue;
+		}
 		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
-			continue;       /* ., .., NAME.json.tmp, NAME.json.corrupt */
+			continue;       /* ., .., NAME.json.corrupt */
 		if (load_one(env, de->d_name, report, arg) == 0)
 			n++;
 	}
