@@ -737,13 +737,19 @@ const struct method methods[] = {
 	  "jobs_timeout, events}, config, updated, seq}`; `updated` is the snapshot's Unix "
 	  "time, `seq` its sequence number" },
 	{ "define", m_define, false,
-	  "Define a domain from a config map (its fields: see the VM layer's config). The "
-	  "name must match `" CORRAL_NAME_RULE "`.",
+	  "Define a domain from a config map (its fields: see the VM layer's config), or "
+	  "replace the definition of an existing one for its next start (a job queued behind "
+	  "its other jobs; the UUID may not change). The name must match `" CORRAL_NAME_RULE
+	  "`. Disks without a `format` are probed from their header, with the caller's "
+	  "rights. Answered once the definition is on disk (`storage` if it cannot be "
+	  "written; nothing changes then).",
 	  (const struct param[]){ { "config", P_MAP, true, "the domain's config; `name` "
 				    "is required" }, END },
 	  "`{name, uuid}`" },
 	{ "undefine", m_undefine, false,
-	  "Remove a shut-off domain.", name_only, "`{name}`" },
+	  "Remove a shut-off domain, its definition and its logs. Decided by the domain "
+	  "behind every job queued before it (an earlier start makes it fail with "
+	  "`bad-state`).", name_only, "`{name}`" },
 	{ "start", m_lifecycle, false, "Start the domain's QEMU.", name_only, lifecycle_result },
 	{ "shutdown", m_lifecycle, false, "Ask the guest to power off (ACPI).", name_only,
 	  lifecycle_result },
@@ -766,11 +772,14 @@ const struct method methods[] = {
 	  "QMP's `return` value" },
 	{ "attach", m_attach, false,
 	  "Take over a QEMU that is already running: define the domain if needed (from "
-	  "`config`, or just its name), then connect to its QMP socket.",
+	  "`config`, or just its name), then connect to its QMP socket as the caller. The "
+	  "process is the socket's peer, and must be the caller's own (or the caller root); "
+	  "destroy kills it only if it runs an allowed emulator.",
 	  (const struct param[]){ P_NAME,
 				  { "qmp_socket", P_STR, true, "absolute path of QEMU's QMP "
 				    "UNIX socket" },
-				  { "pid", P_UINT, false, "QEMU's process id" },
+				  { "pid", P_UINT, false, "QEMU's process id: must be the "
+				    "socket's peer (the daemon reads it from the socket)" },
 				  { "config", P_MAP, false, "config for a domain not yet "
 				    "defined; ignored if it is" },
 				  END },
