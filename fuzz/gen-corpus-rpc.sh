@@ -18,5 +18,9 @@ seed error           '\224\001\005\222\004\256no-such-domain\300'
 seed notification    '\223\002\245event\221\200'
 # [0, 7, "m", [1.5, -1, "hi", bin "\000", timestamp32, {"k": [nil]}]] in wide encodings
 seed wide            '\335\000\000\000\004\000\320\007\333\000\000\000\001m\334\000\006\313\077\370\000\000\000\000\000\000\377\331\002hi\304\001\000\326\377\000\000\000\001\336\000\001\241k\221\300'
+# [1, 9, nil, {"vms": [{"name": "vm1", "mem": 256, "t": -1.5, "ok": true, "x": nil}]}]
+seed result-json     '\224\001\011\300\201\243vms\221\205\244name\243vm1\243mem\315\001\000\241t\313\277\370\000\000\000\000\000\000\242ok\303\241x\300'
+# [0, 3, "domain.define", [{"config": {"name": "vm1", "memory": "512M", "disks": ["/a.img,ro"]}}]]
+seed define          '\224\000\003\255domain.define\221\201\246config\203\244name\243vm1\246memory\244512M\245disks\221\251/a.img,ro'
 # two requests back to back
 seed two-requests    '\224\000\001\244ping\220\224\000\002\244ping\220'
