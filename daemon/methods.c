@@ -850,20 +850,20 @@ int req_check_params(struct req *r)
 					"strings, got %s", rpc_obj_type_name(k));
 		for (p = r->m->params; p->name; p++)
 			if (strlen(p->name) == k->via.str.size &&
-			    !memcmp(p->name, k->via.str.ptr, k->via.str.size))
+			    !memcmp(p->name, rpc_str_ptr(k), k->via.str.size))
 				break;
 		if (!p->name && k->via.str.size == strlen(timeout_param.name) &&
-		    !memcmp(k->via.str.ptr, timeout_param.name, k->via.str.size))
+		    !memcmp(rpc_str_ptr(k), timeout_param.name, k->via.str.size))
 			p = &timeout_param;
 		if (!p->name)
 			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown param '%s' for '%s'",
-					quote(q, sizeof(q), k->via.str.ptr, k->via.str.size),
+					quote(q, sizeof(q), rpc_str_ptr(k), k->via.str.size),
 					r->m->name);
 		for (uint32_t j = 0; j < i; j++) {
 			const msgpack_object *k2 = &map->ptr[j].key;
 
 			if (k2->via.str.size == k->via.str.size &&
-			    !memcmp(k2->via.str.ptr, k->via.str.ptr, k->via.str.size))
+			    !memcmp(rpc_str_ptr(k2), rpc_str_ptr(k), k->via.str.size))
 				return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
 						"param '%s' is given twice", p->name);
 		}

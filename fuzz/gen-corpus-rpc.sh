@@ -22,5 +22,9 @@ seed wide            '\335\000\000\000\004\000\320\007\333\000\000\000\001m\334\
 seed result-json     '\224\001\011\300\201\243vms\221\205\244name\243vm1\243mem\315\001\000\241t\313\277\370\000\000\000\000\000\000\242ok\303\241x\300'
 # [0, 3, "domain.define", [{"config": {"name": "vm1", "memory": "512M", "disks": ["/a.img,ro"]}}]]
 seed define          '\224\000\003\255domain.define\221\201\246config\203\244name\243vm1\246memory\244512M\245disks\221\251/a.img,ro'
+# [1, 5, nil, ""]: an empty str, which msgpack-c may hand over as a NULL pointer
+seed empty-str       '\224\001\005\300\240'
+# [1, 5, nil, {"": 1}]: an empty map key, the same way
+seed empty-key       '\224\001\005\300\201\240\001'
 # two requests back to back
 seed two-requests    '\224\000\001\244ping\220\224\000\002\244ping\220'

@@ -120,10 +120,10 @@ static int check_method(const char *what, const msgpack_object *o, char *method,
 	if (o->type != MSGPACK_OBJECT_STR)
 		return fail(errbuf, errlen, "%s method must be a str, got %s", what,
 			    rpc_obj_type_name(o));
-	problem = rpc__method_problem(o->via.str.ptr, o->via.str.size);
+	problem = rpc__method_problem(rpc_str_ptr(o), o->via.str.size);
 	if (problem)
 		return fail(errbuf, errlen, "%s method %s", what, problem);
-	memcpy(method, o->via.str.ptr, o->via.str.size);
+	memcpy(method, rpc_str_ptr(o), o->via.str.size);
 	method[o->via.str.size] = '\0';
 	return 0;
 }
@@ -346,7 +346,7 @@ int rpc_error_parse(const msgpack_object *err, int64_t *ret_code, const char **r
 	if (rpc_obj_i64(&a[0], &code) < 0 || a[1].type != MSGPACK_OBJECT_STR)
 		return -EINVAL;
 	*ret_code = code;
-	*ret_text = a[1].via.str.ptr;
+	*ret_text = rpc_str_ptr(&a[1]);
 	*ret_len = a[1].via.str.size;
 	return 0;
 }
@@ -361,7 +361,7 @@ const msgpack_object *rpc_map_get(const msgpack_object *map, const char *key)
 		const msgpack_object *k = &map->via.map.ptr[i].key;
 
 		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-		    memcmp(k->via.str.ptr, key, klen) == 0)
+		    memcmp(rpc_str_ptr(k), key, klen) == 0)
 			return &map->via.map.ptr[i].val;
 	}
 	return NULL;
@@ -373,7 +373,7 @@ int rpc_obj_str(const msgpack_object *obj, const char **ret_s, size_t *ret_len)
 		return -ENOENT;
 	if (obj->type != MSGPACK_OBJECT_STR)
 		return -EINVAL;
-	*ret_s = obj->via.str.ptr;
+	*ret_s = rpc_str_ptr(obj);
 	*ret_len = obj->via.str.size;
 	return 0;
 }

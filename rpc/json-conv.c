@@ -100,11 +100,11 @@ static int map_to_json(struct conv *cv, const msgpack_object_map *m, unsigned de
 			return conv_fail(cv, -EINVAL, "map keys must be strings, got %s",
 					 rpc_obj_type_name(k));
 		}
-		if (k->via.str.size >= sizeof(key) || memchr(k->via.str.ptr, 0, k->via.str.size)) {
+		if (k->via.str.size >= sizeof(key) || memchr(rpc_str_ptr(k), 0, k->via.str.size)) {
 			json_decref(obj);
 			return conv_fail(cv, -EINVAL, "map key too long or holding a NUL byte");
 		}
-		memcpy(key, k->via.str.ptr, k->via.str.size);
+		memcpy(key, rpc_str_ptr(k), k->via.str.size);
 		key[k->via.str.size] = '\0';
 		if (is_plain_key(key, k->via.str.size))
 			old = path_push(cv, ".%s", key);
@@ -163,7 +163,7 @@ static int to_json(struct conv *cv, const msgpack_object *o, unsigned depth, jso
 		j = json_real(o->via.f64);
 		break;
 	case MSGPACK_OBJECT_STR:
-		j = json_stringn(o->via.str.ptr, o->via.str.size);
+		j = json_stringn(rpc_str_ptr(o), o->via.str.size);
 		if (!j)
 			return conv_fail(cv, -EINVAL, "string is not valid UTF-8");
 		*ret = j;

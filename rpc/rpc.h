@@ -59,6 +59,16 @@
 #define RPC_MAX_OBJECTS (256u * 1024)
 #define RPC_MAX_METHOD  128
 
+/*
+ * The bytes of a msgpack str or bin object, never NULL.  msgpack-c leaves
+ * the pointer NULL for an empty string in some encodings; passing that to
+ * memcpy, memcmp or json_stringn is undefined or refused.  Any thread.
+ */
+static inline const char *rpc_str_ptr(const msgpack_object *o)
+{
+	return o->via.str.size ? o->via.str.ptr : "";
+}
+
 /* ------------------------------------------------------------------------ */
 /* Framing */
 

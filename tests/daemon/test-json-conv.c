@@ -148,3 +148,31 @@ Test(json_conv, null_packs_nil)
 	cr_assert_eq(rpc_pack_json(&pk, NULL), 0);
 	cr_assert_eq(unpack()->type, MSGPACK_OBJECT_NIL);
 }
+
+/*
+ * An empty string as msgpack-c can hand it over: a NULL pointer with size
+ * 0 (a fixstr 0xa0 unpacked first).  It is "", not invalid UTF-8 (QMP's
+ * empty results, e.g. human-monitor-command's, used to fail so), and an
+ * empty map key is a key like any other.
+ */
+Test(json_conv, empty_strings)
+{
+	static const char msg[] = "\x94\x01\x05\xc0\xa0";          /* [1, 5, nil, ""] */
+	static const char map[] = "\x94\x01\x05\xc0\x81\xa0\x01";  /* [1, 5, nil, {"": 1}] */
+	msgpack_unpacked u;
+	json_t *out = NULL;
+	char err[256];
+
+	msgpack_unpacked_init(&u);
+	cr_assert_eq(msgpack_unpack_next(&u, msg, sizeof(msg) - 1, NULL), MSGPACK_UNPACK_SUCCESS);
+	cr_assert_eq(rpc_obj_to_json(&u.data.via.array.ptr[3], "result", &out, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert(json_is_string(out) && json_string_length(out) == 0);
+	json_decref(out);
+	cr_assert_eq(msgpack_unpack_next(&u, map, sizeof(map) - 1, NULL), MSGPACK_UNPACK_SUCCESS);
+	cr_assert_eq(rpc_obj_to_json(&u.data.via.array.ptr[3], "result", &out, err, sizeof(err)),
+		     0, "%s", err);
+	cr_assert_eq(json_integer_value(json_object_get(out, "")), 1);
+	json_decref(out);
+	msgpack_unpacked_destroy(&u);
+}
