@@ -34,13 +34,24 @@ run_tests -C build --print-errorlogs --num-processes 2
 echo "== build-asan/ (ASan + UBSan) =="
 setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dc_args=-fno-sanitize-recover=all
-run_tests -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3
+run_tests -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3 \
+	--no-suite guest
 
 echo "== build-tsan/ (ThreadSanitizer, stress suite) =="
 setup build-tsan -Db_sanitize=thread -Db_lundef=false
 run_tests -C build-tsan --suite stress --print-errorlogs --num-processes 1 \
 	--timeout-multiplier 4
 
+echo "== build-fuzz/ (libFuzzer, ASan + UBSan, 20 s per target) =="
+# Bounded here; fuzz/README.md says how to run long campaigns.
+if ./scripts/fuzz.sh 20; then
+	echo "Ok:                 1" >>"$log"
+else
+	echo "Fail:               1" >>"$log"
+	echo "fuzzing found a problem (see above)"
+fi
+
 ok=$(awk '/^Ok:/ { n += $2 } END { print n + 0 }' "$log")
 bad=$(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $NF } END { print n + 0 }' "$log")
 echo "tests: $ok passed, $bad failed"
+[ "$bad" -eq 0 ]
