@@ -49,6 +49,10 @@ struct vm_env {
 	int state_fd, domains_fd, logs_fd, runtime_fd, vms_fd, qmp_fd;
 	char *default_emulator;
 	char **emulators;               /* allowed: real paths, NULL-terminated */
+	bool qemu_run_as;
+	struct creds qemu_creds;
+	char *qemu_user_problem;
+	struct cg *cg;
 	/*
 	 * "auto" resolved once (atomic pointer to a static string): probing
 	 * KVM creates a VM, too slow to repeat for every start.

@@ -30,7 +30,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -436,6 +438,7 @@ static void gone_io_work(struct vm_io *io)
 	crash_point("exit.before-cleanup");
 	if (gi->qmp_path[0])
 		unlink(gi->qmp_path);
+	cg_vm_remove(io->env->cg, gi->name);
 	record_file(gi->name, file, sizeof(file));
 	io->err = durable_unlink(io->env->vms_fd, "runtime dir", file, "exit", io->errmsg,
 				 sizeof(io->errmsg));
@@ -707,6 +710,114 @@ static void set_err(struct vm_io *io, int err, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
+#define IMAGE_COPY_MAX (1ull << 30)      /* a kernel or initrd copied for QEMU */
+
+/*
+ * A sealed in-memory copy of the open file src, for a QEMU that runs as
+ * another user: QEMU reads the kernel and initrd through /proc/self/fd/N,
+ * which opens the file again with QEMU's own rights.  The copy is readable
+ * by whoever holds it and can no longer change.  Returns the fd or -errno.
+ */
+static int memfd_copy(int src, const char *what, struct vm_io *io)
+{
+	struct stat st;
+	off_t off = 0;
+	int m;
+
+	if (fstat(src, &st) < 0 || (uint64_t)st.st_size > IMAGE_COPY_MAX) {
+		set_err(io, -EFBIG, DOM_ERR_INVALID, "the %s is larger than 1 GiB", what);
+		return -EFBIG;
+	}
+	m = memfd_create(what, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (m < 0) {
+		set_err(io, -errno, DOM_ERR_FAILED, "cannot copy the %s: %s", what,
+			strerror(errno));
+		return -errno;
+	}
+	while (off < st.st_size) {
+		ssize_t n = sendfile(m, src, &off, (size_t)(st.st_size - off));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n < 0 ? errno : EIO;
+
+			close(m);
+			set_err(io, -e, e == ENOMEM ? DOM_ERR_FAILED : DOM_ERR_INVALID,
+				"cannot copy the %s: %s", what, strerror(e));
+			return -e;
+		}
+	}
+	fcntl(m, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL);
+	return m;
+}
+
+#define SETPRIV "/usr/bin/setpriv"
+
+/* A formatted copy, or NULL when out of memory. */
+static char *dupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *dupf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int r;
+
+	va_start(ap, fmt);
+	r = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	return r < 0 ? NULL : s;
+}
+
+/*
+ * argv run as the QEMU user: setpriv sets uid, gid and groups, drops every
+ * capability and sets no_new_privs, then execs QEMU (same pid).  A new
+ * argv (free with qemu_argv_free), or NULL.
+ */
+static char **as_qemu_user(struct vm_env *env, char **argv)
+{
+	const struct creds *c = &env->qemu_creds;
+	char groups[CREDS_GROUPS_MAX * 12 + 16] = "", **out;
+	size_t n = 0, i, o = 0;
+
+	while (argv[n])
+		n++;
+	out = calloc(n + 12, sizeof(*out));
+	if (!out)
+		return NULL;
+	for (i = 0; i < c->ngroups && o < sizeof(groups) - 12; i++)
+		o += (size_t)snprintf(groups + o, sizeof(groups) - o, "%s%u", i ? "," : "",
+				      (unsigned)c->groups[i]);
+	i = 0;
+	if (!(out[i++] = strdup(SETPRIV)) ||
+	    !(out[i++] = dupf("--reuid=%u", (unsigned)c->uid)) ||
+	    !(out[i++] = dupf("--regid=%u", (unsigned)c->gid)) ||
+	    !(out[i++] = c->ngroups ? dupf("--groups=%s", groups) : strdup("--clear-groups")) ||
+	    !(out[i++] = strdup("--no-new-privs")) ||
+	    !(out[i++] = strdup("--inh-caps=-all")) ||
+	    !(out[i++] = strdup("--bounding-set=-all")) ||
+	    !(out[i++] = strdup("--"))) {
+		qemu_argv_free(out);
+		return NULL;
+	}
+	for (size_t j = 0; j < n; j++) {
+		if (!(out[i++] = strdup(argv[j]))) {
+			qemu_argv_free(out);
+			return NULL;
+		}
+	}
+	out[i] = NULL;
+	return out;
+}
+
+/* The limits of QEMU's control group, from the config. */
+static void cg_limits_of(const struct qemu_config *c, struct cg_limits *l)
+{
+	l->memory_bytes = qemu_config_limit_memory_mib(c) << 20;
+	l->cpu_weight = qemu_config_limit_cpu_weight(c);
+	l->cpu_max_pct = qemu_config_limit_cpu_pct(c);
+}
+
 /* Everything QEMU will be handed, opened with the owner's rights. */
 struct spawn_files {
 	int disk[QEMU_DISKS_MAX];
@@ -804,6 +915,23 @@ static int files_open(struct spawn_io *si, struct spawn_files *f)
 			r = 0;
 	}
 	creds_leave();
+	/* QEMU as another user could not open them again by /proc/self/fd: copies. */
+	if (r == 0 && io->env->qemu_run_as) {
+		for (int k = 0; k < 2 && r == 0; k++) {
+			int *fd = k ? &f->initrd : &f->kernel;
+			int m;
+
+			if (*fd < 0)
+				continue;
+			m = memfd_copy(*fd, k ? "initrd" : "kernel", io);
+			if (m < 0) {
+				r = m;
+				break;
+			}
+			close(*fd);
+			*fd = m;
+		}
+	}
 	if (r < 0)
 		files_close(f, n);
 	return r;
@@ -836,13 +964,19 @@ static void spawn_io_work(struct vm_io *io)
 	char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			 env_rt, env_dom, env_uuid, env_run, NULL };
 	int fds[QEMU_SPAWN_FDS_MAX], child_disk[QEMU_DISKS_MAX];
-	int pair[2] = { -1, -1 }, lfd = -1, logfd = -1, r;
+	int pair[2] = { -1, -1 }, lfd = -1, logfd = -1, serialfd = -1, r;
+	struct cg_limits lim;
+	bool cg_made = false;
 	size_t nfds = 0, ndisks = qemu_config_disk_count(si->cfg);
 	const char *accel = NULL, *cached;
 	char **argv = NULL;
 	bool recorded = false;
 	pid_t pid = -1;
 
+	if (env->qemu_user_problem) {
+		set_err(io, -EPERM, DOM_ERR_FAILED, "%s", env->qemu_user_problem);
+		return;
+	}
 	/* The accelerator: "auto" is probed once per daemon. */
 	cached = __atomic_load_n(&env->accel_auto, __ATOMIC_ACQUIRE);
 	if (!strcmp(qemu_config_accel(si->cfg), "auto") && cached) {
@@ -887,6 +1021,21 @@ static void spawn_io_work(struct vm_io *io)
 		goto fail;
 	}
 	snprintf(serial, sizeof(serial), "%s/logs/%s.console.log", env->state_dir, si->rec.name);
+	snprintf(log_name, sizeof(log_name), "%s.console.log", si->rec.name);
+	serialfd = openat(env->logs_fd, log_name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
+			  O_CLOEXEC | O_NOCTTY, 0600);
+	if (serialfd < 0) {
+		set_err(io, -errno, DOM_ERR_STORAGE, "cannot open the console log %s: %s", serial,
+			strerror(errno));
+		goto fail;
+	}
+	/* Its control group, before there is anything to put in it. */
+	cg_limits_of(si->cfg, &lim);
+	if (cg_vm_create(env->cg, si->rec.name, &lim, err, sizeof(err)) < 0) {
+		set_err(io, -EIO, DOM_ERR_FAILED, "%s", err);
+		goto fail;
+	}
+	cg_made = true;
 
 	/* Ownership first: the record names this run before the process exists. */
 	snprintf(si->rec.qmp_socket, sizeof(si->rec.qmp_socket), "%s", si->qmp_path);
@@ -905,6 +1054,8 @@ static void spawn_io_work(struct vm_io *io)
 	l.qmp_fd = QEMU_CHILD_FD_BASE;
 	l.qmp_listen_fd = QEMU_CHILD_FD_BASE + 1;
 	l.serial_log = serial;
+	l.serial_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+	fds[nfds++] = serialfd;
 	l.uuid_str = si->rec.uuid;
 	for (size_t i = 0; i < ndisks; i++) {
 		child_disk[i] = QEMU_CHILD_FD_BASE + (int)nfds;
@@ -927,6 +1078,16 @@ static void spawn_io_work(struct vm_io *io)
 	snprintf(env_dom, sizeof(env_dom), "CORRAL_DOMAIN=%s", si->rec.name);
 	snprintf(env_uuid, sizeof(env_uuid), "CORRAL_UUID=%s", si->rec.uuid);
 	snprintf(env_run, sizeof(env_run), "CORRAL_RUN_ID=%s", si->rec.run_id);
+	if (env->qemu_run_as) {
+		char **wrapped = as_qemu_user(env, argv);
+
+		qemu_argv_free(argv);
+		argv = wrapped;
+		if (!argv) {
+			set_err(io, -ENOMEM, DOM_ERR_FAILED, "out of memory");
+			goto fail;
+		}
+	}
 	r = qemu_spawn(argv, &(struct qemu_spawn_io){ .name = si->rec.name, .log_fd = logfd,
 						      .fds = fds, .nfds = nfds, .envp = envp },
 		       &pid, err, sizeof(err));
@@ -937,6 +1098,11 @@ static void spawn_io_work(struct vm_io *io)
 		goto fail;
 	}
 	crash_point("start.after-spawn");
+	/* Into its group before its guest runs a single instruction (it waits on -S). */
+	if (cg_vm_attach(env->cg, si->rec.name, pid, err, sizeof(err)) < 0) {
+		set_err(io, -EIO, DOM_ERR_FAILED, "%s", err);
+		goto fail;
+	}
 	si->pidfd = pidfd_open(pid);
 	si->rec.starttime = proc_starttime(pid);
 	if (si->pidfd < 0) {
@@ -960,6 +1126,7 @@ static void spawn_io_work(struct vm_io *io)
 	close(pair[1]);
 	close(lfd);
 	close(logfd);
+	close(serialfd);
 	files_close(&files, ndisks);
 	return;
 
@@ -978,6 +1145,10 @@ fail:
 			close(pair[i]);
 	if (logfd >= 0)
 		close(logfd);
+	if (serialfd >= 0)
+		close(serialfd);
+	if (cg_made)
+		cg_vm_remove(env->cg, si->rec.name);
 	files_close(&files, ndisks);
 }
 
@@ -1721,6 +1892,14 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 	closedir(dp);
 }
 
+static void remove_stale_cgroup(const char *name, void *arg)
+{
+	struct recover *rc = arg;
+
+	if (!adopted(rc, name))
+		cg_vm_remove(rc->env->cg, name);
+}
+
 /* QMP sockets of QEMUs that are gone (a start cut short before its record). */
 static void remove_stale_sockets(struct recover *rc)
 {
@@ -1794,6 +1973,8 @@ int vm_proc_recover(struct vm_env *env,
 		dom_unref(d);
 	}
 	remove_stale_sockets(&rc);
+	/* Control groups of QEMUs that are gone. */
+	cg_for_each(env->cg, remove_stale_cgroup, &rc);
 	for (size_t i = 0; i < rc.nadopted; i++)
 		free(rc.adopted[i]);
 	free(rc.adopted);

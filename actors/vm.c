@@ -181,6 +181,10 @@ int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, s
 	env->reg = o->reg;
 	env->bus = o->bus;
 	env->off = o->off;
+	env->qemu_run_as = o->qemu_run_as;
+	env->qemu_creds = o->qemu_creds;
+	env->cg = o->cg;
+	env->qemu_user_problem = o->qemu_user_problem ? strdup(o->qemu_user_problem) : NULL;
 	env->runtime_dir = strdup(o->runtime_dir);
 	env->state_dir = strdup(o->state_dir);
 	env->default_emulator = o->default_emulator ? strdup(o->default_emulator) : NULL;
@@ -230,6 +234,7 @@ void vm_env_free(struct vm_env *env)
 	free(env->runtime_dir);
 	free(env->state_dir);
 	free(env->default_emulator);
+	free(env->qemu_user_problem);
 	free(env);
 }
 

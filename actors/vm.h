@@ -30,6 +30,7 @@
 
 #include "actors/domain.h"
 #include "actors/evbus.h"
+#include "common/cgroup.h"
 #include "common/creds.h"
 #include "common/ioloop.h"
 #include "common/offload.h"
@@ -51,6 +52,16 @@ struct vm_env_opts {
 	 * always allowed.
 	 */
 	const char *const *emulators;
+	/*
+	 * Who QEMU runs as.  qemu_run_as: as qemu_creds (uid, gid, groups),
+	 * through setpriv(1), the daemon being root; otherwise as the daemon.
+	 * qemu_user_problem non-NULL: the configured user is unusable, and every
+	 * start fails with this reason.
+	 */
+	bool qemu_run_as;
+	struct creds qemu_creds;
+	const char *qemu_user_problem;
+	struct cg *cg;                  /* QEMUs' control groups (may be in mode CG_NONE) */
 };
 
 /*

@@ -45,7 +45,7 @@ static int fail(struct cli_call_err *err, int r, const char *fmt, ...)
 	return r;
 }
 
-int cli_client_connect(const char *path, struct cli_client **ret)
+int cli_client_connect(const char *path, struct cli_client **ret, struct ucred *ret_peer)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct cli_client *c;
@@ -77,6 +77,27 @@ int cli_client_connect(const char *path, struct cli_client **ret)
 		r = -errno;
 		cli_client_free(c);
 		return r;
+	}
+	/*
+	 * Before anything is sent (a definition may hold secrets): the other
+	 * end must be the user's own daemon or root's.  Anyone could have made
+	 * the socket's directory first, under /tmp say, and listen there.
+	 */
+	{
+		struct ucred cred;
+		socklen_t len = sizeof(cred);
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+			r = -errno;
+			cli_client_free(c);
+			return r;
+		}
+		if (ret_peer)
+			*ret_peer = cred;
+		if (cred.uid != getuid() && cred.uid != 0) {
+			cli_client_free(c);
+			return -EPERM;
+		}
 	}
 	*ret = c;
 	return 0;

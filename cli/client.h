@@ -10,6 +10,7 @@
 #define CORRAL_CLI_CLIENT_H
 
 #include <jansson.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,11 +29,13 @@ struct cli_call_err {
 typedef void (*cli_notify_fn)(const char *method, json_t *params, void *arg);
 
 /*
- * Connect to the socket at path.  0, -ENAMETOOLONG if path does not fit a
- * sockaddr_un, -ENOMEM, or -errno from socket()/connect() (-ENOENT: no
+ * Connect to the socket at path and check who listens there
+ * (SO_PEERCRED, to *ret_peer when not NULL): it must be this user or root,
+ * else -EPERM and nothing was sent.  0, -ENAMETOOLONG if path does not fit
+ * a sockaddr_un, -ENOMEM, or -errno from socket()/connect() (-ENOENT: no
  * socket there; -ECONNREFUSED: nobody listens).
  */
-int cli_client_connect(const char *path, struct cli_client **ret);
+int cli_client_connect(const char *path, struct cli_client **ret, struct ucred *ret_peer);
 
 /* Accepts NULL. */
 void cli_client_free(struct cli_client *c);

@@ -134,11 +134,17 @@ static void print_error(const struct cli *c)
 int cli_connect(struct cli *c)
 {
 	char reason[512];
+	struct ucred peer = { 0 };
 	int r;
 
 	if (c->client)
 		return 0;
-	r = cli_client_connect(c->socket, &c->client);
+	r = cli_client_connect(c->socket, &c->client, &peer);
+	if (r == -EPERM)
+		return cli_fail(c, CLI_EXIT_PERMISSION, "permission",
+				"refusing %s: it is served by pid %d of uid %u, neither you nor "
+				"root; nothing was sent", c->socket, (int)peer.pid,
+				(unsigned)peer.uid);
 	if (r && c->may_autostart && (r == -ENOENT || r == -ECONNREFUSED)) {
 		r = cli_session_start(c->socket, SESSION_START_TIMEOUT_NS, &c->client, reason,
 				      sizeof(reason));

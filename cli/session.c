@@ -149,11 +149,12 @@ static int wait_listening(const char *sock_path, pid_t pid, const char *log_path
 	int status, r;
 
 	for (;;) {
-		r = cli_client_connect(sock_path, ret);
+		r = cli_client_connect(sock_path, ret, NULL);
 		if (!r)
 			return 0;
 		if (r != -ENOENT && r != -ECONNREFUSED) {
-			snprintf(errbuf, errlen, "%s", strerror(-r));
+			snprintf(errbuf, errlen, "%s", r == -EPERM ? "the socket is served by "
+				 "another user" : strerror(-r));
 			return r;
 		}
 		/* Exit status 0 is a daemon that forked into the background: wait on. */
@@ -203,7 +204,7 @@ int cli_session_start(const char *sock_path, uint64_t timeout_ns, struct cli_cli
 		return r;
 
 	snprintf(path, sizeof(path), "%s/autostart.lock", dir);
-	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (lock_fd < 0) {
 		snprintf(errbuf, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -errno;
@@ -212,7 +213,7 @@ int cli_session_start(const char *sock_path, uint64_t timeout_ns, struct cli_cli
 	while (flock(lock_fd, LOCK_EX) < 0 && errno == EINTR)
 		;
 	/* Another CLI may have started it while we waited for the lock. */
-	r = cli_client_connect(sock_path, ret);
+	r = cli_client_connect(sock_path, ret, NULL);
 	if (!r || (r != -ENOENT && r != -ECONNREFUSED)) {
 		if (r)
 			snprintf(errbuf, errlen, "%s", strerror(-r));
@@ -220,7 +221,7 @@ int cli_session_start(const char *sock_path, uint64_t timeout_ns, struct cli_cli
 	}
 
 	snprintf(log_path, sizeof(log_path), "%s/corrald.log", dir);
-	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	log_fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (log_fd < 0) {
 		r = -errno;
 		snprintf(errbuf, errlen, "cannot open %s: %s", log_path, strerror(errno));

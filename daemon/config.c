@@ -30,6 +30,9 @@ enum key {
 	K_CLIENT_STALL_MS,
 	K_EMULATOR,
 	K_LOG_LEVEL,
+	K_QEMU_USER,
+	K_CGROUP_PARENT,
+	K_ALLOW_EMULATOR,
 	K_COUNT
 };
 
@@ -45,6 +48,9 @@ static const char *const key_names[K_COUNT] = {
 	[K_CLIENT_STALL_MS] = "client_stall_timeout_ms",
 	[K_EMULATOR] = "emulator",
 	[K_LOG_LEVEL] = "log_level",
+	[K_QEMU_USER] = "qemu_user",
+	[K_CGROUP_PARENT] = "cgroup_parent",
+	[K_ALLOW_EMULATOR] = "allowed_emulators",
 };
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -99,6 +105,60 @@ static int dconf_set(struct dconf *c, enum key k, const char *value, const char 
 		return set_str(&c->socket_group, value);
 	case K_EMULATOR:
 		return set_str(&c->emulator, value);
+	case K_QEMU_USER:
+		if (!*value || strchr(value, '/') || strchr(value, ':')) {
+			snprintf(errbuf, errlen, "%s: '%s' is not a user name", where, value);
+			return -EINVAL;
+		}
+		return set_str(&c->qemu_user, value);
+	case K_CGROUP_PARENT:
+		for (const char *p = value; *p; p++) {
+			if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') ||
+			      (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9'))) {
+				snprintf(errbuf, errlen, "%s: '%s' must be a plain name "
+					 "([A-Za-z0-9_.-])", where, value);
+				return -EINVAL;
+			}
+		}
+		if (!*value || value[0] == '.' || strlen(value) > 100) {
+			snprintf(errbuf, errlen, "%s: '%s' must be a plain name ([A-Za-z0-9_.-])",
+				 where, value);
+			return -EINVAL;
+		}
+		return set_str(&c->cgroup_parent, value);
+	case K_ALLOW_EMULATOR: {
+		/* A comma-separated list in the file; one path per flag, repeatable. */
+		char *copy = strdup(value), *save = NULL;
+
+		if (!copy)
+			return -ENOMEM;
+		for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+			char **list;
+
+			while (*p == ' ')
+				p++;
+			if (p[0] != '/') {
+				snprintf(errbuf, errlen, "%s: emulator '%s' must be an absolute path",
+					 where, p);
+				free(copy);
+				return -EINVAL;
+			}
+			list = realloc(c->emulators, (c->nemulators + 2) * sizeof(*list));
+			if (!list) {
+				free(copy);
+				return -ENOMEM;
+			}
+			c->emulators = list;
+			list[c->nemulators + 1] = NULL;
+			if (!(list[c->nemulators] = strdup(p))) {
+				free(copy);
+				return -ENOMEM;
+			}
+			c->nemulators++;
+		}
+		free(copy);
+		return 0;
+	}
 	case K_WORKERS:
 	case K_IO_THREADS:
 		if (parse_uint(value, 1, 256, &v) < 0) {
@@ -231,6 +291,10 @@ void dconf_usage(FILE *f)
 	      "  --socket-group NAME  let this group use the sockets (mode 0660)\n"
 	      "  --default-timeout-ms MS  deadline of calls without timeout_ms (30000)\n"
 	      "  --log-level LEVEL    error, warning, info (default) or debug\n"
+	      "  --qemu-user NAME     run QEMU as this user (as root: default corral-qemu)\n"
+	      "  --cgroup-parent NAME the control group every QEMU's group is made under\n"
+	      "  --allow-emulator PATH  an emulator definitions may name (repeatable; default\n"
+	      "                       every /usr/bin/qemu-system-*)\n"
 	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
 	      "  --dump-api-md        print the API reference (docs/API.md) and exit\n"
 	      "  --help               print this and exit\n"
@@ -302,6 +366,21 @@ static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
 			 c->socket);
 		return -EINVAL;
 	}
+	if (!c->qemu_user && uid == 0 && !(c->qemu_user = strdup("corral-qemu")))
+		return -ENOMEM;
+	if (!c->cgroup_parent) {
+		/* One parent per runtime dir: two daemons never share a VM's group. */
+		uint32_t h = 2166136261u;
+
+		for (const char *p = c->runtime_dir; *p; p++)
+			h = (h ^ (unsigned char)*p) * 16777619u;
+		if (!strcmp(c->runtime_dir, "/run/corral"))
+			c->cgroup_parent = strdup("corral");
+		else if (asprintf(&c->cgroup_parent, "corral-%08x", h) < 0)
+			c->cgroup_parent = NULL;
+		if (!c->cgroup_parent)
+			return -ENOMEM;
+	}
 	if (!c->workers)
 		c->workers = (unsigned)ncpu;
 	if (!c->io_threads)
@@ -328,6 +407,9 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		{ "client-stall-timeout-ms", required_argument, NULL, OPT_KEY + K_CLIENT_STALL_MS },
 		{ "emulator", required_argument, NULL, OPT_KEY + K_EMULATOR },
 		{ "log-level", required_argument, NULL, OPT_KEY + K_LOG_LEVEL },
+		{ "qemu-user", required_argument, NULL, OPT_KEY + K_QEMU_USER },
+		{ "cgroup-parent", required_argument, NULL, OPT_KEY + K_CGROUP_PARENT },
+		{ "allow-emulator", required_argument, NULL, OPT_KEY + K_ALLOW_EMULATOR },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 		{ "dump-api-md", no_argument, NULL, OPT_DUMP },
@@ -417,5 +499,10 @@ void dconf_fini(struct dconf *c)
 	free(c->socket_group);
 	free(c->emulator);
 	free(c->config_file);
+	free(c->qemu_user);
+	free(c->cgroup_parent);
+	for (size_t i = 0; i < c->nemulators; i++)
+		free(c->emulators[i]);
+	free(c->emulators);
 	memset(c, 0, sizeof(*c));
 }

@@ -22,6 +22,10 @@ struct dconf {
 	char *socket_group;             /* NULL: sockets for the daemon's user only */
 	char *emulator;                 /* NULL: the VM layer's default */
 	char *config_file;              /* --config, for messages */
+	char *qemu_user;                /* NULL: QEMU runs as the daemon's user */
+	char *cgroup_parent;            /* the VMs' parent control group */
+	char **emulators;               /* allowed, NULL-terminated; NULL: the default */
+	size_t nemulators;
 	unsigned workers;               /* actor runtime threads */
 	unsigned io_threads;            /* epoll threads */
 	uint64_t default_timeout_ms;    /* jobs without "timeout_ms" */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -26,7 +27,10 @@
 #include "actors/domain.h"
 #include "actors/evbus.h"
 #include "actors/vm.h"
+#include "common/cgroup.h"
 #include "common/crash.h"
+#include "common/creds.h"
+#include "common/durable.h"
 #include "common/ioloop.h"
 #include "common/offload.h"
 #include "common/rcu.h"
@@ -109,12 +113,14 @@ static int make_dir(const char *path)
 
 /*
  * The pid file, locked for the daemon's life: a second daemon on the same
- * runtime directory finds the lock taken.  Returns the fd or -errno.
+ * runtime directory finds the lock taken.  Opened in the (checked)
+ * runtime directory without following a link: a link planted there must
+ * not make a root daemon overwrite another file.  Returns the fd or -errno.
  */
-static int pidfile_open(const char *path)
+static int pidfile_open(int dirfd, const char *path)
 {
 	char buf[32];
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int fd = openat(dirfd, "corrald.pid", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
 	ssize_t n;
 
 	if (fd < 0)
@@ -192,6 +198,53 @@ static void stop_domains(struct registry *reg)
 	free(l.v);
 }
 
+/*
+ * Who QEMU runs as: 1 and *ret for another user (root daemon), 0 for the
+ * daemon's own user, -1 with the reason when the configured user cannot be
+ * used (starts then fail saying so; the daemon still serves).
+ */
+static int qemu_identity(const struct dconf *conf, struct creds *ret, char *why, size_t len)
+{
+	struct passwd *pw;
+	gid_t groups[CREDS_GROUPS_MAX];
+	int n = CREDS_GROUPS_MAX;
+
+	if (!conf->qemu_user || (getuid() == 0 && !strcmp(conf->qemu_user, "root")))
+		return 0;
+	pw = getpwnam(conf->qemu_user);
+	if (!pw) {
+		snprintf(why, len, "qemu_user '%s' does not exist: create it (useradd --system "
+			 "--no-create-home --shell /usr/sbin/nologin %s) or set qemu_user; "
+			 "no VM can start until then", conf->qemu_user, conf->qemu_user);
+		return -1;
+	}
+	if (geteuid() != 0) {
+		if (pw->pw_uid == geteuid())
+			return 0;
+		snprintf(why, len, "qemu_user '%s': only a daemon running as root can run QEMU "
+			 "as another user", conf->qemu_user);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		snprintf(why, len, "qemu_user '%s' is root: say 'root' to mean it",
+			 conf->qemu_user);
+		return -1;
+	}
+	if (access("/usr/bin/setpriv", X_OK) < 0) {
+		snprintf(why, len, "/usr/bin/setpriv (util-linux) is missing: QEMU cannot be "
+			 "started as '%s'", conf->qemu_user);
+		return -1;
+	}
+	memset(ret, 0, sizeof(*ret));
+	ret->uid = pw->pw_uid;
+	ret->gid = pw->pw_gid;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) >= 0 && n > 0) {
+		memcpy(ret->groups, groups, (size_t)n * sizeof(gid_t));
+		ret->ngroups = (uint32_t)n;
+	}
+	return 1;
+}
+
 /* One fd per client and one or two per VM: take what the hard limit allows. */
 static void raise_nofile(void)
 {
@@ -266,10 +319,12 @@ int main(int argc, char **argv)
 	struct registry *reg = NULL;
 	struct evbus *bus = NULL;
 	struct offload *off = NULL;
+	struct cg *cg = NULL;
+	char qemu_problem[256] = "";
 	struct vm_env *env = NULL;
 	struct server *srv = NULL;
 	struct server_opts so = { 0 };
-	int pidfd = -1, r, sig, status = 1;
+	int pidfd = -1, run_lock_fd = -1, state_lock_fd = -1, r, sig, status = 1;
 
 	err[0] = '\0';
 	if (dconf_load(&conf, argc, argv, err, sizeof(err)) < 0) {
@@ -302,12 +357,32 @@ int main(int argc, char **argv)
 			strerror(-r));
 		goto out;
 	}
+	/*
+	 * Ours alone, or nothing: a directory another user made first (under
+	 * /tmp, say), or one others may write, could be swapped under us.
+	 * Both are locked, so that two daemons never share either.
+	 */
+	for (int i = 0; i < 2; i++) {
+		const char *what = i ? "state dir" : "runtime dir";
+		const char *path = i ? conf.state_dir : conf.runtime_dir;
+		int *fd = i ? &state_lock_fd : &run_lock_fd;
+
+		*fd = durable_open_dir(path, what, 1, err, sizeof(err));
+		if (*fd < 0) {
+			log_err("%s", err);
+			goto out;
+		}
+		if (flock(*fd, LOCK_EX | LOCK_NB) < 0) {
+			log_err("%s %s is in use by another corrald", what, path);
+			goto out;
+		}
+	}
 	if (asprintf(&pidpath, "%s/corrald.pid", conf.runtime_dir) < 0) {
 		pidpath = NULL;
 		log_err("out of memory");
 		goto out;
 	}
-	pidfd = pidfile_open(pidpath);
+	pidfd = pidfile_open(run_lock_fd, pidpath);
 	if (pidfd < 0) {
 		if (pidfd != -EADDRINUSE)
 			log_err("pid file %s: %s", pidpath, strerror(-pidfd));
@@ -330,6 +405,17 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	r = cg_open(conf.cgroup_parent, &cg, err, sizeof(err));
+	if (r < 0) {
+		log_err("out of memory");
+		goto out;
+	}
+	if (cg_mode(cg) == CG_NONE)
+		log_warn("no control groups for QEMU: %s", err);
+	else
+		log_info("QEMUs in control groups under %s (cgroup %s)", conf.cgroup_parent,
+			 cg_mode_name(cg));
+
 	/* Threads from here on: they inherit the blocked signals. */
 	if ((r = rt_new(conf.workers, &rt)) < 0 || (r = ioloop_new(conf.io_threads, &io)) < 0 ||
 	    (r = reg_new(&reg)) < 0 || (r = evbus_new(&bus)) < 0 ||
@@ -342,8 +428,18 @@ int main(int argc, char **argv)
 			.rt = rt, .io = io, .reg = reg, .bus = bus, .off = off,
 			.runtime_dir = conf.runtime_dir, .state_dir = conf.state_dir,
 			.default_emulator = conf.emulator,
+			.emulators = (const char *const *)conf.emulators,
+			.cg = cg,
 		};
 
+		r = qemu_identity(&conf, &vo.qemu_creds, qemu_problem, sizeof(qemu_problem));
+		vo.qemu_run_as = r > 0;
+		vo.qemu_user_problem = r < 0 ? qemu_problem : NULL;
+		if (r < 0)
+			log_err("%s", qemu_problem);
+		else if (r > 0)
+			log_info("QEMU runs as %s (uid %u, gid %u)", conf.qemu_user,
+				 (unsigned)vo.qemu_creds.uid, (unsigned)vo.qemu_creds.gid);
 		err[0] = '\0';
 		r = vm_env_new(&vo, &env, err, sizeof(err));
 		if (r < 0) {
@@ -407,6 +503,7 @@ out:
 	server_free(srv);
 	urcu_memb_barrier();
 	vm_env_free(env);
+	cg_close(cg);
 	evbus_free(bus);
 	if (reg) {
 		if (reg_count(reg))
@@ -415,9 +512,13 @@ out:
 			reg_free(reg);
 	}
 	if (pidfd >= 0) {
-		unlink(pidpath);
+		unlinkat(run_lock_fd, "corrald.pid", 0);
 		close(pidfd);
 	}
+	if (run_lock_fd >= 0)
+		close(run_lock_fd);
+	if (state_lock_fd >= 0)
+		close(state_lock_fd);
 	free(pidpath);
 	if (sig_fd >= 0)
 		close(sig_fd);

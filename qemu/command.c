@@ -94,10 +94,19 @@ static char *opt_escape(const char *s)
 	return out;
 }
 
-static void push_serial(struct argv_buf *a, const char *log)
+static void push_serial(struct argv_buf *a, const char *log, int fd)
 {
-	_cleanup_free_ char *path = a->oom ? NULL : opt_escape(log);
+	_cleanup_free_ char *path = NULL;
 
+	/* A log the daemon opened: QEMU writes it through an fd set. */
+	if (fd > STDERR_FILENO) {
+		push(a, "-add-fd");
+		pushf(a, "fd=%d,set=%d,opaque=serial0", fd, fd);
+		if (!a->oom && asprintf(&path, "/dev/fdset/%d", fd) < 0)
+			path = NULL;
+	} else if (!a->oom) {
+		path = opt_escape(log);
+	}
 	if (!path) {
 		a->oom = true;
 		return;
@@ -234,6 +243,13 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	 */
 	push(&a, "-nodefaults");
 	push(&a, "-no-user-config");
+	/*
+	 * seccomp: no obsolete system calls, no setuid and friends, no
+	 * fork/exec, no scheduler or resource changes.  A guest that escapes
+	 * into QEMU cannot start a program or regain privileges.
+	 */
+	push(&a, "-sandbox");
+	push(&a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
 	push(&a, "-display");
 	push(&a, "none");
 	push(&a, "-S");
@@ -256,7 +272,7 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 		push(&a, "chardev=qmp1,mode=control");
 	}
 	if (l->serial_log)
-		push_serial(&a, l->serial_log);
+		push_serial(&a, l->serial_log, l->serial_fd);
 	if (qemu_config_kernel(c)) {
 		push(&a, "-kernel");
 		if (l->kernel_fd > STDERR_FILENO)

@@ -50,6 +50,10 @@ struct qemu_config {
 	size_t n_disks;
 	struct qemu_disk disks[QEMU_DISKS_MAX];
 	const char *reboot;     /* static: "reset" or "acpi" */
+	bool has_limits;
+	uint64_t limit_memory_mib;      /* 0: the default */
+	unsigned int cpu_weight;        /* 0: the default */
+	unsigned int cpu_max_pct;       /* 0: no cap */
 };
 
 /* ---- messages ----------------------------------------------------------- */
@@ -526,6 +530,65 @@ static int parse_reboot(struct qemu_config *c, const char *field, const json_t *
 	return get_word(field, v, words, "must be \"reset\" or \"acpi\"", &c->reboot, err, errlen);
 }
 
+/*
+ * "limits": {"memory": size, "cpu_weight": 1..10000, "cpus": a number of
+ * CPUs, fractions allowed}.  What QEMU's cgroup enforces.
+ */
+static int parse_limits(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			size_t errlen)
+{
+	static const char size_reason[] = "expected an integer (MiB) or a string like \"1G\"";
+	const char *key;
+	json_t *m;
+
+	if (!json_is_object(v))
+		return bad(err, errlen, field, v, "expected an object");
+	json_object_foreach((json_t *)v, key, m) {
+		if (strcmp(key, "memory") && strcmp(key, "cpu_weight") && strcmp(key, "cpus"))
+			return unknown(err, errlen, "limits.", key);
+	}
+	c->has_limits = true;
+	m = json_object_get(v, "memory");
+	if (m && !json_is_null(m)) {
+		uint64_t mib = 0;
+
+		if (json_is_integer(m)) {
+			mib = json_integer_value(m) < 0 ? 0 : (uint64_t)json_integer_value(m);
+		} else if (json_is_string(m) && strlen(json_string_value(m)) ==
+			   json_string_length(m)) {
+			int r = size_parse_mib(json_string_value(m), &mib);
+
+			if (r == -ERANGE)
+				mib = UINT64_MAX;
+			else if (r < 0)
+				return bad(err, errlen, "limits.memory", m, size_reason);
+		} else {
+			return bad(err, errlen, "limits.memory", m, size_reason);
+		}
+		if (mib < 32 || mib > 2 * QEMU_MEMORY_MAX_MIB)
+			return bad(err, errlen, "limits.memory", m, "must be between 32 MiB and 2 TiB");
+		c->limit_memory_mib = mib;
+	}
+	m = json_object_get(v, "cpu_weight");
+	if (m && !json_is_null(m)) {
+		if (!json_is_integer(m) || json_integer_value(m) < 1 ||
+		    json_integer_value(m) > 10000)
+			return bad(err, errlen, "limits.cpu_weight", m,
+				   "must be an integer from 1 to 10000");
+		c->cpu_weight = (unsigned int)json_integer_value(m);
+	}
+	m = json_object_get(v, "cpus");
+	if (m && !json_is_null(m)) {
+		double n = json_number_value(m);
+
+		if (!json_is_number(m) || n < 0.01 || n > QEMU_VCPUS_MAX)
+			return bad(err, errlen, "limits.cpus", m,
+				   "must be a number of CPUs from 0.01 to 256");
+		c->cpu_max_pct = (unsigned int)(n * 100 + 0.5);
+	}
+	return 0;
+}
+
 typedef int field_parse_fn(struct qemu_config *c, const char *field, const json_t *v, char *err,
 			   size_t errlen);
 
@@ -547,6 +610,7 @@ static const struct {
 	{ "cmdline", parse_cmdline, false },
 	{ "disks", parse_disks, false },
 	{ "reboot", parse_reboot, false },
+	{ "limits", parse_limits, false },
 };
 
 /* Rules between fields, once each field is fine on its own. */
@@ -674,6 +738,17 @@ json_t *qemu_config_to_json(const struct qemu_config *c)
 	r |= json_object_set_new(o, "disks", disks);
 	disks = NULL;
 	r |= json_object_set_new(o, "reboot", json_string(c->reboot));
+	if (c->has_limits) {
+		json_t *l = json_object();
+
+		if (l && c->limit_memory_mib)
+			r |= json_object_set_new(l, "memory", json_integer((json_int_t)c->limit_memory_mib));
+		if (l && c->cpu_weight)
+			r |= json_object_set_new(l, "cpu_weight", json_integer(c->cpu_weight));
+		if (l && c->cpu_max_pct)
+			r |= json_object_set_new(l, "cpus", json_real(c->cpu_max_pct / 100.0));
+		r |= json_object_set_new(o, "limits", l);
+	}
 	if (r == 0)
 		return o;
 fail:
@@ -798,6 +873,26 @@ const char *qemu_config_disk_format(const struct qemu_config *c, size_t i)
 {
 	BUG_ON(i >= c->n_disks);
 	return c->disks[i].format;
+}
+
+uint64_t qemu_config_limit_memory_mib(const struct qemu_config *c)
+{
+	uint64_t extra = c->memory_mib / 4;
+
+	if (c->limit_memory_mib)
+		return c->limit_memory_mib;
+	/* QEMU's own needs on top of the guest's: at least 256 MiB, or a quarter. */
+	return c->memory_mib + (extra > 256 ? extra : 256);
+}
+
+unsigned int qemu_config_limit_cpu_weight(const struct qemu_config *c)
+{
+	return c->cpu_weight ? c->cpu_weight : 100;
+}
+
+unsigned int qemu_config_limit_cpu_pct(const struct qemu_config *c)
+{
+	return c->cpu_max_pct;
 }
 
 int qemu_config_set_emulator(struct qemu_config *c, const char *path)

@@ -31,6 +31,14 @@
  *                                                                  records what it found;
  *                                                                  readonly default false
  *   reboot     string                        "reset"               reset | acpi
+ *   limits     {"memory": size, "cpu_weight": see below            memory 32 MiB .. 2 TiB
+ *              int, "cpus": number}                                 (default: the guest's
+ *                                                                  memory plus a quarter of
+ *                                                                  it, at least 256 MiB);
+ *                                                                  cpu_weight 1..10000
+ *                                                                  (default 100); cpus
+ *                                                                  0.01..256 (default: no
+ *                                                                  cap)
  *
  * JSON null counts as absent.  No string may hold a control character,
  * anywhere.  The disk shorthand "PATH,ro" is what `--disk PATH[,ro]`
@@ -126,6 +134,14 @@ const char *qemu_config_disk_path(const struct qemu_config *c, size_t i);
 bool qemu_config_disk_readonly(const struct qemu_config *c, size_t i);
 /* raw, qcow2, or NULL while not declared nor probed. */
 const char *qemu_config_disk_format(const struct qemu_config *c, size_t i);
+/*
+ * The limits QEMU's cgroup gets (see the table): memory in MiB (given or
+ * the default), CPU weight, and a CPU cap in percent of one CPU (0: none).
+ */
+uint64_t qemu_config_limit_memory_mib(const struct qemu_config *c);
+unsigned int qemu_config_limit_cpu_weight(const struct qemu_config *c);
+unsigned int qemu_config_limit_cpu_pct(const struct qemu_config *c);
+
 /* Replace the emulator with the path it resolved to.  0 or -ENOMEM.  Owner. */
 int qemu_config_set_emulator(struct qemu_config *c, const char *path);
 /* Record a probed format ("raw" or "qcow2"); -EINVAL for others.  Owner. */

@@ -75,6 +75,7 @@ struct qemu_launch {
 	int qmp_fd;             /* a connected socket: the daemon's monitor */
 	int qmp_listen_fd;      /* a listening socket for a later monitor; <3: none */
 	const char *serial_log; /* absolute path for the serial console; NULL: none */
+	int serial_fd;          /* the same, open (append): through an fd set; <3: by path */
 	const char *uuid_str;   /* the domain's UUID; NULL: the config's, if set */
 	/*
 	 * Images as open fds (opened by the daemon with the caller's rights):
@@ -92,7 +93,9 @@ struct qemu_launch {
  *
  *   qemu-system-x86_64 -name guest=vm1,debug-threads=on -uuid UUID
  *     -machine pc,accel=kvm -m 512M -smp 2
- *     -nodefaults -no-user-config -display none -S
+ *     -nodefaults -no-user-config
+ *     -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
+ *     -display none -S
  *     -chardev socket,id=qmp0,fd=3 -mon chardev=qmp0,mode=control
  *     [-chardev socket,id=qmp1,fd=4,server=on,wait=off -mon chardev=qmp1,mode=control]
  *     -chardev file,id=serial0,path=LOG,append=on -serial chardev:serial0

@@ -23,3 +23,15 @@ if ((${#missing[@]})); then
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
 		"${missing[@]}"
 fi
+
+# The unprivileged user QEMU runs as when corrald runs as root (qemu_user,
+# default corral-qemu); in the kvm group when there is one, for /dev/kvm.
+if [ "$(id -u)" -eq 0 ] && ! getent passwd corral-qemu >/dev/null; then
+	echo "deps: creating the system user corral-qemu"
+	useradd --system --no-create-home --home-dir /nonexistent \
+		--shell /usr/sbin/nologin --user-group corral-qemu
+fi
+if [ "$(id -u)" -eq 0 ] && getent group kvm >/dev/null &&
+	! id -nG corral-qemu 2>/dev/null | tr ' ' '\n' | grep -qx kvm; then
+	usermod -a -G kvm corral-qemu
+fi
