@@ -204,6 +204,11 @@ int vm_emulator_resolve(struct vm_env *env, const char *emulator, char *out, siz
 
 /* start: spawn QEMU on an offload thread.  Domain actor only. */
 void vm_proc_start(struct domain *d, struct dom_job *job);
+/*
+ * start: QEMU's monitor answers and its guest has not run: put its vCPU
+ * threads in their group, then cont.  Domain actor only.
+ */
+void vm_proc_ready_to_run(struct domain *d, struct dom_job *job);
 /* attach: verify and connect on an offload thread.  Domain actor only. */
 void vm_proc_attach(struct domain *d, struct dom_job *job);
 /* re-attach at start-up: take over what vm_env_load found.  Domain actor only. */

@@ -1249,6 +1249,68 @@ void vm_proc_start(struct domain *d, struct dom_job *job)
 	vm_io_submit(d, &si->io);
 }
 
+/* ---- start: the vCPUs' control group ------------------------------------------------------- */
+
+struct split_io {
+	struct vm_io io;
+	char name[DOM_NAME_MAX + 1];
+	pid_t pid;
+};
+
+static void split_io_free(struct vm_io *io)
+{
+	free(container_of(io, struct split_io, io));
+}
+
+static void split_io_work(struct vm_io *io)
+{
+	struct split_io *si = container_of(io, struct split_io, io);
+
+	io->err = cg_vm_split_vcpus(io->env->cg, si->name, si->pid, io->errmsg,
+				    sizeof(io->errmsg));
+	io->code = DOM_ERR_FAILED;
+}
+
+static void split_io_complete(struct domain *d, struct vm_io *io)
+{
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	struct vm *vm = vm_of(d);
+
+	if (!vj || job->id != io->job_id)
+		return;
+	if (io->err) {
+		vm->killing = true;
+		vm_proc_kill(vm);
+		dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s': %s", dom_name(d),
+			       io->errmsg);
+		return;
+	}
+	vm_job_cmd(d, job, "cont", NULL, NULL);
+}
+
+void vm_proc_ready_to_run(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_job *vj = job->priv;
+	struct split_io *si;
+
+	if (cg_mode(vm->env->cg) != CG_V1) {
+		vm_job_cmd(d, job, "cont", NULL, NULL);
+		return;
+	}
+	si = calloc(1, sizeof(*si));
+	if (!si) {
+		vm_fail(d, job, DOM_ERR_FAILED, "out of memory");
+		return;
+	}
+	vm_io_init(&si->io, job->id, split_io_work, split_io_complete, NULL, split_io_free);
+	snprintf(si->name, sizeof(si->name), "%s", dom_name(d));
+	si->pid = vm->pid;
+	vj->phase = VP_IO;
+	vm_io_submit(d, &si->io);
+}
+
 /* ---- attach ------------------------------------------------------------------------------ */
 
 struct attach_io {

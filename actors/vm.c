@@ -1106,7 +1106,7 @@ static void job_monitor_ready(struct domain *d, struct dom_job *job)
 		return;
 	}
 	if (vj->op == VM_OP_START) {
-		vm_job_cmd(d, job, "cont", NULL, NULL);
+		vm_proc_ready_to_run(d, job);
 	} else if (vj->op == VM_OP_ATTACH || vj->op == VM_OP_REATTACH ||
 		   vj->op == VM_OP_SETTLE) {
 		vm_job_cmd(d, job, "query-status", NULL, NULL);

@@ -23,12 +23,21 @@
 #define ROOT          "/sys/fs/cgroup"
 #define V1_PERIOD_US  100000
 
+/*
+ * v1: a QEMU's vCPU threads and its other threads (the main loop that
+ * answers QMP, I/O) sit in two groups of the cpu hierarchy, under two
+ * parents weighted EMU_SHARES to VCPU_SHARES: however busy every guest's
+ * vCPUs are, a monitor command is answered as soon as its QEMU can run.
+ */
+#define EMU_SHARES  "10240"
+#define VCPU_SHARES "1024"
+
 struct cg {
 	enum cg_mode mode;
 	char parent[128];
 	/* v2: one directory; v1: the cpu and the memory hierarchies' parents. */
 	char dir[PATH_MAX];             /* v2, and v1's memory */
-	char cpu_dir[PATH_MAX];         /* v1 */
+	char cpu_dir[PATH_MAX];         /* v1: PARENT; emu/ and vcpu/ beneath */
 };
 
 enum cg_mode cg_mode(const struct cg *cg)
@@ -127,6 +136,10 @@ int cg_open(const char *parent, struct cg **ret, char *why, size_t whylen)
 		return -ENOMEM;
 	*ret = cg;
 	snprintf(cg->parent, sizeof(cg->parent), "%s", parent);
+	if (!strcmp(parent, "none")) {
+		snprintf(why, whylen, "disabled (cgroup_parent = none)");
+		return 0;
+	}
 	if (geteuid() != 0) {
 		snprintf(why, whylen, "not root: QEMUs share the daemon's own cgroup");
 		return 0;
@@ -160,6 +173,19 @@ int cg_open(const char *parent, struct cg **ret, char *why, size_t whylen)
 	r = make(cg->dir);
 	if (r == 0)
 		r = make(cg->cpu_dir);
+	if (r == 0) {
+		char sub[PATH_MAX + 8];
+
+		snprintf(sub, sizeof(sub), "%s/emu", cg->cpu_dir);
+		r = make(sub);
+		if (r == 0)
+			r = write_file(sub, "cpu.shares", EMU_SHARES);
+		snprintf(sub, sizeof(sub), "%s/vcpu", cg->cpu_dir);
+		if (r == 0)
+			r = make(sub);
+		if (r == 0)
+			r = write_file(sub, "cpu.shares", VCPU_SHARES);
+	}
 	if (r < 0) {
 		snprintf(why, whylen, "cannot create %s: %s", parent, strerror(-r));
 		return 0;
@@ -176,15 +202,37 @@ void cg_close(struct cg *cg)
 		return;
 	if (cg->mode != CG_NONE)
 		rmdir(cg->dir);
-	if (cg->mode == CG_V1)
+	if (cg->mode == CG_V1) {
+		char sub[PATH_MAX + 8];
+
+		snprintf(sub, sizeof(sub), "%s/emu", cg->cpu_dir);
+		rmdir(sub);
+		snprintf(sub, sizeof(sub), "%s/vcpu", cg->cpu_dir);
+		rmdir(sub);
 		rmdir(cg->cpu_dir);
+	}
 	free(cg);
+}
+
+/* NAME's groups: memory (and v2's only one), v1's vCPU and other-thread cpu groups. */
+static void vm_dirs3(const struct cg *cg, const char *name, char *mem, char *vcpu, char *emu,
+		     size_t len)
+{
+	snprintf(mem, len, "%s/%s", cg->dir, name);
+	if (cg->mode == CG_V1) {
+		snprintf(vcpu, len, "%s/vcpu/%s", cg->cpu_dir, name);
+		snprintf(emu, len, "%s/emu/%s", cg->cpu_dir, name);
+	} else {
+		snprintf(vcpu, len, "%s", mem);
+		snprintf(emu, len, "%s", mem);
+	}
 }
 
 static void vm_dirs(const struct cg *cg, const char *name, char *mem, char *cpu, size_t len)
 {
-	snprintf(mem, len, "%s/%s", cg->dir, name);
-	snprintf(cpu, len, "%s/%s", cg->mode == CG_V1 ? cg->cpu_dir : cg->dir, name);
+	char emu[PATH_MAX + 80];
+
+	vm_dirs3(cg, name, mem, cpu, emu, len < sizeof(emu) ? len : sizeof(emu));
 }
 
 int cg_vm_path(const struct cg *cg, const char *name, char *buf, size_t len)
@@ -241,6 +289,20 @@ int cg_vm_create(struct cg *cg, const char *name, const struct cg_limits *l, cha
 	r = make(cpu);
 	if (r < 0)
 		return seterr(err, errlen, r, "create", cpu);
+	{
+		char emu[PATH_MAX + 80], m2[PATH_MAX + 80], c2[PATH_MAX + 80];
+		uint64_t shares = (uint64_t)weight * 1024 / 100 < 2 ? 2 :
+				  (uint64_t)weight * 1024 / 100;
+
+		vm_dirs3(cg, name, m2, c2, emu, sizeof(emu));
+		r = make(emu);
+		if (r < 0)
+			return seterr(err, errlen, r, "create", emu);
+		snprintf(v, sizeof(v), "%" PRIu64, shares);
+		r = write_file(emu, "cpu.shares", v);
+		if (r < 0)
+			return seterr(err, errlen, r, "set cpu.shares in", emu);
+	}
 	if (l->memory_bytes)
 		snprintf(v, sizeof(v), "%" PRIu64, l->memory_bytes);
 	else
@@ -266,6 +328,40 @@ int cg_vm_create(struct cg *cg, const char *name, const struct cg_limits *l, cha
 	return 0;
 }
 
+/* Write the tid of every thread of pid named "CPU ..." to dir/tasks. */
+static int move_vcpus(pid_t pid, const char *dir)
+{
+	char path[320], comm[64];
+	struct dirent *de;
+	DIR *dp;
+	int r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	dp = opendir(path);
+	if (!dp)
+		return -errno;
+	while ((de = readdir(dp)) && r == 0) {
+		ssize_t n;
+		int fd;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", (int)pid, de->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, comm, sizeof(comm) - 1);
+		close(fd);
+		if (n < 4 || strncmp(comm, "CPU ", 4) != 0)
+			continue;
+		r = write_file(dir, "tasks", de->d_name);
+		if (r == -ESRCH)
+			r = 0;          /* the thread ended meanwhile */
+	}
+	closedir(dp);
+	return r;
+}
+
 int cg_vm_attach(struct cg *cg, const char *name, pid_t pid, char *err, size_t errlen)
 {
 	char mem[PATH_MAX + 80], cpu[PATH_MAX + 80], v[32];
@@ -279,10 +375,28 @@ int cg_vm_attach(struct cg *cg, const char *name, pid_t pid, char *err, size_t e
 	if (r < 0)
 		return seterr(err, errlen, r, "move the QEMU into", mem);
 	if (cg->mode == CG_V1) {
-		r = write_file(cpu, "cgroup.procs", v);
+		char emu[PATH_MAX + 80], m2[PATH_MAX + 80];
+
+		vm_dirs3(cg, name, m2, cpu, emu, sizeof(emu));
+		r = write_file(emu, "cgroup.procs", v);
 		if (r < 0)
-			return seterr(err, errlen, r, "move the QEMU into", cpu);
+			return seterr(err, errlen, r, "move the QEMU into", emu);
 	}
+	return 0;
+}
+
+int cg_vm_split_vcpus(struct cg *cg, const char *name, pid_t pid, char *err, size_t errlen)
+{
+	char mem[PATH_MAX + 80], cpu[PATH_MAX + 80], emu[PATH_MAX + 80];
+	int r;
+
+	if (!cg || cg->mode != CG_V1)
+		return 0;
+	vm_dirs3(cg, name, mem, cpu, emu, sizeof(emu));
+	/* "CPU 0/TCG", "CPU 1/KVM": QEMU names its threads (debug-threads=on). */
+	r = move_vcpus(pid, cpu);
+	if (r < 0)
+		return seterr(err, errlen, r, "move the vCPU threads into", cpu);
 	return 0;
 }
 
@@ -308,10 +422,17 @@ int cg_vm_remove(struct cg *cg, const char *name)
 
 	if (!cg || cg->mode == CG_NONE)
 		return 0;
-	vm_dirs(cg, name, mem, cpu, sizeof(mem));
-	r = rmdir_wait(mem);
-	if (cg->mode == CG_V1)
-		r2 = rmdir_wait(cpu);
+	{
+		char emu[PATH_MAX + 80];
+
+		vm_dirs3(cg, name, mem, cpu, emu, sizeof(emu));
+		r = rmdir_wait(mem);
+		if (cg->mode == CG_V1) {
+			r2 = rmdir_wait(cpu);
+			if (r2 == 0 || r2 == -ENOENT)
+				r2 = rmdir_wait(emu);
+		}
+	}
 	return r < 0 ? r : r2;
 }
 

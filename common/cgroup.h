@@ -9,9 +9,13 @@
  *     cpu.weight and cpu.max; the parent gets "+cpu +memory" in
  *     cgroup.subtree_control;
  *   - cgroup v1, and the hybrid layout (v1 controllers, plus an unified
- *     tree without them at /sys/fs/cgroup/unified): the same directories
- *     under the cpu and memory hierarchies, with cpu.shares,
- *     cpu.cfs_quota_us and memory.limit_in_bytes;
+ *     tree without them at /sys/fs/cgroup/unified): memory/PARENT/NAME
+ *     with memory.limit_in_bytes; in the cpu hierarchy the vCPU threads go
+ *     to cpu/PARENT/vcpu/NAME (cpu.shares, cpu.cfs_quota_us) and QEMU's
+ *     other threads to cpu/PARENT/emu/NAME, emu weighing ten times vcpu:
+ *     a monitor is answered however busy the guests' vCPUs are (v2 has one
+ *     hierarchy for both controllers and cannot split threads across VMs
+ *     this way);
  *   - neither usable (not root, no controllers): no cgroups; cg_open() says
  *     why and every other call does nothing.
  *
@@ -41,7 +45,8 @@ struct cg_limits {
 };
 
 /*
- * Find the layout and create parent (a name, no '/') in it.  Always gives
+ * Find the layout and create parent (a name, no '/'; "none" turns control
+ * groups off) in it.  Always gives
  * a struct cg: in mode CG_NONE when cgroups cannot be used, with the reason
  * in why (for the log).  Returns -ENOMEM only.
  */
@@ -57,6 +62,11 @@ int cg_vm_create(struct cg *cg, const char *name, const struct cg_limits *l, cha
 		 size_t errlen);
 /* Move pid (and all its threads) into NAME's group. */
 int cg_vm_attach(struct cg *cg, const char *name, pid_t pid, char *err, size_t errlen);
+/*
+ * v1: move pid's vCPU threads to NAME's vcpu group.  Call once QEMU has made
+ * them (its monitor answers; the guest has not run yet).  0 or -errno.
+ */
+int cg_vm_split_vcpus(struct cg *cg, const char *name, pid_t pid, char *err, size_t errlen);
 /*
  * Remove NAME's group, waiting a little (bounded, about a second) while
  * the kernel still counts a process that has just exited.  0, -ENOENT (it
