@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <urcu/call-rcu.h>
 
 #include "common/futex.h"
+#include "common/wfcq.h"
 #include "common/util.h"
 
 struct timer_ent {
@@ -30,8 +32,9 @@ struct rt {
 	 * on the queue's internal dequeue mutex for a few instructions (no I/O
 	 * or user code under it).
 	 */
-	struct cds_wfcq_head runq_head;
+	struct __cds_wfcq_head runq_head;
 	struct cds_wfcq_tail runq_tail;
+	pthread_mutex_t runq_lock;      /* consumers only; held for one dequeue */
 	sem_t ready;                    /* one token per run-queue entry */
 	bool stopping;                  /* atomic */
 
@@ -77,6 +80,27 @@ static void stat_add(uint64_t *p, uint64_t v)
 }
 
 /* ---- scheduling ---------------------------------------------------------- */
+
+/*
+ * Take the run queue's head.  The dequeue never waits under the lock: when
+ * a producer is between its two stores (the tail exchanged, the link not
+ * yet written), the nonblocking dequeue says so and we let it run
+ * (sched_yield) before trying again, without holding anything.  NULL when
+ * the queue is empty.
+ */
+static struct cds_wfcq_node *runq_take(struct rt *rt)
+{
+	for (;;) {
+		struct cds_wfcq_node *node;
+
+		pthread_mutex_lock(&rt->runq_lock);
+		node = __cds_wfcq_dequeue_nonblocking(&rt->runq_head, &rt->runq_tail);
+		pthread_mutex_unlock(&rt->runq_lock);
+		if (node != CDS_WFCQ_WOULDBLOCK)
+			return node;
+		sched_yield();
+	}
+}
 
 /* Put a on the run queue.  The caller owns the right to schedule a. */
 static void rt_schedule(struct rt *rt, struct actor *a)
@@ -299,7 +323,7 @@ static void *worker_main(void *arg)
 			continue;       /* EINTR */
 		if (__atomic_load_n(&rt->stopping, __ATOMIC_ACQUIRE))
 			break;
-		node = cds_wfcq_dequeue_blocking(&rt->runq_head, &rt->runq_tail);
+		node = runq_take(rt);
 		BUG_ON(!node);          /* a token means an entry */
 		tsan_handoff_acquire(node);
 		actor_run(rt, container_of(node, struct actor, runq_node));
@@ -378,7 +402,7 @@ static void timer_take_requests(struct rt *rt)
 {
 	struct cds_wfcq_node *node;
 
-	while ((node = __cds_wfcq_dequeue_blocking(&rt->treq_head, &rt->treq_tail))) {
+	while ((node = wfcq_take(&rt->treq_head, &rt->treq_tail))) {
 		tsan_handoff_acquire(node);
 		struct mbx_msg *msg = container_of(node, struct mbx_msg, node);
 		struct timer_ent e = { .deadline = msg->deadline_ns, .msg = msg };
@@ -469,7 +493,8 @@ int rt_new(unsigned nworkers, struct rt **ret)
 	rt = calloc(1, sizeof(*rt));
 	if (!rt)
 		return -ENOMEM;
-	cds_wfcq_init(&rt->runq_head, &rt->runq_tail);
+	__cds_wfcq_init(&rt->runq_head, &rt->runq_tail);
+	pthread_mutex_init(&rt->runq_lock, NULL);
 	__cds_wfcq_init(&rt->treq_head, &rt->treq_tail);
 	if (sem_init(&rt->ready, 0, 0) < 0) {
 		free(rt);
@@ -521,7 +546,7 @@ void rt_free(struct rt *rt)
 	 * Actors left runnable (quiesce timed out): close them and drop their
 	 * mail; closed and drained, they give up their alive reference.
 	 */
-	while ((node = cds_wfcq_dequeue_blocking(&rt->runq_head, &rt->runq_tail))) {
+	while ((node = runq_take(rt))) {
 		struct actor *a = container_of(node, struct actor, runq_node);
 
 		tsan_handoff_acquire(node);
@@ -531,7 +556,7 @@ void rt_free(struct rt *rt)
 	}
 	/* Reclaim callbacks may still reference actors freed above. */
 	urcu_memb_barrier();
-	cds_wfcq_destroy(&rt->runq_head, &rt->runq_tail);
+	pthread_mutex_destroy(&rt->runq_lock);
 	sem_destroy(&rt->ready);
 	free(rt->heap);
 	free(rt->workers);

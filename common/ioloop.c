@@ -10,6 +10,7 @@
 
 #include "common/rcu.h"
 #include "common/tsan.h"
+#include "common/wfcq.h"
 #include "common/util.h"
 
 struct ioloop_thr {
@@ -17,6 +18,8 @@ struct ioloop_thr {
 	int epfd;
 	int evfd;                       /* wakes the loop for posts and stop */
 	struct io_watch wake;
+	/* The watches on this thread, by id: looked up under RCU per event. */
+	struct cds_lfht *watches;
 	struct __cds_wfcq_head tasks_head;
 	struct cds_wfcq_tail tasks_tail;
 	bool stopping;                  /* atomic */
@@ -29,12 +32,44 @@ struct ioloop {
 };
 
 static __thread const struct ioloop_thr *tls_thr;
+static uint64_t next_watch_id = 1;      /* atomic; 0 is the wake watch */
+
+void (*ioloop__after_wait_hook)(void);
+
+static uint64_t id_hash(uint64_t id)
+{
+	id ^= id >> 33;
+	id *= 0xff51afd7ed558ccdULL;
+	return id ^ (id >> 33);
+}
+
+static int match_id(struct cds_lfht_node *node, const void *key)
+{
+	return container_of(node, struct io_watch, node)->id == *(const uint64_t *)key;
+}
+
+/* The watch with this id, if still watched.  RCU reader. */
+static struct io_watch *watch_lookup_rcu(struct ioloop_thr *t, uint64_t id)
+{
+	struct cds_lfht_iter iter;
+	struct cds_lfht_node *node;
+
+	if (id == 0)
+		return &t->wake;
+	cds_lfht_lookup(t->watches, id_hash(id), match_id, &id, &iter);
+	node = cds_lfht_iter_get_node(&iter);
+	if (!node)
+		return NULL;
+	/* Pairs with the release in io_watch_add_on: the watch's fields are set. */
+	tsan_handoff_acquire(container_of(node, struct io_watch, node));
+	return container_of(node, struct io_watch, node);
+}
 
 static void run_tasks(struct ioloop_thr *t)
 {
 	struct cds_wfcq_node *node;
 
-	while ((node = __cds_wfcq_dequeue_blocking(&t->tasks_head, &t->tasks_tail))) {
+	while ((node = wfcq_take(&t->tasks_head, &t->tasks_tail))) {
 		struct io_task *task = container_of(node, struct io_task, node);
 
 		tsan_handoff_acquire(node);
@@ -67,15 +102,20 @@ static void *loop_main(void *arg)
 			BUG_ON(errno != EINTR);
 			continue;
 		}
+		if (ioloop__after_wait_hook && n > 0)
+			ioloop__after_wait_hook();
 		/*
-		 * One read section per batch: watches deleted meanwhile stay
-		 * valid until we are done with them (see io_watch_del).
+		 * The events name watches by id, not by pointer: a watch deleted
+		 * (and freed after a grace period) between epoll_wait() and here
+		 * is simply not found.  One read section per batch keeps the ones
+		 * found valid until their callbacks return.
 		 */
 		crcu_read_lock();
 		for (int i = 0; i < n; i++) {
-			struct io_watch *w = evs[i].data.ptr;
+			struct io_watch *w = watch_lookup_rcu(t, evs[i].data.u64);
 
-			w->cb(w, evs[i].events);
+			if (w)
+				w->cb(w, evs[i].events);
 		}
 		crcu_read_unlock();
 	}
@@ -88,6 +128,9 @@ static int thr_init(struct ioloop_thr *t)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 
+	t->watches = cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);
+	if (!t->watches)
+		return -ENOMEM;
 	t->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (t->epfd < 0)
 		return -errno;
@@ -98,7 +141,8 @@ static int thr_init(struct ioloop_thr *t)
 	t->wake.fd = t->evfd;
 	t->wake.cb = wake_cb;
 	t->wake.thr = t;
-	ev.data.ptr = &t->wake;
+	t->wake.id = 0;
+	ev.data.u64 = 0;
 	if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->evfd, &ev) < 0)
 		return -errno;
 	return -pthread_create(&t->thread, NULL, loop_main, t);
@@ -152,6 +196,19 @@ void ioloop_free(struct ioloop *l)
 		pthread_join(l->thr[i].thread, NULL);
 		close(l->thr[i].epfd);
 		close(l->thr[i].evfd);
+		/* Watches still in the table are their owners' (not freed here). */
+		if (l->thr[i].watches) {
+			struct cds_lfht_iter iter;
+			struct cds_lfht_node *node;
+
+			crcu_read_lock();
+			for (cds_lfht_first(l->thr[i].watches, &iter);
+			     (node = cds_lfht_iter_get_node(&iter));
+			     cds_lfht_next(l->thr[i].watches, &iter))
+				cds_lfht_del(l->thr[i].watches, node);
+			crcu_read_unlock();
+			cds_lfht_destroy(l->thr[i].watches, NULL);
+		}
 	}
 	free(l->thr);
 	free(l);
@@ -160,16 +217,27 @@ void ioloop_free(struct ioloop *l)
 int io_watch_add_on(struct ioloop_thr *thr, struct io_watch *w, int fd, uint32_t events,
 		    io_cb cb)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = w };
+	struct epoll_event ev = { .events = events };
+	int r = 0;
 
 	w->fd = fd;
 	w->cb = cb;
 	w->thr = thr;
-	/* epoll_ctl orders our writes to *w before the loop thread's event. */
+	w->id = __atomic_fetch_add(&next_watch_id, 1, __ATOMIC_RELAXED);
+	ev.data.u64 = w->id;
+	cds_lfht_node_init(&w->node);
+	/* rculfhash publishes the node with a release; the lookup acquires. */
 	tsan_handoff_release(w);
-	if (epoll_ctl(thr->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
-		return -errno;
-	return 0;
+	crcu_read_lock();
+	cds_lfht_add(thr->watches, id_hash(w->id), &w->node);
+	crcu_read_unlock();
+	if (epoll_ctl(thr->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		r = -errno;
+		crcu_read_lock();
+		cds_lfht_del(thr->watches, &w->node);
+		crcu_read_unlock();
+	}
+	return r;
 }
 
 int io_watch_add(struct ioloop *l, struct io_watch *w, int fd, uint32_t events, io_cb cb)
@@ -181,7 +249,7 @@ int io_watch_add(struct ioloop *l, struct io_watch *w, int fd, uint32_t events, 
 
 int io_watch_mod(struct io_watch *w, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = w };
+	struct epoll_event ev = { .events = events, .data.u64 = w->id };
 
 	tsan_handoff_release(w);
 	if (epoll_ctl(w->thr->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
@@ -191,9 +259,15 @@ int io_watch_mod(struct io_watch *w, uint32_t events)
 
 int io_watch_del(struct io_watch *w)
 {
+	int r = 0;
+
+	/* Out of the table first: an event already taken now finds nothing. */
+	crcu_read_lock();
+	cds_lfht_del(w->thr->watches, &w->node);
+	crcu_read_unlock();
 	if (epoll_ctl(w->thr->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0)
-		return -errno;
-	return 0;
+		r = -errno;
+	return r;
 }
 
 void io_post(struct ioloop_thr *thr, struct io_task *t)

@@ -10,9 +10,12 @@
  * an actor.  epoll_ctl() is thread-safe, so io_watch_mod/del may be called
  * from any thread (an actor re-arming its EPOLLONESHOT watch, say).
  *
- * Lifetime: after io_watch_del() the callback may still be running, or run
- * once more, for an event the loop had already taken.  Free the watch (and
- * what its callback touches) only after an RCU grace period (call_rcu).
+ * Lifetime: after io_watch_del() the callback may still be running, but it
+ * never starts again: the loop hands out events by watch id and looks each
+ * id up in its table inside its read section, so an event taken from
+ * epoll_wait() before the delete finds nothing.  Free the watch (and what
+ * its callback touches) only after an RCU grace period (call_rcu): a
+ * callback already running finishes first.
  *
  * io_post() runs a task on a loop thread: the way other threads hand work to
  * a connection owned by that thread (a finished job's reply).  Lock-free:
@@ -26,6 +29,7 @@
 #endif
 #include <stdint.h>
 #include <sys/epoll.h>
+#include <urcu/rculfhash.h>
 #include <urcu/wfcqueue.h>
 
 struct ioloop;
@@ -38,6 +42,8 @@ struct io_watch {
 	int fd;
 	io_cb cb;
 	struct ioloop_thr *thr;         /* set by io_watch_add; immutable after */
+	uint64_t id;                    /* never reused: what epoll hands back */
+	struct cds_lfht_node node;      /* in thr's table while watched */
 };
 
 struct io_task {
@@ -67,5 +73,12 @@ void io_post(struct ioloop_thr *thr, struct io_task *t);
 
 /* Is the caller thr's loop thread?  For assertions. */
 int ioloop_thr_is_current(const struct ioloop_thr *thr);
+
+/*
+ * Tests only: called on a loop thread after epoll_wait() returned events and
+ * before they are looked up, to widen that window on purpose.  NULL (never
+ * set outside tests) costs a load and a branch.
+ */
+extern void (*ioloop__after_wait_hook)(void);
 
 #endif /* CORRAL_COMMON_IOLOOP_H */

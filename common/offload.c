@@ -4,15 +4,15 @@
  *
  * One wfcqueue of tasks; the semaphore holds one token per queued task, so
  * a thread that takes a token always finds a task.  Consumers serialise on
- * the queue's dequeue mutex only for the dequeue itself (a few
- * instructions; it may briefly wait for a producer preempted between its
- * two stores, which is bounded by that producer being scheduled again);
- * the work runs outside it.
+ * a mutex for the dequeue itself (a few instructions, never a wait: a
+ * producer caught between its two stores makes the dequeue yield and retry
+ * without the lock); the work runs outside it.
  */
 #include "common/offload.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <semaphore.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -22,8 +22,9 @@
 #include "common/util.h"
 
 struct offload {
-	struct cds_wfcq_head head;
+	struct __cds_wfcq_head head;
 	struct cds_wfcq_tail tail;
+	pthread_mutex_t lock;           /* consumers only; held for one dequeue */
 	sem_t ready;
 	bool stopping;                  /* atomic */
 	uint64_t pending;               /* atomic: submitted, not yet done */
@@ -38,10 +39,25 @@ int offload_is_current(void)
 	return tls_is_offload;
 }
 
+/* The head, or NULL; never waits under the lock (see actors/runtime.c, runq_take). */
+static struct cds_wfcq_node *take(struct offload *o)
+{
+	for (;;) {
+		struct cds_wfcq_node *node;
+
+		pthread_mutex_lock(&o->lock);
+		node = __cds_wfcq_dequeue_nonblocking(&o->head, &o->tail);
+		pthread_mutex_unlock(&o->lock);
+		if (node != CDS_WFCQ_WOULDBLOCK)
+			return node;
+		sched_yield();
+	}
+}
+
 /* Run one queued task; false if the queue was empty. */
 static bool run_one(struct offload *o)
 {
-	struct cds_wfcq_node *node = cds_wfcq_dequeue_blocking(&o->head, &o->tail);
+	struct cds_wfcq_node *node = take(o);
 	struct offload_task *t;
 
 	if (!node)
@@ -84,7 +100,8 @@ int offload_new(unsigned nthreads, struct offload **ret)
 		return -ENOMEM;
 	if (nthreads == 0)
 		nthreads = 2;
-	cds_wfcq_init(&o->head, &o->tail);
+	__cds_wfcq_init(&o->head, &o->tail);
+	pthread_mutex_init(&o->lock, NULL);
 	if (sem_init(&o->ready, 0, 0) < 0) {
 		free(o);
 		return -errno;
@@ -121,7 +138,7 @@ void offload_free(struct offload *o)
 	/* Threads that could not be created: run what is queued here. */
 	while (!cds_wfcq_empty(&o->head, &o->tail))
 		run_one(o);
-	cds_wfcq_destroy(&o->head, &o->tail);
+	pthread_mutex_destroy(&o->lock);
 	sem_destroy(&o->ready);
 	free(o->threads);
 	free(o);

@@ -6,7 +6,9 @@
  *
  * Each line leaves in one write(2), so lines from different threads never
  * interleave.  Control characters in the message (a client's text, say)
- * are replaced by '?': one message is always one line.  Any thread.
+ * are replaced by '?': one message is always one line.  Any thread: the
+ * line is queued (bounded) for the log thread, which alone writes to
+ * stderr, so no loop or actor ever waits for it.
  */
 #ifndef CORRAL_DAEMON_LOG_H
 #define CORRAL_DAEMON_LOG_H
@@ -17,6 +19,13 @@ enum log_level {
 	LOG_INFO,
 	LOG_DEBUG,
 };
+
+/*
+ * Start and stop the log thread (main thread).  Before the start and after
+ * the stop, lines are written directly.  0 or -EAGAIN.
+ */
+int log_start(void);
+void log_stop(void);
 
 /* Messages above level are dropped.  Default LOG_INFO.  Before threads start. */
 void log_set_level(enum log_level level);

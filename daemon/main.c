@@ -405,6 +405,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 
+	/* Lines from every thread go through the log thread from here on. */
+	if (log_start() < 0)
+		log_warn("no log thread: writing log lines directly");
 	r = cg_open(conf.cgroup_parent, &cg, err, sizeof(err));
 	if (r < 0) {
 		log_err("out of memory");
@@ -526,5 +529,6 @@ out:
 	urcu_memb_unregister_thread();
 	if (status == 0)
 		log_info("bye");
+	log_stop();
 	return status;
 }

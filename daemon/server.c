@@ -37,6 +37,7 @@
 
 #include "actors/evbus.h"
 #include "common/tsan.h"
+#include "common/wfcq.h"
 #include "common/util.h"
 #include "daemon/log.h"
 #include "rpc/json-conv.h"
@@ -239,8 +240,16 @@ static void done_task_fn(struct io_task *t)
 	struct cds_wfcq_node *node;
 
 	crcu_read_lock();
-	__atomic_store_n(&c->done_posted, 0, __ATOMIC_SEQ_CST);
-	while ((node = __cds_wfcq_dequeue_blocking(&c->done_head, &c->done_tail))) {
+	/*
+	 * Clear, then look at the queue: a store followed by loads, which a
+	 * weakly ordered CPU (and x86's store buffer) may reorder unless a full
+	 * fence sits between them.  The producer's side is the same pattern in
+	 * mirror (enqueue, whose xchg is a full barrier, then read the flag):
+	 * so either it sees 0 and posts again, or we see its call.
+	 */
+	__atomic_store_n(&c->done_posted, 0, __ATOMIC_RELAXED);
+	cmm_smp_mb();
+	while ((node = wfcq_take(&c->done_head, &c->done_tail))) {
 		struct call *cl = container_of(node, struct call, node);
 
 		tsan_handoff_acquire(node);
@@ -427,7 +436,9 @@ static void ev_task_fn(struct io_task *t)
 	struct conn *c = container_of(t, struct conn, ev_task);
 
 	crcu_read_lock();
-	__atomic_store_n(&c->ev_posted, 0, __ATOMIC_SEQ_CST);
+	/* Clear, full fence, then take events: see done_task_fn. */
+	__atomic_store_n(&c->ev_posted, 0, __ATOMIC_RELAXED);
+	cmm_smp_mb();
 	if (!c->closed) {
 		pump_events(c);
 		conn_service(c);

@@ -4,6 +4,7 @@
 #include <errno.h>
 
 #include "common/tsan.h"
+#include "common/wfcq.h"
 #include "common/util.h"
 
 void mbx_init(struct mbx *m)
@@ -57,7 +58,7 @@ struct mbx_msg *mbx_recv(struct mbx *m)
 	 * here only covers the two-instruction window inside a concurrent
 	 * append to the same tail (see THREADS.md).
 	 */
-	node = __cds_wfcq_dequeue_blocking(&m->head, &m->tail);
+	node = wfcq_take(&m->head, &m->tail);
 	if (!node)
 		return NULL;
 	tsan_handoff_acquire(node);
