@@ -62,6 +62,7 @@ struct domain {
 	uint64_t timer_at;              /* the armed deadline timer's time; 0: none */
 	struct cds_list_head ended;     /* jobs ended this turn, done not yet called */
 	bool dirty;                     /* publish at the end of this message */
+	bool shutdown;                  /* atomic: stopping because the daemon is */
 	enum dom_state state;
 	const char *reason;
 	int pid;
@@ -172,9 +173,15 @@ static void job_msg_drop(struct mbx_msg *msg, int err)
 	struct dom_job *job = container_of(msg, struct dom_job, msg);
 
 	job->err = err;
-	job->code = DOM_ERR_GONE;
-	snprintf(job->errmsg, sizeof(job->errmsg), "domain '%s' is gone: job '%s' not run",
-		 job->dom ? job->dom->name : "?", job->ops->name);
+	if (job->dom && __atomic_load_n(&job->dom->shutdown, __ATOMIC_ACQUIRE)) {
+		job->code = DOM_ERR_UNAVAILABLE;
+		snprintf(job->errmsg, sizeof(job->errmsg), "corrald is shutting down: job '%s' "
+			 "on domain '%s' not run", job->ops->name, job->dom->name);
+	} else {
+		job->code = DOM_ERR_GONE;
+		snprintf(job->errmsg, sizeof(job->errmsg), "domain '%s' is gone: job '%s' not run",
+			 job->dom ? job->dom->name : "?", job->ops->name);
+	}
 	job->done(job, job->done_arg);
 }
 
@@ -294,6 +301,13 @@ int dom_call(struct domain *d, void (*fn)(struct domain *d, void *arg), void *ar
 	if (r < 0)
 		call_msg_drop(&cm->msg, r);
 	return r;
+}
+
+int dom_stop_for_shutdown(struct domain *d)
+{
+	/* Read by the stop's turn and by the drops of jobs queued behind it. */
+	__atomic_store_n(&d->shutdown, true, __ATOMIC_RELEASE);
+	return actor_stop(&d->actor);
 }
 
 int dom_call_at(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
@@ -571,12 +585,18 @@ static void dom_stopping(struct actor *a)
 {
 	struct domain *d = to_dom(a);
 	struct dom_job *job, *tmp;
+	bool shutdown = __atomic_load_n(&d->shutdown, __ATOMIC_ACQUIRE);
 
 	if (d->holder) {
 		job = d->holder;
 		if (job->ops->abort)
 			job->ops->abort(d, job, -ESHUTDOWN);
-		if (d->holder == job)
+		if (d->holder == job && shutdown)
+			dom_job_finish(d, job, -ESHUTDOWN, DOM_ERR_UNAVAILABLE, NULL,
+				       "corrald is shutting down: job '%s' (id %" PRIu64 ") on "
+				       "domain '%s' did not finish", job->ops->name, job->id,
+				       d->name);
+		else if (d->holder == job)
 			dom_job_finish(d, job, -ESHUTDOWN, DOM_ERR_GONE, NULL,
 				       "domain '%s' was removed while job '%s' (id %" PRIu64
 				       ") held it", d->name, job->ops->name, job->id);
@@ -585,10 +605,14 @@ static void dom_stopping(struct actor *a)
 		cds_list_del_init(&job->link);
 		d->nwaiting--;
 		job->err = -ESHUTDOWN;
-		job->code = DOM_ERR_GONE;
-		snprintf(job->errmsg, sizeof(job->errmsg),
-			 "domain '%s' was removed before job '%s' could run", d->name,
-			 job->ops->name);
+		job->code = shutdown ? DOM_ERR_UNAVAILABLE : DOM_ERR_GONE;
+		if (shutdown)
+			snprintf(job->errmsg, sizeof(job->errmsg), "corrald is shutting down: job "
+				 "'%s' on domain '%s' not run", job->ops->name, d->name);
+		else
+			snprintf(job->errmsg, sizeof(job->errmsg),
+				 "domain '%s' was removed before job '%s' could run", d->name,
+				 job->ops->name);
 		job_end(d, job);
 	}
 	if (d->on_stop)

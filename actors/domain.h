@@ -149,6 +149,7 @@ enum {
 	DOM_ERR_CANCELLED,              /* preempted by destroy */
 	DOM_ERR_STORAGE,                /* a file could not be written: nothing changed */
 	DOM_ERR_PERMISSION,             /* the caller may not do this */
+	DOM_ERR_UNAVAILABLE,            /* the daemon is shutting down */
 };
 
 /* Is name a safe domain name: [A-Za-z0-9][A-Za-z0-9_.-]{0,63}?  Any thread. */
@@ -218,6 +219,13 @@ int dom_call(struct domain *d, void (*fn)(struct domain *d, void *arg), void *ar
  */
 int dom_call_at(struct domain *d, void (*fn)(struct domain *d, void *arg), void *arg,
 		void (*drop)(void *arg), uint64_t at_ns);
+
+/*
+ * Stop d because the daemon is shutting down: like actor_stop(), but the
+ * jobs it holds or queues end with DOM_ERR_UNAVAILABLE ("corrald is shutting
+ * down") instead of "gone".  Any thread.
+ */
+int dom_stop_for_shutdown(struct domain *d);
 
 /* The job holding d, or NULL.  Domain actor only. */
 struct dom_job *dom_holder(struct domain *d);

@@ -191,7 +191,8 @@ static void stop_domains(struct registry *reg)
 		crcu_read_unlock();
 		for (size_t i = 0; i < l.n; i++) {
 			reg_del(reg, l.v[i]);
-			actor_stop(dom_actor(l.v[i]));
+			/* Its jobs answer "unavailable": the daemon is going, not the domain. */
+			dom_stop_for_shutdown(l.v[i]);
 			dom_unref(l.v[i]);
 		}
 	} while (r < 0 && l.n);         /* out of memory: go again with what is left */
@@ -484,17 +485,22 @@ int main(int argc, char **argv)
 
 out:
 	/*
-	 * Order: no new clients and no client I/O; then the domains (their
-	 * jobs end, and the replies go to closed connections); then the
-	 * runtime and the loops; then what they referred to.
+	 * Order: no new clients and no new requests; then the domains (their
+	 * jobs end "unavailable", and those answers reach the clients); the
+	 * clients close once answered (bounded wait); then the runtime and the
+	 * loops; then what they referred to.
 	 */
 	if (srv)
-		server_stop(srv);
+		server_stop_accepting(srv);
 	if (reg)
 		stop_domains(reg);
 	if (rt && rt_quiesce(rt, QUIESCE_NS) < 0)
 		log_warn("actors still busy after %llu s; stopping anyway",
 			 QUIESCE_NS / NSEC_PER_SEC);
+	if (srv) {
+		server_drain(srv);
+		server_stop(srv);
+	}
 	/* File operations in flight finish (a spawn's record is on disk first). */
 	offload_free(off);
 	if (rt)

@@ -194,6 +194,7 @@ static int dom_err_to_rpc(const struct dom_job *job)
 	case DOM_ERR_CANCELLED: return RPC_ERR_CANCELLED;
 	case DOM_ERR_STORAGE: return RPC_ERR_STORAGE;
 	case DOM_ERR_PERMISSION: return RPC_ERR_PERMISSION;
+	case DOM_ERR_UNAVAILABLE: return RPC_ERR_UNAVAILABLE;
 	}
 	return RPC_ERR_INTERNAL;
 }

@@ -88,9 +88,11 @@ struct conn {
 	struct io_task ev_task;
 	uint32_t ev_posted;             /* atomic: ev_task is queued */
 	struct io_task close_task;      /* server_stop(): close from the loop thread */
+	struct io_task drain_task;      /* server_stop_accepting(): stop taking requests */
 
 	/* Everything below: the connection's loop thread only. */
 	bool closed;
+	bool draining;                  /* the daemon stops: no new requests, close when done */
 	bool rd_eof;                    /* the client shut down its side */
 	bool ev_stalled;                /* events left in a queue: output was full */
 	uint32_t events;                /* current epoll mask */

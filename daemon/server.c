@@ -59,6 +59,7 @@ struct esub {
 
 static void conn_service(struct conn *c);
 static void conn_close(struct conn *c, const char *why);
+static void drain_task_fn(struct io_task *t);
 
 /* ---- output buffer ------------------------------------------------------- */
 
@@ -547,6 +548,11 @@ static void dispatch(struct conn *c, struct rpc_msg *m)
 	size_t mark;
 	int ret;
 
+	if (c->draining) {
+		/* Buffered before the daemon began to stop: answered, not run. */
+		pack_error(c, r.msgid, RPC_ERR_UNAVAILABLE, "corrald is shutting down");
+		return;
+	}
 	r.m = method_find(name);
 	if (!r.m) {
 		req_fail(&r, RPC_ERR_METHOD_NOT_FOUND, "no method '%s' (api.info lists them)",
@@ -644,7 +650,7 @@ static void stream_error(struct conn *c, int err)
 
 static bool may_read(const struct conn *c)
 {
-	return !c->closed && !c->rd_eof && obuf_pending(&c->out) < OUT_CAP;
+	return !c->closed && !c->rd_eof && !c->draining && obuf_pending(&c->out) < OUT_CAP;
 }
 
 /* Decode and handle the complete frames buffered.  Returns whether any was. */
@@ -824,7 +830,7 @@ static void conn_service(struct conn *c)
 	} while (more);
 	if (c->closed)
 		return;
-	if (c->rd_eof && !c->inflight && !obuf_pending(&c->out)) {
+	if ((c->rd_eof || c->draining) && !c->inflight && !obuf_pending(&c->out)) {
 		conn_close(c, NULL);
 		return;
 	}
@@ -985,6 +991,7 @@ static void conn_new(struct server *s, int fd, bool ro)
 	c->done_task.fn = done_task_fn;
 	c->ev_task.fn = ev_task_fn;
 	c->close_task.fn = close_task_fn;
+	c->drain_task.fn = drain_task_fn;
 	CDS_INIT_LIST_HEAD(&c->subs);
 
 	pthread_mutex_lock(&s->lock);
@@ -1281,12 +1288,28 @@ static bool wait_locked(struct server *s, const bool *flag, const uint64_t *n)
 	return true;
 }
 
-void server_stop(struct server *s)
+static void drain_task_fn(struct io_task *t)
+{
+	struct conn *c = container_of(t, struct conn, drain_task);
+
+	crcu_read_lock();
+	if (!c->closed) {
+		c->draining = true;
+		conn_service(c);        /* closes it now if nothing is owed */
+	}
+	conn_unref(c);
+	crcu_read_unlock();
+}
+
+void server_stop_accepting(struct server *s)
 {
 	struct conn *c;
-	unsigned posted = 0;
 
 	pthread_mutex_lock(&s->lock);
+	if (s->stopping) {
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
 	s->stopping = true;
 	pthread_mutex_unlock(&s->lock);
 
@@ -1294,7 +1317,37 @@ void server_stop(struct server *s)
 	pthread_mutex_lock(&s->lock);
 	if (!wait_locked(s, &s->listeners_closed, NULL))
 		log_warn("the listeners' thread did not answer in time");
-	/* Every open connection: close it on its own thread. */
+	/*
+	 * Every open connection stops taking requests; what it has buffered is
+	 * answered "unavailable", its calls in flight are answered as their
+	 * jobs end (the domains stop next), and it closes once nothing is owed.
+	 */
+	cds_list_for_each_entry(c, &s->conns, link) {
+		if (!c->listed_open)
+			continue;
+		conn_ref(c);    /* for the task; safe: still holds its open reference */
+		io_post(c->w.thr, &c->drain_task);
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void server_drain(struct server *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (!wait_locked(s, NULL, &s->nopen))
+		log_warn("%" PRIu64 " clients still owed answers after %llu s", s->nopen,
+			 STOP_WAIT_NS / NSEC_PER_SEC);
+	pthread_mutex_unlock(&s->lock);
+}
+
+void server_stop(struct server *s)
+{
+	struct conn *c;
+	unsigned posted = 0;
+
+	server_stop_accepting(s);
+	pthread_mutex_lock(&s->lock);
+	/* Every connection still open: close it on its own thread. */
 	cds_list_for_each_entry(c, &s->conns, link) {
 		if (!c->listed_open)
 			continue;

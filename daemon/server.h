@@ -48,9 +48,19 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 	       size_t errlen);
 
 /*
- * Stop accepting, remove the socket files, close every client (waiting a
- * bounded time for their loop threads to do it).  Jobs in flight keep their
- * connection's memory until they call back.  Main thread, loops running.
+ * Stop accepting and remove the socket files; every client stops being
+ * read: what it had sent and was not yet handled is answered
+ * "unavailable", and each closes once its calls in flight are answered.
+ * Main thread, loops running.
+ */
+void server_stop_accepting(struct server *s);
+/* Wait (bounded) until every client has been answered and closed.  Main thread. */
+void server_drain(struct server *s);
+/*
+ * server_stop_accepting() if not done, then close every client still open
+ * (waiting a bounded time for their loop threads to do it).  Jobs in flight
+ * keep their connection's memory until they call back.  Main thread, loops
+ * running.
  */
 void server_stop(struct server *s);
 
