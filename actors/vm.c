@@ -310,9 +310,15 @@ static void io_complete_call(struct domain *d, void *arg)
 	struct vm *vm = vm_of(d);
 
 	/*
-	 * The next queued operation starts first, so one that complete()
-	 * queues goes behind those already waiting: the strand stays in order.
+	 * The completion runs first, with the strand still busy: an operation
+	 * it queues goes behind those already waiting (the strand stays in
+	 * order), and one it makes pointless never starts: an undefine's
+	 * completion retires the domain, whose stop drops the queue, so a
+	 * spawn queued behind the removal is not run.  The model-checker found
+	 * that order mattered (models/jobs.pml, P7).
 	 */
+	io->complete(d, io);
+	vm_io_free(io);
 	vm->io_busy = false;
 	if (!cds_list_empty(&vm->io_queue)) {
 		struct vm_io *next = cds_list_first_entry(&vm->io_queue, struct vm_io, link);
@@ -321,8 +327,6 @@ static void io_complete_call(struct domain *d, void *arg)
 		vm->io_busy = true;
 		offload_submit(vm->env->off, &next->task);
 	}
-	io->complete(d, io);
-	vm_io_free(io);
 }
 
 /* ---- domains ------------------------------------------------------------------ */
@@ -678,20 +682,25 @@ static json_t *name_uuid(struct domain *d)
 	return json_pack("{s:s, s:s}", "name", dom_name(d), "uuid", uuid);
 }
 
+/*
+ * The definition file is written (or not): the domain follows the disk
+ * whether or not its define still holds it (a deadline or a destroy may
+ * have ended it meanwhile), so that memory and disk never disagree.
+ */
 static void define_written(struct domain *d, struct vm_io *io)
 {
 	struct def_io *di = container_of(io, struct def_io, io);
 	struct vm *vm = vm_of(d);
 	struct dom_job *job;
 	struct vm_job *vj = vm_held_job(d, &job);
+	bool mine = vj && job->id == io->job_id;
 	struct qemu_config *cfg = NULL;
 	char err[256];
 	bool first = !vm->defined;
 
-	if (!vj || job->id != io->job_id)
-		return;         /* cannot happen: define jobs are never preempted while writing */
 	if (io->err) {
-		dom_job_finish(d, job, io->err, io->code, NULL, "%s", io->errmsg);
+		if (mine)
+			dom_job_finish(d, job, io->err, io->code, NULL, "%s", io->errmsg);
 		if (first)
 			vm_domain_retire(vm->env, d);   /* the name was only reserved */
 		return;
@@ -700,7 +709,8 @@ static void define_written(struct domain *d, struct vm_io *io)
 	if (qemu_config_from_json(json_object_get(di->doc, "config"), &cfg, err,
 				  sizeof(err)) < 0) {
 		/* Written, but unreadable back: cannot happen (it was checked). */
-		dom_job_finish(d, job, -EINVAL, DOM_ERR_INVALID, NULL, "%s", err);
+		if (mine)
+			dom_job_finish(d, job, -EINVAL, DOM_ERR_INVALID, NULL, "%s", err);
 		return;
 	}
 	qemu_config_free(vm->cfg);
@@ -710,7 +720,8 @@ static void define_written(struct domain *d, struct vm_io *io)
 	vm->defined = true;
 	evbus_publish(vm->env->bus, dom_name(d), "defined",
 		      first ? NULL : json_pack("{s:b}", "replaced", 1));
-	dom_job_finish(d, job, 0, 0, name_uuid(d), NULL);
+	if (mine)
+		dom_job_finish(d, job, 0, 0, name_uuid(d), NULL);
 }
 
 static void define_start(struct domain *d, struct dom_job *job)
@@ -759,23 +770,31 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 	struct vm *vm = vm_of(d);
 	struct dom_job *job;
 	struct vm_job *vj = vm_held_job(d, &job);
+	bool mine = vj && job->id == io->job_id;
 	char name[DOM_NAME_MAX + 16];
 
-	if (!vj || job->id != io->job_id)
-		return;
 	if (io->err) {
-		dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s' is still defined: %s",
-			       dom_name(d), io->errmsg);
+		if (mine)
+			dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s' is still "
+				       "defined: %s", dom_name(d), io->errmsg);
 		return;
 	}
-	/* Its logs go with it (what could not be removed is only logged later). */
+	/*
+	 * The file is gone, so the domain goes: even if its undefine ended
+	 * meanwhile (its deadline, a destroy), whatever ran since cannot have
+	 * made a QEMU (a spawn would be queued behind this removal), and a
+	 * domain left defined without its file would vanish at the next
+	 * start-up.  Its caller was told it timed out: a timeout may still
+	 * take effect.
+	 */
 	snprintf(name, sizeof(name), "%s.qemu.log", dom_name(d));
 	unlinkat(vm->env->logs_fd, name, 0);
 	snprintf(name, sizeof(name), "%s.console.log", dom_name(d));
 	unlinkat(vm->env->logs_fd, name, 0);
 	vm->defined = false;
 	evbus_publish(vm->env->bus, dom_name(d), "undefined", NULL);
-	dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "name", dom_name(d)), NULL);
+	if (mine)
+		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "name", dom_name(d)), NULL);
 	crash_point("undefine.after-remove");
 	vm_domain_retire(vm->env, d);
 }

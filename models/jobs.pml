@@ -410,25 +410,32 @@ inline undefine_start(j)
 	fi
 }
 
+/*
+ * The removal's completion: when the file is gone the domain goes, whether
+ * or not the undefine still holds it (its deadline or a destroy may have
+ * ended it meanwhile); its caller, if still waiting, is answered.
+ */
 inline undefine_done(j, ok)
 {
 	if
-	:: holder == j && kind[j] == J_UNDEFINE ->
+	:: ok ->
+		assert(proc == P_NONE);         /* P4, P7: no QEMU could appear meanwhile */
 		if
-		:: ok ->
-			assert(proc == P_NONE);         /* P4, P7 */
-			WITNESS(1);
-			registered = 0;                 /* vm_domain_retire: reg_del */
-			undefined = 1;
-			printf("  tick %d: undefined\n", now);
-			udj = j;
-			finish(j, C_OK);
-			stop_self()
-		:: else -> finish(j, C_FAILED)      /* "still defined" */
+		:: holder == j && kind[j] == J_UNDEFINE -> WITNESS(1); finish(j, C_OK)
+		:: else ->                      /* the undefine ended; its effect stands */
+			WITNESS(9);
+			printf("  tick %d: the unlink of job %d is done after it ended: the domain goes\n", now, j)
+		fi;
+		registered = 0;                 /* vm_domain_retire: reg_del */
+		undefined = 1;
+		printf("  tick %d: undefined\n", now);
+		udj = j;
+		stop_self()
+	:: else ->
+		if
+		:: holder == j && kind[j] == J_UNDEFINE -> finish(j, C_FAILED)  /* "still defined" */
+		:: else
 		fi
-	:: else ->                              /* stale: the undefine ended */
-		WITNESS(9);
-		printf("  tick %d: the unlink of job %d is done; it no longer holds the domain: ignored\n", now, j)
 	fi
 }
 #endif
@@ -696,20 +703,11 @@ inline spawn_done(j, ok)                /* spawn_io_complete */
 
 inline io_done(k, j, ok)                /* io_complete_call */
 {
-	io_busy = 0;
-	if
-	:: niq > 0 ->
-		io_busy = 1;
-		off!iqk[0], iqj[0];
-		for (x : 0 .. NIO - 2) {
-			iqk[x] = iqk[x + 1]; iqj[x] = iqj[x + 1]
-		};
-		x = 0;
-		niq--;
-		iqk[niq] = 0;
-		iqj[niq] = 0
-	:: else
-	fi;
+	/*
+	 * The completion runs first, the strand still busy: an operation it
+	 * queues goes behind those waiting, and a retire (stop_self) drops the
+	 * queue before anything in it starts.  Then the next one starts.
+	 */
 	if
 	:: k == IO_SPAWN -> spawn_done(j, ok)
 	:: k == IO_GONE ->                      /* gone_io_complete */
@@ -723,6 +721,20 @@ inline io_done(k, j, ok)                /* io_complete_call */
 #else
 		undefine_done(j, ok)
 #endif
+	fi;
+	io_busy = 0;
+	if
+	:: niq > 0 ->
+		io_busy = 1;
+		off!iqk[0], iqj[0];
+		for (x : 0 .. NIO - 2) {
+			iqk[x] = iqk[x + 1]; iqj[x] = iqj[x + 1]
+		};
+		x = 0;
+		niq--;
+		iqk[niq] = 0;
+		iqj[niq] = 0
+	:: else
 	fi
 }
 

@@ -3,8 +3,8 @@
 # (jobs.pml) with spin.  See README.md for what each check proves.
 #
 #   models/run.sh            every check (exit 0: all as expected)
-#   models/run.sh disk       only P8, the open finding about undefine's
-#                            file removal (README.md); fails today
+#   models/run.sh disk       only P8 (the definition file agrees with the
+#                            registry; it found the bug fixed in 2026-12)
 #
 # A check passes when spin explores the whole (bounded) state space and
 # finds no violation.  Some checks must FAIL: the old undefine design
@@ -74,6 +74,7 @@ mailbox witness 7: batch limit cuts a turn|mailbox.pml|fail|-DREACH=7|quick $SAF
 jobs safety (start, undefine, start/shutdown/destroy)|jobs.pml|pass||$SAFE|
 jobs ltl no_orphan (P7)|jobs.pml|pass||$LTL|-a -N no_orphan
 jobs ltl all_answered (P6)|jobs.pml|pass||$LTL|-a -N all_answered
+jobs P8: definition file agrees with the registry|jobs.pml|pass|-DCHECK_DISK|$SAFE|
 jobs safety + daemon shutdown|jobs.pml|pass|-DSHUTDOWN=1 -DSUBMIT_MAX=0|$SAFE|
 jobs safety, 4 clients|jobs.pml|pass|-DNCLIENT=4 -DSUBMIT_MAX=0 -DCRASH=0 -DIOFAIL=0|$SAFE|
 jobs OLD_UNDEFINE: orphan QEMU|jobs.pml|fail|-DOLD_UNDEFINE|quick -DSAFETY -DNOCLAIM -DBFS||undefined.*proc
@@ -87,7 +88,7 @@ jobs witness 5: stale step discarded|jobs.pml|fail|-DREACH=5|quick $SAFE||5!=5
 jobs witness 6: stale timer finds nothing|jobs.pml|fail|-DREACH=6|quick $SAFE||6!=6
 jobs witness 7: waiting job gives up (busy)|jobs.pml|fail|-DREACH=7|quick $SAFE||7!=7
 jobs witness 8: holder times out|jobs.pml|fail|-DREACH=8|quick $SAFE||8!=8
-jobs witness 9: stale I/O completion ignored|jobs.pml|fail|-DREACH=9|quick $SAFE||9!=9
+jobs witness 9: a removal completes after its undefine ended|jobs.pml|fail|-DREACH=9|quick $SAFE||9!=9
 jobs witness 10: destroy preempts an undefine|jobs.pml|fail|-DREACH=10|quick $SAFE||10!=10
 jobs witness 11: job sent behind the close ends gone|jobs.pml|fail|-DREACH=11|quick $SAFE||11!=11
 jobs witness 12: SHUTDOWN event ends a shutdown|jobs.pml|fail|-DREACH=12|quick $SAFE||12!=12
@@ -96,7 +97,7 @@ EOF
 
 disk_checks() {
 	cat <<EOF
-jobs P8: definition file agrees with the registry|jobs.pml|pass|-DCHECK_DISK|-DSAFETY -DNOCLAIM -DBFS|
+jobs P8: definition file agrees with the registry|jobs.pml|pass|-DCHECK_DISK|-DSAFETY -DNOCLAIM -DCOLLAPSE|
 EOF
 }
 

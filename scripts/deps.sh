@@ -7,7 +7,7 @@ pkgs=(
 	build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
 	liburcu-dev libck-dev libmsgpack-dev libjansson-dev libcriterion-dev
 	qemu-system-x86 qemu-utils python3 python3-msgpack procps
-	busybox-static xz-utils util-linux
+	busybox-static xz-utils util-linux spin
 )
 
 missing=()
