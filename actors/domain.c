@@ -13,6 +13,7 @@
 #include <urcu/list.h>
 
 #include "common/names.h"
+#include "common/tsan.h"
 #include "common/util.h"
 
 enum {
@@ -813,6 +814,13 @@ int reg_add(struct registry *reg, struct domain *d)
 	struct cds_lfht_node *got;
 	int r = 0;
 
+	/*
+	 * rculfhash publishes the node with a release (a cmpxchg in liburcu's
+	 * assembly) and a lookup reads it with a dependency: ordering TSan
+	 * cannot see.  Say it: everything written to d before the add happens
+	 * before whatever a reader on another thread does with it.
+	 */
+	tsan_handoff_release(d);
 	crcu_read_lock();
 	got = cds_lfht_add_unique(reg->by_name, hash_name(d->name), match_name, d->name,
 				  &d->name_node);
@@ -858,7 +866,10 @@ struct domain *reg_lookup_name_rcu(struct registry *reg, const char *name)
 
 	cds_lfht_lookup(reg->by_name, hash_name(name), match_name, name, &iter);
 	node = cds_lfht_iter_get_node(&iter);
-	return node ? container_of(node, struct domain, name_node) : NULL;
+	if (!node)
+		return NULL;
+	tsan_handoff_acquire(container_of(node, struct domain, name_node));     /* see reg_add */
+	return container_of(node, struct domain, name_node);
 }
 
 struct domain *reg_lookup_uuid_rcu(struct registry *reg, const uint8_t uuid[16])
@@ -868,7 +879,10 @@ struct domain *reg_lookup_uuid_rcu(struct registry *reg, const uint8_t uuid[16])
 
 	cds_lfht_lookup(reg->by_uuid, hash_uuid(uuid), match_uuid, uuid, &iter);
 	node = cds_lfht_iter_get_node(&iter);
-	return node ? container_of(node, struct domain, uuid_node) : NULL;
+	if (!node)
+		return NULL;
+	tsan_handoff_acquire(container_of(node, struct domain, uuid_node));     /* see reg_add */
+	return container_of(node, struct domain, uuid_node);
 }
 
 int reg_for_each_rcu(struct registry *reg, int (*fn)(struct domain *d, void *arg), void *arg)
@@ -880,6 +894,7 @@ int reg_for_each_rcu(struct registry *reg, int (*fn)(struct domain *d, void *arg
 	/* Not cds_lfht_for_each_entry: it forms container_of(NULL) at the end. */
 	for (cds_lfht_first(reg->by_name, &iter); (node = cds_lfht_iter_get_node(&iter));
 	     cds_lfht_next(reg->by_name, &iter)) {
+		tsan_handoff_acquire(container_of(node, struct domain, name_node));
 		r = fn(container_of(node, struct domain, name_node), arg);
 		if (r)
 			return r;

@@ -102,8 +102,13 @@ static void *loop_main(void *arg)
 			BUG_ON(errno != EINTR);
 			continue;
 		}
-		if (ioloop__after_wait_hook && n > 0)
-			ioloop__after_wait_hook();
+		if (n > 0) {
+			void (*hook)(void) = __atomic_load_n(&ioloop__after_wait_hook,
+							    __ATOMIC_ACQUIRE);
+
+			if (hook)
+				hook();
+		}
 		/*
 		 * The events name watches by id, not by pointer: a watch deleted
 		 * (and freed after a grace period) between epoll_wait() and here

@@ -35,7 +35,7 @@ echo "== build-asan/ (ASan + UBSan) =="
 setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dc_args=-fno-sanitize-recover=all
 run_tests -C build-asan --print-errorlogs --num-processes 2 --timeout-multiplier 3 \
-	--no-suite guest
+	--no-suite guest --no-suite model
 
 echo "== build-tsan/ (ThreadSanitizer, stress suite) =="
 setup build-tsan -Db_sanitize=thread -Db_lundef=false

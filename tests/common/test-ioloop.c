@@ -160,7 +160,7 @@ Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = 
 	completion_init(&in_window);
 	completion_init(&freed);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	ioloop__after_wait_hook = window_hook;
+	__atomic_store_n(&ioloop__after_wait_hook, window_hook, __ATOMIC_RELEASE);
 	__atomic_store_n(&hook_armed, 1, __ATOMIC_RELEASE);
 	cr_assert_eq(io_watch_add(l, &v->w, sv[0], EPOLLIN, victim_cb), 0);
 	cr_assert_eq(write(sv[1], "x", 1), 1);
@@ -174,7 +174,7 @@ Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = 
 	completion_signal(&freed);
 	/* Let the loop finish its batch; a later post proves it went on. */
 	usleep(100 * 1000);
-	ioloop__after_wait_hook = NULL;
+	__atomic_store_n(&ioloop__after_wait_hook, NULL, __ATOMIC_RELEASE);
 	cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 0,
 		     "the deleted watch's callback ran");
 	close(sv[0]);

@@ -111,7 +111,9 @@ class Daemon:
         self.run = self.dir + "/run"
         self.rw = self.dir + "/rw.sock"
         self.ro = self.dir + "/ro.sock"
-        self.extra = list(extra)
+        # CORRALD_ARGS: flags for every daemon of a run (the TSan run adds
+        # --io-threads 2 --workers 2, so that two loops and two workers race).
+        self.extra = os.environ.get("CORRALD_ARGS", "").split() + list(extra)
         self.env = env
         self.proc = None
         self.logs = []

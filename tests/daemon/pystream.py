@@ -139,7 +139,8 @@ def main():
         rw = tmp + "/rw.sock"
         log = open(tmp + "/corrald.log", "w")
         d = subprocess.Popen([corrald, "--socket", rw, "--ro-socket", tmp + "/ro.sock",
-                              "--state-dir", tmp + "/state", "--runtime-dir", tmp + "/run"],
+                              "--state-dir", tmp + "/state", "--runtime-dir", tmp + "/run"]
+                             + os.environ.get("CORRALD_ARGS", "").split(),
                              stdout=log, stderr=log)
         s = connect(rw, d)
         unpacker = msgpack.Unpacker(raw=False)
