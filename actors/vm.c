@@ -549,6 +549,11 @@ static void def_io_work(struct vm_io *io)
 			return;
 		}
 		crash_point("undefine.after-unlink");
+		/* Its logs go with it (a failure here changes nothing that matters). */
+		snprintf(file, sizeof(file), "%s.qemu.log", di->name);
+		unlinkat(io->env->logs_fd, file, 0);
+		snprintf(file, sizeof(file), "%s.console.log", di->name);
+		unlinkat(io->env->logs_fd, file, 0);
 		return;
 	}
 	r = creds_enter(&di->owner);
@@ -771,7 +776,6 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 	struct dom_job *job;
 	struct vm_job *vj = vm_held_job(d, &job);
 	bool mine = vj && job->id == io->job_id;
-	char name[DOM_NAME_MAX + 16];
 
 	if (io->err) {
 		if (mine)
@@ -787,10 +791,6 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 	 * start-up.  Its caller was told it timed out: a timeout may still
 	 * take effect.
 	 */
-	snprintf(name, sizeof(name), "%s.qemu.log", dom_name(d));
-	unlinkat(vm->env->logs_fd, name, 0);
-	snprintf(name, sizeof(name), "%s.console.log", dom_name(d));
-	unlinkat(vm->env->logs_fd, name, 0);
 	vm->defined = false;
 	evbus_publish(vm->env->bus, dom_name(d), "undefined", NULL);
 	if (mine)
