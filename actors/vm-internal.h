@@ -58,6 +58,8 @@ struct vm_env {
 	 * KVM creates a VM, too slow to repeat for every start.
 	 */
 	const char *accel_auto;
+	/* Start-up: domains handed a found QEMU that have not published it yet (futex). */
+	uint32_t recovering;
 };
 
 enum vm_proc {
@@ -103,6 +105,8 @@ struct vm {
 	bool attached;                  /* a QEMU corral did not start */
 	bool kill_on_spawn;             /* destroy came while spawning */
 	bool killing;                   /* we sent SIGKILL */
+	bool forced;                    /* ...because a shutdown --force ran out of time */
+	bool start_failed;              /* QEMU died (or was killed) before its start ended */
 	bool guest_shutdown;            /* SHUTDOWN event with guest=true seen */
 	char run_id[VM_RUN_ID_LEN + 1];
 	char qmp_path[VM_SOCK_PATH_MAX]; /* where a new monitor connects */
@@ -217,6 +221,11 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job);
 void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret);
 /* SIGKILL through the pidfd.  Domain actor only. */
 int vm_proc_kill(struct vm *vm);
+/*
+ * shutdown --force: shortly before job's deadline, destroy the guest if it
+ * is still on; the shutdown then ends with forced: true.  Domain actor only.
+ */
+void vm_proc_arm_force(struct domain *d, struct dom_job *job);
 /* QEMU is gone: state, job, files.  Domain actor only. */
 void vm_proc_gone(struct domain *d, int wstatus, bool have_status);
 /* Forget the process without touching it (daemon stopping).  Domain actor only. */

@@ -41,6 +41,7 @@
 
 #include "common/crash.h"
 #include "common/durable.h"
+#include "common/futex.h"
 #include "common/rcu.h"
 #include "common/util.h"
 #include "qemu/image.h"
@@ -422,7 +423,59 @@ struct gone_io {
 	struct vm_io io;
 	char name[DOM_NAME_MAX + 1];
 	char qmp_path[VM_SOCK_PATH_MAX]; /* ours to remove, or empty */
+	bool want_log;                  /* a start failed: what did QEMU say? */
+	bool forced;
+	char log[400];
 };
+
+/*
+ * What QEMU wrote to its log since its last start (the lines after the
+ * newest "corral: starting" header), at most the last 4 KiB, one line
+ * joined to the next with " | ".  Offload thread.
+ */
+static void log_tail(int logs_fd, const char *name, char *out, size_t len)
+{
+	char file[DOM_NAME_MAX + 16], buf[4097], *p, *start;
+	struct stat st;
+	ssize_t n;
+	size_t o = 0;
+	int fd;
+
+	out[0] = '\0';
+	snprintf(file, sizeof(file), "%s.qemu.log", name);
+	fd = openat(logs_fd, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return;
+	}
+	n = pread(fd, buf, sizeof(buf) - 1, st.st_size > 4096 ? st.st_size - 4096 : 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	start = buf;
+	for (p = buf; (p = strstr(p, "corral: starting ")); p++)
+		start = p;
+	if (start != buf || !strncmp(buf, "corral: starting ", 17)) {
+		start = strchr(start, '\n');
+		start = start ? start + 1 : buf + n;
+	}
+	for (p = start; *p && o + 4 < len; p++) {
+		unsigned char ch = (unsigned char)*p;
+
+		if (ch == '\n') {
+			if (p[1] && o)
+				o += (size_t)snprintf(out + o, len - o, " | ");
+		} else if (ch >= 0x20 && ch != 0x7f) {
+			out[o++] = (char)ch;
+		}
+	}
+	if (o >= len)
+		o = len - 1;
+	out[o] = '\0';
+}
 
 static void gone_io_free(struct vm_io *io)
 {
@@ -436,6 +489,8 @@ static void gone_io_work(struct vm_io *io)
 	char file[DOM_NAME_MAX + 8];
 
 	crash_point("exit.before-cleanup");
+	if (gi->want_log)
+		log_tail(io->env->logs_fd, gi->name, gi->log, sizeof(gi->log));
 	if (gi->qmp_path[0])
 		unlink(gi->qmp_path);
 	cg_vm_remove(io->env->cg, gi->name);
@@ -451,6 +506,7 @@ static void gone_io_work(struct vm_io *io)
  */
 static void gone_io_complete(struct domain *d, struct vm_io *io)
 {
+	struct gone_io *gi = container_of(io, struct gone_io, io);
 	struct dom_job *job;
 	struct vm_job *vj = vm_held_job(d, &job);
 	enum dom_state st = dom_state_actor(d);
@@ -458,8 +514,61 @@ static void gone_io_complete(struct domain *d, struct vm_io *io)
 	if (!vj || job->id != io->job_id)
 		return;
 	crash_point("exit.after-cleanup");
-	dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state", dom_state_name(st),
-					       "reason", dom_reason_actor(d)), NULL);
+	if (vj->op == VM_OP_START) {
+		/* QEMU's own words say what was wrong (a bad option, a file it refused). */
+		dom_job_finish(d, job, -ECHILD, DOM_ERR_QEMU, NULL,
+			       "domain '%s': QEMU exited while starting%s%s", dom_name(d),
+			       gi->log[0] ? ": " : " (its log says nothing)", gi->log);
+		return;
+	}
+	if (gi->forced)
+		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s, s:b}", "state",
+						       dom_state_name(st), "reason",
+						       dom_reason_actor(d), "forced", 1), NULL);
+	else
+		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state", dom_state_name(st),
+						       "reason", dom_reason_actor(d)), NULL);
+}
+
+struct force_arg {
+	uint64_t job_id;
+	uint32_t gen;
+};
+
+static void force_call(struct domain *d, void *arg)
+{
+	struct force_arg *fa = arg;
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+
+	if (vj && job->id == fa->job_id && vj->op == VM_OP_SHUTDOWN &&
+	    vm->proc == VPROC_RUNNING && !vm->killing) {
+		/* The guest did not power off in time: shutdown --force destroys it. */
+		vm->forced = true;
+		vm->killing = true;
+		vm_proc_kill(vm);
+		vj->phase = VP_WAIT_EXIT;
+	}
+	free(fa);
+}
+
+void vm_proc_arm_force(struct domain *d, struct dom_job *job)
+{
+	struct force_arg *fa = calloc(1, sizeof(*fa));
+	uint64_t now = now_ns(), margin;
+
+	if (!fa)
+		return;
+	fa->job_id = job->id;
+	/* Early enough for the kill and the exit to land before the deadline. */
+	margin = job->deadline_ns > now ? (job->deadline_ns - now) / 10 : 0;
+	if (margin > 2 * NSEC_PER_SEC)
+		margin = 2 * NSEC_PER_SEC;
+	if (margin < 100 * NSEC_PER_MSEC)
+		margin = 100 * NSEC_PER_MSEC;
+	dom_call_at(d, force_call, fa, free, job->deadline_ns > margin ?
+		    job->deadline_ns - margin : now);
 }
 
 void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
@@ -472,7 +581,11 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	enum dom_state st = DOM_SHUTOFF;
 	const char *reason;
 
-	if (vm->killing) {
+	if (vm->start_failed || (vj && vj->op == VM_OP_START && !vm->killing &&
+				 dom_state_actor(d) == DOM_STARTING)) {
+		reason = "failed";
+		snprintf(why, sizeof(why), "exited while starting");
+	} else if (vm->killing) {
 		reason = "destroyed";
 		snprintf(why, sizeof(why), "destroyed (killed by corral)");
 	} else if (!vm->signalable && vm->proc == VPROC_RUNNING && vj &&
@@ -502,16 +615,22 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	}
 	gi = calloc(1, sizeof(*gi));
 	if (gi) {
-		bool waits = vj && (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN);
+		bool failed_start = vj && vj->op == VM_OP_START && !strcmp(reason, "failed");
+		bool waits = vj && (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN ||
+				    failed_start);
 
 		vm_io_init(&gi->io, waits ? job->id : 0, gone_io_work, gone_io_complete, NULL,
 			   gone_io_free);
 		snprintf(gi->name, sizeof(gi->name), "%s", dom_name(d));
 		if (vm->qmp_path_ours)
 			snprintf(gi->qmp_path, sizeof(gi->qmp_path), "%s", vm->qmp_path);
+		gi->want_log = failed_start;
+		gi->forced = vm->forced;
 	}
 	vm_proc_release(vm);
 	vm->killing = false;
+	vm->forced = false;
+	vm->start_failed = false;
 	vm->guest_shutdown = false;
 	vm->attached = false;
 	vm->signalable = false;
@@ -524,7 +643,7 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	vm_lifecycle(d, st, reason);
 
 	if (vj) {
-		if ((vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN) && gi)
+		if (gi && gi->io.job_id)
 			vj->phase = VP_IO;      /* answered once the files are gone */
 		else if (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN)
 			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
@@ -1760,9 +1879,28 @@ static void mark_adopted(struct recover *rc, const char *name)
 		rc->nadopted++;
 }
 
+/*
+ * The start-up waits until every domain it handed a QEMU (or news of one)
+ * has published it: env->recovering counts those not yet done.
+ */
+static void recovered(struct vm_env *env)
+{
+	if (__atomic_sub_fetch(&env->recovering, 1, __ATOMIC_RELEASE) == 0)
+		futex_wake(&env->recovering, INT_MAX);
+}
+
+/* After the snapshot with the job's effect is published (see dom_job_done_fn). */
 static void reattach_done(struct dom_job *job, void *arg)
 {
+	struct vm_env *env = arg;
+
 	dom_job_free(job);
+	recovered(env);
+}
+
+static void reattach_drop(void *arg)
+{
+	recovered(arg);
 }
 
 /* Hand a found QEMU to its domain's actor (pidfd taken). */
@@ -1771,14 +1909,16 @@ static int adopt(struct recover *rc, struct domain *d, const struct vm_found *f)
 	struct dom_job *job;
 	char err[128];
 
-	if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, NULL, &job, err,
-		       sizeof(err)) < 0) {
+	if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, rc->env, &job,
+		       err, sizeof(err)) < 0) {
 		close(f->pidfd);
 		return -ENOMEM;
 	}
 	((struct vm_job *)job->priv)->found = *f;
+	__atomic_fetch_add(&rc->env->recovering, 1, __ATOMIC_RELAXED);
 	if (vm_submit(d, job) < 0) {
 		dom_job_free(job);      /* closes the pidfd */
+		recovered(rc->env);
 		return -ESHUTDOWN;
 	}
 	mark_adopted(rc, dom_name(d));
@@ -1800,8 +1940,11 @@ static struct domain *find_domain(struct vm_env *env, const char *name)
 
 static void set_reason_call(struct domain *d, void *arg)
 {
-	if (vm_of(d)->proc == VPROC_NONE && dom_state_actor(d) == DOM_SHUTOFF)
-		vm_lifecycle(d, DOM_SHUTOFF, arg);
+	struct vm *vm = vm_of(d);
+
+	if (vm->proc == VPROC_NONE && dom_state_actor(d) == DOM_SHUTOFF)
+		vm_lifecycle(d, DOM_SHUTOFF, "ended-while-away");
+	recovered(vm->env);
 }
 
 /* Does the process pid still match what the record says? */
@@ -1890,7 +2033,8 @@ static void recover_record(struct recover *rc, int dirfd, const char *file, bool
 		if (d) {
 			say(rc, path, "the QEMU of domain '%s' (pid %d) ended while corrald was not "
 			    "running", r.name, (int)r.pid);
-			dom_call(d, set_reason_call, "ended-while-away", NULL);
+			__atomic_fetch_add(&env->recovering, 1, __ATOMIC_RELAXED);
+			dom_call(d, set_reason_call, env, reattach_drop);
 			dom_unref(d);
 		}
 		return;
@@ -2035,6 +2179,28 @@ int vm_proc_recover(struct vm_env *env,
 		dom_unref(d);
 	}
 	remove_stale_sockets(&rc);
+	/*
+	 * Serve only once every adopted QEMU is on record in its domain's
+	 * snapshot: the first list a client sees shows them running.  Bounded:
+	 * a re-attach takes a connect() on an offload thread.
+	 */
+	{
+		uint64_t deadline = now_ns() + 10 * NSEC_PER_SEC;
+		uint32_t n;
+
+		while ((n = __atomic_load_n(&env->recovering, __ATOMIC_ACQUIRE)) != 0) {
+			uint64_t now = now_ns();
+			struct timespec ts;
+
+			if (now >= deadline) {
+				say(&rc, env->runtime_dir, "%u re-attaches still running after 10 s: "
+				    "serving anyway", n);
+				break;
+			}
+			ts = ns_to_timespec(deadline - now);
+			futex_wait(&env->recovering, n, &ts);
+		}
+	}
 	/* Control groups of QEMUs that are gone. */
 	cg_for_each(env->cg, remove_stale_cgroup, &rc);
 	for (size_t i = 0; i < rc.nadopted; i++)

@@ -1175,9 +1175,7 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		if (vm->mon && guest_reboot(vm))
 			/* -no-shutdown keeps QEMU waiting: this power-off was meant. */
 			mon_cmd(vm->mon, 0, "quit", NULL, NULL, now_ns() + 10 * NSEC_PER_SEC);
-		if (vj && vj->op == VM_OP_SHUTDOWN)
-			dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "shutting-down"),
-				       NULL);
+		/* A shutdown waits on: it ends when QEMU has exited. */
 		break;
 	}
 	case MON_NOTE_CLOSED:
@@ -1194,12 +1192,19 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 			/* A job waiting for the handshake: no monitor now. */
 			vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': QEMU's monitor failed: %s",
 				dom_name(d), n->reason);
+		} else if (vj && vj->phase == VP_WAIT_MON && vj->op == VM_OP_START &&
+			   vm->proc == VPROC_RUNNING) {
+			/*
+			 * QEMU closed its monitor before it was up: it is exiting (a bad
+			 * option, a file it could not use).  The start fails when the
+			 * exit is seen, with what QEMU wrote to its log (vm_proc_gone).
+			 */
+			vm->start_failed = true;
+			vm->killing = true;
+			vm_proc_kill(vm);
+			vj->phase = VP_WAIT_EXIT;
 		} else if (vj && vj->phase == VP_WAIT_MON) {
 			/* The handshake failed: the job waiting for it fails now. */
-			if (vj->op == VM_OP_START && vm->proc == VPROC_RUNNING) {
-				vm->killing = true;
-				vm_proc_kill(vm);
-			}
 			dom_job_finish(d, job, -EPIPE, DOM_ERR_MONITOR, NULL,
 				       "domain '%s': QEMU's monitor failed: %s", dom_name(d),
 				       n->reason);
@@ -1302,6 +1307,13 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 	}
 	switch (vj->op) {
 	case VM_OP_SHUTDOWN:
+		if (st == DOM_PAUSED) {
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is paused: its guest cannot see "
+				"the power button; resume it first, or destroy it", name);
+			return;
+		}
+		if (json_is_true(json_object_get(vj->args, "force")))
+			vm_proc_arm_force(d, job);
 		vm_job_cmd(d, job, "system_powerdown", NULL, NULL);
 		break;
 	case VM_OP_SUSPEND:
@@ -1408,7 +1420,12 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		vm_proc_status(d, job, json_object_get(data, "return"));
 		break;
 	case VM_OP_SHUTDOWN:
-		/* Accepted: now wait for SHUTDOWN or the exit (or the deadline). */
+		if (json_is_false(json_object_get(vj->args, "wait"))) {
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:b}", "state",
+				       dom_state_name(dom_state_actor(d)), "requested", 1), NULL);
+			break;
+		}
+		/* Accepted: now wait for QEMU's exit (or the deadline). */
 		vj->phase = VP_WAIT_EXIT;
 		break;
 	case VM_OP_SUSPEND:

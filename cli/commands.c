@@ -526,6 +526,43 @@ static int cmd_change(struct cli *c, const struct cli_args *a)
 	return r;
 }
 
+/*
+ * shutdown: waits until the guest is off (corrald answers once QEMU has
+ * exited); --no-wait returns once the power button is pressed; --force
+ * destroys a guest still on near the deadline, and says so.
+ */
+static int cmd_shutdown(struct cli *c, const struct cli_args *a)
+{
+	const char *name = a->pos[0];
+	json_t *params, *res;
+	int r;
+
+	r = check_name(c, name);
+	if (r)
+		return r;
+	params = name_params(name);
+	if (!params)
+		return out_of_memory(c);
+	if (cli_opt_has(a, "no-wait"))
+		json_object_set_new(params, "wait", json_false());
+	if (cli_opt_has(a, "force"))
+		json_object_set_new(params, "force", json_true());
+	r = cli_call(c, "shutdown", params, &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON)
+		r = cli_print_json(c, res);
+	else if (json_is_true(json_object_get(res, "forced")))
+		printf("Domain %s did not power off within %.0f s: destroyed (%s).\n", name,
+		       c->timeout_ms / 1000.0, get_str(res, "state", "?"));
+	else if (json_is_true(json_object_get(res, "requested")))
+		printf("Domain %s: power-off requested (%s).\n", name, get_str(res, "state", "?"));
+	else
+		printf("Domain %s shut down (%s).\n", name, get_str(res, "state", "?"));
+	json_decref(res);
+	return r;
+}
+
 static void note_wakeup(const char *method, json_t *params, void *arg)
 {
 }
@@ -825,6 +862,12 @@ static const struct cli_opt start_opts[] = {
 	{ 0 },
 };
 
+static const struct cli_opt shutdown_opts[] = {
+	{ "no-wait", 0, NULL, false, "return once the power button is pressed" },
+	{ "force", 0, NULL, false, "destroy the domain if it is still on near --timeout" },
+	{ 0 },
+};
+
 static const struct cli_opt attach_opts[] = {
 	{ "qmp-socket", 0, "PATH", false, "QMP socket of the running QEMU (required)" },
 	{ "pid", 0, "N", false, "QEMU's process id" },
@@ -850,10 +893,13 @@ const struct cli_cmd cli_cmds[] = {
 	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
 	{ .name = "start", .synopsis = "NAME [--wait]", .summary = "Start a domain",
 	  .opts = start_opts, .min_pos = 1, .max_pos = 1, .run = cmd_start },
-	{ .name = "shutdown", .synopsis = "NAME [--timeout S]",
+	{ .name = "shutdown", .synopsis = "NAME [--no-wait] [--force] [--timeout S]",
 	  .summary = "Ask a domain's guest to power off",
-	  .details = "Waits up to --timeout (default 30 s) for the guest to power off.\n",
-	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
+	  .details = "Presses the ACPI power button and waits up to --timeout (default 30 s)\n"
+		     "until the guest is off (QEMU has exited).  With --force, a guest still\n"
+		     "on shortly before the timeout is destroyed, and the command says so.\n"
+		     "A paused guest cannot see the button: resume or destroy it.\n",
+	  .opts = shutdown_opts, .min_pos = 1, .max_pos = 1, .run = cmd_shutdown },
 	{ .name = "destroy", .synopsis = "NAME", .summary = "Stop a domain at once (kill QEMU)",
 	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
 	{ .name = "suspend", .synopsis = "NAME", .summary = "Pause a domain's vCPUs",

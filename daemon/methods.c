@@ -594,11 +594,25 @@ static int m_lifecycle(struct req *r)
 {
 	struct domain *d = lookup(r);
 	int op = vm_op_from_name(r->m->name);
+	json_t *args = NULL;
+	int ret;
 
 	if (!d)
 		return -1;
 	BUG_ON(op < 0);
-	return submit_job(r, d, (enum vm_op)op, NULL);
+	/* Boolean params go to the job as they are (shutdown: wait, force). */
+	for (const struct param *p = r->m->params; p->name; p++) {
+		const msgpack_object *o = rpc_map_get(r->params, p->name);
+
+		if (p->type != P_BOOL || !o)
+			continue;
+		if (!args && !(args = json_object()))
+			return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+		json_object_set_new(args, p->name, json_boolean(o->via.boolean));
+	}
+	ret = submit_job(r, d, (enum vm_op)op, args);
+	json_decref(args);
+	return ret;
 }
 
 static int m_qmp(struct req *r)
@@ -752,8 +766,19 @@ const struct method methods[] = {
 	  "behind every job queued before it (an earlier start makes it fail with "
 	  "`bad-state`).", name_only, "`{name}`" },
 	{ "start", m_lifecycle, false, "Start the domain's QEMU.", name_only, lifecycle_result },
-	{ "shutdown", m_lifecycle, false, "Ask the guest to power off (ACPI).", name_only,
-	  lifecycle_result },
+	{ "shutdown", m_lifecycle, false,
+	  "Ask the guest to power off (ACPI) and wait until it has: QEMU has exited when the "
+	  "answer comes. A paused guest cannot see the power button: it is refused "
+	  "(`bad-state`).",
+	  (const struct param[]){ P_NAME,
+				  { "wait", P_BOOL, false, "false: answer once QEMU accepted the "
+				    "power-button press (state `running`, `requested: true`)" },
+				  { "force", P_BOOL, false, "true: if the guest is still on shortly "
+				    "before the call's deadline, destroy it (the result says "
+				    "`forced: true`, reason `destroyed`)" },
+				  END },
+	  "`{state, reason}` once off; `{state, requested}` with wait false; "
+	  "`{state, reason, forced}` when forced" },
 	{ "destroy", m_lifecycle, false,
 	  "Stop QEMU now. Does not wait behind other jobs.", name_only, lifecycle_result },
 	{ "suspend", m_lifecycle, false, "Pause the guest's CPUs.", name_only,
