@@ -6,7 +6,8 @@
 #   tests/guest/build-guest.sh OUTDIR
 #
 # Writes OUTDIR/vmlinuz, OUTDIR/vmlinux (when the kernel can boot through
-# PVH), OUTDIR/initrd.img and OUTDIR/guest.json.  A second run with the same
+# PVH), OUTDIR/initrd.img, OUTDIR/guest.iso (the same kernel and initramfs on
+# an El Torito BIOS-bootable ISO, ISOLINUX) and OUTDIR/guest.json.  A second run with the same
 # script and the same kernel package version does nothing (OUTDIR/.stamp);
 # the kernel package is kept in OUTDIR/.cache so that a changed script does
 # not download it again.  Nothing is installed into the host's /boot: the
@@ -40,6 +41,7 @@ meta=${CORRAL_GUEST_KERNEL_META:-linux-image-amd64}
 # Modules the guest needs; their dependencies are added from modules.dep.
 want_modules=(virtio_pci virtio_net virtio_blk button evdev)
 cmdline="console=ttyS0 quiet"
+iso_cmdline="$cmdline corral.boot=cdrom" # what ISOLINUX passes
 ready="corral-guest: ready"
 
 # One build per OUTDIR at a time (parallel test runs share it).
@@ -65,16 +67,18 @@ apt_update() {
 	apt_updated=1
 }
 
-installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
-}
-
 # Install Debian packages that are missing (apt-get update first only when
-# the package is not known yet).
+# the package is not known yet).  One dpkg-query for all: it is most of the
+# time of an up-to-date run.
 ensure_pkgs() {
 	local p missing=()
+	declare -A ok=()
+	while read -r p; do
+		ok[$p]=1
+	done < <(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null |
+		awk '/ install ok installed$/ { print $1 }')
 	for p in "$@"; do
-		installed "$p" || missing+=("$p")
+		[ -n "${ok[$p]-}" ] || missing+=("$p")
 	done
 	((${#missing[@]})) || return 0
 	for p in "${missing[@]}"; do
@@ -88,10 +92,21 @@ ensure_pkgs() {
 
 # -- 1. what to build ---------------------------------------------------------
 
-ensure_pkgs busybox-static gzip
+ensure_pkgs busybox-static gzip xorriso isolinux syslinux-common
 busybox=/bin/busybox
 [ -x "$busybox" ] || die "$busybox missing although busybox-static is installed"
-busybox_version=$(dpkg-query -W -f='${Version}' busybox-static)
+# The tools' versions are part of the stamp: a new busybox, boot loader or
+# xorriso makes a new build.
+tools_version=$(dpkg-query -W -f='${Package}=${Version} ' busybox-static isolinux syslinux-common xorriso)
+busybox_version=${tools_version#*busybox-static=}
+busybox_version=${busybox_version%% *}
+# The ISO's boot loader.
+isolinux_bin=/usr/lib/ISOLINUX/isolinux.bin
+isohybrid_mbr=/usr/lib/ISOLINUX/isohdpfx.bin
+ldlinux=/usr/lib/syslinux/modules/bios/ldlinux.c32
+for f in "$isolinux_bin" "$isohybrid_mbr" "$ldlinux"; do
+	[ -s "$f" ] || die "$f missing although isolinux and syslinux-common are installed"
+done
 
 write_json() {
 	local tmp="$out/guest.json.tmp" mods pvh_json
@@ -104,6 +119,8 @@ write_json() {
   "kernel_pvh": $pvh_json,
   "initrd": "$out/initrd.img",
   "cmdline": "$cmdline",
+  "iso": "$out/guest.iso",
+  "iso_cmdline": "$iso_cmdline",
   "ready_line": "$ready",
   "kernel_package": "$kpkg",
   "kernel_version": "$kver",
@@ -118,17 +135,19 @@ EOF
 	fi
 }
 
-# .stamp holds two keys: line 1 covers the script, busybox and the kernel
-# package version; line 2 the script, busybox and the metapackage.  When
+# .stamp holds two keys: line 1 covers the script, the tools (busybox,
+# isolinux, syslinux-common, xorriso) and the kernel package version; line 2
+# the script, the tools and the metapackage.  When
 # line 2 matches and apt's package lists and configuration are older than
 # the stamp, the kernel apt would pick cannot have changed: no apt-cache.
 built() {
-	[ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ -s "$out/.modules" ] &&
+	[ -s "$out/vmlinuz" ] && [ -s "$out/initrd.img" ] && [ -s "$out/guest.iso" ] &&
+		[ -s "$out/.modules" ] &&
 		[ -s "$out/.krelease" ] && [ -s "$out/.kernel" ] && [ -f "$out/.pvh" ] &&
 		{ [ "$(cat "$out/.pvh")" != yes ] || [ -s "$out/vmlinux" ]; }
 }
 hash_of() { { sha256sum <"$script" && echo "$*"; } | sha256sum | cut -d' ' -f1; }
-quick_key=$(hash_of "meta=$meta busybox=$busybox_version")
+quick_key=$(hash_of "meta=$meta $tools_version")
 if [ -f "$out/.stamp" ] && [ "$(sed -n 2p "$out/.stamp")" = "$quick_key" ] && built &&
 	[ -z "$(find /var/lib/apt/lists /etc/apt -newer "$out/.stamp" -print -quit 2>/dev/null)" ]; then
 	read -r kpkg kver <"$out/.kernel"
@@ -159,7 +178,7 @@ case "$kver" in
 esac
 log "kernel package: $kpkg $kver (from $meta)"
 
-key=$(hash_of "kernel=$kpkg=$kver busybox=$busybox_version")
+key=$(hash_of "kernel=$kpkg=$kver $tools_version")
 
 if [ -f "$out/.stamp" ] && [ "$(sed -n 1p "$out/.stamp")" = "$key" ] && built; then
 	printf '%s\n%s\n' "$key" "$quick_key" >"$out/.stamp"
@@ -270,6 +289,12 @@ case "$(readlink "$root/bin/sh")" in
 /bin/busybox | /usr/bin/busybox) ;;
 *) die "busybox --install made unexpected links: $(readlink "$root/bin/sh")" ;;
 esac
+# The applets /init and the tests rely on (ping and wget between guests, ls
+# for hotplugged disks, stty for the console protocol).
+for a in sh mount insmod ip udhcpc httpd acpid setsid cttyhack poweroff \
+	wget ping ls stty cat grep sleep dmesg hostname; do
+	[ -e "$root/bin/$a" ] || die "busybox $busybox_version has no $a applet"
+done
 
 for n in "${order[@]}"; do
 	src="$moddir/${mod_path[$n]}"
@@ -306,6 +331,21 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 cmdline=" $(cat /proc/cmdline) "
 has() { case "$cmdline" in *" $1 "*) return 0 ;; esac; return 1; }
+# arg NAME: the value of NAME=VALUE on the command line (the last one) in
+# REPLY; false when there is none or it is empty.
+arg() {
+	REPLY=
+	set -f
+	for w in $cmdline; do
+		case "$w" in "$1="*) REPLY=${w#*=} ;; esac
+	done
+	set +f
+	[ -n "$REPLY" ]
+}
+# How the guest was started: corral.boot=cdrom comes from the ISO's boot
+# loader; a -kernel boot has no corral.boot.
+boot=kernel
+! arg corral.boot || boot=$REPLY
 # Keep the console for the test protocol: kernel messages go to dmesg only.
 if has corral.debug=1; then
 	set -x
@@ -322,7 +362,9 @@ ip link set lo up
 # Block devices, hotplugged ones too, appear as /dev/vdX by devtmpfs.
 
 # Network: eth0 if there is one (wait a little when a network controller is
-# on the PCI bus but its interface is not registered yet).
+# on the PCI bus but its interface is not registered yet), by DHCP or, with
+# corral.ip=ADDR/PREFIX (and corral.gw=ADDR), statically.  Further NICs
+# (eth1, ...) are left down.
 addr=none
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ] &&
@@ -330,7 +372,20 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ] &&
 	sleep 0.1
 	i=$((i + 1))
 done
-if [ -e /sys/class/net/eth0 ]; then
+if [ -e /sys/class/net/eth0 ] && arg corral.ip; then
+	static=$REPLY
+	case "$static" in */*) ;; *) static=$static/24 ;; esac
+	ip link set eth0 up
+	if ip addr add "$static" dev eth0; then
+		addr=${static%/*}
+		echo "$addr" >/run/corral-ip
+		if arg corral.gw && ! ip route add default via "$REPLY" dev eth0; then
+			echo "corral-guest: corral.gw=$REPLY: cannot add the default route"
+		fi
+	else
+		echo "corral-guest: corral.ip=$static: cannot configure eth0"
+	fi
+elif [ -e /sys/class/net/eth0 ]; then
 	ip link set eth0 up
 	if udhcpc -i eth0 -s /etc/udhcpc/default.script -q -n -t 10 -T 1 \
 		>/run/udhcpc.log 2>&1 && [ -s /run/corral-ip ]; then
@@ -344,7 +399,7 @@ httpd -p 80 -h /www
 # ACPI power button (QMP system_powerdown) -> /etc/acpi/PWRF/00000080.
 acpid -c /etc/acpi -l /run/acpid.log -p /run/acpid.pid
 
-echo "corral-guest: ready ip=$addr"
+echo "corral-guest: ready ip=$addr boot=$boot"
 
 if has corral.count=1; then
 	(
@@ -456,8 +511,45 @@ find "$root" -exec touch -h -d @0 {} +
 	"$busybox" cpio -o -H newc -R 0:0 2>/dev/null) | gzip -9 -n >"$work/initrd.img"
 [ -s "$work/initrd.img" ] || die "empty initramfs"
 cp "$vmlinuz" "$work/vmlinuz"
+
+# The ISO: ISOLINUX as the El Torito no-emulation boot image (BIOS), booting
+# the same kernel and initramfs at once with corral.boot=cdrom added.  The
+# isohybrid MBR lets the same image boot as a disk too.  Fixed timestamps
+# (SOURCE_DATE_EPOCH) make it the same bytes for the same inputs.
+log "writing guest.iso (ISOLINUX, xorriso)"
+iso="$work/iso"
+mkdir -p "$iso/isolinux" "$iso/boot"
+cp "$isolinux_bin" "$ldlinux" "$iso/isolinux/"
+cp "$work/vmlinuz" "$iso/boot/vmlinuz"
+cp "$work/initrd.img" "$iso/boot/initrd.img"
+# SERIAL first: the loader's few lines go to the serial console too.  No
+# prompt, no timeout, Shift/Alt ignored: it boots the default label at once.
+cat >"$iso/isolinux/isolinux.cfg" <<CFG
+SERIAL 0 115200
+DEFAULT corral
+PROMPT 0
+TIMEOUT 0
+NOESCAPE 1
+LABEL corral
+  KERNEL /boot/vmlinuz
+  INITRD /boot/initrd.img
+  APPEND $iso_cmdline
+CFG
+find "$iso" -exec touch -h -d @0 {} +
+SOURCE_DATE_EPOCH=0 xorriso -as mkisofs -quiet -o "$work/guest.iso" \
+	-V CORRAL_GUEST -J -r \
+	-isohybrid-mbr "$isohybrid_mbr" \
+	-b isolinux/isolinux.bin -c isolinux/boot.cat \
+	-no-emul-boot -boot-load-size 4 -boot-info-table \
+	"$iso" >"$work/xorriso.log" 2>&1 || {
+	cat "$work/xorriso.log" >&2
+	die "xorriso failed"
+}
+[ -s "$work/guest.iso" ] || die "empty guest.iso"
+
 mv "$work/vmlinuz" "$out/vmlinuz"
 mv "$work/initrd.img" "$out/initrd.img"
+mv "$work/guest.iso" "$out/guest.iso"
 if [ -n "$pvh" ]; then
 	mv "$work/vmlinux" "$pvh"
 else
@@ -470,4 +562,5 @@ echo "$kpkg $kver" >"$out/.kernel"
 write_json
 printf '%s\n%s\n' "$key" "$quick_key" >"$out/.stamp"
 log "done: $out/vmlinuz ($(stat -c %s "$out/vmlinuz") bytes)," \
-	"$out/initrd.img ($(stat -c %s "$out/initrd.img") bytes)${pvh:+, $pvh ($(stat -c %s "$pvh") bytes)}, $out/guest.json"
+	"$out/initrd.img ($(stat -c %s "$out/initrd.img") bytes)${pvh:+, $pvh ($(stat -c %s "$pvh") bytes)}," \
+	"$out/guest.iso ($(stat -c %s "$out/guest.iso") bytes), $out/guest.json"
