@@ -8,9 +8,13 @@
  *
  *   STATE_DIR/domains/NAME.json    the definition: {version, config, owner}
  *   STATE_DIR/logs/NAME.qemu.log   QEMU's stdout and stderr
- *   STATE_DIR/logs/NAME.console.log  the serial console
+ *   STATE_DIR/logs/NAME.qemu.log.1 the same, before it passed 1 MiB
+ *   STATE_DIR/logs/NAME.console.log  the serial console, this start
+ *   STATE_DIR/logs/NAME.console.log.1  ... and the start before
+ *   STATE_DIR/nvram/NAME.fd        firmware "uefi": the variable store
  *   RUNTIME_DIR/vms/NAME.json      the run record: which QEMU runs NAME
  *   RUNTIME_DIR/qmp/NAME.sock      QEMU's listening monitor, for re-attach
+ *   RUNTIME_DIR/console/NAME.sock  QEMU's listening serial console
  *
  * One kind of file per directory, NAME plus a fixed suffix: no two domains
  * can ever share a file, and a temporary "X.tmp" never ends in ".json".
@@ -36,6 +40,8 @@
 #define VM_REC_MAX   (64u << 10)        /* bytes of one run record */
 #define VM_RUN_ID_LEN 32                /* hex digits */
 #define VM_SOCK_PATH_MAX 108            /* a UNIX socket path, with its NUL */
+#define VM_OVMF_CODE "/usr/share/OVMF/OVMF_CODE_4M.fd"  /* Debian's ovmf */
+#define VM_OVMF_VARS "/usr/share/OVMF/OVMF_VARS_4M.fd"
 
 struct vm_env {
 	struct rt *rt;
@@ -46,13 +52,15 @@ struct vm_env {
 	char *runtime_dir;
 	char *state_dir;
 	/* Opened once (O_DIRECTORY | O_NOFOLLOW); every file is reached through them. */
-	int state_fd, domains_fd, logs_fd, runtime_fd, vms_fd, qmp_fd;
+	int state_fd, domains_fd, logs_fd, nvram_fd, runtime_fd, vms_fd, qmp_fd, console_fd;
 	char *default_emulator;
 	char **emulators;               /* allowed: real paths, NULL-terminated */
 	bool qemu_run_as;
 	struct creds qemu_creds;
 	char *qemu_user_problem;
 	struct cg *cg;
+	char **bridges;                 /* a bridge NIC may join these; NULL-terminated */
+	char *ovmf_code, *ovmf_vars;    /* firmware "uefi": the firmware, the store's template */
 	/*
 	 * "auto" resolved once (atomic pointer to a static string): probing
 	 * KVM creates a VM, too slow to repeat for every start.
@@ -113,6 +121,10 @@ struct vm {
 	bool qmp_path_ours;             /* our listener: removed when QEMU ends */
 	uint32_t mon_gen;               /* bumped to cancel pending monitor retries */
 	unsigned mon_retries;
+	/* The serial console while QEMU runs; con_pub is its RCU-published copy. */
+	struct console *console;
+	struct console *con_pub;
+	uint32_t con_gen;               /* bumped when the QEMU goes: stale reconnects */
 	/* This domain's file operations, one at a time, in order. */
 	struct cds_list_head io_queue;
 	bool io_busy;
@@ -200,6 +212,13 @@ void vm_on_note(struct domain *d, struct mon_note *n);
 /* A domain for config (not yet registered). */
 int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct creds *owner,
 		  struct domain **ret, char *errbuf, size_t errlen);
+/*
+ * firmware "uefi": make the domain's variable store from the template if
+ * it does not exist (durably), and open it read-write.  0 / an fd, or
+ * -errno with err set.  Offload thread.
+ */
+int vm_nvram_ensure(struct vm_env *env, const char *name, char *err, size_t errlen);
+int vm_nvram_open(struct vm_env *env, const char *name, char *err, size_t errlen);
 /* Is the emulator allowed?  Its real path to out.  Any thread. */
 int vm_emulator_resolve(struct vm_env *env, const char *emulator, char *out, size_t outlen,
 			char *err, size_t errlen);
@@ -235,6 +254,32 @@ void vm_proc_monitor_lost(struct domain *d);
 /* Write the run record again (e.g. after attach).  Domain actor only. */
 void vm_proc_record(struct domain *d, uint64_t job_id,
 		    void (*then)(struct domain *d, struct vm_io *io));
+
+/* ---- vm-console.c ---------------------------------------------------------- */
+
+/* What a start makes for the console (offload thread), until QEMU and the console own it. */
+struct vm_console_files {
+	int listen_fd;                  /* for QEMU */
+	int conn_fd;                    /* the daemon's end, connected */
+	int log_fd;                     /* this start's log; -1 if it could not be made */
+	char path[VM_SOCK_PATH_MAX];
+};
+
+void vm_console_sock_path(struct vm_env *env, const char *name, char *out, size_t len);
+/*
+ * The console socket (listening, and connected to), and a fresh log with
+ * the previous one kept as .1.  0 or -errno with err set.  Offload thread.
+ */
+int vm_console_prepare(struct vm_env *env, const char *name, struct vm_console_files *f,
+		       char *err, size_t errlen);
+void vm_console_files_close(struct vm_console_files *f, bool unlink_sock);
+/* Domain actor: the console of the QEMU that runs now (fds taken). */
+void vm_console_install(struct domain *d, int conn_fd, int log_fd, uint64_t log_size,
+			const void *seed, size_t seed_len);
+/* Domain actor: it ends; viewers hear reason. */
+void vm_console_drop(struct vm *vm, const char *reason);
+/* Domain actor: after a daemon restart, connect to the running QEMU's console again. */
+void vm_console_reconnect(struct domain *d);
 
 /* At start-up: records and processes.  Main thread. */
 int vm_proc_recover(struct vm_env *env,

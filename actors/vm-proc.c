@@ -409,6 +409,8 @@ static void drop_monitor(struct vm *vm)
 
 void vm_proc_release(struct vm *vm)
 {
+	vm_console_drop(vm, "corrald let go of the domain (it is stopping)");
+	vm->con_gen++;
 	drop_monitor(vm);
 	pidwatch_release(vm->pw);
 	vm->pw = NULL;
@@ -423,6 +425,7 @@ struct gone_io {
 	struct vm_io io;
 	char name[DOM_NAME_MAX + 1];
 	char qmp_path[VM_SOCK_PATH_MAX]; /* ours to remove, or empty */
+	char console_path[VM_SOCK_PATH_MAX]; /* the same */
 	bool want_log;                  /* a start failed: what did QEMU say? */
 	bool forced;
 	char log[400];
@@ -493,6 +496,8 @@ static void gone_io_work(struct vm_io *io)
 		log_tail(io->env->logs_fd, gi->name, gi->log, sizeof(gi->log));
 	if (gi->qmp_path[0])
 		unlink(gi->qmp_path);
+	if (gi->console_path[0])
+		unlink(gi->console_path);
 	cg_vm_remove(io->env->cg, gi->name);
 	record_file(gi->name, file, sizeof(file));
 	io->err = durable_unlink(io->env->vms_fd, "runtime dir", file, "exit", io->errmsg,
@@ -622,10 +627,19 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 		vm_io_init(&gi->io, waits ? job->id : 0, gone_io_work, gone_io_complete, NULL,
 			   gone_io_free);
 		snprintf(gi->name, sizeof(gi->name), "%s", dom_name(d));
-		if (vm->qmp_path_ours)
+		if (vm->qmp_path_ours) {
 			snprintf(gi->qmp_path, sizeof(gi->qmp_path), "%s", vm->qmp_path);
+			vm_console_sock_path(vm->env, dom_name(d), gi->console_path,
+					     sizeof(gi->console_path));
+		}
 		gi->want_log = failed_start;
 		gi->forced = vm->forced;
+	}
+	{
+		char bye[160];
+
+		snprintf(bye, sizeof(bye), "the guest stopped: QEMU %s", why);
+		vm_console_drop(vm, bye);
 	}
 	vm_proc_release(vm);
 	vm->killing = false;
@@ -801,11 +815,14 @@ struct spawn_io {
 	int pidfd;
 	int mon_fd;
 	char qmp_path[VM_SOCK_PATH_MAX];
+	struct vm_console_files cf;     /* conn_fd and log_fd: for the console */
 };
 
 static void spawn_io_free(struct vm_io *io)
 {
 	struct spawn_io *si = container_of(io, struct spawn_io, io);
+
+	vm_console_files_close(&si->cf, false);
 
 	if (si->pidfd >= 0)
 		close(si->pidfd);
@@ -940,7 +957,9 @@ static void cg_limits_of(const struct qemu_config *c, struct cg_limits *l)
 /* Everything QEMU will be handed, opened with the owner's rights. */
 struct spawn_files {
 	int disk[QEMU_DISKS_MAX];
-	int kernel, initrd;
+	int kernel, initrd, cdrom;
+	int fw_code, fw_vars;           /* the daemon's own files, opened as the daemon */
+	int tap[QEMU_NICS_MAX];
 };
 
 static void files_close(struct spawn_files *f, size_t ndisks)
@@ -948,6 +967,15 @@ static void files_close(struct spawn_files *f, size_t ndisks)
 	for (size_t i = 0; i < ndisks; i++)
 		if (f->disk[i] >= 0)
 			close(f->disk[i]);
+	for (size_t i = 0; i < QEMU_NICS_MAX; i++)
+		if (f->tap[i] >= 0)
+			close(f->tap[i]);
+	if (f->cdrom >= 0)
+		close(f->cdrom);
+	if (f->fw_code >= 0)
+		close(f->fw_code);
+	if (f->fw_vars >= 0)
+		close(f->fw_vars);
 	if (f->kernel >= 0)
 		close(f->kernel);
 	if (f->initrd >= 0)
@@ -974,15 +1002,74 @@ static int open_plain(const char *what, const char *path, struct vm_io *io)
 	return fd;
 }
 
+static bool bridge_allowed(struct vm_env *env, const char *bridge)
+{
+	for (char **b = env->bridges; b && *b; b++)
+		if (!strcmp(*b, bridge))
+			return true;
+	return false;
+}
+
+/*
+ * What the daemon opens with its own rights: the UEFI firmware and the
+ * domain's variable store (made from the template if it went missing),
+ * and a tap device on each bridged NIC's bridge, if the daemon allows
+ * that bridge.  0 or -errno with io's error set.
+ */
+static int host_files_open(struct spawn_io *si, struct spawn_files *f)
+{
+	struct vm_io *io = &si->io;
+	char err[256];
+	int r;
+
+	if (!strcmp(qemu_config_firmware(si->cfg), "uefi")) {
+		r = f->fw_code = open_plain("UEFI firmware", io->env->ovmf_code, io);
+		if (r < 0)
+			return r;
+		r = vm_nvram_ensure(io->env, si->rec.name, err, sizeof(err));
+		if (r < 0) {
+			set_err(io, r, DOM_ERR_STORAGE, "%s", err);
+			return r;
+		}
+		r = f->fw_vars = vm_nvram_open(io->env, si->rec.name, err, sizeof(err));
+		if (r < 0) {
+			set_err(io, r, DOM_ERR_STORAGE, "%s", err);
+			return r;
+		}
+	}
+	for (size_t i = 0; i < qemu_config_nic_count(si->cfg); i++) {
+		const char *br = qemu_config_nic_bridge(si->cfg, i);
+		char ifname[QEMU_IFNAME_MAX];
+
+		if (!br)
+			continue;
+		if (!bridge_allowed(io->env, br)) {
+			set_err(io, -EPERM, DOM_ERR_PERMISSION, "nics[%zu]: bridge '%s' is not one "
+				"corrald lets guests join (see corrald --allow-bridge)", i, br);
+			return -EPERM;
+		}
+		r = f->tap[i] = qemu_tap_open(br, qemu_config_nic_mac(si->cfg, i), ifname, err,
+					      sizeof(err));
+		if (r < 0) {
+			set_err(io, r, r == -EPERM ? DOM_ERR_PERMISSION : DOM_ERR_FAILED,
+				"nics[%zu]: %s", i, err);
+			return r;
+		}
+	}
+	return 0;
+}
+
 static int files_open(struct spawn_io *si, struct spawn_files *f)
 {
 	struct vm_io *io = &si->io;
 	size_t n = qemu_config_disk_count(si->cfg);
 	int r;
 
-	f->kernel = f->initrd = -1;
+	f->kernel = f->initrd = f->cdrom = f->fw_code = f->fw_vars = -1;
 	for (size_t i = 0; i < n; i++)
 		f->disk[i] = -1;
+	for (size_t i = 0; i < QEMU_NICS_MAX; i++)
+		f->tap[i] = -1;
 	r = creds_enter(&si->owner);
 	if (r < 0) {
 		set_err(io, r, DOM_ERR_PERMISSION, "cannot take on the owner's identity: %s",
@@ -1033,7 +1120,14 @@ static int files_open(struct spawn_io *si, struct spawn_files *f)
 		if (r >= 0)
 			r = 0;
 	}
+	if (r == 0 && qemu_config_cdrom(si->cfg)) {
+		r = f->cdrom = open_plain("cdrom", qemu_config_cdrom(si->cfg), io);
+		if (r >= 0)
+			r = 0;
+	}
 	creds_leave();
+	if (r == 0)
+		r = host_files_open(si, f);
 	/* QEMU as another user could not open them again by /proc/self/fd: copies. */
 	if (r == 0 && io->env->qemu_run_as) {
 		for (int k = 0; k < 2 && r == 0; k++) {
@@ -1072,18 +1166,33 @@ static void spawn_undo(struct vm_env *env, pid_t pid, int pidfd, const struct re
 	unlinkat(env->vms_fd, file, 0);
 }
 
+#define QEMU_LOG_ROTATE (1u << 20)
+
+/* QEMU's log past 1 MiB becomes NAME.qemu.log.1 (replacing the older one). */
+static void qemu_log_rotate(struct vm_env *env, const char *file)
+{
+	char old[DOM_NAME_MAX + 32];
+	struct stat st;
+
+	if (fstatat(env->logs_fd, file, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    (uint64_t)st.st_size < QEMU_LOG_ROTATE)
+		return;
+	snprintf(old, sizeof(old), "%s.1", file);
+	renameat(env->logs_fd, file, env->logs_fd, old);
+}
+
 static void spawn_io_work(struct vm_io *io)
 {
 	struct spawn_io *si = container_of(io, struct spawn_io, io);
 	struct vm_env *env = io->env;
 	struct spawn_files files;
 	struct qemu_launch l = { 0 };
-	char emu[PATH_MAX], log_name[DOM_NAME_MAX + 16], serial[PATH_MAX], err[512];
+	char emu[PATH_MAX], log_name[DOM_NAME_MAX + 16], err[512];
 	char env_rt[PATH_MAX + 32], env_dom[96], env_uuid[64], env_run[64];
 	char *envp[] = { "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 			 env_rt, env_dom, env_uuid, env_run, NULL };
-	int fds[QEMU_SPAWN_FDS_MAX], child_disk[QEMU_DISKS_MAX];
-	int pair[2] = { -1, -1 }, lfd = -1, logfd = -1, serialfd = -1, r;
+	int fds[QEMU_SPAWN_FDS_MAX], child_disk[QEMU_DISKS_MAX], child_tap[QEMU_NICS_MAX];
+	int pair[2] = { -1, -1 }, lfd = -1, logfd = -1, r;
 	struct cg_limits lim;
 	bool cg_made = false;
 	size_t nfds = 0, ndisks = qemu_config_disk_count(si->cfg);
@@ -1132,6 +1241,7 @@ static void spawn_io_work(struct vm_io *io)
 	/* Non-blocking: QEMU's accept() on it must never sit waiting. */
 	fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
 	snprintf(log_name, sizeof(log_name), "%s.qemu.log", si->rec.name);
+	qemu_log_rotate(env, log_name);
 	logfd = openat(env->logs_fd, log_name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
 		       O_CLOEXEC | O_NOCTTY, 0600);
 	if (logfd < 0) {
@@ -1139,13 +1249,9 @@ static void spawn_io_work(struct vm_io *io)
 			env->state_dir, log_name, strerror(errno));
 		goto fail;
 	}
-	snprintf(serial, sizeof(serial), "%s/logs/%s.console.log", env->state_dir, si->rec.name);
-	snprintf(log_name, sizeof(log_name), "%s.console.log", si->rec.name);
-	serialfd = openat(env->logs_fd, log_name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
-			  O_CLOEXEC | O_NOCTTY, 0600);
-	if (serialfd < 0) {
-		set_err(io, -errno, DOM_ERR_STORAGE, "cannot open the console log %s: %s", serial,
-			strerror(errno));
+	r = vm_console_prepare(env, si->rec.name, &si->cf, err, sizeof(err));
+	if (r < 0) {
+		set_err(io, r, r == -EADDRINUSE ? DOM_ERR_STATE : DOM_ERR_FAILED, "%s", err);
 		goto fail;
 	}
 	/* Its control group, before there is anything to put in it. */
@@ -1172,10 +1278,27 @@ static void spawn_io_work(struct vm_io *io)
 	l.accel = accel;
 	l.qmp_fd = QEMU_CHILD_FD_BASE;
 	l.qmp_listen_fd = QEMU_CHILD_FD_BASE + 1;
-	l.serial_log = serial;
-	l.serial_fd = QEMU_CHILD_FD_BASE + (int)nfds;
-	fds[nfds++] = serialfd;
+	l.serial_listen_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+	fds[nfds++] = si->cf.listen_fd;
 	l.uuid_str = si->rec.uuid;
+	for (size_t i = 0; i < qemu_config_nic_count(si->cfg); i++) {
+		child_tap[i] = -1;
+		if (files.tap[i] >= 0) {
+			child_tap[i] = QEMU_CHILD_FD_BASE + (int)nfds;
+			fds[nfds++] = files.tap[i];
+		}
+	}
+	l.tap_fds = child_tap;
+	if (files.cdrom >= 0) {
+		l.cdrom_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+		fds[nfds++] = files.cdrom;
+	}
+	if (files.fw_code >= 0) {
+		l.fw_code_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+		fds[nfds++] = files.fw_code;
+		l.fw_vars_fd = QEMU_CHILD_FD_BASE + (int)nfds;
+		fds[nfds++] = files.fw_vars;
+	}
 	for (size_t i = 0; i < ndisks; i++) {
 		child_disk[i] = QEMU_CHILD_FD_BASE + (int)nfds;
 		fds[nfds++] = files.disk[i];
@@ -1245,7 +1368,9 @@ static void spawn_io_work(struct vm_io *io)
 	close(pair[1]);
 	close(lfd);
 	close(logfd);
-	close(serialfd);
+	/* QEMU holds the listening socket now; the connected end and the log are the console's. */
+	close(si->cf.listen_fd);
+	si->cf.listen_fd = -1;
 	files_close(&files, ndisks);
 	return;
 
@@ -1264,8 +1389,7 @@ fail:
 			close(pair[i]);
 	if (logfd >= 0)
 		close(logfd);
-	if (serialfd >= 0)
-		close(serialfd);
+	vm_console_files_close(&si->cf, true);
 	if (cg_made)
 		cg_vm_remove(env->cg, si->rec.name);
 	files_close(&files, ndisks);
@@ -1302,6 +1426,8 @@ static void spawn_io_complete(struct domain *d, struct vm_io *io)
 	vm->attached = false;
 	vm->proc = VPROC_RUNNING;
 	dom_set_pid(d, vm->pid);
+	vm_console_install(d, si->cf.conn_fd, si->cf.log_fd, 0, NULL, 0);
+	si->cf.conn_fd = si->cf.log_fd = -1;
 	if (watch_pid(d, si->pid, si->pidfd, true) < 0) {
 		/* Without a watch we could never notice its exit: do not run it. */
 		si->pidfd = -1;
@@ -1349,6 +1475,7 @@ void vm_proc_start(struct domain *d, struct dom_job *job)
 	}
 	vm_io_init(&si->io, job->id, spawn_io_work, spawn_io_complete, NULL, spawn_io_free);
 	si->pidfd = si->mon_fd = -1;
+	si->cf.listen_fd = si->cf.conn_fd = si->cf.log_fd = -1;
 	/* The spawn works on its own copy: a redefine may replace vm->cfg meanwhile. */
 	if (qemu_config_from_json(vm_config_rcu(d), &si->cfg, err, sizeof(err)) < 0) {
 		free(si);
@@ -1762,6 +1889,8 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job)
 	}
 	vj->phase = VP_IO;
 	vm_io_submit(d, &ci->io);
+	if (!f->attached)
+		vm_console_reconnect(d);
 }
 
 /* ---- recovery at start-up ---------------------------------------------------------------------- */
@@ -2106,10 +2235,10 @@ static void remove_stale_cgroup(const char *name, void *arg)
 		cg_vm_remove(rc->env->cg, name);
 }
 
-/* QMP sockets of QEMUs that are gone (a start cut short before its record). */
-static void remove_stale_sockets(struct recover *rc)
+/* Sockets of QEMUs that are gone (a start cut short before its record). */
+static void remove_stale_sockets(struct recover *rc, int dirfd)
 {
-	int fd = fcntl(rc->env->qmp_fd, F_DUPFD_CLOEXEC, 0);
+	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 	struct dirent *de;
 	DIR *dp;
 
@@ -2129,7 +2258,7 @@ static void remove_stale_sockets(struct recover *rc)
 			continue;
 		snprintf(name, sizeof(name), "%.*s", (int)(len - 5), de->d_name);
 		if (!adopted(rc, name))
-			unlinkat(rc->env->qmp_fd, de->d_name, 0);
+			unlinkat(dirfd, de->d_name, 0);
 	}
 	closedir(dp);
 }
@@ -2178,7 +2307,8 @@ int vm_proc_recover(struct vm_env *env,
 		adopt(&rc, d, &f);
 		dom_unref(d);
 	}
-	remove_stale_sockets(&rc);
+	remove_stale_sockets(&rc, env->qmp_fd);
+	remove_stale_sockets(&rc, env->console_fd);
 	/*
 	 * Serve only once every adopted QEMU is on record in its domain's
 	 * snapshot: the first list a client sees shows them running.  Bounded:

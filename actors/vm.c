@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +168,30 @@ int vm_emulator_resolve(struct vm_env *env, const char *emulator, char *out, siz
 	return -EPERM;
 }
 
+/* A NULL-terminated copy of v (NULL: an empty list).  0 or -ENOMEM. */
+static int strv_copy(const char *const *v, char ***ret)
+{
+	size_t n = 0;
+	char **out;
+
+	while (v && v[n])
+		n++;
+	out = calloc(n + 1, sizeof(*out));
+	if (!out)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		out[i] = strdup(v[i]);
+		if (!out[i]) {
+			while (i)
+				free(out[--i]);
+			free(out);
+			return -ENOMEM;
+		}
+	}
+	*ret = out;
+	return 0;
+}
+
 int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, size_t errlen)
 {
 	struct vm_env *env = calloc(1, sizeof(*env));
@@ -174,8 +199,8 @@ int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, s
 
 	if (!env)
 		return -ENOMEM;
-	env->state_fd = env->domains_fd = env->logs_fd = -1;
-	env->runtime_fd = env->vms_fd = env->qmp_fd = -1;
+	env->state_fd = env->domains_fd = env->logs_fd = env->nvram_fd = -1;
+	env->runtime_fd = env->vms_fd = env->qmp_fd = env->console_fd = -1;
 	env->rt = o->rt;
 	env->io = o->io;
 	env->reg = o->reg;
@@ -188,8 +213,11 @@ int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, s
 	env->runtime_dir = strdup(o->runtime_dir);
 	env->state_dir = strdup(o->state_dir);
 	env->default_emulator = o->default_emulator ? strdup(o->default_emulator) : NULL;
-	if (!env->runtime_dir || !env->state_dir ||
-	    (o->default_emulator && !env->default_emulator) || emulators_init(env, o->emulators)) {
+	env->ovmf_code = strdup(o->ovmf_code ? o->ovmf_code : VM_OVMF_CODE);
+	env->ovmf_vars = strdup(o->ovmf_vars ? o->ovmf_vars : VM_OVMF_VARS);
+	if (!env->runtime_dir || !env->state_dir || !env->ovmf_code || !env->ovmf_vars ||
+	    (o->default_emulator && !env->default_emulator) || emulators_init(env, o->emulators) ||
+	    strv_copy(o->bridges, &env->bridges) < 0) {
 		snprintf(errbuf, errlen, "out of memory");
 		vm_env_free(env);
 		return -ENOMEM;
@@ -205,8 +233,14 @@ int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, s
 		r = env->logs_fd = durable_open_subdir(env->state_fd, "logs", "state dir", errbuf,
 						      errlen);
 	if (r >= 0)
+		r = env->nvram_fd = durable_open_subdir(env->state_fd, "nvram", "state dir", errbuf,
+						       errlen);
+	if (r >= 0)
 		r = env->vms_fd = durable_open_subdir(env->runtime_fd, "vms", "runtime dir", errbuf,
 						     errlen);
+	if (r >= 0)
+		r = env->console_fd = durable_open_subdir(env->runtime_fd, "console", "runtime dir",
+							 errbuf, errlen);
 	if (r >= 0)
 		r = env->qmp_fd = durable_open_subdir(env->runtime_fd, "qmp", "runtime dir", errbuf,
 						     errlen);
@@ -228,14 +262,88 @@ void vm_env_free(struct vm_env *env)
 	close_fd(&env->runtime_fd);
 	close_fd(&env->vms_fd);
 	close_fd(&env->qmp_fd);
+	close_fd(&env->nvram_fd);
+	close_fd(&env->console_fd);
 	for (char **e = env->emulators; e && *e; e++)
 		free(*e);
 	free(env->emulators);
+	for (char **b = env->bridges; b && *b; b++)
+		free(*b);
+	free(env->bridges);
+	free(env->ovmf_code);
+	free(env->ovmf_vars);
 	free(env->runtime_dir);
 	free(env->state_dir);
 	free(env->default_emulator);
 	free(env->qemu_user_problem);
 	free(env);
+}
+
+/* ---- the UEFI variable store ------------------------------------------------- */
+
+#define NVRAM_MAX (16u << 20)
+
+static void nvram_file(const char *name, char *out, size_t len)
+{
+	snprintf(out, len, "%s.fd", name);
+}
+
+int vm_nvram_ensure(struct vm_env *env, const char *name, char *err, size_t errlen)
+{
+	char file[DOM_NAME_MAX + 8], *data = NULL;
+	struct stat st;
+	size_t len = 0;
+	int fd, r;
+
+	nvram_file(name, file, sizeof(file));
+	if (fstatat(env->nvram_fd, file, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return 0;
+	fd = open(env->ovmf_vars, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot read the UEFI variable store template %s: %s "
+			 "(is the ovmf package installed?)", env->ovmf_vars, strerror(-r));
+		return r;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > NVRAM_MAX) {
+		close(fd);
+		snprintf(err, errlen, "the UEFI variable store template %s is not a file of at "
+			 "most 16 MiB", env->ovmf_vars);
+		return -EINVAL;
+	}
+	len = (size_t)st.st_size;
+	data = malloc(len);
+	r = data && pread(fd, data, len, 0) == (ssize_t)len ? 0 : -EIO;
+	close(fd);
+	if (r == 0)
+		r = durable_write(env->nvram_fd, "state dir", file, data, len, 0600, "nvram", err,
+				  errlen);
+	else
+		snprintf(err, errlen, "cannot read the UEFI variable store template %s",
+			 env->ovmf_vars);
+	free(data);
+	return r;
+}
+
+int vm_nvram_open(struct vm_env *env, const char *name, char *err, size_t errlen)
+{
+	char file[DOM_NAME_MAX + 8];
+	struct stat st;
+	int fd;
+
+	nvram_file(name, file, sizeof(file));
+	fd = openat(env->nvram_fd, file, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		int e = fd < 0 ? errno : EINVAL;
+
+		if (fd >= 0)
+			close(fd);
+		snprintf(err, errlen, "cannot open the UEFI variable store %s/nvram/%s: %s",
+			 env->state_dir, file, strerror(e));
+		return -e;
+	}
+	return fd;
 }
 
 /* ---- the file strand -------------------------------------------------------- */
@@ -530,11 +638,15 @@ static int open_image(const char *path, bool readonly, char *err, size_t errlen)
  * Offload thread: probe the disks whose format is not declared (and check
  * the declared ones that exist), as the owner; then write the file.
  */
+static const char *const log_suffixes[] = { ".qemu.log", ".qemu.log.1", ".console.log",
+					     ".console.log.1" };
+
 static void def_io_work(struct vm_io *io)
 {
 	struct def_io *di = container_of(io, struct def_io, io);
 	json_t *disks = json_object_get(json_object_get(di->doc, "config"), "disks");
 	char file[DOM_NAME_MAX + 16], *text;
+	const char *fw;
 	size_t i;
 	int r;
 
@@ -549,11 +661,13 @@ static void def_io_work(struct vm_io *io)
 			return;
 		}
 		crash_point("undefine.after-unlink");
-		/* Its logs go with it (a failure here changes nothing that matters). */
-		snprintf(file, sizeof(file), "%s.qemu.log", di->name);
-		unlinkat(io->env->logs_fd, file, 0);
-		snprintf(file, sizeof(file), "%s.console.log", di->name);
-		unlinkat(io->env->logs_fd, file, 0);
+		/* Its logs and store go with it (a failure here changes nothing that matters). */
+		for (size_t k = 0; k < ARRAY_SIZE(log_suffixes); k++) {
+			snprintf(file, sizeof(file), "%s%s", di->name, log_suffixes[k]);
+			unlinkat(io->env->logs_fd, file, 0);
+		}
+		nvram_file(di->name, file, sizeof(file));
+		unlinkat(io->env->nvram_fd, file, 0);
 		return;
 	}
 	r = creds_enter(&di->owner);
@@ -601,6 +715,16 @@ static void def_io_work(struct vm_io *io)
 		io->code = DOM_ERR_STORAGE;
 		snprintf(io->errmsg, sizeof(io->errmsg), "out of memory");
 		return;
+	}
+	fw = json_string_value(json_object_get(json_object_get(di->doc, "config"), "firmware"));
+	if (fw && !strcmp(fw, "uefi")) {
+		/* The store first: a definition on disk always has what it needs. */
+		r = vm_nvram_ensure(io->env, di->name, io->errmsg, sizeof(io->errmsg));
+		if (r < 0) {
+			io->err = r;
+			io->code = DOM_ERR_STORAGE;
+			return;
+		}
 	}
 	crash_point("define.before-write");
 	r = durable_write(io->env->domains_fd, "state dir", file, text, strlen(text), 0600,
@@ -729,6 +853,56 @@ static void define_written(struct domain *d, struct vm_io *io)
 		dom_job_finish(d, job, 0, 0, name_uuid(d), NULL);
 }
 
+/* A MAC address in QEMU's locally administered range 52:54:00, random. */
+static void mac_random(char out[QEMU_MAC_LEN + 1])
+{
+	uint8_t b[3] = { 0 };
+
+	if (getrandom(b, sizeof(b), 0) != sizeof(b)) {
+		uint64_t t = now_ns();
+
+		memcpy(b, &t, sizeof(b));
+	}
+	snprintf(out, QEMU_MAC_LEN + 1, "52:54:00:%02x:%02x:%02x", b[0], b[1], b[2]);
+}
+
+/*
+ * Every NIC gets its MAC once and keeps it: one without a MAC takes the
+ * one its place had in the definition being replaced (same type), or a
+ * new random one.  A bridged NIC must name a bridge the daemon allows.
+ * 0, or -EPERM with err set.  Domain actor.
+ */
+static int nics_settle(struct vm *vm, struct qemu_config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < qemu_config_nic_count(cfg); i++) {
+		const char *br = qemu_config_nic_bridge(cfg, i);
+		bool allowed = !br;
+
+		for (char **b = vm->env->bridges; br && b && *b; b++)
+			allowed |= !strcmp(*b, br);
+		if (!allowed) {
+			snprintf(err, errlen, "nics[%zu]: bridge '%s' is not one corrald lets guests "
+				 "join (see corrald --allow-bridge)", i, br);
+			return -EPERM;
+		}
+		if (qemu_config_nic_mac(cfg, i))
+			continue;
+		if (vm->defined && vm->cfg && i < qemu_config_nic_count(vm->cfg) &&
+		    !strcmp(qemu_config_nic_type(vm->cfg, i), qemu_config_nic_type(cfg, i)) &&
+		    qemu_config_nic_mac(vm->cfg, i) &&
+		    qemu_config_set_nic_mac(cfg, i, qemu_config_nic_mac(vm->cfg, i)) == 0)
+			continue;
+		for (int tries = 0; tries < 64; tries++) {
+			char mac[QEMU_MAC_LEN + 1];
+
+			mac_random(mac);
+			if (qemu_config_set_nic_mac(cfg, i, mac) == 0)
+				break;
+		}
+	}
+	return 0;
+}
+
 static void define_start(struct domain *d, struct dom_job *job)
 {
 	struct vm *vm = vm_of(d);
@@ -753,6 +927,13 @@ static void define_start(struct domain *d, struct dom_job *job)
 		return;
 	}
 	qemu_config_set_uuid(cfg, own);
+	if (nics_settle(vm, cfg, err, sizeof(err)) < 0) {
+		qemu_config_free(cfg);
+		vm_fail(d, job, DOM_ERR_PERMISSION, "%s", err);
+		if (!vm->defined)
+			vm_domain_retire(vm->env, d);
+		return;
+	}
 	di = def_io_new(d, job->id, define_written);
 	if (di)
 		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds);

@@ -36,6 +36,7 @@
 #include "common/offload.h"
 
 struct vm_env;
+struct console;
 
 struct vm_env_opts {
 	struct rt *rt;
@@ -62,6 +63,10 @@ struct vm_env_opts {
 	struct creds qemu_creds;
 	const char *qemu_user_problem;
 	struct cg *cg;                  /* QEMUs' control groups (may be in mode CG_NONE) */
+	/* Bridges a bridged NIC may join (NULL-terminated; NULL: none). */
+	const char *const *bridges;
+	/* firmware "uefi": OVMF's code and variable-store template; NULL: Debian's ovmf. */
+	const char *ovmf_code, *ovmf_vars;
 };
 
 /*
@@ -162,5 +167,12 @@ int vm_submit(struct domain *d, struct dom_job *job);
  * RCU reader: valid until rcu_read_unlock(); never modify it.
  */
 const json_t *vm_config_rcu(struct domain *d);
+
+/*
+ * The serial console of d's running QEMU, referenced (console_put() when
+ * done), or NULL when there is none (not running, attached, or not yet
+ * connected).  Any registered thread; never waits.
+ */
+struct console *vm_console_get(struct domain *d);
 
 #endif /* CORRAL_ACTORS_VM_H */

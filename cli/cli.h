@@ -94,6 +94,9 @@ struct cli_cmd {
 	bool hidden;            /* not in help (completion helpers) */
 };
 
+/* corral console (console.c). */
+int cmd_console(struct cli *c, const struct cli_args *a);
+
 /* Every command, ending with { 0 }. */
 extern const struct cli_cmd cli_cmds[];
 

@@ -29,6 +29,9 @@ struct cli_client {
 	size_t len, cap;
 	cli_notify_fn notify;
 	void *notify_arg;
+	cli_raw_notify_fn raw_notify;
+	cli_response_fn raw_response;
+	void *raw_arg;
 };
 
 static int fail(struct cli_call_err *err, int r, const char *fmt, ...)
@@ -118,6 +121,14 @@ void cli_client_set_notify(struct cli_client *c, cli_notify_fn fn, void *arg)
 {
 	c->notify = fn;
 	c->notify_arg = arg;
+}
+
+void cli_client_set_raw(struct cli_client *c, cli_raw_notify_fn notify,
+			cli_response_fn response, void *arg)
+{
+	c->raw_notify = notify;
+	c->raw_response = response;
+	c->raw_arg = arg;
 }
 
 /* Milliseconds for poll() until deadline_ns, rounded up; -1 for no deadline. */
@@ -249,6 +260,10 @@ static int dispatch(struct cli_client *c, const struct rpc_msg *m, struct cli_ca
 	json_t *params;
 	int r;
 
+	if (c->raw_notify) {
+		c->raw_notify(rpc_msg_method(m), rpc_msg_params(m), c->raw_arg);
+		return 0;
+	}
 	if (!c->notify)
 		return 0;
 	r = to_json(rpc_msg_params(m), rpc_msg_method(m), &params, err);
@@ -259,8 +274,9 @@ static int dispatch(struct cli_client *c, const struct rpc_msg *m, struct cli_ca
 	return 0;
 }
 
-static int pack_request(msgpack_packer *pk, uint32_t id, const char *method, json_t *params,
-			struct cli_call_err *err)
+static int pack_request_bin(msgpack_packer *pk, uint32_t id, const char *method,
+			    json_t *params, const char *bin_key, const void *bin, size_t len,
+			    struct cli_call_err *err)
 {
 	const char *key;
 	json_t *val;
@@ -269,21 +285,31 @@ static int pack_request(msgpack_packer *pk, uint32_t id, const char *method, jso
 	r = rpc_pack_request_begin(pk, id, method);
 	if (r == -EINVAL)
 		return fail(err, r, "invalid method name '%s'", method);
-	if (!r && !params)
+	if (!r && !params && !bin_key)
 		r = msgpack_pack_array(pk, 0) ? -ENOMEM : 0;
 	else if (!r)
-		r = rpc_pack_params_map_begin(pk, (uint32_t)json_object_size(params));
+		r = rpc_pack_params_map_begin(pk, (uint32_t)json_object_size(params) +
+					      (bin_key ? 1 : 0));
 	json_object_foreach(params, key, val) {
 		if (!r)
 			r = rpc_pack_cstr(pk, key);
 		if (!r)
 			r = rpc_pack_json(pk, val);
 	}
+	if (!r && bin_key && (rpc_pack_cstr(pk, bin_key) || len > UINT32_MAX ||
+			      msgpack_pack_bin(pk, len) || msgpack_pack_bin_body(pk, bin, len)))
+		r = -ENOMEM;
 	if (r == -EINVAL)
 		return fail(err, r, "the request nests deeper than %d levels", RPC_JSON_MAX_DEPTH);
 	if (r)
 		return fail(err, r, "out of memory");
 	return 0;
+}
+
+static int pack_request(msgpack_packer *pk, uint32_t id, const char *method, json_t *params,
+			struct cli_call_err *err)
+{
+	return pack_request_bin(pk, id, method, params, NULL, NULL, 0, err);
 }
 
 /* The response m to our call: its result or its error. */
@@ -351,6 +377,43 @@ int cli_client_call(struct cli_client *c, const char *method, json_t *params,
 	}
 }
 
+int cli_client_post(struct cli_client *c, const char *method, json_t *params,
+		    const char *bin_key, const void *bin, size_t len, uint64_t deadline_ns,
+		    uint32_t *ret_id, struct cli_call_err *err)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	uint32_t id = c->next_id++;
+	int r;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	r = pack_request_bin(&pk, id, method, params, bin_key, bin, len, err);
+	if (!r && sb.size > RPC_MAX_FRAME)
+		r = fail(err, -EMSGSIZE, "request is %zu bytes, over the limit of %u", sb.size,
+			 RPC_MAX_FRAME);
+	else if (!r)
+		r = send_all(c, sb.data, sb.size, deadline_ns, err);
+	msgpack_sbuffer_destroy(&sb);
+	if (!r)
+		*ret_id = id;
+	return r;
+}
+
+/* A response to a posted call: to the response hook. */
+static void posted_response(struct cli_client *c, const struct rpc_msg *m)
+{
+	struct cli_call_err e = { 0 };
+	json_t *res = NULL;
+
+	if (take_response(m, &res, &e) == 0) {
+		json_decref(res);
+		c->raw_response(rpc_msg_id(m), NULL, c->raw_arg);
+	} else {
+		c->raw_response(rpc_msg_id(m), &e, c->raw_arg);
+	}
+}
+
 int cli_client_wait(struct cli_client *c, uint64_t deadline_ns, int extra_fd,
 		    struct cli_call_err *err)
 {
@@ -366,6 +429,9 @@ int cli_client_wait(struct cli_client *c, uint64_t deadline_ns, int extra_fd,
 			r = dispatch(c, m, err);
 			if (!r)
 				r = 1;
+		} else if (rpc_msg_type(m) == RPC_RESPONSE && c->raw_response) {
+			posted_response(c, m);
+			r = 1;
 		}
 		rpc_msg_free(m);
 		if (r)

@@ -43,6 +43,29 @@ void cli_client_free(struct cli_client *c);
 void cli_client_set_notify(struct cli_client *c, cli_notify_fn fn, void *arg);
 
 /*
+ * Raw hooks, for what JSON cannot hold (console bytes are msgpack bin):
+ * notifications as msgpack (params borrowed for the call), and responses
+ * to calls sent with cli_client_post() (error NULL on success).  When set,
+ * the raw notify hook replaces the JSON one.
+ */
+struct msgpack_object;
+typedef void (*cli_raw_notify_fn)(const char *method, const struct msgpack_object *params,
+				  void *arg);
+typedef void (*cli_response_fn)(uint32_t id, const struct cli_call_err *error, void *arg);
+void cli_client_set_raw(struct cli_client *c, cli_raw_notify_fn notify,
+			cli_response_fn response, void *arg);
+
+/*
+ * Send a call without waiting for its answer (it goes to the response
+ * hook during a later wait): params as JSON plus, if bin_key is not NULL,
+ * one more param bin_key holding len bytes as msgpack bin.  0 and the
+ * call's id to *ret_id, or an error as cli_client_call() returns.
+ */
+int cli_client_post(struct cli_client *c, const char *method, json_t *params,
+		    const char *bin_key, const void *bin, size_t len, uint64_t deadline_ns,
+		    uint32_t *ret_id, struct cli_call_err *err);
+
+/*
  * Call method with params (a JSON object, borrowed; NULL sends no params)
  * and wait for its response until deadline_ns (on now_ns()'s clock).
  * Notifications that arrive first go to the callback.

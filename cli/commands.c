@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/signalfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "cli/format.h"
 #include "common/names.h"
 #include "common/util.h"
+#include "rpc/rpc.h"
 
 /* The limits of a config, as corrald checks them (qemu/config.h). */
 #define MEMORY_MIN_MIB  16u
@@ -326,32 +328,113 @@ static int load_config(struct cli *c, const char *file, json_t **ret)
 	return 0;
 }
 
-/* --disk PATH[,ro] as {"path": absolute, "readonly": bool}. */
+/*
+ * --disk PATH[,ro][,format=raw|qcow2] as {"path": absolute, "readonly",
+ * "format"}: the options are taken from the end, so a path may hold commas.
+ */
 static int add_disk(struct cli *c, json_t *disks, const char *spec)
 {
 	size_t len = strlen(spec);
-	bool ro = len >= 3 && !strcmp(spec + len - 3, ",ro");
+	const char *format = NULL;
+	bool ro = false;
 	char *path, *abs;
+	json_t *d;
 	int r;
 
-	if (!len || (ro && len == 3))
+	for (;;) {
+		if (len >= 3 && !strncmp(spec + len - 3, ",ro", 3)) {
+			ro = true;
+			len -= 3;
+		} else if (len >= 11 && !strncmp(spec + len - 11, ",format=raw", 11)) {
+			format = "raw";
+			len -= 11;
+		} else if (len >= 13 && !strncmp(spec + len - 13, ",format=qcow2", 13)) {
+			format = "qcow2";
+			len -= 13;
+		} else {
+			break;
+		}
+	}
+	if (!len)
 		return cli_usage(c, "--disk needs a path");
-	path = strndup(spec, ro ? len - 3 : len);
+	path = strndup(spec, len);
 	abs = path ? absolute_path(path) : NULL;
 	free(path);
 	if (!abs)
 		return out_of_memory(c);
-	r = json_array_append_new(disks, json_pack("{s:s, s:b}", "path", abs, "readonly", ro));
+	d = json_pack("{s:s, s:b}", "path", abs, "readonly", ro);
+	if (d && format)
+		json_object_set_new(d, "format", json_string(format));
+	r = json_array_append_new(disks, d);
 	if (r)
 		r = cli_usage(c, "--disk: '%s' is not valid UTF-8", abs);
 	free(abs);
 	return r;
 }
 
-/* The options that set a string field as they are given. */
-static const char *const plain_fields[] = { "machine", "cmdline" };
+/* The values of a repeatable option, as a JSON array of strings (corrald checks them). */
+static int add_repeated(struct cli *c, const struct cli_args *a, const char *opt,
+			json_t *config, const char *field)
+{
+	json_t *arr;
+
+	if (!cli_opt_has(a, opt))
+		return 0;
+	arr = json_array();
+	if (!arr || json_object_set_new(config, field, arr))
+		return out_of_memory(c);
+	for (size_t i = 0; i < a->nopts; i++) {
+		if (strcmp(a->opts[i].opt->name, opt))
+			continue;
+		if (json_array_append_new(arr, json_string(a->opts[i].value)))
+			return cli_usage(c, "--%s: '%s' is not valid UTF-8", opt, a->opts[i].value);
+	}
+	return 0;
+}
+
+/* --memory-limit, --cpu-weight, --cpu-limit into "limits" (kept from the file otherwise). */
+static int apply_limits(struct cli *c, const struct cli_args *a, json_t *config)
+{
+	json_t *l = json_object_get(config, "limits");
+	const char *v;
+	uint64_t n;
+
+	if (!cli_opt_has(a, "memory-limit") && !cli_opt_has(a, "cpu-weight") &&
+	    !cli_opt_has(a, "cpu-limit"))
+		return 0;
+	if (!json_is_object(l)) {
+		l = json_object();
+		if (!l || json_object_set_new(config, "limits", l))
+			return out_of_memory(c);
+	}
+	if ((v = cli_opt_get(a, "memory-limit"))) {
+		if (parse_memory(v, &n))
+			return cli_usage(c, "--memory-limit: '%s' is not a size (MiB, or with M, "
+					 "G or T)", v);
+		json_object_set_new(l, "memory", json_integer((json_int_t)n));
+	}
+	if ((v = cli_opt_get(a, "cpu-weight"))) {
+		if (parse_uint(v, 1, 10000, &n))
+			return cli_usage(c, "--cpu-weight: '%s' is not a number from 1 to 10000", v);
+		json_object_set_new(l, "cpu_weight", json_integer((json_int_t)n));
+	}
+	if ((v = cli_opt_get(a, "cpu-limit"))) {
+		char *end;
+		double x = strtod(v, &end);
+
+		if (!*v || *end || !(x >= 0.01 && x <= VCPUS_MAX))
+			return cli_usage(c, "--cpu-limit: '%s' is not a number of CPUs from 0.01 "
+					 "to %u", v, VCPUS_MAX);
+		json_object_set_new(l, "cpus", json_real(x));
+	}
+	return 0;
+}
+
+/* The options that set a string field as they are given (corrald checks the words). */
+static const char *const plain_fields[] = { "machine", "cmdline", "uuid", "reboot",
+					    "firmware", "boot" };
 /* The options that name a file: relative paths are made absolute. */
-static const char *const path_fields[] = { "kernel", "initrd" };
+static const char *const path_fields[] = { "kernel", "initrd", "cdrom" };
 
 static int apply_options(struct cli *c, const struct cli_args *a, json_t *config)
 {
@@ -435,6 +518,14 @@ static int apply_options(struct cli *c, const struct cli_args *a, json_t *config
 				return r;
 		}
 	}
+	{
+		int r = add_repeated(c, a, "nic", config, "nics");
+
+		if (!r)
+			r = apply_limits(c, a, config);
+		if (r)
+			return r;
+	}
 	if (!json_is_string(json_object_get(config, "kernel")) &&
 	    (json_is_string(json_object_get(config, "initrd")) ||
 	     json_is_string(json_object_get(config, "cmdline"))))
@@ -475,6 +566,161 @@ static int cmd_define(struct cli *c, const struct cli_args *a)
 	else
 		printf("Domain %s defined (uuid %s).\n", get_str(res, "name", "?"),
 		       get_str(res, "uuid", "?"));
+	json_decref(res);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* dumpconfig, edit */
+
+/* The domain's definition as corrald keeps it (what define -f takes back). */
+static int fetch_config(struct cli *c, const char *name, json_t **ret)
+{
+	json_t *res, *config;
+	int r = cli_call(c, "info", name_params(name), &res);
+
+	if (r)
+		return r;
+	config = json_incref(json_object_get(res, "config"));
+	json_decref(res);
+	if (!json_is_object(config)) {
+		json_decref(config);
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald sent no config for %s", name);
+	}
+	*ret = config;
+	return 0;
+}
+
+static int cmd_dumpconfig(struct cli *c, const struct cli_args *a)
+{
+	json_t *config;
+	int r = check_name(c, a->pos[0]);
+
+	if (!r)
+		r = fetch_config(c, a->pos[0], &config);
+	if (r)
+		return r;
+	if (json_dumpf(config, stdout, JSON_INDENT(2) | JSON_SORT_KEYS | CLI_JSON_REALS) ||
+	    putchar('\n') == EOF)
+		r = cli_fail(c, CLI_EXIT_ERROR, "error", "cannot write the output: %s",
+			     strerror(errno));
+	json_decref(config);
+	return r;
+}
+
+/* $VISUAL, else $EDITOR, else vi, on path: through sh, as editors are often "cmd -flags". */
+static int run_editor(struct cli *c, const char *path)
+{
+	const char *ed = getenv("VISUAL");
+	pid_t pid;
+	int st;
+
+	if (!ed || !*ed)
+		ed = getenv("EDITOR");
+	if (!ed || !*ed)
+		ed = "vi";
+	pid = fork();
+	if (pid < 0)
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "fork: %s", strerror(errno));
+	if (pid == 0) {
+		execl("/bin/sh", "sh", "-c", "exec $CORRAL_EDITOR \"$1\"", "sh", path, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "the editor (%s) failed; nothing was "
+				"changed", ed);
+	return 0;
+}
+
+/* Ask on the terminal; false when there is none. */
+static bool ask_again(const char *what)
+{
+	char line[16];
+
+	if (!isatty(STDIN_FILENO) || !isatty(STDERR_FILENO))
+		return false;
+	fprintf(stderr, "%s\nEdit again? [y/N] ", what);
+	if (!fgets(line, sizeof(line), stdin))
+		return false;
+	return line[0] == 'y' || line[0] == 'Y';
+}
+
+static int cmd_edit(struct cli *c, const struct cli_args *a)
+{
+	const char *name = a->pos[0];
+	char path[] = "/tmp/corral-edit-XXXXXX.json";
+	json_t *orig = NULL, *edited = NULL, *res = NULL;
+	json_error_t jerr;
+	const char *ed;
+	FILE *f;
+	int fd, r = check_name(c, name);
+
+	if (!r)
+		r = fetch_config(c, name, &orig);
+	if (r)
+		return r;
+	ed = getenv("VISUAL");
+	if (!ed || !*ed)
+		ed = getenv("EDITOR");
+	setenv("CORRAL_EDITOR", ed && *ed ? ed : "vi", 1);
+	fd = mkstemps(path, 5);
+	if (fd < 0) {
+		json_decref(orig);
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "cannot make a temporary file: %s",
+				strerror(errno));
+	}
+	f = fdopen(fd, "w");
+	if (!f || json_dumpf(orig, f, JSON_INDENT(2) | JSON_SORT_KEYS | CLI_JSON_REALS) ||
+	    fputc('\n', f) == EOF || fclose(f)) {
+		r = cli_fail(c, CLI_EXIT_ERROR, "error", "cannot write %s: %s", path,
+			     strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		const char *new_name;
+
+		r = run_editor(c, path);
+		if (r)
+			goto out;
+		json_decref(edited);
+		edited = json_load_file(path, 0, &jerr);
+		if (!edited || !json_is_object(edited)) {
+			char why[256];
+
+			snprintf(why, sizeof(why), "%s: line %d: %s", path, jerr.line,
+				 edited ? "the config must be a JSON object" : jerr.text);
+			if (ask_again(why))
+				continue;
+			r = cli_usage(c, "%s; nothing was changed", why);
+			goto out;
+		}
+		if (json_equal(edited, orig)) {
+			fprintf(stderr, "No changes to %s.\n", name);
+			r = 0;
+			goto out;
+		}
+		new_name = json_string_value(json_object_get(edited, "name"));
+		if (!new_name || strcmp(new_name, name)) {
+			if (ask_again("The name cannot be changed by edit (define a new domain "
+				      "instead)."))
+				continue;
+			r = cli_usage(c, "the name cannot be changed by edit; nothing was changed");
+			goto out;
+		}
+		r = cli_call(c, "define", json_pack("{s:O}", "config", edited), &res);
+		if (r == 0)
+			break;
+		if (c->err_code != RPC_ERR_INVALID_ARGUMENT || !ask_again(c->err_message))
+			goto out;
+		c->err_code = 0;
+	}
+	printf("Domain %s's definition updated; it applies from its next start.\n", name);
+out:
+	unlink(path);
+	json_decref(orig);
+	json_decref(edited);
 	json_decref(res);
 	return r;
 }
@@ -853,7 +1099,20 @@ static const struct cli_opt define_opts[] = {
 	{ "kernel", 0, "FILE", false, "boot this kernel directly" },
 	{ "initrd", 0, "FILE", false, "initial ramdisk (needs --kernel)" },
 	{ "cmdline", 0, "TEXT", false, "kernel command line (needs --kernel)" },
-	{ "disk", 0, "PATH[,ro]", true, "a raw disk image, ',ro' for read-only; repeatable" },
+	{ "disk", 0, "PATH[,ro][,format=F]", true, "a disk image (raw or qcow2; read from its "
+	  "header unless given), ',ro' for read-only; repeatable" },
+	{ "cdrom", 0, "FILE", false, "an ISO image on a CD drive (read-only)" },
+	{ "boot", 0, "LIST", false, "boot order: disk, cdrom, network, comma-separated" },
+	{ "firmware", 0, "bios|uefi", false, "firmware (uefi: OVMF, with the domain's own "
+	  "variable store)" },
+	{ "nic", 0, "SPEC", true, "a virtio NIC: user[,hostfwd=tcp:127.0.0.1:2222-:22]..."
+	  "[,mac=MAC] or bridge=BR[,mac=MAC]; repeatable" },
+	{ "uuid", 0, "UUID", false, "the domain's UUID (default: a new one)" },
+	{ "reboot", 0, "reset|acpi", false, "how a reboot is done" },
+	{ "memory-limit", 0, "SIZE", false, "QEMU's memory cap (default: memory + 1/4, at "
+	  "least +256M)" },
+	{ "cpu-weight", 0, "N", false, "CPU share, 1 to 10000 (default 100)" },
+	{ "cpu-limit", 0, "CPUS", false, "CPU cap in CPUs, e.g. 0.5 (default: none)" },
 	{ 0 },
 };
 
@@ -865,6 +1124,12 @@ static const struct cli_opt start_opts[] = {
 static const struct cli_opt shutdown_opts[] = {
 	{ "no-wait", 0, NULL, false, "return once the power button is pressed" },
 	{ "force", 0, NULL, false, "destroy the domain if it is still on near --timeout" },
+	{ 0 },
+};
+
+static const struct cli_opt console_opts[] = {
+	{ "read-only", 0, NULL, false, "view only: send no input" },
+	{ "no-history", 0, NULL, false, "skip the last 64 KiB of output; live output only" },
 	{ 0 },
 };
 
@@ -885,10 +1150,25 @@ const struct cli_cmd cli_cmds[] = {
 	  .summary = "Define a new domain",
 	  .details = "The config is the -f file, if any: a JSON object with the fields name,\n"
 		     "uuid, memory, vcpus, machine, accel, emulator, kernel, initrd, cmdline,\n"
-		     "disks and reboot (see qemu/config.h).  NAME and each option replace\n"
-		     "their field; --disk options together replace \"disks\".  Relative paths\n"
-		     "given as options are taken from the current directory.\n",
+		     "disks, reboot, limits, nics, firmware, cdrom and boot (docs/config.md).\n"
+		     "NAME and each option replace their field; --disk options together\n"
+		     "replace \"disks\", --nic options \"nics\".  Relative paths given as\n"
+		     "options are taken from the current directory.  Defining an existing\n"
+		     "name replaces its definition for its next start (see also edit).\n"
+		     "Each NIC gets a MAC address at its first define and keeps it.\n",
 	  .opts = define_opts, .max_pos = 1, .run = cmd_define },
+	{ .name = "dumpconfig", .synopsis = "NAME",
+	  .summary = "Print a domain's definition as JSON (what define -f takes)",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_dumpconfig },
+	{ .name = "edit", .synopsis = "NAME",
+	  .summary = "Edit a domain's definition in $VISUAL or $EDITOR",
+	  .details = "Opens the definition as JSON in $VISUAL, $EDITOR or vi.  When the\n"
+		     "editor exits, the new definition is checked by corrald and replaces\n"
+		     "the old one through the domain's job queue; a running domain keeps\n"
+		     "its current one until its next start.  An invalid definition is\n"
+		     "reported, and on a terminal you may edit it again; nothing changes\n"
+		     "until one is accepted.  The name and the UUID cannot be changed.\n",
+	  .min_pos = 1, .max_pos = 1, .run = cmd_edit },
 	{ .name = "undefine", .synopsis = "NAME", .summary = "Remove a shut-off domain",
 	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
 	{ .name = "start", .synopsis = "NAME [--wait]", .summary = "Start a domain",
@@ -917,6 +1197,17 @@ const struct cli_cmd cli_cmds[] = {
 		     "With --format json, one JSON object per line.  SIGINT or SIGTERM ends\n"
 		     "the stream with exit code 0.\n",
 	  .max_pos = 1, .run = cmd_events },
+	{ .name = "console", .synopsis = "NAME [--read-only] [--no-history]",
+	  .summary = "Attach to a domain's serial console",
+	  .details = "Shows the last 64 KiB of the console's output, then live output, and\n"
+		     "sends what you type.  Ctrl-] detaches (the guest goes on).  Several\n"
+		     "viewers may attach at once; a slow one loses output (it is told how\n"
+		     "much) and never slows the guest.  On the read-only socket, or with\n"
+		     "--read-only, nothing is sent.  With input from a pipe, the input ends\n"
+		     "when the pipe does and the view goes on until the console closes or\n"
+		     "SIGINT.  The console's log: STATE_DIR/logs/NAME.console.log (this\n"
+		     "start) and NAME.console.log.1 (the one before).\n",
+	  .opts = console_opts, .min_pos = 1, .max_pos = 1, .run = cmd_console },
 	{ .name = "qmp", .synopsis = "NAME 'QMP-JSON'",
 	  .summary = "Send a QMP command to a domain's QEMU",
 	  .details = "Example: corral qmp vm1 '{\"execute\":\"query-status\"}'\n"

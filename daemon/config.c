@@ -33,6 +33,9 @@ enum key {
 	K_QEMU_USER,
 	K_CGROUP_PARENT,
 	K_ALLOW_EMULATOR,
+	K_ALLOW_BRIDGE,
+	K_OVMF_CODE,
+	K_OVMF_VARS,
 	K_COUNT
 };
 
@@ -51,6 +54,9 @@ static const char *const key_names[K_COUNT] = {
 	[K_QEMU_USER] = "qemu_user",
 	[K_CGROUP_PARENT] = "cgroup_parent",
 	[K_ALLOW_EMULATOR] = "allowed_emulators",
+	[K_ALLOW_BRIDGE] = "allowed_bridges",
+	[K_OVMF_CODE] = "ovmf_code",
+	[K_OVMF_VARS] = "ovmf_vars",
 };
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -76,6 +82,34 @@ static int set_str(char **field, const char *value)
 		return -ENOMEM;
 	free(*field);
 	*field = s;
+	return 0;
+}
+
+static bool ifname_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n < 1 || n > 15 || !strcmp(s, ".") || !strcmp(s, ".."))
+		return false;
+	for (; *s; s++)
+		if (!(*s == '-' || *s == '_' || *s == '.' || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+			return false;
+	return true;
+}
+
+/* Append a copy of s to a NULL-terminated list of *n.  0 or -ENOMEM. */
+static int strv_add(char ***v, size_t *n, const char *s)
+{
+	char **list = realloc(*v, (*n + 2) * sizeof(*list));
+
+	if (!list)
+		return -ENOMEM;
+	*v = list;
+	list[*n + 1] = NULL;
+	if (!(list[*n] = strdup(s)))
+		return -ENOMEM;
+	(*n)++;
 	return 0;
 }
 
@@ -126,39 +160,41 @@ static int dconf_set(struct dconf *c, enum key k, const char *value, const char 
 			return -EINVAL;
 		}
 		return set_str(&c->cgroup_parent, value);
-	case K_ALLOW_EMULATOR: {
-		/* A comma-separated list in the file; one path per flag, repeatable. */
+	case K_ALLOW_EMULATOR:
+	case K_ALLOW_BRIDGE: {
+		/* A comma-separated list in the file; one per flag, repeatable. */
 		char *copy = strdup(value), *save = NULL;
+		bool bridge = k == K_ALLOW_BRIDGE;
+		int r = 0;
 
 		if (!copy)
 			return -ENOMEM;
-		for (char *p = strtok_r(copy, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
-			char **list;
-
+		for (char *p = strtok_r(copy, ",", &save); p && !r; p = strtok_r(NULL, ",", &save)) {
 			while (*p == ' ')
 				p++;
-			if (p[0] != '/') {
+			if (!bridge && p[0] != '/') {
 				snprintf(errbuf, errlen, "%s: emulator '%s' must be an absolute path",
 					 where, p);
-				free(copy);
-				return -EINVAL;
+				r = -EINVAL;
+			} else if (bridge && !ifname_ok(p)) {
+				snprintf(errbuf, errlen, "%s: '%s' is not an interface name (1 to 15 "
+					 "of [A-Za-z0-9_.-])", where, p);
+				r = -EINVAL;
+			} else {
+				r = strv_add(bridge ? &c->bridges : &c->emulators,
+					     bridge ? &c->nbridges : &c->nemulators, p);
 			}
-			list = realloc(c->emulators, (c->nemulators + 2) * sizeof(*list));
-			if (!list) {
-				free(copy);
-				return -ENOMEM;
-			}
-			c->emulators = list;
-			list[c->nemulators + 1] = NULL;
-			if (!(list[c->nemulators] = strdup(p))) {
-				free(copy);
-				return -ENOMEM;
-			}
-			c->nemulators++;
 		}
 		free(copy);
-		return 0;
+		return r;
 	}
+	case K_OVMF_CODE:
+	case K_OVMF_VARS:
+		if (value[0] != '/' || strlen(value) >= PATH_MAX) {
+			snprintf(errbuf, errlen, "%s: '%s' must be an absolute path", where, value);
+			return -EINVAL;
+		}
+		return set_str(k == K_OVMF_CODE ? &c->ovmf_code : &c->ovmf_vars, value);
 	case K_WORKERS:
 	case K_IO_THREADS:
 		if (parse_uint(value, 1, 256, &v) < 0) {
@@ -295,6 +331,11 @@ void dconf_usage(FILE *f)
 	      "  --cgroup-parent NAME the control group every QEMU's group is made under\n"
 	      "  --allow-emulator PATH  an emulator definitions may name (repeatable; default\n"
 	      "                       every /usr/bin/qemu-system-*)\n"
+	      "  --allow-bridge NAME  a host bridge guests' bridged NICs may join (repeatable;\n"
+	      "                       default none)\n"
+	      "  --ovmf-code FILE     UEFI firmware (default " "/usr/share/OVMF/OVMF_CODE_4M.fd)\n"
+	      "  --ovmf-vars FILE     UEFI variable store template (default\n"
+	      "                       /usr/share/OVMF/OVMF_VARS_4M.fd)\n"
 	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
 	      "  --dump-api-md        print the API reference (docs/API.md) and exit\n"
 	      "  --help               print this and exit\n"
@@ -410,6 +451,9 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		{ "qemu-user", required_argument, NULL, OPT_KEY + K_QEMU_USER },
 		{ "cgroup-parent", required_argument, NULL, OPT_KEY + K_CGROUP_PARENT },
 		{ "allow-emulator", required_argument, NULL, OPT_KEY + K_ALLOW_EMULATOR },
+		{ "allow-bridge", required_argument, NULL, OPT_KEY + K_ALLOW_BRIDGE },
+		{ "ovmf-code", required_argument, NULL, OPT_KEY + K_OVMF_CODE },
+		{ "ovmf-vars", required_argument, NULL, OPT_KEY + K_OVMF_VARS },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 		{ "dump-api-md", no_argument, NULL, OPT_DUMP },
@@ -504,5 +548,10 @@ void dconf_fini(struct dconf *c)
 	for (size_t i = 0; i < c->nemulators; i++)
 		free(c->emulators[i]);
 	free(c->emulators);
+	for (size_t i = 0; i < c->nbridges; i++)
+		free(c->bridges[i]);
+	free(c->bridges);
+	free(c->ovmf_code);
+	free(c->ovmf_vars);
 	memset(c, 0, sizeof(*c));
 }

@@ -26,6 +26,9 @@ struct dconf {
 	char *cgroup_parent;            /* the VMs' parent control group */
 	char **emulators;               /* allowed, NULL-terminated; NULL: the default */
 	size_t nemulators;
+	char **bridges;                 /* bridged NICs may join these; NULL-terminated */
+	size_t nbridges;
+	char *ovmf_code, *ovmf_vars;    /* NULL: Debian's ovmf */
 	unsigned workers;               /* actor runtime threads */
 	unsigned io_threads;            /* epoll threads */
 	uint64_t default_timeout_ms;    /* jobs without "timeout_ms" */

@@ -433,6 +433,9 @@ int main(int argc, char **argv)
 			.runtime_dir = conf.runtime_dir, .state_dir = conf.state_dir,
 			.default_emulator = conf.emulator,
 			.emulators = (const char *const *)conf.emulators,
+			.bridges = (const char *const *)conf.bridges,
+			.ovmf_code = conf.ovmf_code,
+			.ovmf_vars = conf.ovmf_vars,
 			.cg = cg,
 		};
 

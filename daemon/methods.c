@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "actors/console.h"
 #include "actors/evbus.h"
 #include "actors/vm.h"
 #include "common/names.h"
@@ -307,6 +308,7 @@ static const char *type_name(enum param_type t)
 	case P_UINT: return "uint";
 	case P_MAP: return "map";
 	case P_BOOL: return "bool";
+	case P_DATA: return "bin|str";
 	}
 	return "?";
 }
@@ -715,6 +717,91 @@ static int m_events_unsubscribe(struct req *r)
 	return 0;
 }
 
+/* ---- the serial console ------------------------------------------------------ */
+
+/* The running console of the domain named in params, referenced; NULL with r failed. */
+static struct console *console_of(struct req *r, struct domain **ret_d)
+{
+	struct domain *d = lookup(r);
+	struct console *con;
+
+	if (!d)
+		return NULL;
+	con = vm_console_get(d);
+	if (!con) {
+		const struct dom_snapshot *sn = dom_snap_rcu(d);
+
+		req_fail(r, RPC_ERR_BAD_STATE, "domain '%s' has no console now: it is %s%s",
+			 dom_name(d), dom_state_name(sn->state),
+			 sn->state == DOM_SHUTOFF ? " (start it first)" :
+			 " (a domain corral did not start, or one whose console is not connected)");
+		return NULL;
+	}
+	*ret_d = d;
+	return con;
+}
+
+static int m_console_attach(struct req *r)
+{
+	const msgpack_object *h = rpc_map_get(r->params, "history");
+	struct domain *d = NULL;
+	struct console *con = console_of(r, &d);
+	uint64_t id;
+	int ret;
+
+	if (!con)
+		return -1;
+	ret = conn_console_attach(r, dom_name(d), con, !h || h->via.boolean, &id);
+	console_put(con);
+	if (ret < 0)
+		return -1;
+	PK(msgpack_pack_map(r->pk, 3));
+	PK(pk_kv_u64(r->pk, "subscription", id));
+	PK(pk_kv_str(r->pk, "name", dom_name(d)));
+	PK(pk_kv_bool(r->pk, "read_only", r->c->ro));
+	return 0;
+}
+
+static int m_console_write(struct req *r)
+{
+	const msgpack_object *o = rpc_map_get(r->params, "data");
+	struct domain *d = NULL;
+	struct console *con;
+	const char *p = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.ptr : o->via.str.ptr;
+	uint32_t n = o->type == MSGPACK_OBJECT_BIN ? o->via.bin.size : o->via.str.size;
+	int err;
+
+	if (n > CONSOLE_INPUT_MAX)
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "data: at most %u bytes per call, "
+				"got %u", CONSOLE_INPUT_MAX, n);
+	con = console_of(r, &d);
+	if (!con)
+		return -1;
+	err = n ? console_write(con, p, n) : 0;
+	console_put(con);
+	if (err == -EAGAIN)
+		return req_fail(r, RPC_ERR_BUSY, "domain '%s': the console's input is full (the "
+				"guest is not reading); try again", dom_name(d));
+	if (err == -EPIPE)
+		return req_fail(r, RPC_ERR_BAD_STATE, "domain '%s': its console closed",
+				dom_name(d));
+	PK(msgpack_pack_map(r->pk, 1));
+	PK(pk_kv_u64(r->pk, "bytes", n));
+	return 0;
+}
+
+static int m_console_detach(struct req *r)
+{
+	uint64_t id = 0;
+
+	rpc_obj_u64(rpc_map_get(r->params, "subscription"), &id);
+	if (conn_console_detach(r, id) < 0)
+		return -1;
+	PK(msgpack_pack_map(r->pk, 1));
+	PK(pk_kv_u64(r->pk, "subscription", id));
+	return 0;
+}
+
 /* ---- the table -------------------------------------------------------------- */
 
 #define END { NULL, 0, false, NULL }
@@ -816,6 +903,32 @@ const struct method methods[] = {
 	  "events; it is then sent `[2, \"events.dropped\", [{count, subscription}]]`.",
 	  (const struct param[]){ { "name", P_STR, false, "only this domain's events" }, END },
 	  "`{subscription}`" },
+	{ "console.attach", m_console_attach, true,
+	  "View the domain's serial console on this connection: the last 64 KiB of output "
+	  "first (unless `history` is false), then live output, as notifications `[2, "
+	  "\"console\", [{subscription, name, data}]]` (`data`: bin, the bytes as the guest "
+	  "wrote them). A viewer that does not keep up loses output, and is told `[2, "
+	  "\"console.dropped\", [{subscription, name, bytes}]]`; it never slows the guest or "
+	  "other viewers. When the console ends (the guest stops, corrald stops) it is told "
+	  "`[2, \"console.closed\", [{subscription, name, reason}]]` and the subscription is "
+	  "over. Allowed on the read-only socket (a view: input needs `console.write` on the "
+	  "read-write socket).",
+	  (const struct param[]){ P_NAME,
+				  { "history", P_BOOL, false, "replay the last 64 KiB first "
+				    "(default true)" }, END },
+	  "`{subscription, name, read_only}`" },
+	{ "console.write", m_console_write, false,
+	  "Type into the domain's serial console: the bytes are queued (at most 64 KiB waiting "
+	  "for the guest, else `busy`) and written as the guest reads them. Needs no "
+	  "`console.attach`.",
+	  (const struct param[]){ P_NAME,
+				  { "data", P_DATA, true, "the bytes (bin, or str), at most "
+				    "65536" }, END },
+	  "`{bytes}`: how many were queued" },
+	{ "console.detach", m_console_detach, true,
+	  "Stop viewing a console (closing the connection does the same).",
+	  (const struct param[]){ { "subscription", P_UINT, true, "its id" }, END },
+	  "`{subscription}`" },
 	{ "events.unsubscribe", m_events_unsubscribe, true,
 	  "Stop a subscription of this connection.",
 	  (const struct param[]){ { "subscription", P_UINT, true, "its id" }, END },
@@ -839,6 +952,7 @@ static bool type_ok(enum param_type t, const msgpack_object *o)
 	case P_UINT: return o->type == MSGPACK_OBJECT_POSITIVE_INTEGER;
 	case P_MAP: return o->type == MSGPACK_OBJECT_MAP;
 	case P_BOOL: return o->type == MSGPACK_OBJECT_BOOLEAN;
+	case P_DATA: return o->type == MSGPACK_OBJECT_BIN || o->type == MSGPACK_OBJECT_STR;
 	}
 	return false;
 }
@@ -850,6 +964,7 @@ static const char *type_phrase(enum param_type t)
 	case P_UINT: return "an unsigned integer";
 	case P_MAP: return "a map";
 	case P_BOOL: return "a boolean";
+	case P_DATA: return "bytes (bin or str)";
 	}
 	return "?";
 }

@@ -104,7 +104,8 @@ struct conn {
 	struct io_watch stall_w;        /* timerfd while the output is over the cap */
 	int stall_fd;
 	struct cds_list_head subs;      /* struct esub */
-	unsigned nsubs;
+	struct cds_list_head csubs;     /* struct csub: console viewers */
+	unsigned nsubs;                 /* both kinds */
 	uint64_t next_sub_id;
 };
 
@@ -137,7 +138,7 @@ struct req {
 
 int req_fail(struct req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-enum param_type { P_STR, P_UINT, P_MAP, P_BOOL };
+enum param_type { P_STR, P_UINT, P_MAP, P_BOOL, P_DATA /* bin or str: bytes */ };
 
 struct param {
 	const char *name;
@@ -186,6 +187,15 @@ void call_complete(struct call *cl);
 /* events.subscribe / unsubscribe for r->c.  0 or -1 with r->code/msg set. */
 int conn_subscribe(struct req *r, const char *name, uint64_t *ret_id);
 int conn_unsubscribe(struct req *r, uint64_t id);
+
+/*
+ * console.attach / detach for r->c: a viewer of con (referenced by the
+ * caller; the viewer takes its own).  0 or -1 with r->code/msg set.
+ */
+struct console;
+int conn_console_attach(struct req *r, const char *name, struct console *con, bool history,
+			uint64_t *ret_id);
+int conn_console_detach(struct req *r, uint64_t id);
 
 /* Live numbers for daemon.info.  Any thread. */
 uint64_t server_connections(struct server *s);

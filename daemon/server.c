@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "actors/console.h"
 #include "actors/evbus.h"
 #include "common/tsan.h"
 #include "common/wfcq.h"
@@ -55,6 +56,15 @@ struct esub {
 	struct conn *c;                 /* reference, dropped after a grace period */
 	uint64_t id;
 	struct rcu_head rcu;
+};
+
+/* A console viewer on a connection (console.attach). */
+struct csub {
+	struct cds_list_head link;      /* conn->csubs; loop thread */
+	struct console_viewer *v;
+	struct conn *c;                 /* reference */
+	uint64_t id;                    /* shares the numbering of subscriptions */
+	char name[DOM_NAME_MAX + 1];
 };
 
 static void conn_service(struct conn *c);
@@ -341,6 +351,136 @@ int conn_unsubscribe(struct req *r, uint64_t id)
 			" on this connection", id);
 }
 
+/* ---- console viewers -------------------------------------------------------- */
+
+static void csub_notify(struct console_viewer *v, void *arg)
+{
+	struct csub *cs = arg;
+	struct conn *c = cs->c;
+
+	/* Under the console's lock: only post (cs lives until detached under that lock). */
+	conn_ref(c);
+	if (!__atomic_exchange_n(&c->ev_posted, 1, __ATOMIC_SEQ_CST))
+		io_post(c->w.thr, &c->ev_task);
+	else
+		conn_unref(c);
+}
+
+static void csub_release(struct conn *c, struct csub *cs)
+{
+	cds_list_del(&cs->link);
+	c->nsubs--;
+	/* After this no notify runs, so cs can go at once. */
+	console_detach(cs->v);
+	conn_unref(c);
+	free(cs);
+}
+
+int conn_console_attach(struct req *r, const char *name, struct console *con, bool history,
+			uint64_t *ret_id)
+{
+	struct conn *c = r->c;
+	struct csub *cs;
+	int err;
+
+	if (c->nsubs >= SUBS_MAX)
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
+				"too many subscriptions on this connection (at most %d)", SUBS_MAX);
+	cs = calloc(1, sizeof(*cs));
+	if (!cs)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	cs->c = c;
+	snprintf(cs->name, sizeof(cs->name), "%s", name);
+	conn_ref(c);
+	err = console_attach(con, history, csub_notify, cs, &cs->v);
+	if (err < 0) {
+		conn_unref(c);
+		free(cs);
+		if (err == -EPIPE)
+			return req_fail(r, RPC_ERR_BAD_STATE, "domain '%s': its console just closed "
+					"(the guest stopped)", name);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	cs->id = ++c->next_sub_id;
+	cds_list_add_tail(&cs->link, &c->csubs);
+	c->nsubs++;
+	*ret_id = cs->id;
+	return 0;
+}
+
+int conn_console_detach(struct req *r, uint64_t id)
+{
+	struct csub *cs;
+
+	cds_list_for_each_entry(cs, &r->c->csubs, link) {
+		if (cs->id == id) {
+			csub_release(r->c, cs);
+			return 0;
+		}
+	}
+	return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "no console subscription %" PRIu64
+			" on this connection", id);
+}
+
+/* [2, METHOD, [{subscription, name, KEY: ...}]]: the header, before the last value. */
+static int pack_console_head(msgpack_packer *pk, const char *method, const struct csub *cs,
+			     const char *key)
+{
+	int r = rpc_pack_notification_begin(pk, method);
+
+	if (r < 0)
+		return r;
+	if (msgpack_pack_array(pk, 1) < 0 || msgpack_pack_map(pk, 3) < 0 ||
+	    rpc_pack_cstr(pk, "subscription") < 0 || msgpack_pack_uint64(pk, cs->id) < 0 ||
+	    rpc_pack_cstr(pk, "name") < 0 || rpc_pack_cstr(pk, cs->name) < 0 ||
+	    rpc_pack_cstr(pk, key) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+/*
+ * Move console output into the output buffer: "console" (data: bin),
+ * "console.dropped" (bytes), "console.closed" (reason; the subscription
+ * ends).  Stops when the output is over its cap: the viewer's queue then
+ * fills and drops, and nothing upstream waits.  Loop thread.
+ */
+static bool pump_consoles(struct conn *c, msgpack_packer *pk)
+{
+	struct csub *cs, *tmp;
+	bool progressed = false;
+
+	cds_list_for_each_entry_safe(cs, tmp, &c->csubs, link) {
+		char reason[CONSOLE_REASON_MAX], *data;
+		uint64_t dropped;
+		size_t len, mark;
+		bool ended;
+
+		if (obuf_pending(&c->out) >= OUT_CAP) {
+			c->ev_stalled = true;
+			return progressed;
+		}
+		ended = console_viewer_take(cs->v, &data, &len, &dropped, reason);
+		mark = obuf_mark(&c->out);
+		if (len && (pack_console_head(pk, "console", cs, "data") < 0 ||
+			    msgpack_pack_bin(pk, len) < 0 || msgpack_pack_bin_body(pk, data, len) < 0))
+			obuf_rewind(&c->out, mark);
+		free(data);
+		mark = obuf_mark(&c->out);
+		if (dropped && (pack_console_head(pk, "console.dropped", cs, "bytes") < 0 ||
+				msgpack_pack_uint64(pk, dropped) < 0))
+			obuf_rewind(&c->out, mark);
+		mark = obuf_mark(&c->out);
+		if (ended) {
+			if (pack_console_head(pk, "console.closed", cs, "reason") < 0 ||
+			    rpc_pack_cstr(pk, reason) < 0)
+				obuf_rewind(&c->out, mark);
+			csub_release(c, cs);
+		}
+		progressed |= len || dropped || ended;
+	}
+	return progressed;
+}
+
 /* [2, "event", [{domain, event, timestamp, data, subscription}]] */
 static int pack_event(msgpack_packer *pk, const json_t *ev, uint64_t sub_id)
 {
@@ -429,7 +569,7 @@ static bool pump_events(struct conn *c)
 			progressed = true;
 		}
 	}
-	return progressed;
+	return pump_consoles(c, &pk) || progressed;
 }
 
 static void ev_task_fn(struct io_task *t)
@@ -881,6 +1021,7 @@ static void conn_close(struct conn *c, const char *why)
 {
 	struct server *s = c->srv;
 	struct esub *es, *tmp;
+	struct csub *cs, *ctmp;
 
 	if (c->closed)
 		return;
@@ -894,6 +1035,8 @@ static void conn_close(struct conn *c, const char *why)
 	stall_timer_stop(c);
 	cds_list_for_each_entry_safe(es, tmp, &c->subs, link)
 		esub_release(c, es);
+	cds_list_for_each_entry_safe(cs, ctmp, &c->csubs, link)
+		csub_release(c, cs);
 	free(c->in);
 	c->in = NULL;
 	c->in_len = c->in_cap = 0;
@@ -993,6 +1136,7 @@ static void conn_new(struct server *s, int fd, bool ro)
 	c->close_task.fn = close_task_fn;
 	c->drain_task.fn = drain_task_fn;
 	CDS_INIT_LIST_HEAD(&c->subs);
+	CDS_INIT_LIST_HEAD(&c->csubs);
 
 	pthread_mutex_lock(&s->lock);
 	if (s->stopping) {

@@ -94,6 +94,35 @@ static char *opt_escape(const char *s)
 	return out;
 }
 
+/* The serial console on a listening socket the daemon connects to. */
+static void push_serial_socket(struct argv_buf *a, int fd)
+{
+	push(a, "-chardev");
+	pushf(a, "socket,id=serial0,fd=%d,server=on,wait=off", fd);
+	push(a, "-serial");
+	push(a, "chardev:serial0");
+}
+
+/* An image path inside an option: through an fd set when the daemon opened it. */
+static char *image_ref(struct argv_buf *a, const char *path, int fd, const char *opaque)
+{
+	char *ref = NULL;
+
+	if (a->oom)
+		return NULL;
+	if (fd > STDERR_FILENO) {
+		push(a, "-add-fd");
+		pushf(a, "fd=%d,set=%d,opaque=%s", fd, fd, opaque);
+		if (asprintf(&ref, "/dev/fdset/%d", fd) < 0)
+			ref = NULL;
+	} else {
+		ref = opt_escape(path);
+	}
+	if (!ref)
+		a->oom = true;
+	return ref;
+}
+
 static void push_serial(struct argv_buf *a, const char *log, int fd)
 {
 	_cleanup_free_ char *path = NULL;
@@ -127,7 +156,7 @@ static void push_serial(struct argv_buf *a, const char *log, int fd)
  * next boot.
  */
 static void push_disk(struct argv_buf *a, size_t i, const char *image, const char *format,
-		      bool readonly, int fd)
+		      bool readonly, int fd, int bootindex)
 {
 	_cleanup_free_ char *path = NULL;
 	const char *ro = readonly ? ",read-only=on" : "";
@@ -154,7 +183,114 @@ static void push_disk(struct argv_buf *a, size_t i, const char *image, const cha
 	push(a, "-blockdev");
 	pushf(a, "driver=%s,file=file%zu,node-name=disk%zu%s", format, i, i, ro);
 	push(a, "-device");
-	pushf(a, "virtio-blk-pci,drive=disk%zu,id=vd%zu", i, i);
+	if (bootindex >= 0)
+		pushf(a, "virtio-blk-pci,drive=disk%zu,id=vd%zu,bootindex=%d", i, i, bootindex);
+	else
+		pushf(a, "virtio-blk-pci,drive=disk%zu,id=vd%zu", i, i);
+}
+
+/* The install medium: a read-only raw image on an IDE CD drive. */
+static void push_cdrom(struct argv_buf *a, const char *image, int fd, int bootindex)
+{
+	_cleanup_free_ char *path = image_ref(a, image, fd, "cdrom0");
+
+	if (!path)
+		return;
+	push(a, "-blockdev");
+	pushf(a, "driver=file,filename=%s,node-name=cdfile0,read-only=on", path);
+	push(a, "-blockdev");
+	push(a, "driver=raw,file=cdfile0,node-name=cdrom0,read-only=on");
+	push(a, "-device");
+	if (bootindex >= 0)
+		pushf(a, "ide-cd,drive=cdrom0,id=cd0,bootindex=%d", bootindex);
+	else
+		push(a, "ide-cd,drive=cdrom0,id=cd0");
+}
+
+/* UEFI: the firmware and the domain's own variable store as pflash block nodes. */
+static void push_firmware(struct argv_buf *a, const struct qemu_launch *l)
+{
+	_cleanup_free_ char *code = image_ref(a, l->fw_code, l->fw_code_fd, "fw-code");
+	_cleanup_free_ char *vars = code ? image_ref(a, l->fw_vars, l->fw_vars_fd, "fw-vars") :
+					   NULL;
+
+	if (!vars)
+		return;
+	push(a, "-blockdev");
+	pushf(a, "driver=file,filename=%s,node-name=fw-code-file,read-only=on", code);
+	push(a, "-blockdev");
+	push(a, "driver=raw,file=fw-code-file,node-name=fw-code,read-only=on");
+	push(a, "-blockdev");
+	pushf(a, "driver=file,filename=%s,node-name=fw-vars-file", vars);
+	push(a, "-blockdev");
+	push(a, "driver=raw,file=fw-vars-file,node-name=fw-vars");
+}
+
+static void push_nic(struct argv_buf *a, const struct qemu_config *c, size_t i, int tap_fd,
+		     int bootindex)
+{
+	const char *mac = qemu_config_nic_mac(c, i);
+
+	push(a, "-netdev");
+	if (!strcmp(qemu_config_nic_type(c, i), "bridge")) {
+		pushf(a, "tap,id=net%zu,fd=%d", i, tap_fd);
+	} else {
+		/* Each forward is checked to be "proto:addr:port-addr:port": no comma. */
+		size_t n = qemu_config_nic_hostfwd_count(c, i), len = 32;
+		char *opt, *p;
+
+		for (size_t j = 0; j < n; j++)
+			len += strlen(qemu_config_nic_hostfwd(c, i, j)) + 9;
+		opt = a->oom ? NULL : malloc(len);
+		if (opt) {
+			p = opt + sprintf(opt, "user,id=net%zu", i);
+			for (size_t j = 0; j < n; j++)
+				p += sprintf(p, ",hostfwd=%s", qemu_config_nic_hostfwd(c, i, j));
+		}
+		push_owned(a, opt);
+	}
+	push(a, "-device");
+	if (bootindex >= 0)
+		pushf(a, "virtio-net-pci,netdev=net%zu,id=nic%zu,mac=%s,bootindex=%d", i, i, mac,
+		      bootindex);
+	else
+		pushf(a, "virtio-net-pci,netdev=net%zu,id=nic%zu,mac=%s,romfile=", i, i, mac);
+}
+
+/*
+ * Boot indexes from the boot order: each named kind in turn (all disks in
+ * their order, the cdrom, the first NIC); -1 for devices not named.  With
+ * no order given: disks, then the cdrom (and no bootindex at all without
+ * a cdrom).
+ */
+struct boot_plan {
+	int disk0, cdrom, net0;
+};
+
+static struct boot_plan boot_plan_of(const struct qemu_config *c)
+{
+	static const char *const dflt[] = { "disk", "cdrom" };
+	struct boot_plan b = { -1, -1, -1 };
+	size_t n = qemu_config_boot_count(c);
+	int next = 1;
+
+	/* Nothing to order: the firmware's own default, and a shorter command line. */
+	if (!n && !qemu_config_cdrom(c))
+		return b;
+
+	for (size_t i = 0; i < (n ? n : ARRAY_SIZE(dflt)); i++) {
+		const char *kind = n ? qemu_config_boot(c, i) : dflt[i];
+
+		if (!strcmp(kind, "disk") && qemu_config_disk_count(c)) {
+			b.disk0 = next;
+			next += (int)qemu_config_disk_count(c);
+		} else if (!strcmp(kind, "cdrom") && qemu_config_cdrom(c)) {
+			b.cdrom = next++;
+		} else if (!strcmp(kind, "network") && qemu_config_nic_count(c)) {
+			b.net0 = next++;
+		}
+	}
+	return b;
 }
 
 static int check_launch(const struct qemu_config *c, const struct qemu_launch *l,
@@ -183,6 +319,36 @@ static int check_launch(const struct qemu_config *c, const struct qemu_launch *l
 			return -EINVAL;
 		}
 	}
+	for (size_t i = 0; i < qemu_config_nic_count(c); i++) {
+		if (!qemu_config_nic_mac(c, i)) {
+			qemu__seterr(err, errlen, "nics[%zu]: no MAC address (the daemon gives "
+				     "one at define)", i);
+			return -EINVAL;
+		}
+		if (!strcmp(qemu_config_nic_type(c, i), "bridge") &&
+		    (!l->tap_fds || l->tap_fds[i] <= STDERR_FILENO)) {
+			qemu__seterr(err, errlen, "nics[%zu]: no tap device for bridge '%s'", i,
+				     qemu_config_nic_bridge(c, i));
+			return -EINVAL;
+		}
+	}
+	if (!strcmp(qemu_config_firmware(c), "uefi")) {
+		if ((l->fw_code_fd <= STDERR_FILENO && !l->fw_code) ||
+		    (l->fw_vars_fd <= STDERR_FILENO && !l->fw_vars)) {
+			qemu__seterr(err, errlen, "firmware uefi: no firmware or variable store");
+			return -EINVAL;
+		}
+		for (int k = 0; k < 2; k++) {
+			const char *p = k ? l->fw_vars : l->fw_code;
+
+			if ((k ? l->fw_vars_fd : l->fw_code_fd) <= STDERR_FILENO &&
+			    qemu__path_problem(p)) {
+				qemu__seterr(err, errlen, "firmware uefi: the %s path %s",
+					     k ? "variable store" : "firmware", qemu__path_problem(p));
+				return -EINVAL;
+			}
+		}
+	}
 	if (uuid && !qemu__uuid_valid(uuid)) {
 		qemu__quote(uuid, strlen(uuid), q, sizeof(q));
 		qemu__seterr(err, errlen, "uuid must be 8-4-4-4-12 hex digits, got %s", q);
@@ -198,6 +364,8 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	struct argv_buf a = { 0 };
 	const char *machine = qemu_config_machine(c);
 	bool none = strcmp(machine, "none") == 0;
+	bool uefi = strcmp(qemu_config_firmware(c), "uefi") == 0;
+	struct boot_plan boot = boot_plan_of(c);
 	const char *uuid = NULL;
 	size_t i;
 	int r;
@@ -227,6 +395,8 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 		push(&a, machine);
 		push(&a, "-accel");
 		push(&a, l->accel);
+	} else if (uefi) {
+		pushf(&a, "%s,accel=%s,pflash0=fw-code,pflash1=fw-vars", machine, l->accel);
 	} else {
 		pushf(&a, "%s,accel=%s", machine, l->accel);
 	}
@@ -271,8 +441,12 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 		push(&a, "-mon");
 		push(&a, "chardev=qmp1,mode=control");
 	}
-	if (l->serial_log)
+	if (l->serial_listen_fd > STDERR_FILENO)
+		push_serial_socket(&a, l->serial_listen_fd);
+	else if (l->serial_log)
 		push_serial(&a, l->serial_log, l->serial_fd);
+	if (uefi)
+		push_firmware(&a, l);
 	if (qemu_config_kernel(c)) {
 		push(&a, "-kernel");
 		if (l->kernel_fd > STDERR_FILENO)
@@ -293,7 +467,12 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	}
 	for (i = 0; i < qemu_config_disk_count(c); i++)
 		push_disk(&a, i, qemu_config_disk_path(c, i), qemu_config_disk_format(c, i),
-			  qemu_config_disk_readonly(c, i), l->disk_fds ? l->disk_fds[i] : -1);
+			  qemu_config_disk_readonly(c, i), l->disk_fds ? l->disk_fds[i] : -1,
+			  boot.disk0 >= 0 ? boot.disk0 + (int)i : -1);
+	if (qemu_config_cdrom(c))
+		push_cdrom(&a, qemu_config_cdrom(c), l->cdrom_fd, boot.cdrom);
+	for (i = 0; i < qemu_config_nic_count(c); i++)
+		push_nic(&a, c, i, l->tap_fds ? l->tap_fds[i] : -1, i == 0 ? boot.net0 : -1);
 
 	if (a.oom) {
 		qemu_argv_free(a.v);

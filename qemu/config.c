@@ -10,6 +10,7 @@
  */
 #include "qemu/config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #define DEFAULT_ACCEL    "auto"
 #define DEFAULT_EMULATOR "qemu-system-x86_64"
 #define DEFAULT_REBOOT   "reset"
+#define DEFAULT_FIRMWARE "bios"
 
 /* Room for "disks[15].readonly" and the like. */
 #define FIELD_LEN 32
@@ -33,6 +35,15 @@ struct qemu_disk {
 	char *path;
 	bool readonly;
 	const char *format;     /* static: "raw" or "qcow2"; NULL: not declared yet */
+};
+
+struct qemu_nic {
+	const char *type;       /* static: "user" or "bridge" */
+	bool has_mac;
+	char mac[QEMU_MAC_LEN + 1];
+	char *bridge;           /* bridge: the host bridge's name */
+	size_t n_fwd;
+	char *fwd[QEMU_HOSTFWD_MAX];    /* user: port forwards, as QEMU takes them */
 };
 
 struct qemu_config {
@@ -54,6 +65,12 @@ struct qemu_config {
 	uint64_t limit_memory_mib;      /* 0: the default */
 	unsigned int cpu_weight;        /* 0: the default */
 	unsigned int cpu_max_pct;       /* 0: no cap */
+	size_t n_nics;
+	struct qemu_nic nics[QEMU_NICS_MAX];
+	const char *firmware;   /* static: "bios" or "uefi" */
+	char *cdrom;            /* NULL, or an absolute path */
+	size_t n_boot;
+	const char *boot[3];    /* static: "disk", "cdrom", "network"; each once */
 };
 
 /* ---- messages ----------------------------------------------------------- */
@@ -589,6 +606,374 @@ static int parse_limits(struct qemu_config *c, const char *field, const json_t *
 	return 0;
 }
 
+/* ---- network, firmware, install media ---------------------------------------- */
+
+/* A hex digit's value, or -1. */
+static int hex_val(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * "52:54:00:12:34:56": six octets, either case (stored in lower case); a
+ * unicast address (the group bit of the first octet clear), not all zero.
+ */
+bool qemu_mac_valid(const char *s)
+{
+	bool zero = true;
+
+	if (strlen(s) != QEMU_MAC_LEN)
+		return false;
+	for (size_t i = 0; i < QEMU_MAC_LEN; i++) {
+		if (i % 3 == 2 ? s[i] != ':' : hex_val(s[i]) < 0)
+			return false;
+		if (i % 3 != 2 && s[i] != '0')
+			zero = false;
+	}
+	/* The second hex digit of the first octet holds the group bit. */
+	return !zero && (hex_val(s[1]) & 1) == 0;
+}
+
+static void mac_store(struct qemu_nic *n, const char *mac)
+{
+	for (size_t i = 0; i < QEMU_MAC_LEN; i++)
+		n->mac[i] = mac[i] >= 'A' && mac[i] <= 'F' ? (char)(mac[i] - 'A' + 'a') : mac[i];
+	n->mac[QEMU_MAC_LEN] = '\0';
+	n->has_mac = true;
+}
+
+/* A Linux interface name: 1 to 15 of [A-Za-z0-9_.-], not "." or "..". */
+static bool ifname_ok(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i]; i++)
+		if (!machine_char_ok(s[i]))
+			return false;
+	return i >= 1 && i <= 15 && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
+}
+
+/* "ADDR" (IPv4 dotted quad) or empty, ending at the first ':'; *p moves past it. */
+static bool fwd_addr(const char **p)
+{
+	const char *colon = strchr(*p, ':');
+	char buf[INET_ADDRSTRLEN];
+	struct in_addr a;
+	size_t n;
+
+	if (!colon)
+		return false;
+	n = (size_t)(colon - *p);
+	if (n) {
+		if (n >= sizeof(buf))
+			return false;
+		memcpy(buf, *p, n);
+		buf[n] = '\0';
+		if (inet_pton(AF_INET, buf, &a) != 1)
+			return false;
+	}
+	*p = colon + 1;
+	return true;
+}
+
+/* A port 1..65535 in decimal, ending at end (a char, or '\0'). */
+static bool fwd_port(const char **p, char end)
+{
+	unsigned long v = 0;
+	const char *s = *p;
+
+	if (*s < '0' || *s > '9' || (*s == '0'))
+		return false;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		v = v * 10 + (unsigned long)(*s - '0');
+		if (v > 65535)
+			return false;
+	}
+	if (*s != end)
+		return false;
+	*p = end ? s + 1 : s;
+	return true;
+}
+
+/*
+ * A user-mode port forward as QEMU's hostfwd takes it:
+ * "tcp|udp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT", addresses IPv4.
+ */
+bool qemu_hostfwd_valid(const char *s)
+{
+	const char *p = s;
+
+	if (!strncmp(p, "tcp:", 4) || !strncmp(p, "udp:", 4))
+		p += 4;
+	else
+		return false;
+	return fwd_addr(&p) && fwd_port(&p, '-') && fwd_addr(&p) && fwd_port(&p, '\0');
+}
+
+static int nic_add_fwd(struct qemu_nic *n, const char *field, const json_t *got, const char *s,
+		       char *err, size_t errlen)
+{
+	if (n->n_fwd == QEMU_HOSTFWD_MAX)
+		return bad(err, errlen, field, NULL, "at most 16 port forwards per NIC");
+	if (!qemu_hostfwd_valid(s))
+		return bad(err, errlen, field, got, "must look like \"tcp:127.0.0.1:2222-:22\" "
+			   "(tcp or udp, IPv4 addresses optional, ports 1-65535)");
+	n->fwd[n->n_fwd] = strdup(s);
+	if (!n->fwd[n->n_fwd])
+		return oom(err, errlen);
+	n->n_fwd++;
+	return 0;
+}
+
+static int nic_set_bridge(struct qemu_nic *n, const char *field, const json_t *got,
+			  const char *s, char *err, size_t errlen)
+{
+	if (!ifname_ok(s))
+		return bad(err, errlen, field, got, "must be an interface name: 1 to 15 of "
+			   "[A-Za-z0-9_.-]");
+	n->bridge = strdup(s);
+	return n->bridge ? 0 : oom(err, errlen);
+}
+
+static int nic_check(const struct qemu_nic *n, const char *field, char *err, size_t errlen)
+{
+	if (!n->type)
+		return bad(err, errlen, field, NULL, "needs a type: \"user\" or \"bridge\"");
+	if (!strcmp(n->type, "bridge") && !n->bridge)
+		return bad(err, errlen, field, NULL, "type \"bridge\" needs 'bridge' (its name)");
+	if (!strcmp(n->type, "user") && n->bridge)
+		return bad(err, errlen, field, NULL, "'bridge' is for type \"bridge\" only");
+	if (!strcmp(n->type, "bridge") && n->n_fwd)
+		return bad(err, errlen, field, NULL, "'hostfwd' is for type \"user\" only");
+	return 0;
+}
+
+static int parse_nic_object(struct qemu_nic *n, const char *field, const json_t *v, char *err,
+			    size_t errlen)
+{
+	static const char *const types[] = { "user", "bridge", NULL };
+	char sub[FIELD_LEN + 48], prefix[FIELD_LEN + 1];
+	const char *key, *s = NULL;
+	json_t *m;
+	int r;
+
+	snprintf(prefix, sizeof(prefix), "%s.", field);
+	json_object_foreach((json_t *)v, key, m) {
+		if (strcmp(key, "type") && strcmp(key, "mac") && strcmp(key, "bridge") &&
+		    strcmp(key, "hostfwd"))
+			return unknown(err, errlen, prefix, key);
+	}
+	snprintf(sub, sizeof(sub), "%s.type", field);
+	m = json_object_get(v, "type");
+	if (!m || json_is_null(m))
+		return bad(err, errlen, sub, NULL, "required (\"user\" or \"bridge\")");
+	r = get_word(sub, m, types, "must be \"user\" or \"bridge\"", &n->type, err, errlen);
+	if (r < 0)
+		return r;
+	snprintf(sub, sizeof(sub), "%s.mac", field);
+	m = json_object_get(v, "mac");
+	if (m && !json_is_null(m)) {
+		r = get_string(sub, m, &s, err, errlen);
+		if (r < 0)
+			return r;
+		if (!qemu_mac_valid(s))
+			return bad(err, errlen, sub, m, "must be a unicast MAC address like "
+				   "\"52:54:00:12:34:56\"");
+		mac_store(n, s);
+	}
+	snprintf(sub, sizeof(sub), "%s.bridge", field);
+	m = json_object_get(v, "bridge");
+	if (m && !json_is_null(m)) {
+		r = get_string(sub, m, &s, err, errlen);
+		if (r == 0)
+			r = nic_set_bridge(n, sub, m, s, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	m = json_object_get(v, "hostfwd");
+	if (m && !json_is_null(m)) {
+		if (!json_is_array(m)) {
+			snprintf(sub, sizeof(sub), "%s.hostfwd", field);
+			return bad(err, errlen, sub, m, "expected an array of strings");
+		}
+		if (json_array_size(m) > QEMU_HOSTFWD_MAX) {
+			snprintf(sub, sizeof(sub), "%s.hostfwd", field);
+			return bad(err, errlen, sub, NULL, "at most 16 port forwards per NIC");
+		}
+		for (size_t i = 0; i < json_array_size(m); i++) {
+			json_t *e = json_array_get(m, i);
+
+			snprintf(sub, sizeof(sub), "%s.hostfwd[%zu]", field, i);
+			r = get_string(sub, e, &s, err, errlen);
+			if (r == 0)
+				r = nic_add_fwd(n, sub, e, s, err, errlen);
+			if (r < 0)
+				return r;
+		}
+	}
+	return nic_check(n, field, err, errlen);
+}
+
+/*
+ * The CLI's "--nic": "user[,hostfwd=RULE]...[,mac=MAC]" or
+ * "bridge=NAME[,mac=MAC]".
+ */
+static int parse_nic_string(struct qemu_nic *n, const char *field, const json_t *v, char *err,
+			    size_t errlen)
+{
+	const char *s = NULL;
+	char *copy, *tok, *save = NULL;
+	int r;
+
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	copy = strdup(s);
+	if (!copy)
+		return oom(err, errlen);
+	for (tok = strtok_r(copy, ",", &save); tok && r == 0; tok = strtok_r(NULL, ",", &save)) {
+		if (tok == copy && !strcmp(tok, "user")) {
+			n->type = "user";
+		} else if (tok == copy && !strncmp(tok, "bridge=", 7)) {
+			n->type = "bridge";
+			r = nic_set_bridge(n, field, v, tok + 7, err, errlen);
+		} else if (tok == copy) {
+			r = bad(err, errlen, field, v, "must start with \"user\" or \"bridge=NAME\"");
+		} else if (!strncmp(tok, "hostfwd=", 8)) {
+			r = nic_add_fwd(n, field, v, tok + 8, err, errlen);
+		} else if (!strncmp(tok, "mac=", 4)) {
+			if (qemu_mac_valid(tok + 4))
+				mac_store(n, tok + 4);
+			else
+				r = bad(err, errlen, field, v, "mac= must be a unicast MAC address "
+					"like 52:54:00:12:34:56");
+		} else {
+			r = bad(err, errlen, field, v, "options are hostfwd=RULE and mac=MAC");
+		}
+	}
+	if (!n->type && r == 0)
+		r = bad(err, errlen, field, v, "must start with \"user\" or \"bridge=NAME\"");
+	free(copy);
+	return r < 0 ? r : nic_check(n, field, err, errlen);
+}
+
+static int parse_nics(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		      size_t errlen)
+{
+	char sub[FIELD_LEN];
+	int r;
+
+	if (!json_is_array(v))
+		return bad(err, errlen, field, v, "expected an array");
+	if (json_array_size(v) > QEMU_NICS_MAX) {
+		qemu__seterr(err, errlen, "field '%s': at most %u NICs, got %zu", field,
+			     QEMU_NICS_MAX, json_array_size(v));
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < json_array_size(v); i++) {
+		struct qemu_nic *n = &c->nics[c->n_nics];
+		const json_t *e = json_array_get(v, i);
+
+		c->n_nics++;
+		snprintf(sub, sizeof(sub), "%s[%zu]", field, i);
+		if (json_is_object(e))
+			r = parse_nic_object(n, sub, e, err, errlen);
+		else if (json_is_string(e))
+			r = parse_nic_string(n, sub, e, err, errlen);
+		else
+			r = bad(err, errlen, sub, e, "expected an object or a string like "
+				"\"user,hostfwd=tcp:127.0.0.1:2222-:22\"");
+		if (r < 0)
+			return r;
+		for (size_t j = 0; j < i && n->has_mac; j++) {
+			if (c->nics[j].has_mac && !strcmp(c->nics[j].mac, n->mac)) {
+				qemu__seterr(err, errlen, "field '%s': same MAC address as "
+					     "%s[%zu]", sub, field, j);
+				return -EINVAL;
+			}
+		}
+	}
+	return 0;
+}
+
+static int parse_firmware(struct qemu_config *c, const char *field, const json_t *v, char *err,
+			  size_t errlen)
+{
+	static const char *const words[] = { "bios", "uefi", NULL };
+
+	return get_word(field, v, words, "must be \"bios\" or \"uefi\"", &c->firmware, err,
+			errlen);
+}
+
+static int parse_cdrom(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		       size_t errlen)
+{
+	return get_path(field, v, &c->cdrom, err, errlen);
+}
+
+static int boot_add(struct qemu_config *c, const char *field, const json_t *got, const char *s,
+		    size_t n, char *err, size_t errlen)
+{
+	static const char *const words[] = { "disk", "cdrom", "network" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(words); i++) {
+		if (strlen(words[i]) != n || strncmp(s, words[i], n) != 0)
+			continue;
+		for (size_t j = 0; j < c->n_boot; j++)
+			if (c->boot[j] == words[i])
+				return bad(err, errlen, field, got, "names a device twice");
+		c->boot[c->n_boot++] = words[i];
+		return 0;
+	}
+	return bad(err, errlen, field, got, "must list \"disk\", \"cdrom\" and \"network\", "
+		   "each at most once");
+}
+
+/* ["cdrom", "disk"], or the CLI's "cdrom,disk". */
+static int parse_boot(struct qemu_config *c, const char *field, const json_t *v, char *err,
+		      size_t errlen)
+{
+	const char *s = NULL;
+	int r;
+
+	if (json_is_array(v)) {
+		if (json_array_size(v) == 0 || json_array_size(v) > ARRAY_SIZE(c->boot))
+			return bad(err, errlen, field, v, "must list 1 to 3 devices");
+		for (size_t i = 0; i < json_array_size(v); i++) {
+			json_t *e = json_array_get(v, i);
+
+			if (!json_is_string(e))
+				return bad(err, errlen, field, v, "expected strings");
+			r = boot_add(c, field, v, json_string_value(e), json_string_length(e), err,
+				     errlen);
+			if (r < 0)
+				return r;
+		}
+		return 0;
+	}
+	r = get_string(field, v, &s, err, errlen);
+	if (r < 0)
+		return r;
+	do {
+		const char *comma = strchr(s, ',');
+		size_t n = comma ? (size_t)(comma - s) : strlen(s);
+
+		if (c->n_boot == ARRAY_SIZE(c->boot))
+			return bad(err, errlen, field, v, "must list 1 to 3 devices");
+		r = boot_add(c, field, v, s, n, err, errlen);
+		if (r < 0)
+			return r;
+		s = comma ? comma + 1 : NULL;
+	} while (s);
+	return 0;
+}
+
 typedef int field_parse_fn(struct qemu_config *c, const char *field, const json_t *v, char *err,
 			   size_t errlen);
 
@@ -611,6 +996,10 @@ static const struct {
 	{ "disks", parse_disks, false },
 	{ "reboot", parse_reboot, false },
 	{ "limits", parse_limits, false },
+	{ "nics", parse_nics, false },
+	{ "firmware", parse_firmware, false },
+	{ "cdrom", parse_cdrom, false },
+	{ "boot", parse_boot, false },
 };
 
 /* Rules between fields, once each field is fine on its own. */
@@ -630,6 +1019,30 @@ static int check_combination(const struct qemu_config *c, char *err, size_t errl
 		if (c->n_disks)
 			return bad(err, errlen, "disks", NULL,
 				   "cannot be used with machine 'none' (it has no bus)");
+		if (c->n_nics)
+			return bad(err, errlen, "nics", NULL,
+				   "cannot be used with machine 'none' (it has no bus)");
+		if (c->cdrom)
+			return bad(err, errlen, "cdrom", NULL,
+				   "cannot be used with machine 'none' (it has no bus)");
+		if (strcmp(c->firmware, "bios") != 0)
+			return bad(err, errlen, "firmware", NULL,
+				   "cannot be used with machine 'none' (it runs no firmware)");
+	}
+	for (size_t i = 0; i < c->n_boot; i++) {
+		if ((!strcmp(c->boot[i], "disk") && !c->n_disks) ||
+		    (!strcmp(c->boot[i], "cdrom") && !c->cdrom) ||
+		    (!strcmp(c->boot[i], "network") && !c->n_nics)) {
+			qemu__seterr(err, errlen, "field 'boot': names \"%s\", but the domain has "
+				     "no %s", c->boot[i], !strcmp(c->boot[i], "disk") ? "disks" :
+				     !strcmp(c->boot[i], "cdrom") ? "cdrom" : "nics");
+			return -EINVAL;
+		}
+	}
+	if (c->cdrom) {
+		for (size_t i = 0; i < c->n_disks; i++)
+			if (!strcmp(c->disks[i].path, c->cdrom))
+				return bad(err, errlen, "cdrom", NULL, "is also one of the disks");
 	}
 	return 0;
 }
@@ -640,6 +1053,7 @@ static int set_defaults(struct qemu_config *c)
 	c->vcpus = 1;
 	c->accel = DEFAULT_ACCEL;
 	c->reboot = DEFAULT_REBOOT;
+	c->firmware = DEFAULT_FIRMWARE;
 	c->machine = strdup(DEFAULT_MACHINE);
 	c->emulator = strdup(DEFAULT_EMULATOR);
 	return c->machine && c->emulator ? 0 : -ENOMEM;
@@ -749,6 +1163,38 @@ json_t *qemu_config_to_json(const struct qemu_config *c)
 			r |= json_object_set_new(l, "cpus", json_real(c->cpu_max_pct / 100.0));
 		r |= json_object_set_new(o, "limits", l);
 	}
+	{
+		json_t *nics = json_array();
+
+		for (i = 0; nics && i < c->n_nics; i++) {
+			const struct qemu_nic *n = &c->nics[i];
+			json_t *e = json_pack("{s:s}", "type", n->type);
+
+			if (e && n->has_mac)
+				r |= json_object_set_new(e, "mac", json_string(n->mac));
+			if (e && n->bridge)
+				r |= json_object_set_new(e, "bridge", json_string(n->bridge));
+			if (e && !strcmp(n->type, "user")) {
+				json_t *fw = json_array();
+
+				for (size_t j = 0; fw && j < n->n_fwd; j++)
+					r |= json_array_append_new(fw, json_string(n->fwd[j]));
+				r |= json_object_set_new(e, "hostfwd", fw);
+			}
+			r |= json_array_append_new(nics, e);
+		}
+		r |= json_object_set_new(o, "nics", nics);
+	}
+	r |= json_object_set_new(o, "firmware", json_string(c->firmware));
+	if (c->cdrom)
+		r |= json_object_set_new(o, "cdrom", json_string(c->cdrom));
+	if (c->n_boot) {
+		json_t *b = json_array();
+
+		for (i = 0; b && i < c->n_boot; i++)
+			r |= json_array_append_new(b, json_string(c->boot[i]));
+		r |= json_object_set_new(o, "boot", b);
+	}
 	if (r == 0)
 		return o;
 fail:
@@ -765,6 +1211,12 @@ void qemu_config_free(struct qemu_config *c)
 		return;
 	for (i = 0; i < c->n_disks; i++)
 		free(c->disks[i].path);
+	for (i = 0; i < c->n_nics; i++) {
+		free(c->nics[i].bridge);
+		for (size_t j = 0; j < c->nics[i].n_fwd; j++)
+			free(c->nics[i].fwd[j]);
+	}
+	free(c->cdrom);
 	free(c->name);
 	free(c->machine);
 	free(c->emulator);
@@ -916,4 +1368,72 @@ int qemu_config_set_disk_format(struct qemu_config *c, size_t i, const char *for
 	else
 		return -EINVAL;
 	return 0;
+}
+
+size_t qemu_config_nic_count(const struct qemu_config *c)
+{
+	return c->n_nics;
+}
+
+const char *qemu_config_nic_type(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_nics);
+	return c->nics[i].type;
+}
+
+const char *qemu_config_nic_mac(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_nics);
+	return c->nics[i].has_mac ? c->nics[i].mac : NULL;
+}
+
+const char *qemu_config_nic_bridge(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_nics);
+	return c->nics[i].bridge;
+}
+
+size_t qemu_config_nic_hostfwd_count(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_nics);
+	return c->nics[i].n_fwd;
+}
+
+const char *qemu_config_nic_hostfwd(const struct qemu_config *c, size_t i, size_t j)
+{
+	BUG_ON(i >= c->n_nics || j >= c->nics[i].n_fwd);
+	return c->nics[i].fwd[j];
+}
+
+int qemu_config_set_nic_mac(struct qemu_config *c, size_t i, const char *mac)
+{
+	BUG_ON(i >= c->n_nics);
+	if (!qemu_mac_valid(mac))
+		return -EINVAL;
+	for (size_t j = 0; j < c->n_nics; j++)
+		if (j != i && c->nics[j].has_mac && !strcasecmp(c->nics[j].mac, mac))
+			return -EEXIST;
+	mac_store(&c->nics[i], mac);
+	return 0;
+}
+
+const char *qemu_config_firmware(const struct qemu_config *c)
+{
+	return c->firmware;
+}
+
+const char *qemu_config_cdrom(const struct qemu_config *c)
+{
+	return c->cdrom;
+}
+
+size_t qemu_config_boot_count(const struct qemu_config *c)
+{
+	return c->n_boot;
+}
+
+const char *qemu_config_boot(const struct qemu_config *c, size_t i)
+{
+	BUG_ON(i >= c->n_boot);
+	return c->boot[i];
 }

@@ -39,6 +39,22 @@
  *                                                                  (default 100); cpus
  *                                                                  0.01..256 (default: no
  *                                                                  cap)
+ *   nics       array of {"type", "mac",      []                    at most 8; type user |
+ *              "hostfwd", "bridge"}, or                            bridge; mac a unicast
+ *              "user[,hostfwd=R]...[,mac=M]"                       address, unique (the
+ *              | "bridge=BR[,mac=M]"                               daemon makes one at
+ *                                                                  define when absent);
+ *                                                                  hostfwd (user only, at
+ *                                                                  most 16): "tcp|udp:
+ *                                                                  [ADDR]:PORT-[ADDR]:PORT",
+ *                                                                  IPv4; bridge (bridge
+ *                                                                  only): an interface name
+ *   firmware   string                        "bios"                bios | uefi
+ *   cdrom      string                        none                  absolute path (an ISO,
+ *                                                                  read-only)
+ *   boot       array of "disk", "cdrom",     none: disks, then     each at most once, and
+ *              "network", or "cdrom,disk"    the cdrom             only devices the domain
+ *                                                                  has
  *
  * JSON null counts as absent.  No string may hold a control character,
  * anywhere.  The disk shorthand "PATH,ro" is what `--disk PATH[,ro]`
@@ -46,7 +62,8 @@
  *
  * Machine "none" (a QEMU with no board, used by tests and probes) has no
  * CPU, no bus and no firmware loader, so with it vcpus must be 1 and
- * kernel, initrd and disks are refused here rather than by QEMU later.
+ * kernel, initrd, disks, nics, cdrom and firmware "uefi" are refused here
+ * rather than by QEMU later.
  *
  * "reboot" does not change the command line: it tells the daemon how to
  * carry out a host-requested reboot ("reset": QMP system_reset at once;
@@ -78,6 +95,9 @@
 #define QEMU_CMDLINE_MAX        4096u
 #define QEMU_DISKS_MAX          16u
 #define QEMU_UUID_LEN           36u     /* without the NUL */
+#define QEMU_NICS_MAX           8u
+#define QEMU_HOSTFWD_MAX        16u
+#define QEMU_MAC_LEN            17u     /* "52:54:00:12:34:56", without the NUL */
 
 struct qemu_config;
 
@@ -142,6 +162,29 @@ uint64_t qemu_config_limit_memory_mib(const struct qemu_config *c);
 unsigned int qemu_config_limit_cpu_weight(const struct qemu_config *c);
 unsigned int qemu_config_limit_cpu_pct(const struct qemu_config *c);
 
+/* NICs, in the order given; i < qemu_config_nic_count() or BUG. */
+size_t qemu_config_nic_count(const struct qemu_config *c);
+const char *qemu_config_nic_type(const struct qemu_config *c, size_t i);   /* user, bridge */
+const char *qemu_config_nic_mac(const struct qemu_config *c, size_t i);    /* NULL: not yet */
+const char *qemu_config_nic_bridge(const struct qemu_config *c, size_t i); /* NULL: user */
+size_t qemu_config_nic_hostfwd_count(const struct qemu_config *c, size_t i);
+const char *qemu_config_nic_hostfwd(const struct qemu_config *c, size_t i, size_t j);
+const char *qemu_config_firmware(const struct qemu_config *c);     /* bios, uefi */
+const char *qemu_config_cdrom(const struct qemu_config *c);        /* NULL if none */
+/* The boot order as given ("disk", "cdrom", "network"); 0 when not given. */
+size_t qemu_config_boot_count(const struct qemu_config *c);
+const char *qemu_config_boot(const struct qemu_config *c, size_t i);
+
+/* Is s a unicast MAC address "xx:xx:xx:xx:xx:xx" (not all zero)?  Any thread. */
+bool qemu_mac_valid(const char *s);
+/* Is s a port forward "tcp|udp:[ADDR]:PORT-[ADDR]:PORT"?  Any thread. */
+bool qemu_hostfwd_valid(const char *s);
+
+/*
+ * Give NIC i its MAC address (the daemon's, at define).  0, -EINVAL (not a
+ * unicast MAC), -EEXIST (another NIC has it).  Owner.
+ */
+int qemu_config_set_nic_mac(struct qemu_config *c, size_t i, const char *mac);
 /* Replace the emulator with the path it resolved to.  0 or -ENOMEM.  Owner. */
 int qemu_config_set_emulator(struct qemu_config *c, const char *path);
 /* Record a probed format ("raw" or "qcow2"); -EINVAL for others.  Owner. */

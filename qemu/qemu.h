@@ -84,6 +84,17 @@ struct qemu_launch {
 	 */
 	const int *disk_fds;
 	int kernel_fd, initrd_fd;
+	/*
+	 * The serial console on a listening socket QEMU serves (the daemon
+	 * connects to it); <3: serial_log above, or none.
+	 */
+	int serial_listen_fd;
+	/* Per NIC (config order): a bridge NIC's open tap device.  Required for those. */
+	const int *tap_fds;
+	/* firmware "uefi": the firmware (read-only) and the domain's variable store. */
+	int fw_code_fd, fw_vars_fd;     /* <3: by path */
+	const char *fw_code, *fw_vars;  /* paths, when no fds */
+	int cdrom_fd;                   /* the cdrom image; <3: by path */
 };
 
 /*
@@ -98,12 +109,23 @@ struct qemu_launch {
  *     -display none -S
  *     -chardev socket,id=qmp0,fd=3 -mon chardev=qmp0,mode=control
  *     [-chardev socket,id=qmp1,fd=4,server=on,wait=off -mon chardev=qmp1,mode=control]
- *     -chardev file,id=serial0,path=LOG,append=on -serial chardev:serial0
+ *     -chardev socket,id=serial0,fd=N,server=on,wait=off -serial chardev:serial0
+ *       (or, with serial_log: -chardev file,id=serial0,path=LOG,append=on)
  *     [-kernel K [-initrd I] [-append CMDLINE]]
  *     [-add-fd fd=N,set=N]
  *     -blockdev driver=file,filename=PATH|/dev/fdset/N,node-name=file0,read-only=on
  *     -blockdev driver=raw,file=file0,node-name=disk0,read-only=on
- *     -device virtio-blk-pci,drive=disk0,id=vd0
+ *     -device virtio-blk-pci,drive=disk0,id=vd0[,bootindex=N]
+ *     [-blockdev ...,node-name=cdrom0 -device ide-cd,drive=cdrom0,id=cd0[,bootindex=N]]
+ *     [-netdev user,id=net0[,hostfwd=RULE]... | -netdev tap,id=net0,fd=N
+ *      -device virtio-net-pci,netdev=net0,id=nic0,mac=MAC,romfile=[,bootindex=N]]
+ *
+ * firmware "uefi" adds two pflash block nodes (fw-code read-only, fw-vars
+ * writable) and "pflash0=fw-code,pflash1=fw-vars" to -machine.  A NIC
+ * gets no option ROM (romfile=) unless the boot order names "network":
+ * nothing to load, nothing to fail on a host without ipxe.  The boot
+ * order becomes bootindex properties; with none given, disks come first,
+ * then the cdrom.
  *
  * Machine "none" gets "-machine none -accel ACCEL" and no -smp: it has no
  * CPU at all, and QEMU refuses -smp above 1 with it.
@@ -140,6 +162,22 @@ void qemu_argv_free(char **argv);
  * when empty, else the -errno of the failed call.
  */
 int qemu_qmp_listen(const char *path, int *ret_fd);
+
+/* ---- network ---------------------------------------------------------------- */
+
+#define QEMU_IFNAME_MAX 16              /* IFNAMSIZ */
+
+/*
+ * A new tap device ("crlN", its name to ifname) on the host bridge named
+ * bridge, up, with the bridge's MTU and a host-side MAC derived from the
+ * guest's (first octet 0xfe, so it never becomes the bridge's address).
+ * Returns its fd (close-on-exec, IFF_VNET_HDR) for QEMU's -netdev tap,fd=N;
+ * the device disappears when the last copy of the fd closes.  Needs
+ * CAP_NET_ADMIN.  -ENODEV when bridge is not a bridge here, else -errno;
+ * the reason in err.  Any thread (blocking: a few ioctls).
+ */
+int qemu_tap_open(const char *bridge, const char *guest_mac, char ifname[QEMU_IFNAME_MAX],
+		  char *err, size_t errlen);
 
 /* ---- process -------------------------------------------------------------- */
 

@@ -8,6 +8,7 @@ pkgs=(
 	liburcu-dev libck-dev libmsgpack-dev libjansson-dev libcriterion-dev
 	qemu-system-x86 qemu-utils python3 python3-msgpack procps
 	busybox-static xz-utils util-linux spin
+	ovmf ipxe-qemu seabios iproute2 xorriso isolinux syslinux-common
 )
 
 missing=()

@@ -55,6 +55,7 @@ class Client:
         self.unpacker = msgpack.Unpacker(raw=False)
         self.next_id = 0
         self.early = {}
+        self.notes = []     # notifications that came while waiting for responses
 
     def close(self):
         self.sock.close()
@@ -79,11 +80,31 @@ class Client:
             return self.early.pop(msgid)
         while True:
             m = self.recv()
+            if m[0] == 2:
+                self.notes.append(m)
+                continue
             if m[0] != 1:
                 continue
             if m[1] == msgid:
                 return m
             self.early[m[1]] = m
+
+    def note(self, timeout=WAIT):
+        """The next notification [2, method, params], or None at the timeout."""
+        if self.notes:
+            return self.notes.pop(0)
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                m = self.recv()
+                if m[0] == 2:
+                    return m
+                if m[0] == 1:
+                    self.early[m[1]] = m
+        except socket.timeout:
+            return None
+        finally:
+            self.sock.settimeout(WAIT)
 
     def call(self, method, params=None):
         m = self.response(self.send(method, params))

@@ -74,7 +74,8 @@ Test(e2e, api_info_lists_every_method)
 	static const char *const expect[] = {
 		"api.info", "daemon.info", "list", "info", "define", "undefine", "start",
 		"shutdown", "destroy", "suspend", "resume", "reset", "reboot", "qmp", "attach",
-		"events.subscribe", "events.unsubscribe",
+		"events.subscribe", "console.attach", "console.write", "console.detach",
+		"events.unsubscribe",
 	};
 	struct dt_client c;
 	json_t *r, *methods, *m;

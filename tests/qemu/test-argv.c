@@ -312,6 +312,17 @@ static void build_fails(const struct qemu_launch *l, const char *want)
 	qemu_config_free(c);
 }
 
+static void build_fails_cfg(const char *text, const struct qemu_launch *l, const char *want)
+{
+	struct qemu_config *c = cfg(text);
+	char **argv = NULL;
+	char err[256] = "";
+
+	cr_assert_eq(qemu_argv_build(c, l, &argv, err, sizeof(err)), -EINVAL, "%s", text);
+	cr_assert_str_eq(err, want);
+	qemu_config_free(c);
+}
+
 Test(argv, launch_checks)
 {
 	build_fails(&(struct qemu_launch){ .accel = "auto", .qmp_fd = 3 },
@@ -356,4 +367,67 @@ Test(argv, guest_reboot_adds_no_shutdown)
 	argv = build("{\"name\": \"a\"}", &kvm_launch);
 	cr_assert_not(has_arg(argv, "-no-shutdown"), "reboot \"reset\" must let QEMU exit");
 	qemu_argv_free(argv);
+}
+
+Test(argv, golden_network_firmware_media)
+{
+	static const int taps[] = { -1, 9 };
+	struct qemu_launch l = { .accel = "tcg", .qmp_fd = 3, .serial_listen_fd = 5,
+				 .tap_fds = taps, .fw_code_fd = 6, .fw_vars_fd = 7,
+				 .cdrom_fd = 8 };
+	char **argv = build(
+		"{\"name\": \"inst\", \"machine\": \"q35\", \"firmware\": \"uefi\", "
+		"\"cdrom\": \"/iso/d.iso\", \"boot\": \"cdrom,disk,network\", "
+		"\"disks\": [{\"path\": \"/img/a.qcow2\", \"format\": \"qcow2\"}], "
+		"\"nics\": [\"user,hostfwd=tcp:127.0.0.1:2222-:22,mac=52:54:00:00:00:01\", "
+		"\"bridge=br0,mac=52:54:00:00:00:02\"]}", &l);
+	static const char *const want[] = {
+		"qemu-system-x86_64",
+		"-name", "guest=inst,debug-threads=on",
+		"-machine", "q35,accel=tcg,pflash0=fw-code,pflash1=fw-vars",
+		"-m", "256M",
+		"-smp", "1",
+		"-nodefaults",
+		"-no-user-config",
+		"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+		"-display", "none",
+		"-S",
+		"-chardev", "socket,id=qmp0,fd=3",
+		"-mon", "chardev=qmp0,mode=control",
+		"-chardev", "socket,id=serial0,fd=5,server=on,wait=off",
+		"-serial", "chardev:serial0",
+		"-add-fd", "fd=6,set=6,opaque=fw-code",
+		"-add-fd", "fd=7,set=7,opaque=fw-vars",
+		"-blockdev", "driver=file,filename=/dev/fdset/6,node-name=fw-code-file,read-only=on",
+		"-blockdev", "driver=raw,file=fw-code-file,node-name=fw-code,read-only=on",
+		"-blockdev", "driver=file,filename=/dev/fdset/7,node-name=fw-vars-file",
+		"-blockdev", "driver=raw,file=fw-vars-file,node-name=fw-vars",
+		"-blockdev", "driver=file,filename=/img/a.qcow2,node-name=file0",
+		"-blockdev", "driver=qcow2,file=file0,node-name=disk0",
+		"-device", "virtio-blk-pci,drive=disk0,id=vd0,bootindex=2",
+		"-add-fd", "fd=8,set=8,opaque=cdrom0",
+		"-blockdev", "driver=file,filename=/dev/fdset/8,node-name=cdfile0,read-only=on",
+		"-blockdev", "driver=raw,file=cdfile0,node-name=cdrom0,read-only=on",
+		"-device", "ide-cd,drive=cdrom0,id=cd0,bootindex=1",
+		"-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22",
+		"-device", "virtio-net-pci,netdev=net0,id=nic0,mac=52:54:00:00:00:01,bootindex=3",
+		"-netdev", "tap,id=net1,fd=9",
+		"-device", "virtio-net-pci,netdev=net1,id=nic1,mac=52:54:00:00:00:02,romfile=",
+		NULL,
+	};
+
+	assert_argv(argv, want);
+	qemu_argv_free(argv);
+}
+
+Test(argv, nic_needs_mac_and_tap)
+{
+	struct qemu_launch l = { .accel = "tcg", .qmp_fd = 3 };
+
+	build_fails_cfg("{\"name\": \"n\", \"nics\": [\"user\"]}", &l,
+			"nics[0]: no MAC address (the daemon gives one at define)");
+	build_fails_cfg("{\"name\": \"n\", \"nics\": [\"bridge=br0,mac=52:54:00:00:00:01\"]}", &l,
+			"nics[0]: no tap device for bridge 'br0'");
+	build_fails_cfg("{\"name\": \"n\", \"firmware\": \"uefi\"}", &l,
+			"firmware uefi: no firmware or variable store");
 }

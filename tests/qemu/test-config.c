@@ -94,7 +94,7 @@ Test(config, canonical_form_fills_defaults)
 	assert_canon("{\"name\": \"vm1\"}",
 		     "{\"name\":\"vm1\",\"memory\":256,\"vcpus\":1,\"machine\":\"pc\","
 		     "\"accel\":\"auto\",\"emulator\":\"qemu-system-x86_64\",\"disks\":[],"
-		     "\"reboot\":\"reset\"}");
+		     "\"reboot\":\"reset\",\"nics\":[],\"firmware\":\"bios\"}");
 }
 
 Test(config, canonical_form_of_everything)
@@ -111,7 +111,7 @@ Test(config, canonical_form_of_everything)
 		     "\"initrd\":\"/boot/initrd\",\"cmdline\":\"console=ttyS0\",\"disks\":["
 		     "{\"path\":\"/img/a.img\",\"readonly\":true},"
 		     "{\"path\":\"/img/b.qcow2\",\"readonly\":false,\"format\":\"qcow2\"}],"
-		     "\"reboot\":\"acpi\"}");
+		     "\"reboot\":\"acpi\",\"nics\":[],\"firmware\":\"bios\"}");
 }
 
 Test(config, canonical_form_parses_back_equal)
@@ -139,7 +139,7 @@ Test(config, null_counts_as_absent)
 		     "\"disks\": null}",
 		     "{\"name\":\"vm1\",\"memory\":256,\"vcpus\":1,\"machine\":\"pc\","
 		     "\"accel\":\"auto\",\"emulator\":\"qemu-system-x86_64\",\"disks\":[],"
-		     "\"reboot\":\"reset\"}");
+		     "\"reboot\":\"reset\",\"nics\":[],\"firmware\":\"bios\"}");
 }
 
 Test(config, not_an_object)
@@ -644,4 +644,98 @@ Test(config, disks_at_most_16)
 
 	snprintf(text + o, sizeof(text) - o, ",\"/d16\"]}");
 	parse_fails(text, "field 'disks': at most 16 disks, got 17");
+}
+
+/* ---- nics, firmware, cdrom, boot ------------------------------------------------ */
+
+Test(config, nics_objects_and_shorthand_canonical)
+{
+	assert_canon("{\"name\": \"n\", \"nics\": [\"user,hostfwd=tcp:127.0.0.1:2222-:22,"
+		     "hostfwd=udp::5353-10.0.2.15:53\", {\"type\": \"bridge\", \"bridge\": "
+		     "\"br0\", \"mac\": \"52:54:00:AB:cd:01\"}, \"bridge=virbr1,mac=02:00:00:00:00:01\"], "
+		     "\"firmware\": \"uefi\", \"cdrom\": \"/iso/debian.iso\", \"boot\": \"cdrom,disk\", "
+		     "\"disks\": [{\"path\": \"/img/a.img\", \"format\": \"raw\"}]}",
+		     "{\"name\":\"n\",\"memory\":256,\"vcpus\":1,\"machine\":\"pc\","
+		     "\"accel\":\"auto\",\"emulator\":\"qemu-system-x86_64\",\"disks\":["
+		     "{\"path\":\"/img/a.img\",\"readonly\":false,\"format\":\"raw\"}],"
+		     "\"reboot\":\"reset\",\"nics\":[{\"type\":\"user\",\"hostfwd\":["
+		     "\"tcp:127.0.0.1:2222-:22\",\"udp::5353-10.0.2.15:53\"]},"
+		     "{\"type\":\"bridge\",\"mac\":\"52:54:00:ab:cd:01\",\"bridge\":\"br0\"},"
+		     "{\"type\":\"bridge\",\"mac\":\"02:00:00:00:00:01\",\"bridge\":\"virbr1\"}],"
+		     "\"firmware\":\"uefi\",\"cdrom\":\"/iso/debian.iso\",\"boot\":[\"cdrom\","
+		     "\"disk\"]}");
+}
+
+Test(config, nics_refused)
+{
+	parse_fails("{\"name\": \"n\", \"nics\": [\"tap\"]}",
+		    "field 'nics[0]': must start with \"user\" or \"bridge=NAME\", got \"tap\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [{\"type\": \"user\", \"mac\": "
+		    "\"01:00:5e:00:00:01\"}]}",
+		    "field 'nics[0].mac': must be a unicast MAC address like \"52:54:00:12:34:56\", "
+		    "got \"01:00:5e:00:00:01\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [{\"type\": \"user\", \"mac\": "
+		    "\"00:00:00:00:00:00\"}]}",
+		    "field 'nics[0].mac': must be a unicast MAC address like \"52:54:00:12:34:56\", "
+		    "got \"00:00:00:00:00:00\"");
+	/* A comma would add a QEMU option: the grammar has none. */
+	parse_fails("{\"name\": \"n\", \"nics\": [{\"type\": \"user\", \"hostfwd\": "
+		    "[\"tcp::22-:22,smb=/\"]}]}",
+		    "field 'nics[0].hostfwd[0]': must look like \"tcp:127.0.0.1:2222-:22\" (tcp or "
+		    "udp, IPv4 addresses optional, ports 1-65535), got \"tcp::22-:22,smb=/\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"user,hostfwd=tcp::0-:22\"]}",
+		    "field 'nics[0]': must look like \"tcp:127.0.0.1:2222-:22\" (tcp or udp, IPv4 "
+		    "addresses optional, ports 1-65535), got \"user,hostfwd=tcp::0-:22\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"user,hostfwd=tcp:1.2.3:22-:22\"]}",
+		    "field 'nics[0]': must look like \"tcp:127.0.0.1:2222-:22\" (tcp or udp, IPv4 "
+		    "addresses optional, ports 1-65535), got \"user,hostfwd=tcp:1.2.3:22-:22\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [{\"type\": \"bridge\"}]}",
+		    "field 'nics[0]': type \"bridge\" needs 'bridge' (its name)");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"bridge=br0,hostfwd=tcp::1-:2\"]}",
+		    "field 'nics[0]': 'hostfwd' is for type \"user\" only");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"bridge=br0,x\"]}",
+		    "field 'nics[0]': options are hostfwd=RULE and mac=MAC, got \"bridge=br0,x\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"bridge=a/b\"]}",
+		    "field 'nics[0]': must be an interface name: 1 to 15 of [A-Za-z0-9_.-], got "
+		    "\"bridge=a/b\"");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"user,mac=52:54:00:00:00:01\", "
+		    "\"user,mac=52:54:00:00:00:01\"]}",
+		    "field 'nics[1]': same MAC address as nics[0]");
+	parse_fails("{\"name\": \"n\", \"nics\": [\"user\",\"user\",\"user\",\"user\",\"user\","
+		    "\"user\",\"user\",\"user\",\"user\"]}",
+		    "field 'nics': at most 8 NICs, got 9");
+	parse_fails("{\"name\": \"n\", \"machine\": \"none\", \"nics\": [\"user\"]}",
+		    "field 'nics': cannot be used with machine 'none' (it has no bus)");
+}
+
+Test(config, firmware_cdrom_boot_refused)
+{
+	parse_fails("{\"name\": \"n\", \"firmware\": \"efi\"}",
+		    "field 'firmware': must be \"bios\" or \"uefi\", got \"efi\"");
+	parse_fails("{\"name\": \"n\", \"cdrom\": \"x.iso\"}",
+		    "field 'cdrom': must be an absolute path, got \"x.iso\"");
+	parse_fails("{\"name\": \"n\", \"boot\": \"cdrom\"}",
+		    "field 'boot': names \"cdrom\", but the domain has no cdrom");
+	parse_fails("{\"name\": \"n\", \"cdrom\": \"/a.iso\", \"boot\": \"cdrom,cdrom\"}",
+		    "field 'boot': names a device twice, got \"cdrom,cdrom\"");
+	parse_fails("{\"name\": \"n\", \"cdrom\": \"/a.iso\", \"boot\": [\"floppy\"]}",
+		    "field 'boot': must list \"disk\", \"cdrom\" and \"network\", each at most "
+		    "once, got an array");
+	parse_fails("{\"name\": \"n\", \"cdrom\": \"/a.img\", \"disks\": [\"/a.img\"]}",
+		    "field 'cdrom': is also one of the disks");
+	parse_fails("{\"name\": \"n\", \"machine\": \"none\", \"firmware\": \"uefi\"}",
+		    "field 'firmware': cannot be used with machine 'none' (it runs no firmware)");
+}
+
+Test(config, nic_mac_set_once_unique)
+{
+	struct qemu_config *c = parse_ok("{\"name\": \"n\", \"nics\": [\"user\", "
+					 "\"user,mac=52:54:00:00:00:02\"]}");
+
+	cr_assert_null(qemu_config_nic_mac(c, 0));
+	cr_assert_eq(qemu_config_set_nic_mac(c, 0, "52:54:00:00:00:02"), -EEXIST);
+	cr_assert_eq(qemu_config_set_nic_mac(c, 0, "ff:ff:ff:ff:ff:ff"), -EINVAL);
+	cr_assert_eq(qemu_config_set_nic_mac(c, 0, "52:54:00:AA:00:01"), 0);
+	cr_assert_str_eq(qemu_config_nic_mac(c, 0), "52:54:00:aa:00:01");
+	qemu_config_free(c);
 }
