@@ -134,6 +134,7 @@ enum vm_op {
 	VM_OP_ATTACH,           /* through vm_attach_submit() */
 	VM_OP_UNDEFINE,         /* a shut-off domain: its files go, then the domain */
 	VM_OP_DEFINE,           /* through vm_define_submit() */
+	VM_OP_AUTOSTART,        /* args: {"enable": bool}: the definition's flag, written durably */
 	VM_OP_REATTACH,         /* internal: adopt a QEMU found at start-up */
 	VM_OP_SETTLE,           /* internal: learn QEMU's state on a new monitor */
 	VM_OP_COUNT
@@ -145,7 +146,7 @@ int vm_op_from_name(const char *name);
 
 /*
  * A lifecycle job for vm_submit() (start, shutdown, destroy, suspend,
- * resume, reset, reboot, qmp, undefine).  args may be NULL (borrowed).
+ * resume, reset, reboot, qmp, undefine, autostart).  args may be NULL (borrowed).
  * The job's result (job->result) is a JSON value or NULL.  Any thread.
  */
 int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn done,
