@@ -181,6 +181,7 @@ struct vm_job {
 	enum vm_phase phase;
 	struct creds creds;             /* the caller's */
 	bool redefine;                  /* VM_OP_DEFINE of a domain already defined */
+	bool boot;                      /* VM_OP_START by vm_autostart_submit_all() */
 	struct vm_found found;          /* VM_OP_REATTACH */
 };
 

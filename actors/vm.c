@@ -1396,6 +1396,14 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 		autostart_start(d, job);
 		return;
 	case VM_OP_START:
+		if (vj->boot && (!vm->autostart || is_active(st) || vm->proc != VPROC_NONE)) {
+			/* Decided now, behind a re-attach or an unmarking queued first. */
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
+				       vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st),
+				       "skipped", vm->autostart ? "already running" :
+				       "no longer marked autostart"), NULL);
+			return;
+		}
 		if (is_active(st) || vm->proc != VPROC_NONE) {
 			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
 				vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st));
@@ -1717,6 +1725,52 @@ static void submit_settle(struct domain *d)
 		return;
 	if (vm_submit(d, job) < 0)
 		dom_job_free(job);
+}
+
+/* ---- autostart at start-up --------------------------------------------------------- */
+
+struct autostart_walk {
+	uint64_t timeout_ns;
+	dom_job_done_fn done;
+	void *done_arg;
+	int submitted;
+	bool oom;
+};
+
+static int autostart_one(struct domain *d, void *arg)
+{
+	const struct dom_snapshot *sn = dom_snap_rcu(d);
+	struct autostart_walk *w = arg;
+	struct dom_job *job;
+	char err[64];
+
+	/* A first look; the job decides again in the domain's turn. */
+	if (!sn->autostart || sn->state != DOM_SHUTOFF)
+		return 0;
+	if (vm_job_new(VM_OP_START, NULL, w->timeout_ns, w->done, w->done_arg, &job, err,
+		       sizeof(err)) < 0) {
+		w->oom = true;
+		return 0;
+	}
+	((struct vm_job *)job->priv)->boot = true;
+	if (vm_submit(d, job) < 0)
+		dom_job_free(job);      /* removed meanwhile: nothing to start */
+	else
+		w->submitted++;
+	return 0;
+}
+
+int vm_autostart_submit_all(struct vm_env *env, uint64_t timeout_ns, dom_job_done_fn done,
+			    void *done_arg)
+{
+	struct autostart_walk w = { .timeout_ns = timeout_ns, .done = done,
+				    .done_arg = done_arg };
+
+	/* Sends only: nothing here waits, so the walk may hold the read section. */
+	crcu_read_lock();
+	reg_for_each_rcu(env->reg, autostart_one, &w);
+	crcu_read_unlock();
+	return w.oom ? -ENOMEM : w.submitted;
 }
 
 /* ---- loading at start-up ----------------------------------------------------------- */

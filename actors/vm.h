@@ -159,6 +159,22 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 int vm_submit(struct domain *d, struct dom_job *job);
 
 /*
+ * At start-up, after vm_env_load(): submit a start to every domain marked
+ * autostart that is shut off, all at once, and return how many (or
+ * -ENOMEM).  Does not wait: the starts run on the domains' actors, in
+ * parallel.  Each start decides in its domain's turn, behind the jobs
+ * queued before it (a re-attach still running): a domain that has a QEMU by
+ * then, or is no longer marked, is left alone and its job ends with the
+ * result {"skipped": why}; otherwise the result is a start's ({state,
+ * pid}) or its error, and a failed start shows in the domain's state and
+ * reason as any start does.  done gets each job once (on the domain actor,
+ * or on the runtime thread that drops it); free it with dom_job_free().
+ * Any thread (RCU-registered), never an actor.
+ */
+int vm_autostart_submit_all(struct vm_env *env, uint64_t timeout_ns, dom_job_done_fn done,
+			    void *done_arg);
+
+/*
  * The domain's config as JSON (immutable, published with the snapshot).
  * RCU reader: valid until rcu_read_unlock(); never modify it.
  */
