@@ -67,6 +67,7 @@ struct domain {
 	enum dom_state state;
 	const char *reason;
 	int pid;
+	bool autostart;
 	enum dom_mon_state mon;
 	uint64_t mon_since_ns;
 	uint64_t seq;
@@ -146,6 +147,7 @@ static void dom_publish(struct domain *d)
 		s->job.started_ns = d->holder->started_ns;
 	}
 	s->jobs_waiting = d->nwaiting;
+	s->autostart = d->autostart;
 	s->mon = d->mon;
 	s->mon_since_ns = d->mon_since_ns;
 	s->counters.jobs_done = d->jobs_done;
@@ -711,6 +713,17 @@ void dom_set_monitor(struct domain *d, enum dom_mon_state ms)
 	d->mon = ms;
 	d->mon_since_ns = now_ns();
 	d->dirty = true;
+}
+
+void dom_set_autostart(struct domain *d, bool on)
+{
+	d->autostart = on;
+	if (actor_is_current(&d->actor)) {
+		d->dirty = true;
+		return;
+	}
+	/* Not shared yet: no turn of d can run now, nor publish; nobody reads it. */
+	dom_publish(d);
 }
 
 void dom_count_event(struct domain *d)

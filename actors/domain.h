@@ -74,6 +74,7 @@ struct dom_snapshot {
 		uint64_t started_ns;    /* CLOCK_MONOTONIC */
 	} job;
 	uint32_t jobs_waiting;
+	bool autostart;                 /* started when corrald starts (dom_set_autostart) */
 	enum dom_mon_state mon;
 	uint64_t mon_since_ns;          /* CLOCK_MONOTONIC, when mon last changed */
 	struct {
@@ -235,6 +236,12 @@ void dom_set_state(struct domain *d, enum dom_state st, const char *reason);
 void dom_set_pid(struct domain *d, int pid);
 void dom_set_monitor(struct domain *d, enum dom_mon_state ms);
 void dom_count_event(struct domain *d);
+/*
+ * Whether the daemon starts d when it starts: the VM layer's flag, shown in
+ * the snapshot.  Domain actor only; or before d is shared (registered, sent
+ * anything), as at start-up, where the snapshot is published at once.
+ */
+void dom_set_autostart(struct domain *d, bool on);
 enum dom_state dom_state_actor(struct domain *d);   /* Domain actor only. */
 const char *dom_reason_actor(struct domain *d);     /* Domain actor only. */
 

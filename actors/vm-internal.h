@@ -6,7 +6,7 @@
  *
  * On disk (see DESIGN.md, "What is on disk"):
  *
- *   STATE_DIR/domains/NAME.json    the definition: {version, config, owner}
+ *   STATE_DIR/domains/NAME.json    the definition: {version, config, owner, autostart}
  *   STATE_DIR/logs/NAME.qemu.log   QEMU's stdout and stderr
  *   STATE_DIR/logs/NAME.qemu.log.1 the same, before it passed 1 MiB
  *   STATE_DIR/logs/NAME.console.log  the serial console, this start
@@ -102,6 +102,15 @@ struct vm {
 	struct qemu_config *cfg;
 	struct creds owner;             /* who defined it: files are opened as them */
 	bool defined;                   /* its definition file is written */
+	bool autostart;                 /* the definition's flag: started when corrald starts */
+	/*
+	 * Definition writes (define, autostart, undefine's removal) on the
+	 * strand and not yet complete.  A job that writes the definition waits
+	 * for zero (VP_WAIT_DEF) before it builds its file from this struct, so
+	 * that a write whose job ended early (its deadline) is never undone by
+	 * the next one.
+	 */
+	unsigned def_writes;
 	struct monitor *mon;
 	bool mon_ready;                 /* its handshake is done */
 	struct pidwatch *pw;
@@ -154,6 +163,7 @@ struct vm_io {
 enum vm_phase {
 	VP_INIT = 0,
 	VP_IO,                  /* a file operation (vm_io) */
+	VP_WAIT_DEF,            /* an earlier definition write is still on the strand */
 	VP_SPAWN,               /* the offload thread spawns QEMU */
 	VP_WAIT_MON,            /* the monitor's handshake */
 	VP_WAIT_CMD,            /* a QMP command's reply */
@@ -183,6 +193,7 @@ struct vm_job {
 	enum vm_phase phase;
 	struct creds creds;             /* the caller's */
 	bool redefine;                  /* VM_OP_DEFINE of a domain already defined */
+	bool boot;                      /* VM_OP_START by vm_autostart_submit_all() */
 	struct vm_found found;          /* VM_OP_REATTACH */
 };
 

@@ -39,6 +39,7 @@ static const char *const op_names[VM_OP_COUNT] = {
 	[VM_OP_SUSPEND] = "suspend", [VM_OP_RESUME] = "resume",     [VM_OP_RESET] = "reset",
 	[VM_OP_REBOOT] = "reboot",   [VM_OP_QMP] = "qmp",           [VM_OP_ATTACH] = "attach",
 	[VM_OP_UNDEFINE] = "undefine", [VM_OP_DEFINE] = "define",
+	[VM_OP_AUTOSTART] = "autostart",
 	[VM_OP_REATTACH] = "reattach", [VM_OP_SETTLE] = "settle",
 };
 
@@ -574,11 +575,14 @@ static void vm_domain_retire(struct vm_env *env, struct domain *d)
 /* ---- definitions ------------------------------------------------------------ */
 
 /*
- * The definition file: {"version": 2, "config": {...}, "owner": {...}}.
- * The config is what define took, in canonical form; owner is who defined
- * it, whose rights open its files at every start.
+ * The definition file: {"version": 2, "config": {...}, "owner": {...},
+ * "autostart": bool}.  The config is what define took, in canonical form;
+ * owner is who defined it, whose rights open its files at every start;
+ * autostart (absent in older files: false) says whether corrald starts the
+ * domain when it starts.  The flag is the domain's, not its config's: a
+ * define of an existing name keeps it.
  */
-static json_t *definition_doc(json_t *config, const struct creds *owner)
+static json_t *definition_doc(json_t *config, const struct creds *owner, bool autostart)
 {
 	json_t *o = creds_to_json(owner);
 
@@ -587,7 +591,8 @@ static json_t *definition_doc(json_t *config, const struct creds *owner)
 		return NULL;
 	}
 	/* Steals config (a new reference, or NULL: then the pack fails). */
-	return json_pack("{s:i, s:o, s:o}", "version", 2, "config", config, "owner", o);
+	return json_pack("{s:i, s:o, s:o, s:b}", "version", 2, "config", config, "owner", o,
+			 "autostart", autostart);
 }
 
 struct def_io {
@@ -598,7 +603,20 @@ struct def_io {
 	char formats[QEMU_DISKS_MAX][8];
 	size_t ndisks;
 	bool remove;                    /* undefine: remove instead of write */
+	bool probe;                     /* define: probe and check the disks first */
+	const char *tag;                /* crash points: "define", "autostart" */
 };
+
+/* The crash point TAG.what of this write (see DESIGN.md, "Crash points"). */
+static void def_crash_point(const struct def_io *di, const char *what)
+{
+	char name[64];
+
+	if (!crash_armed())
+		return;
+	snprintf(name, sizeof(name), "%s.%s", di->tag, what);
+	crash_point(name);
+}
 
 static void def_io_free(struct vm_io *io)
 {
@@ -670,6 +688,8 @@ static void def_io_work(struct vm_io *io)
 		unlinkat(io->env->nvram_fd, file, 0);
 		return;
 	}
+	if (!di->probe)
+		goto write;     /* the config on disk already: its disks were probed then */
 	r = creds_enter(&di->owner);
 	if (r < 0) {
 		io->err = r;
@@ -709,6 +729,7 @@ static void def_io_work(struct vm_io *io)
 	creds_leave();
 	if (io->err)
 		return;
+write:
 	text = json_dumps(di->doc, JSON_INDENT(2) | JSON_SORT_KEYS);
 	if (!text) {
 		io->err = -ENOMEM;
@@ -726,16 +747,16 @@ static void def_io_work(struct vm_io *io)
 			return;
 		}
 	}
-	crash_point("define.before-write");
+	def_crash_point(di, "before-write");
 	r = durable_write(io->env->domains_fd, "state dir", file, text, strlen(text), 0600,
-			  "define", io->errmsg, sizeof(io->errmsg));
+			  di->tag, io->errmsg, sizeof(io->errmsg));
 	free(text);
 	if (r < 0) {
 		io->err = r;
 		io->code = DOM_ERR_STORAGE;
 		return;
 	}
-	crash_point("define.after-write");
+	def_crash_point(di, "after-write");
 }
 
 static struct def_io *def_io_new(struct domain *d, uint64_t job_id,
@@ -747,7 +768,15 @@ static struct def_io *def_io_new(struct domain *d, uint64_t job_id,
 		return NULL;
 	vm_io_init(&di->io, job_id, def_io_work, complete, NULL, def_io_free);
 	snprintf(di->name, sizeof(di->name), "%s", dom_name(d));
+	di->tag = "define";
 	return di;
+}
+
+/* Queue a write or removal of d's definition on its strand.  Domain actor only. */
+static void def_io_submit(struct domain *d, struct def_io *di)
+{
+	vm_of(d)->def_writes++;
+	vm_io_submit(d, &di->io);
 }
 
 /* ---- helpers on the domain actor -------------------------------------------- */
@@ -801,7 +830,40 @@ void vm_job_cmd(struct domain *d, struct dom_job *job, const char *execute, json
 		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': monitor is closed", dom_name(d));
 }
 
-/* ---- define / undefine jobs ------------------------------------------------- */
+/* ---- define / undefine / autostart jobs -------------------------------------- */
+
+static void vmj_start(struct domain *d, struct dom_job *job);
+
+/*
+ * A job that writes the definition builds the file from what the domain
+ * holds, which is what is on disk only once no earlier write is still on
+ * the strand (one whose job ended at its deadline while the disk was
+ * slow).  Such a job waits for that (VP_WAIT_DEF), bounded by its own
+ * deadline.  Domain actor only.
+ */
+static bool def_wait(struct domain *d, struct dom_job *job)
+{
+	if (!vm_of(d)->def_writes)
+		return false;
+	((struct vm_job *)job->priv)->phase = VP_WAIT_DEF;
+	return true;
+}
+
+/* A definition write is complete: a job waiting for it goes on. */
+static void def_written(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj;
+
+	BUG_ON(!vm->def_writes);
+	vm->def_writes--;
+	vj = vm_held_job(d, &job);
+	if (!vm->def_writes && vj && vj->phase == VP_WAIT_DEF) {
+		vj->phase = VP_INIT;
+		vmj_start(d, job);
+	}
+}
 
 static json_t *name_uuid(struct domain *d)
 {
@@ -832,6 +894,7 @@ static void define_written(struct domain *d, struct vm_io *io)
 			dom_job_finish(d, job, io->err, io->code, NULL, "%s", io->errmsg);
 		if (first)
 			vm_domain_retire(vm->env, d);   /* the name was only reserved */
+		def_written(d);
 		return;
 	}
 	/* The file holds the probed formats: so does the config from now on. */
@@ -840,6 +903,7 @@ static void define_written(struct domain *d, struct vm_io *io)
 		/* Written, but unreadable back: cannot happen (it was checked). */
 		if (mine)
 			dom_job_finish(d, job, -EINVAL, DOM_ERR_INVALID, NULL, "%s", err);
+		def_written(d);
 		return;
 	}
 	qemu_config_free(vm->cfg);
@@ -847,10 +911,13 @@ static void define_written(struct domain *d, struct vm_io *io)
 	vm->owner = di->owner;
 	vm_publish_config(vm);
 	vm->defined = true;
+	vm->autostart = json_is_true(json_object_get(di->doc, "autostart"));
+	dom_set_autostart(d, vm->autostart);
 	evbus_publish(vm->env->bus, dom_name(d), "defined",
 		      first ? NULL : json_pack("{s:b}", "replaced", 1));
 	if (mine)
 		dom_job_finish(d, job, 0, 0, name_uuid(d), NULL);
+	def_written(d);
 }
 
 /* A MAC address in QEMU's locally administered range 52:54:00, random. */
@@ -913,6 +980,8 @@ static void define_start(struct domain *d, struct dom_job *job)
 	struct def_io *di;
 	char err[256], own[37];
 
+	if (def_wait(d, job))
+		return;
 	uuid_format(dom_uuid(d), own);
 	if (vm->defined && uuid && strcasecmp(uuid, own) != 0) {
 		vm_fail(d, job, DOM_ERR_INVALID, "domain '%s' has UUID %s: a definition may not "
@@ -935,8 +1004,9 @@ static void define_start(struct domain *d, struct dom_job *job)
 		return;
 	}
 	di = def_io_new(d, job->id, define_written);
+	/* A new name starts unmarked; a redefine keeps the domain's flag. */
 	if (di)
-		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds);
+		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds, vm->autostart);
 	qemu_config_free(cfg);
 	if (!di || !di->doc) {
 		if (di)
@@ -947,8 +1017,9 @@ static void define_start(struct domain *d, struct dom_job *job)
 		return;
 	}
 	di->owner = vj->creds;
+	di->probe = true;
 	vj->phase = VP_IO;
-	vm_io_submit(d, &di->io);
+	def_io_submit(d, di);
 }
 
 static void undefine_done(struct domain *d, struct vm_io *io)
@@ -962,6 +1033,7 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 		if (mine)
 			dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s' is still "
 				       "defined: %s", dom_name(d), io->errmsg);
+		def_written(d);
 		return;
 	}
 	/*
@@ -978,6 +1050,7 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "name", dom_name(d)), NULL);
 	crash_point("undefine.after-remove");
 	vm_domain_retire(vm->env, d);
+	def_written(d);         /* nothing waits any more: the retired domain ended its jobs */
 }
 
 /*
@@ -1003,7 +1076,84 @@ static void undefine_start(struct domain *d, struct dom_job *job)
 	}
 	di->remove = true;
 	vj->phase = VP_IO;
-	vm_io_submit(d, &di->io);
+	def_io_submit(d, di);
+}
+
+static json_t *autostart_result(struct domain *d, bool on)
+{
+	return json_pack("{s:s, s:b}", "name", dom_name(d), "autostart", on);
+}
+
+/*
+ * The file with the new flag is written (or not): as for a define, the
+ * domain follows the disk, whether or not its job still holds it.
+ */
+static void autostart_written(struct domain *d, struct vm_io *io)
+{
+	struct def_io *di = container_of(io, struct def_io, io);
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	bool mine = vj && job->id == io->job_id;
+
+	if (io->err) {
+		if (mine)
+			dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s': autostart "
+				       "unchanged (%s): %s", dom_name(d),
+				       vm->autostart ? "enabled" : "disabled", io->errmsg);
+		def_written(d);
+		return;
+	}
+	vm->autostart = json_is_true(json_object_get(di->doc, "autostart"));
+	dom_set_autostart(d, vm->autostart);
+	evbus_publish(vm->env->bus, dom_name(d), "autostart",
+		      json_pack("{s:b}", "autostart", vm->autostart));
+	if (mine)
+		dom_job_finish(d, job, 0, 0, autostart_result(d, vm->autostart), NULL);
+	def_written(d);
+}
+
+/*
+ * Mark or unmark: the definition is written again with the flag (the
+ * config and owner as they are), durably, before the answer.
+ */
+static void autostart_start(struct domain *d, struct dom_job *job)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_job *vj = job->priv;
+	json_t *enable = json_object_get(vj->args, "enable");
+	bool on = json_is_true(enable);
+	struct def_io *di;
+
+	if (!json_is_boolean(enable)) {
+		vm_fail(d, job, DOM_ERR_INVALID, "autostart: 'enable' must be a boolean");
+		return;
+	}
+	if (def_wait(d, job))
+		return;
+	if (!vm->defined) {
+		/* Cannot be: the define that reserved the name ran before us. */
+		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is not defined yet", dom_name(d));
+		return;
+	}
+	if (vm->autostart == on) {
+		/* The file says so already. */
+		dom_job_finish(d, job, 0, 0, autostart_result(d, on), NULL);
+		return;
+	}
+	di = def_io_new(d, job->id, autostart_written);
+	if (di)
+		di->doc = definition_doc(qemu_config_to_json(vm->cfg), &vm->owner, on);
+	if (!di || !di->doc) {
+		if (di)
+			def_io_free(&di->io);
+		vm_fail(d, job, DOM_ERR_STORAGE, "out of memory");
+		return;
+	}
+	di->owner = vm->owner;
+	di->tag = "autostart";
+	vj->phase = VP_IO;
+	def_io_submit(d, di);
 }
 
 /* ---- define and attach requests -------------------------------------------- */
@@ -1423,7 +1573,18 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 	case VM_OP_UNDEFINE:
 		undefine_start(d, job);
 		return;
+	case VM_OP_AUTOSTART:
+		autostart_start(d, job);
+		return;
 	case VM_OP_START:
+		if (vj->boot && (!vm->autostart || is_active(st) || vm->proc != VPROC_NONE)) {
+			/* Decided now, behind a re-attach or an unmarking queued first. */
+			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
+				       vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st),
+				       "skipped", vm->autostart ? "already running" :
+				       "no longer marked autostart"), NULL);
+			return;
+		}
 		if (is_active(st) || vm->proc != VPROC_NONE) {
 			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
 				vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st));
@@ -1690,8 +1851,8 @@ static const struct dom_job_ops vm_ops[VM_OP_COUNT] = {
 	VMOP(VM_OP_RESUME, "resume"),   VMOP(VM_OP_RESET, "reset"),
 	VMOP(VM_OP_REBOOT, "reboot"),   VMOP(VM_OP_QMP, "qmp"),
 	VMOP(VM_OP_ATTACH, "attach"),   VMOP(VM_OP_UNDEFINE, "undefine"),
-	VMOP(VM_OP_DEFINE, "define"),   VMOP(VM_OP_REATTACH, "reattach"),
-	VMOP(VM_OP_SETTLE, "settle"),
+	VMOP(VM_OP_DEFINE, "define"),   VMOP(VM_OP_AUTOSTART, "autostart"),
+	VMOP(VM_OP_REATTACH, "reattach"), VMOP(VM_OP_SETTLE, "settle"),
 #undef VMOP
 };
 
@@ -1747,6 +1908,52 @@ static void submit_settle(struct domain *d)
 		dom_job_free(job);
 }
 
+/* ---- autostart at start-up --------------------------------------------------------- */
+
+struct autostart_walk {
+	uint64_t timeout_ns;
+	dom_job_done_fn done;
+	void *done_arg;
+	int submitted;
+	bool oom;
+};
+
+static int autostart_one(struct domain *d, void *arg)
+{
+	const struct dom_snapshot *sn = dom_snap_rcu(d);
+	struct autostart_walk *w = arg;
+	struct dom_job *job;
+	char err[64];
+
+	/* A first look; the job decides again in the domain's turn. */
+	if (!sn->autostart || sn->state != DOM_SHUTOFF)
+		return 0;
+	if (vm_job_new(VM_OP_START, NULL, w->timeout_ns, w->done, w->done_arg, &job, err,
+		       sizeof(err)) < 0) {
+		w->oom = true;
+		return 0;
+	}
+	((struct vm_job *)job->priv)->boot = true;
+	if (vm_submit(d, job) < 0)
+		dom_job_free(job);      /* removed meanwhile: nothing to start */
+	else
+		w->submitted++;
+	return 0;
+}
+
+int vm_autostart_submit_all(struct vm_env *env, uint64_t timeout_ns, dom_job_done_fn done,
+			    void *done_arg)
+{
+	struct autostart_walk w = { .timeout_ns = timeout_ns, .done = done,
+				    .done_arg = done_arg };
+
+	/* Sends only: nothing here waits, so the walk may hold the read section. */
+	crcu_read_lock();
+	reg_for_each_rcu(env->reg, autostart_one, &w);
+	crcu_read_unlock();
+	return w.oom ? -ENOMEM : w.submitted;
+}
+
 /* ---- loading at start-up ----------------------------------------------------------- */
 
 /* Move a definition that cannot be used out of the way, keeping it for a human. */
@@ -1777,7 +1984,8 @@ static int load_one(struct vm_env *env, const char *file,
 	struct domain *d;
 	struct vm *vm;
 	json_error_t jerr;
-	json_t *doc;
+	json_t *doc, *autostart;
+	bool marked;
 	size_t len;
 	int r;
 
@@ -1797,12 +2005,22 @@ static int load_one(struct vm_env *env, const char *file,
 		set_aside(env, file, report, arg, err);
 		return -EINVAL;
 	}
-	/* Version 2: {config, owner}; earlier files are the config alone. */
+	/*
+	 * Version 2: {config, owner, autostart}, autostart absent in files
+	 * written before it existed (false); earlier files are the config alone.
+	 */
 	config = json_object_get(doc, "config");
+	autostart = NULL;
 	if (config) {
 		if (creds_from_json(json_object_get(doc, "owner"), &owner) < 0) {
 			json_decref(doc);
 			set_aside(env, file, report, arg, "bad 'owner'");
+			return -EINVAL;
+		}
+		autostart = json_object_get(doc, "autostart");
+		if (autostart && !json_is_boolean(autostart)) {
+			json_decref(doc);
+			set_aside(env, file, report, arg, "bad 'autostart': not true or false");
 			return -EINVAL;
 		}
 	} else {
@@ -1818,6 +2036,7 @@ static int load_one(struct vm_env *env, const char *file,
 			r = -EINVAL;
 		}
 	}
+	marked = json_is_true(autostart);
 	json_decref(doc);
 	if (r < 0) {
 		qemu_config_free(cfg);
@@ -1833,6 +2052,9 @@ static int load_one(struct vm_env *env, const char *file,
 	}
 	vm = vm_of(d);
 	vm->defined = true;
+	vm->autostart = marked;
+	/* Not shared yet: its first snapshot shows the flag before anyone sees it. */
+	dom_set_autostart(d, vm->autostart);
 	r = reg_add(env->reg, d);
 	if (r < 0) {
 		actor_stop(dom_actor(d));

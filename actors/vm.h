@@ -139,6 +139,7 @@ enum vm_op {
 	VM_OP_ATTACH,           /* through vm_attach_submit() */
 	VM_OP_UNDEFINE,         /* a shut-off domain: its files go, then the domain */
 	VM_OP_DEFINE,           /* through vm_define_submit() */
+	VM_OP_AUTOSTART,        /* args: {"enable": bool}: the definition's flag, written durably */
 	VM_OP_REATTACH,         /* internal: adopt a QEMU found at start-up */
 	VM_OP_SETTLE,           /* internal: learn QEMU's state on a new monitor */
 	VM_OP_COUNT
@@ -150,7 +151,7 @@ int vm_op_from_name(const char *name);
 
 /*
  * A lifecycle job for vm_submit() (start, shutdown, destroy, suspend,
- * resume, reset, reboot, qmp, undefine).  args may be NULL (borrowed).
+ * resume, reset, reboot, qmp, undefine, autostart).  args may be NULL (borrowed).
  * The job's result (job->result) is a JSON value or NULL.  Any thread.
  */
 int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn done,
@@ -161,6 +162,22 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
  * job that holds the domain.  Any thread.
  */
 int vm_submit(struct domain *d, struct dom_job *job);
+
+/*
+ * At start-up, after vm_env_load(): submit a start to every domain marked
+ * autostart that is shut off, all at once, and return how many (or
+ * -ENOMEM).  Does not wait: the starts run on the domains' actors, in
+ * parallel.  Each start decides in its domain's turn, behind the jobs
+ * queued before it (a re-attach still running): a domain that has a QEMU by
+ * then, or is no longer marked, is left alone and its job ends with the
+ * result {"skipped": why}; otherwise the result is a start's ({state,
+ * pid}) or its error, and a failed start shows in the domain's state and
+ * reason as any start does.  done gets each job once (on the domain actor,
+ * or on the runtime thread that drops it); free it with dom_job_free().
+ * Any thread (RCU-registered), never an actor.
+ */
+int vm_autostart_submit_all(struct vm_env *env, uint64_t timeout_ns, dom_job_done_fn done,
+			    void *done_arg);
 
 /*
  * The domain's config as JSON (immutable, published with the snapshot).

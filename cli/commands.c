@@ -928,6 +928,29 @@ static int cmd_attach(struct cli *c, const struct cli_args *a)
 	return r;
 }
 
+/* autostart NAME [--disable]: mark (or unmark) a domain to start with corrald. */
+static int cmd_autostart(struct cli *c, const struct cli_args *a)
+{
+	bool enable = !cli_opt_has(a, "disable");
+	json_t *res;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	r = cli_call(c, "autostart", json_pack("{s:s, s:b}", "name", a->pos[0], "enable", enable),
+		     &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON)
+		r = cli_print_json(c, res);
+	else
+		printf("Domain %s: autostart %s.\n", get_str(res, "name", a->pos[0]),
+		       json_is_true(json_object_get(res, "autostart")) ? "enabled" : "disabled");
+	json_decref(res);
+	return r;
+}
+
 static int cmd_qmp(struct cli *c, const struct cli_args *a)
 {
 	const char *text = a->pos[1];
@@ -1133,6 +1156,11 @@ static const struct cli_opt console_opts[] = {
 	{ 0 },
 };
 
+static const struct cli_opt autostart_opts[] = {
+	{ "disable", 0, NULL, false, "do not start it with corrald any more" },
+	{ 0 },
+};
+
 static const struct cli_opt attach_opts[] = {
 	{ "qmp-socket", 0, "PATH", false, "QMP socket of the running QEMU (required)" },
 	{ "pid", 0, "N", false, "QEMU's process id" },
@@ -1173,6 +1201,14 @@ const struct cli_cmd cli_cmds[] = {
 	  .min_pos = 1, .max_pos = 1, .run = cmd_change },
 	{ .name = "start", .synopsis = "NAME [--wait]", .summary = "Start a domain",
 	  .opts = start_opts, .min_pos = 1, .max_pos = 1, .run = cmd_start },
+	{ .name = "autostart", .synopsis = "NAME [--disable]",
+	  .summary = "Start a domain whenever corrald starts (or, --disable, not)",
+	  .details = "The mark is kept with the domain's definition: a new define of the\n"
+		     "same name keeps it, undefine removes it.  When corrald starts, once it\n"
+		     "has found the VMs still running, it starts every marked domain that is\n"
+		     "shut off, all at once; a start that fails shows in `corral info` (reason\n"
+		     "failed) and in corrald's log.  `corral info` shows the mark.\n",
+	  .opts = autostart_opts, .min_pos = 1, .max_pos = 1, .run = cmd_autostart },
 	{ .name = "shutdown", .synopsis = "NAME [--no-wait] [--force] [--timeout S]",
 	  .summary = "Ask a domain's guest to power off",
 	  .details = "Presses the ACPI power button and waits up to --timeout (default 30 s)\n"

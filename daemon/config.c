@@ -333,9 +333,11 @@ void dconf_usage(FILE *f)
 	      "                       every /usr/bin/qemu-system-*)\n"
 	      "  --allow-bridge NAME  a host bridge guests' bridged NICs may join (repeatable;\n"
 	      "                       default none)\n"
-	      "  --ovmf-code FILE     UEFI firmware (default " "/usr/share/OVMF/OVMF_CODE_4M.fd)\n"
+	      "  --ovmf-code FILE     UEFI firmware (default /usr/share/OVMF/OVMF_CODE_4M.fd)\n"
 	      "  --ovmf-vars FILE     UEFI variable store template (default\n"
 	      "                       /usr/share/OVMF/OVMF_VARS_4M.fd)\n"
+	      "  --no-autostart       do not start the domains marked autostart (they stay\n"
+	      "                       as they are; for recovery and debugging)\n"
 	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
 	      "  --dump-api-md        print the API reference (docs/API.md) and exit\n"
 	      "  --help               print this and exit\n"
@@ -435,7 +437,10 @@ static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
 
 int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errlen)
 {
-	enum { OPT_FOREGROUND = 1000, OPT_CONFIG, OPT_DUMP, OPT_HELP, OPT_VERSION, OPT_KEY };
+	enum {
+		OPT_FOREGROUND = 1000, OPT_CONFIG, OPT_DUMP, OPT_HELP, OPT_VERSION,
+		OPT_NO_AUTOSTART, OPT_KEY
+	};
 	static const struct option opts[] = {
 		{ "socket", required_argument, NULL, OPT_KEY + K_SOCKET },
 		{ "ro-socket", required_argument, NULL, OPT_KEY + K_RO_SOCKET },
@@ -456,6 +461,7 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		{ "ovmf-vars", required_argument, NULL, OPT_KEY + K_OVMF_VARS },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
+		{ "no-autostart", no_argument, NULL, OPT_NO_AUTOSTART },
 		{ "dump-api-md", no_argument, NULL, OPT_DUMP },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
@@ -473,6 +479,9 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 	while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
 		switch (o) {
 		case OPT_FOREGROUND:
+			break;
+		case OPT_NO_AUTOSTART:
+			c->no_autostart = true;
 			break;
 		case OPT_CONFIG:
 			r = set_str(&c->config_file, optarg);

@@ -34,6 +34,7 @@ struct dconf {
 	uint64_t default_timeout_ms;    /* jobs without "timeout_ms" */
 	uint64_t client_stall_ms;       /* close a client whose output stays over the cap */
 	int log_level;                  /* enum log_level */
+	bool no_autostart;              /* --no-autostart: leave marked domains off */
 	/* What to do instead of serving. */
 	bool help, version, dump_api_md;
 };

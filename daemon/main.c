@@ -246,6 +246,48 @@ static int qemu_identity(const struct dconf *conf, struct creds *ret, char *why,
 	return 1;
 }
 
+/*
+ * An autostart's start ended (a runtime worker, on the domain's actor, or
+ * the thread that dropped it): say how in the log.  Must not block: the
+ * log thread writes the line.
+ */
+static void autostart_done(struct dom_job *job, void *arg)
+{
+	const char *name = job->dom ? dom_name(job->dom) : "?";
+	const char *skipped = json_string_value(json_object_get(job->result, "skipped"));
+
+	if (job->err)
+		log_warn("autostart: domain '%s' did not start: %s", name,
+			 job->errmsg[0] ? job->errmsg : strerror(-job->err));
+	else if (skipped)
+		log_info("autostart: domain '%s' left as it is: %s", name, skipped);
+	else
+		log_info("autostart: domain '%s' started (pid %" JSON_INTEGER_FORMAT ")", name,
+			 json_integer_value(json_object_get(job->result, "pid")));
+	dom_job_free(job);
+}
+
+/*
+ * Start the domains marked autostart, now that every QEMU still running is
+ * back in its domain: all submitted at once, none awaited, so they start in
+ * parallel while the server answers.  Main thread, serving.
+ */
+static void autostart(struct vm_env *env, const struct dconf *conf)
+{
+	int n;
+
+	if (conf->no_autostart) {
+		log_info("autostart: skipped (--no-autostart)");
+		return;
+	}
+	n = vm_autostart_submit_all(env, conf->default_timeout_ms * NSEC_PER_MSEC,
+				    autostart_done, NULL);
+	if (n < 0)
+		log_err("autostart: out of memory: some marked domains were not started");
+	else if (n > 0)
+		log_info("autostart: starting %d domain%s", n, n == 1 ? "" : "s");
+}
+
 /* One fd per client and one or two per VM: take what the hard limit allows. */
 static void raise_nofile(void)
 {
@@ -480,6 +522,9 @@ int main(int argc, char **argv)
 	log_info("corrald %s ready: pid %d, %u workers, %u I/O threads, %" PRIu64
 		 " domains, state in %s", CORRAL_VERSION, (int)getpid(), so.workers,
 		 conf.io_threads, reg_count(reg), conf.state_dir);
+	/* Serving already: queries answer while the marked domains start. */
+	if (!stop_requested(NULL))
+		autostart(env, &conf);
 
 	sig = wait_for_signal();
 	log_info("%s: shutting down (running VMs are left running)",

@@ -420,12 +420,13 @@ static int pack_list_entry(msgpack_packer *pk, struct domain *d)
 	char uuid[37];
 
 	fmt_uuid(sn->uuid, uuid);
-	if (msgpack_pack_map(pk, 6) < 0 || pk_kv_str(pk, "name", sn->name) < 0 ||
+	if (msgpack_pack_map(pk, 7) < 0 || pk_kv_str(pk, "name", sn->name) < 0 ||
 	    pk_kv_str(pk, "uuid", uuid) < 0 ||
 	    pk_kv_str(pk, "state", dom_state_name(sn->state)) < 0 ||
 	    pk_kv_str(pk, "reason", sn->reason) < 0 ||
 	    pk_kv_str(pk, "job", sn->job.id ? sn->job.name : NULL) < 0 ||
-	    pk_kv_str(pk, "monitor", dom_mon_state_name(sn->mon)) < 0)
+	    pk_kv_str(pk, "monitor", dom_mon_state_name(sn->mon)) < 0 ||
+	    pk_kv_bool(pk, "autostart", sn->autostart) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -477,12 +478,13 @@ static int m_info(struct req *r)
 		return -1;
 	sn = dom_snap_rcu(d);
 	fmt_uuid(sn->uuid, uuid);
-	PK(msgpack_pack_map(pk, 12));
+	PK(msgpack_pack_map(pk, 13));
 	PK(pk_kv_str(pk, "name", sn->name));
 	PK(pk_kv_str(pk, "uuid", uuid));
 	PK(pk_kv_str(pk, "state", dom_state_name(sn->state)));
 	PK(pk_kv_str(pk, "reason", sn->reason));
 	PK(pk_kv_u64(pk, "pid", (uint64_t)(sn->pid > 0 ? sn->pid : 0)));
+	PK(pk_kv_bool(pk, "autostart", sn->autostart));
 	PK(pk_str(pk, "job"));
 	if (sn->job.id) {
 		PK(msgpack_pack_map(pk, 3));
@@ -590,6 +592,26 @@ static int m_undefine(struct req *r)
 		return -1;
 	/* Decided by the domain actor, behind every job queued before it. */
 	return submit_job(r, d, VM_OP_UNDEFINE, NULL);
+}
+
+static int m_autostart(struct req *r)
+{
+	struct domain *d = lookup(r);
+	bool enable = false;
+	json_t *args;
+	int ret;
+
+	if (!d)
+		return -1;
+	/* Present and a boolean: req_check_params() saw to it. */
+	rpc_obj_bool(rpc_map_get(r->params, "enable"), &enable);
+	args = json_pack("{s:b}", "enable", enable);
+	if (!args)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	/* A job like define: behind the domain's other jobs, answered once on disk. */
+	ret = submit_job(r, d, VM_OP_AUTOSTART, args);
+	json_decref(args);
+	return ret;
 }
 
 static int m_lifecycle(struct req *r)
@@ -830,14 +852,16 @@ const struct method methods[] = {
 	  (const struct param[]){ { "state", P_STR, false,
 				    "only domains in this state (`shutoff`, `running`, ...)" },
 				  END },
-	  "`[{name, uuid, state, reason, job, monitor}]`; `job` is the name of the job "
-	  "holding the domain, or nil" },
+	  "`[{name, uuid, state, reason, job, monitor, autostart}]`; `job` is the name of the "
+	  "job holding the domain, or nil; `autostart`: whether corrald starts it when it "
+	  "starts" },
 	{ "info", m_info, true,
 	  "One domain in detail, from its snapshot (never waits for the domain).", name_only,
-	  "`{name, uuid, state, reason, pid, job: nil | {id, name, held_s}, jobs_waiting, "
-	  "monitor: {state, since_s}, counters: {jobs_done, jobs_failed, jobs_busy, "
-	  "jobs_timeout, events}, config, updated, seq}`; `updated` is the snapshot's Unix "
-	  "time, `seq` its sequence number" },
+	  "`{name, uuid, state, reason, pid, autostart, job: nil | {id, name, held_s}, "
+	  "jobs_waiting, monitor: {state, since_s}, counters: {jobs_done, jobs_failed, "
+	  "jobs_busy, jobs_timeout, events}, config, updated, seq}`; `autostart`: whether "
+	  "corrald starts the domain when it starts; `updated` is the snapshot's Unix time, "
+	  "`seq` its sequence number" },
 	{ "define", m_define, false,
 	  "Define a domain from a config map (its fields: see the VM layer's config), or "
 	  "replace the definition of an existing one for its next start (a job queued behind "
@@ -852,6 +876,19 @@ const struct method methods[] = {
 	  "Remove a shut-off domain, its definition and its logs. Decided by the domain "
 	  "behind every job queued before it (an earlier start makes it fail with "
 	  "`bad-state`).", name_only, "`{name}`" },
+	{ "autostart", m_autostart, false,
+	  "Mark the domain to be started whenever corrald starts, or unmark it. The flag is "
+	  "kept in the domain's definition (a define of the same name keeps it, undefine "
+	  "drops it) and is not part of its config. A job queued behind the domain's other "
+	  "jobs, answered once the definition is on disk (`storage` if it cannot be "
+	  "written; nothing changes then). At start-up, after every running QEMU is found "
+	  "again, corrald starts each marked domain that is shut off, all at once, while it "
+	  "serves (`corrald --no-autostart` skips this); a start that fails is logged and "
+	  "shows in the domain's state and reason.",
+	  (const struct param[]){ P_NAME,
+				  { "enable", P_BOOL, true, "true: mark it; false: unmark it" },
+				  END },
+	  "`{name, autostart}`" },
 	{ "start", m_lifecycle, false, "Start the domain's QEMU.", name_only, lifecycle_result },
 	{ "shutdown", m_lifecycle, false,
 	  "Ask the guest to power off (ACPI) and wait until it has: QEMU has exited when the "

@@ -323,3 +323,168 @@ Test(vm, running_vm_is_reattached_after_restart, .init = vmfix_setup, .fini = vm
 	vmfix_wait_state(d, DOM_SHUTOFF);
 	cr_assert_eq(stat(path, &st), -1, "the runtime record outlived its QEMU");
 }
+
+/* ---- the autostart flag and the order of definition writes ---- */
+
+/* Holds one offload thread until opened: a disk that does not answer. */
+struct gate {
+	struct offload_task task;
+	struct completion *open;
+};
+
+static void gate_work(struct offload_task *t)
+{
+	struct gate *g = container_of(t, struct gate, task);
+
+	cr_assert_eq(completion_wait(g->open, 60 * NSEC_PER_SEC), 0);
+}
+
+static void gate_done(struct offload_task *t)
+{
+}
+
+/* Both offload threads (vmfix has two) wait on open: later tasks queue behind. */
+static void block_disk(struct gate g[2], struct completion *open)
+{
+	completion_init(open);
+	for (int i = 0; i < 2; i++) {
+		g[i].task.work = gate_work;
+		g[i].task.done = gate_done;
+		g[i].open = open;
+		offload_submit(fx.off, &g[i].task);
+	}
+}
+
+static void set_autostart(struct domain *d, bool on, uint64_t ms, struct vmfix_waiter *w)
+{
+	json_t *args = json_pack("{s:b}", "enable", on);
+
+	vmfix_submit(d, VM_OP_AUTOSTART, args, ms, w);
+	json_decref(args);
+}
+
+static bool snap_autostart(struct domain *d)
+{
+	bool on;
+
+	crcu_read_lock();
+	on = dom_snap_rcu(d)->autostart;
+	crcu_read_unlock();
+	return on;
+}
+
+static json_t *saved_definition(const char *name)
+{
+	char path[512];
+	json_t *doc;
+
+	snprintf(path, sizeof(path), "%s/state/domains/%s.json", fx.dir, name);
+	doc = json_load_file(path, 0, NULL);
+	cr_assert_not_null(doc, "cannot read %s", path);
+	return doc;
+}
+
+static json_int_t saved_memory(json_t *doc)
+{
+	return json_integer_value(json_object_get(json_object_get(doc, "config"), "memory"));
+}
+
+static void on_define_done(struct dom_job *job, void *arg)
+{
+	struct vmfix_waiter *w = arg;
+
+	w->job = job;
+	completion_signal(&w->done);
+}
+
+static void redefine(int memory, uint64_t ms, struct vmfix_waiter *w)
+{
+	json_t *cfg = json_pack("{s:s, s:s, s:s, s:i}", "name", "order1", "machine", "none",
+				"accel", "tcg", "memory", memory);
+	struct creds self;
+	char err[256];
+
+	creds_self(&self);
+	completion_init(&w->done);
+	cr_assert_eq(vm_define_submit(fx.env, cfg, &self, ms * NSEC_PER_MSEC, on_define_done, w,
+				      err, sizeof(err)), 0, "%s", err);
+	json_decref(cfg);
+}
+
+/*
+ * A define whose job ends at its deadline while its write still waits for
+ * the disk, then an autostart: the autostart must not write the old config
+ * back over the new one (nor a define the old flag over a new flag).  Disk
+ * and memory agree at the end, and each holds both changes.
+ */
+Test(vm, definition_writes_keep_their_order, .init = vmfix_setup, .fini = vmfix_teardown,
+     .timeout = 120)
+{
+	struct domain *d = define("order1");
+	struct vmfix_waiter wd, wa;
+	struct completion open;
+	struct gate g[2];
+	struct dom_job *job;
+	json_t *doc;
+
+	cr_assert_not(snap_autostart(d));
+
+	/* 1. redefine (times out, write pending), then mark. */
+	block_disk(g, &open);
+	redefine(64, 300, &wd);
+	job = vmfix_wait(&wd);
+	cr_assert_eq(job->code, DOM_ERR_TIMEOUT, "the redefine ended %d: %s", job->code,
+		     job->errmsg);
+	dom_job_free(job);
+	set_autostart(d, true, 20000, &wa);
+	usleep(200 * 1000);
+	cr_assert_str_eq(vmfix_snap(d).job_name, "autostart");
+	completion_signal(&open);
+	job = vmfix_wait(&wa);
+	cr_assert_eq(job->err, 0, "%s", job->errmsg);
+	cr_assert(json_is_true(json_object_get(job->result, "autostart")));
+	dom_job_free(job);
+	doc = saved_definition("order1");
+	cr_assert_eq(saved_memory(doc), 64, "the mark wrote the old config back");
+	cr_assert(json_is_true(json_object_get(doc, "autostart")));
+	json_decref(doc);
+	cr_assert(snap_autostart(d));
+	crcu_read_lock();
+	cr_assert_eq(json_integer_value(json_object_get(vm_config_rcu(d), "memory")), 64);
+	crcu_read_unlock();
+
+	/* 2. unmark (times out, write pending), then redefine: the flag stays off. */
+	block_disk(g, &open);
+	set_autostart(d, false, 300, &wa);
+	job = vmfix_wait(&wa);
+	cr_assert_eq(job->code, DOM_ERR_TIMEOUT, "the unmark ended %d: %s", job->code,
+		     job->errmsg);
+	dom_job_free(job);
+	redefine(96, 20000, &wd);
+	usleep(200 * 1000);
+	completion_signal(&open);
+	job = vmfix_wait(&wd);
+	cr_assert_eq(job->err, 0, "%s", job->errmsg);
+	dom_job_free(job);
+	doc = saved_definition("order1");
+	cr_assert_eq(saved_memory(doc), 96);
+	cr_assert(json_is_false(json_object_get(doc, "autostart")),
+		  "the redefine wrote the old flag back");
+	json_decref(doc);
+	cr_assert_not(snap_autostart(d));
+
+	/* 3. A loaded definition keeps the flag; one without it is unmarked. */
+	set_autostart(d, true, 20000, &wa);
+	job = vmfix_wait(&wa);
+	cr_assert_eq(job->err, 0, "%s", job->errmsg);
+	dom_job_free(job);
+	cr_assert_eq(reg_del(fx.reg, d), 0);
+	actor_stop(dom_actor(d));
+	cr_assert_eq(vm_env_load(fx.env, NULL, NULL, NULL), 1);
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(fx.reg, "order1");
+	cr_assert_not_null(d);
+	cr_assert(dom_snap_rcu(d)->autostart, "the flag was lost across a load");
+	crcu_read_unlock();
+	undefine(d);
+}

@@ -121,7 +121,7 @@ static json_t *info(const char *name)
 Test(daemon, define_list_info_undefine)
 {
 	static const char *const keys[] = { "name", "uuid", "state", "reason", "pid", "job",
-					    "monitor" };
+					    "monitor", "autostart" };
 	struct run r;
 	json_t *j;
 	size_t i;
@@ -146,16 +146,32 @@ Test(daemon, define_list_info_undefine)
 	cr_expect(json_is_object(json_object_get(j, "monitor")));
 	cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "config"), "memory")),
 		     64);
+	cr_expect(json_is_false(json_object_get(j, "autostart")));
 	json_decref(j);
 
-	/* The same name again replaces the definition for the next start. */
+	CALL(&r, "autostart", "cli-t1");
+	cr_expect_eq(r.status, 0, "autostart: exit %d: %s", r.status, r.err);
+	cr_expect_str_eq(r.out, "Domain cli-t1: autostart enabled.\n");
+	run_free(&r);
+	CALL(&r, "info", "cli-t1");
+	cr_expect(strstr(r.out, "\nautostart:") && strstr(strstr(r.out, "\nautostart:"), "true"),
+		  "%s", r.out);
+	run_free(&r);
+
+	/* The same name again replaces the definition for the next start, mark kept. */
 	CALL(&r, "define", "cli-t1", "--machine", "none", "--memory", "96M");
 	cr_expect_eq(r.status, 0, "exit %d: %s", r.status, r.err);
 	run_free(&r);
 	j = info("cli-t1");
 	cr_expect_eq(json_integer_value(json_object_get(json_object_get(j, "config"), "memory")),
 		     96);
+	cr_expect(json_is_true(json_object_get(j, "autostart")));
 	json_decref(j);
+
+	CALL(&r, "autostart", "cli-t1", "--disable");
+	cr_expect_eq(r.status, 0, "autostart --disable: exit %d: %s", r.status, r.err);
+	cr_expect_str_eq(r.out, "Domain cli-t1: autostart disabled.\n");
+	run_free(&r);
 
 	CALL(&r, "undefine", "cli-t1");
 	cr_expect_eq(r.status, 0, "undefine: exit %d: %s", r.status, r.err);

@@ -82,6 +82,9 @@ static void handle(const char *method, json_t *params, struct fake_reply *reply,
 					  "uptime_s", 3.5, "domains", 2);
 	} else if (!strcmp(method, "events.subscribe")) {
 		reply->result = json_pack("{s:i}", "subscription", 17);
+	} else if (!strcmp(method, "autostart")) {
+		reply->result = json_pack("{s:s, s:O}", "name", name, "autostart",
+					  json_object_get(params, "enable"));
 	}
 }
 
@@ -386,6 +389,31 @@ Test(fake, state_changes_say_what_happened)
 		json_decref(p);
 		run_free(&r);
 	}
+}
+
+Test(fake, autostart_marks_and_unmarks)
+{
+	struct run r;
+	json_t *p, *j;
+
+	CALL(&r, "autostart", "vm2");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_expect_str_eq(r.out, "Domain vm2: autostart enabled.\n");
+	p = sent("autostart", 0);
+	cr_expect_str_eq(json_string_value(json_object_get(p, "name")), "vm2");
+	cr_expect(json_is_true(json_object_get(p, "enable")));
+	json_decref(p);
+	run_free(&r);
+
+	CALL(&r, "autostart", "vm2", "--disable", "--format", "json");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = parse_json(r.out);
+	cr_expect(json_is_false(json_object_get(j, "autostart")), "%s", r.out);
+	json_decref(j);
+	p = sent("autostart", 1);
+	cr_expect(json_is_false(json_object_get(p, "enable")));
+	json_decref(p);
+	run_free(&r);
 }
 
 Test(fake, qmp_attach_daemon_info)

@@ -19,8 +19,8 @@ static const char *const nowhere[] = { "CORRAL_SOCKET=/nonexistent/corral.sock",
 
 /* Every command `corral --help` lists, and the one it hides. */
 static const char *const commands[] = {
-	"list", "info", "define", "undefine", "start", "shutdown", "destroy", "suspend",
-	"resume", "reset", "reboot", "events", "qmp", "attach", "daemon-info", "help",
+	"list", "info", "define", "undefine", "start", "autostart", "shutdown", "destroy",
+	"suspend", "resume", "reset", "reboot", "events", "qmp", "attach", "daemon-info", "help",
 };
 
 static void expect_usage(const char *const *args)
@@ -88,6 +88,10 @@ Test(usage, domain_names)
 	USAGE("undefine", "x123456789012345678901234567890123456789012345678901234567890123456");
 	USAGE("events", "no way");
 	USAGE("list", "--state", "sleeping");
+	USAGE("autostart");
+	USAGE("autostart", "bad name");
+	USAGE("autostart", "vm", "--disable=yes");
+	USAGE("autostart", "vm", "--enable");
 }
 
 Test(usage, define)
