@@ -25,10 +25,10 @@ struct console_viewer {
 	struct console *con;            /* reference */
 	console_notify_fn notify;
 	void *arg;
-	/* Under con->lock. */
+	/* Under con->lock: a ring of the newest output not yet taken. */
 	char *buf;
-	size_t len, cap;
-	uint64_t dropped;               /* missed since the last take; then all is dropped */
+	size_t cap, start, len;
+	uint64_t dropped;               /* older output lost since the last take */
 	bool ended;
 	bool notified;                  /* told, not yet taken */
 };
@@ -51,7 +51,7 @@ struct console {
 
 	/* The log task's (one at a time). */
 	int log_fd;
-	uint64_t log_size;
+	uint64_t log_size, log_max;
 	bool log_stopped;               /* full, or a write failed */
 
 	pthread_mutex_t lock;           /* below; held for memcpy, never for I/O */
@@ -153,6 +153,69 @@ static void ring_put(struct console *con, const char *p, size_t n)
 	}
 }
 
+/*
+ * Queue n bytes for v, keeping the newest CONSOLE_VIEWER_MAX: a viewer that
+ * falls behind loses its oldest output (counted) and so catches up with the
+ * present.  The ring grows as needed.  Under con->lock.
+ */
+static void viewer_put(struct console_viewer *v, const char *p, size_t n)
+{
+	if (n >= CONSOLE_VIEWER_MAX) {
+		v->dropped += v->len + (n - CONSOLE_VIEWER_MAX);
+		v->start = v->len = 0;
+		p += n - CONSOLE_VIEWER_MAX;
+		n = CONSOLE_VIEWER_MAX;
+	}
+	if (v->len + n > v->cap && v->cap < CONSOLE_VIEWER_MAX) {
+		size_t cap = v->cap ? v->cap : 4096, first;
+		char *nb;
+
+		while (cap < v->len + n && cap < CONSOLE_VIEWER_MAX)
+			cap *= 2;
+		if (cap > CONSOLE_VIEWER_MAX)
+			cap = CONSOLE_VIEWER_MAX;
+		nb = malloc(cap);
+		if (nb) {
+			/* Straightened out while moving: the ring starts at 0 again. */
+			first = v->cap - v->start < v->len ? v->cap - v->start : v->len;
+			if (v->len) {
+				memcpy(nb, v->buf + v->start, first);
+				memcpy(nb + first, v->buf, v->len - first);
+			}
+			free(v->buf);
+			v->buf = nb;
+			v->cap = cap;
+			v->start = 0;
+		}
+	}
+	if (!v->cap) {
+		v->dropped += n;
+		return;
+	}
+	if (n > v->cap) {               /* no memory to grow: keep what fits */
+		v->dropped += v->len + n - v->cap;
+		v->start = v->len = 0;
+		p += n - v->cap;
+		n = v->cap;
+	}
+	if (v->len + n > v->cap) {
+		size_t over = v->len + n - v->cap;
+
+		v->start = (v->start + over) % v->cap;
+		v->len -= over;
+		v->dropped += over;
+	}
+	while (n) {
+		size_t at = (v->start + v->len) % v->cap;
+		size_t k = v->cap - at < n ? v->cap - at : n;
+
+		memcpy(v->buf + at, p, k);
+		v->len += k;
+		p += k;
+		n -= k;
+	}
+}
+
 static void viewer_tell(struct console_viewer *v)
 {
 	if (!v->notified) {
@@ -189,11 +252,11 @@ static void log_data(struct console *con, const char *p, size_t n)
 
 	if (con->log_stopped)
 		return;
-	room = con->log_size < CONSOLE_LOG_MAX ? CONSOLE_LOG_MAX - con->log_size : 0;
+	room = con->log_size < con->log_max ? con->log_max - con->log_size : 0;
 	log_put(con, p, n < room ? n : room);
 	if (n > room) {
-		snprintf(note, sizeof(note), "\n[corral: the console log reached its limit of %u "
-			 "bytes; later output is not logged]\n", CONSOLE_LOG_MAX);
+		snprintf(note, sizeof(note), "\n[corral: the console log reached its limit of %llu "
+			 "bytes; later output is not logged]\n", (unsigned long long)con->log_max);
 		log_put(con, note, strlen(note));
 		con->log_stopped = true;
 	}
@@ -251,9 +314,7 @@ static void publish(struct console *con, const char *p, size_t n)
 	cds_list_for_each_entry(v, &con->viewers, link) {
 		if (v->ended)
 			continue;
-		/* Once behind, everything is dropped until the viewer takes: order holds. */
-		if (v->dropped || !buf_append(&v->buf, &v->len, &v->cap, CONSOLE_VIEWER_MAX, p, n))
-			v->dropped += n;
+		viewer_put(v, p, n);
 		viewer_tell(v);
 	}
 	if (con->log_fd >= 0) {
@@ -402,7 +463,8 @@ static void close_task_fn(struct io_task *t)
 /* ---- owner --------------------------------------------------------------------- */
 
 int console_new(struct ioloop *io, struct offload *off, const char *name, int fd, int log_fd,
-		uint64_t log_size, const void *seed, size_t seed_len, struct console **ret)
+		uint64_t log_size, uint64_t log_max, const void *seed, size_t seed_len,
+		struct console **ret)
 {
 	struct console *con = calloc(1, sizeof(*con));
 	int r;
@@ -429,7 +491,8 @@ int console_new(struct ioloop *io, struct offload *off, const char *name, int fd
 	con->fd = fd;
 	con->log_fd = log_fd;
 	con->log_size = log_size;
-	con->log_stopped = log_size >= CONSOLE_LOG_MAX;
+	con->log_max = log_max ? log_max : CONSOLE_LOG_MAX;
+	con->log_stopped = log_size >= con->log_max;
 	pthread_mutex_init(&con->lock, NULL);
 	CDS_INIT_LIST_HEAD(&con->viewers);
 	con->log_task.work = log_work;
@@ -507,14 +570,10 @@ int console_attach(struct console *con, bool history, console_notify_fn notify, 
 		size_t start = (size_t)((con->total - n) % CONSOLE_HISTORY);
 		size_t first = CONSOLE_HISTORY - start < n ? CONSOLE_HISTORY - start : n;
 
-		v->buf = malloc(n);
-		if (!v->buf) {
+		viewer_put(v, con->ring + start, first);
+		viewer_put(v, con->ring, n - first);
+		if (v->len != n)
 			r = -ENOMEM;
-		} else {
-			memcpy(v->buf, con->ring + start, first);
-			memcpy(v->buf + first, con->ring, n - first);
-			v->len = v->cap = n;
-		}
 	}
 	if (r == 0) {
 		console_ref(con);
@@ -539,22 +598,31 @@ bool console_viewer_take(struct console_viewer *v, char **data, size_t *len,
 	struct console *con = v->con;
 	bool ended;
 
+	char *out = NULL;
+
 	pthread_mutex_lock(&con->lock);
-	*data = v->buf;
-	*len = v->len;
+	if (v->len) {
+		size_t first = v->cap - v->start < v->len ? v->cap - v->start : v->len;
+
+		/* Copied out under the lock (at most CONSOLE_VIEWER_MAX bytes). */
+		out = malloc(v->len);
+		if (out) {
+			memcpy(out, v->buf + v->start, first);
+			memcpy(out + first, v->buf, v->len - first);
+		} else {
+			v->dropped += v->len;
+		}
+	}
+	*data = out;
+	*len = out ? v->len : 0;
 	*dropped = v->dropped;
-	v->buf = NULL;
-	v->len = v->cap = 0;
+	v->start = v->len = 0;
 	v->dropped = 0;
 	v->notified = false;
 	ended = v->ended;
 	if (ended)
 		snprintf(reason, CONSOLE_REASON_MAX, "%s", con->reason);
 	pthread_mutex_unlock(&con->lock);
-	if (!*len) {
-		free(*data);
-		*data = NULL;
-	}
 	return ended;
 }
 

@@ -12,12 +12,13 @@
  *   - the last CONSOLE_HISTORY bytes are kept in a ring: a new viewer gets
  *     them first, then live output;
  *   - each viewer has a queue of at most CONSOLE_VIEWER_MAX bytes.  A viewer
- *     that does not keep up loses output (counted, and reported to it once
- *     it reads again) instead of slowing the guest or the other viewers;
+ *     that does not keep up loses its oldest queued output (counted, and
+ *     reported to it once it reads again), so that it catches up with the
+ *     present, instead of slowing the guest or the other viewers;
  *   - the output also goes to a log file, through the offload pool (a file
- *     write may block: never on the loop thread).  At most CONSOLE_LOG_MAX
- *     bytes per log; past that a line says the log is full and the rest is
- *     not written.  Output the disk cannot take in time (more than
+ *     write may block: never on the loop thread).  At most log_max bytes
+ *     per log (CONSOLE_LOG_MAX unless the daemon says otherwise); past that
+ *     a line says the log is full and the rest is not written.  Output the disk cannot take in time (more than
  *     CONSOLE_LOG_BACKLOG bytes waiting) is counted and said in the log;
  *   - input from viewers (console_write) is queued, at most CONSOLE_INPUT_MAX
  *     bytes, and written to QEMU by the loop thread when the socket takes it.
@@ -45,7 +46,7 @@
 #define CONSOLE_HISTORY      (64u * 1024)       /* replayed to a new viewer */
 #define CONSOLE_VIEWER_MAX   (256u * 1024)      /* queued per viewer */
 #define CONSOLE_INPUT_MAX    (64u * 1024)       /* queued input, all viewers */
-#define CONSOLE_LOG_MAX      (4u * 1024 * 1024) /* bytes of one log file */
+#define CONSOLE_LOG_MAX      (4u * 1024 * 1024) /* bytes of one log file, by default */
 #define CONSOLE_LOG_BACKLOG  (1u * 1024 * 1024) /* waiting for the disk */
 #define CONSOLE_REASON_MAX   128
 
@@ -63,13 +64,15 @@ typedef void (*console_notify_fn)(struct console_viewer *v, void *arg);
 
 /*
  * A console for domain `name` on the connected socket fd (taken), logging
- * to log_fd (taken; -1: no log) which already holds log_size bytes.  The
+ * to log_fd (taken; -1: no log) which already holds log_size bytes, up to
+ * log_max bytes.  The
  * history starts with seed (seed_len bytes, may be 0: what the log held
  * from before a daemon restart).  The caller owns the one reference.
  * 0, or -errno (fds closed).  Any registered thread.
  */
 int console_new(struct ioloop *io, struct offload *off, const char *name, int fd, int log_fd,
-		uint64_t log_size, const void *seed, size_t seed_len, struct console **ret);
+		uint64_t log_size, uint64_t log_max, const void *seed, size_t seed_len,
+		struct console **ret);
 
 /*
  * The owner lets go: viewers are told `reason` (after any output still
@@ -99,10 +102,11 @@ int console_attach(struct console *con, bool history, console_notify_fn notify, 
 		   struct console_viewer **ret);
 
 /*
- * What has come for v since the last call, in order: *data (malloc'd, the
- * caller frees; NULL when none) of *len bytes, then *dropped bytes the
- * viewer missed after them, then, if the console ended, true is returned
- * and its reason copied to reason (CONSOLE_REASON_MAX bytes).  After the
+ * What has come for v since the last call, in order: *dropped bytes the
+ * viewer missed (older output), then *data (malloc'd, the caller frees;
+ * NULL when none) of *len bytes, the newest; then, if the console ended,
+ * true is returned and its reason copied to reason (CONSOLE_REASON_MAX
+ * bytes).  After the
  * end the viewer only needs console_detach().  The viewer's own thread.
  */
 bool console_viewer_take(struct console_viewer *v, char **data, size_t *len,

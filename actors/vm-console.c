@@ -96,8 +96,8 @@ void vm_console_install(struct domain *d, int conn_fd, int log_fd, uint64_t log_
 	struct console *con;
 
 	vm_console_drop(vm, "the console was replaced");
-	if (console_new(vm->env->io, vm->env->off, dom_name(d), conn_fd, log_fd, log_size, seed,
-			seed_len, &con) < 0)
+	if (console_new(vm->env->io, vm->env->off, dom_name(d), conn_fd, log_fd, log_size,
+			vm->env->console_log_max, seed, seed_len, &con) < 0)
 		return;         /* the guest runs on without a console */
 	vm->console = con;
 	crcu_assign_pointer(vm->con_pub, con);

@@ -61,6 +61,7 @@ struct vm_env {
 	struct cg *cg;
 	char **bridges;                 /* a bridge NIC may join these; NULL-terminated */
 	char *ovmf_code, *ovmf_vars;    /* firmware "uefi": the firmware, the store's template */
+	uint64_t console_log_max;       /* bytes of one console log; 0: CONSOLE_LOG_MAX */
 	/*
 	 * "auto" resolved once (atomic pointer to a static string): probing
 	 * KVM creates a VM, too slow to repeat for every start.

@@ -210,6 +210,7 @@ int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, s
 	env->qemu_run_as = o->qemu_run_as;
 	env->qemu_creds = o->qemu_creds;
 	env->cg = o->cg;
+	env->console_log_max = o->console_log_max;
 	env->qemu_user_problem = o->qemu_user_problem ? strdup(o->qemu_user_problem) : NULL;
 	env->runtime_dir = strdup(o->runtime_dir);
 	env->state_dir = strdup(o->state_dir);

@@ -67,6 +67,7 @@ struct vm_env_opts {
 	const char *const *bridges;
 	/* firmware "uefi": OVMF's code and variable-store template; NULL: Debian's ovmf. */
 	const char *ovmf_code, *ovmf_vars;
+	uint64_t console_log_max;       /* bytes of one console log; 0: the default (4 MiB) */
 };
 
 /*

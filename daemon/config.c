@@ -36,6 +36,7 @@ enum key {
 	K_ALLOW_BRIDGE,
 	K_OVMF_CODE,
 	K_OVMF_VARS,
+	K_CONSOLE_LOG_MAX,
 	K_COUNT
 };
 
@@ -57,6 +58,7 @@ static const char *const key_names[K_COUNT] = {
 	[K_ALLOW_BRIDGE] = "allowed_bridges",
 	[K_OVMF_CODE] = "ovmf_code",
 	[K_OVMF_VARS] = "ovmf_vars",
+	[K_CONSOLE_LOG_MAX] = "console_log_max",
 };
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -188,6 +190,14 @@ static int dconf_set(struct dconf *c, enum key k, const char *value, const char 
 		free(copy);
 		return r;
 	}
+	case K_CONSOLE_LOG_MAX:
+		if (parse_uint(value, 4096, 1ull << 30, &v) < 0) {
+			snprintf(errbuf, errlen, "%s: '%s' is not a byte count from 4096 to %llu",
+				 where, value, 1ull << 30);
+			return -EINVAL;
+		}
+		c->console_log_max = v;
+		return 0;
 	case K_OVMF_CODE:
 	case K_OVMF_VARS:
 		if (value[0] != '/' || strlen(value) >= PATH_MAX) {
@@ -336,6 +346,7 @@ void dconf_usage(FILE *f)
 	      "  --ovmf-code FILE     UEFI firmware (default /usr/share/OVMF/OVMF_CODE_4M.fd)\n"
 	      "  --ovmf-vars FILE     UEFI variable store template (default\n"
 	      "                       /usr/share/OVMF/OVMF_VARS_4M.fd)\n"
+	      "  --console-log-max BYTES  a console log's size limit (default 4194304)\n"
 	      "  --no-autostart       do not start the domains marked autostart (they stay\n"
 	      "                       as they are; for recovery and debugging)\n"
 	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
@@ -459,6 +470,7 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		{ "allow-bridge", required_argument, NULL, OPT_KEY + K_ALLOW_BRIDGE },
 		{ "ovmf-code", required_argument, NULL, OPT_KEY + K_OVMF_CODE },
 		{ "ovmf-vars", required_argument, NULL, OPT_KEY + K_OVMF_VARS },
+		{ "console-log-max", required_argument, NULL, OPT_KEY + K_CONSOLE_LOG_MAX },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 		{ "no-autostart", no_argument, NULL, OPT_NO_AUTOSTART },

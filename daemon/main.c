@@ -478,6 +478,7 @@ int main(int argc, char **argv)
 			.bridges = (const char *const *)conf.bridges,
 			.ovmf_code = conf.ovmf_code,
 			.ovmf_vars = conf.ovmf_vars,
+			.console_log_max = conf.console_log_max,
 			.cg = cg,
 		};
 

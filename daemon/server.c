@@ -439,10 +439,10 @@ static int pack_console_head(msgpack_packer *pk, const char *method, const struc
 }
 
 /*
- * Move console output into the output buffer: "console" (data: bin),
- * "console.dropped" (bytes), "console.closed" (reason; the subscription
- * ends).  Stops when the output is over its cap: the viewer's queue then
- * fills and drops, and nothing upstream waits.  Loop thread.
+ * Move console output into the output buffer: "console.dropped" (bytes
+ * lost before what follows), "console" (data: bin), "console.closed"
+ * (reason; the subscription ends).  Stops while CONSOLE_VIEWER_MAX bytes are unwritten: the viewer's
+ * queue then fills and drops, and nothing upstream waits.  Loop thread.
  */
 static bool pump_consoles(struct conn *c, msgpack_packer *pk)
 {
@@ -455,20 +455,26 @@ static bool pump_consoles(struct conn *c, msgpack_packer *pk)
 		size_t len, mark;
 		bool ended;
 
-		if (obuf_pending(&c->out) >= OUT_CAP) {
+		/*
+		 * Console output waits in the viewer's queue, not here, once a
+		 * little is unwritten: the queue is what drops (and says so), so
+		 * a viewer that does not read costs a bounded amount and is not
+		 * closed as a stalled client.
+		 */
+		if (obuf_pending(&c->out) >= CONSOLE_VIEWER_MAX) {
 			c->ev_stalled = true;
 			return progressed;
 		}
 		ended = console_viewer_take(cs->v, &data, &len, &dropped, reason);
 		mark = obuf_mark(&c->out);
+		if (dropped && (pack_console_head(pk, "console.dropped", cs, "bytes") < 0 ||
+				msgpack_pack_uint64(pk, dropped) < 0))
+			obuf_rewind(&c->out, mark);
+		mark = obuf_mark(&c->out);
 		if (len && (pack_console_head(pk, "console", cs, "data") < 0 ||
 			    msgpack_pack_bin(pk, len) < 0 || msgpack_pack_bin_body(pk, data, len) < 0))
 			obuf_rewind(&c->out, mark);
 		free(data);
-		mark = obuf_mark(&c->out);
-		if (dropped && (pack_console_head(pk, "console.dropped", cs, "bytes") < 0 ||
-				msgpack_pack_uint64(pk, dropped) < 0))
-			obuf_rewind(&c->out, mark);
 		mark = obuf_mark(&c->out);
 		if (ended) {
 			if (pack_console_head(pk, "console.closed", cs, "reason") < 0 ||
