@@ -642,6 +642,31 @@ void console_detach(struct console_viewer *v)
 	console_put(con);
 }
 
+int console_history(struct console *con, char **data, size_t *len)
+{
+	int r = 0;
+
+	*data = NULL;
+	*len = 0;
+	pthread_mutex_lock(&con->lock);
+	if (con->total) {
+		size_t n = con->total < CONSOLE_HISTORY ? (size_t)con->total : CONSOLE_HISTORY;
+		size_t start = (size_t)((con->total - n) % CONSOLE_HISTORY);
+		size_t first = CONSOLE_HISTORY - start < n ? CONSOLE_HISTORY - start : n;
+
+		*data = malloc(n);
+		if (*data) {
+			memcpy(*data, con->ring + start, first);
+			memcpy(*data + first, con->ring, n - first);
+			*len = n;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&con->lock);
+	return r;
+}
+
 void console_stats(struct console *con, struct console_stats *st)
 {
 	pthread_mutex_lock(&con->lock);

@@ -118,6 +118,13 @@ bool console_viewer_take(struct console_viewer *v, char **data, size_t *len,
  */
 void console_detach(struct console_viewer *v);
 
+/*
+ * A copy of the history (the last CONSOLE_HISTORY bytes of output) to
+ * *data (malloc'd; NULL when empty) and its length.  0 or -ENOMEM.  Any
+ * thread.
+ */
+int console_history(struct console *con, char **data, size_t *len);
+
 /* Figures for tests and info.  Any thread. */
 struct console_stats {
 	uint64_t bytes_out;             /* read from QEMU */

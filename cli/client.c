@@ -337,8 +337,26 @@ static int take_response(const struct rpc_msg *m, json_t **ret_result, struct cl
 	return 0;
 }
 
+static int call(struct cli_client *c, const char *method, json_t *params,
+		uint64_t deadline_ns, json_t **ret_result, cli_raw_result_fn raw, void *raw_arg,
+		struct cli_call_err *err);
+
 int cli_client_call(struct cli_client *c, const char *method, json_t *params,
 		    uint64_t deadline_ns, json_t **ret_result, struct cli_call_err *err)
+{
+	return call(c, method, params, deadline_ns, ret_result, NULL, NULL, err);
+}
+
+int cli_client_call_raw(struct cli_client *c, const char *method, json_t *params,
+			uint64_t deadline_ns, cli_raw_result_fn fn, void *arg,
+			struct cli_call_err *err)
+{
+	return call(c, method, params, deadline_ns, NULL, fn, arg, err);
+}
+
+static int call(struct cli_client *c, const char *method, json_t *params,
+		uint64_t deadline_ns, json_t **ret_result, cli_raw_result_fn raw, void *raw_arg,
+		struct cli_call_err *err)
 {
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
@@ -368,7 +386,10 @@ int cli_client_call(struct cli_client *c, const char *method, json_t *params,
 			r = dispatch(c, m, err);
 		} else if (rpc_msg_type(m) == RPC_RESPONSE && rpc_msg_id(m) == id) {
 			done = true;
-			r = take_response(m, ret_result, err);
+			if (raw && !rpc_msg_error(m))
+				raw(rpc_msg_result(m), raw_arg);
+			else
+				r = take_response(m, ret_result, err);
 		}
 		/* Anything else (a stray response, a request) is not for us. */
 		rpc_msg_free(m);

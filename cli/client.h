@@ -56,6 +56,15 @@ void cli_client_set_raw(struct cli_client *c, cli_raw_notify_fn notify,
 			cli_response_fn response, void *arg);
 
 /*
+ * cli_client_call() for results JSON cannot hold: on success fn gets the
+ * result as msgpack (borrowed for the call).  Errors as cli_client_call().
+ */
+typedef void (*cli_raw_result_fn)(const struct msgpack_object *result, void *arg);
+int cli_client_call_raw(struct cli_client *c, const char *method, json_t *params,
+			uint64_t deadline_ns, cli_raw_result_fn fn, void *arg,
+			struct cli_call_err *err);
+
+/*
  * Send a call without waiting for its answer (it goes to the response
  * hook during a later wait): params as JSON plus, if bin_key is not NULL,
  * one more param bin_key holding len bytes as msgpack bin.  0 and the

@@ -1153,6 +1153,7 @@ static const struct cli_opt shutdown_opts[] = {
 static const struct cli_opt console_opts[] = {
 	{ "read-only", 0, NULL, false, "view only: send no input" },
 	{ "no-history", 0, NULL, false, "skip the last 64 KiB of output; live output only" },
+	{ "history", 0, NULL, false, "print the last 64 KiB of output and exit (for scripts)" },
 	{ 0 },
 };
 
@@ -1233,7 +1234,7 @@ const struct cli_cmd cli_cmds[] = {
 		     "With --format json, one JSON object per line.  SIGINT or SIGTERM ends\n"
 		     "the stream with exit code 0.\n",
 	  .max_pos = 1, .run = cmd_events },
-	{ .name = "console", .synopsis = "NAME [--read-only] [--no-history]",
+	{ .name = "console", .synopsis = "NAME [--read-only] [--no-history | --history]",
 	  .summary = "Attach to a domain's serial console",
 	  .details = "Shows the last 64 KiB of the console's output, then live output, and\n"
 		     "sends what you type.  Ctrl-] detaches (the guest goes on).  Several\n"

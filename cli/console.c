@@ -194,6 +194,48 @@ static int read_input(struct session *s, bool tty)
 	return INPUT_MORE;
 }
 
+struct history {
+	bool ok;
+	bool broken;
+};
+
+static void on_history(const msgpack_object *result, void *arg)
+{
+	struct history *h = arg;
+	const msgpack_object *v = map_get(result, "data");
+	struct session s = { 0 };
+
+	if (!v || v->type != MSGPACK_OBJECT_BIN)
+		return;
+	h->ok = true;
+	write_all(&s, STDOUT_FILENO, v->via.bin.ptr, v->via.bin.size);
+	h->broken = s.out_broken;
+}
+
+/* --history: the last 64 KiB, at once, and done. */
+static int print_history(struct cli *c, const char *name)
+{
+	struct history h = { 0 };
+	struct cli_call_err err;
+	json_t *params;
+	int r = cli_connect(c);
+
+	if (r)
+		return r;
+	params = json_pack("{s:s, s:I}", "name", name, "timeout_ms", (json_int_t)c->timeout_ms);
+	r = cli_client_call_raw(c->client, "console.history", params,
+				now_ns() + (c->timeout_ms + CLI_TIMEOUT_MARGIN_MS) * NSEC_PER_MSEC,
+				on_history, &h, &err);
+	json_decref(params);
+	if (r)
+		return cli_call_failed(c, r, &err);
+	if (!h.ok)
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald sent no console data");
+	if (h.broken)
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "cannot write the output");
+	return 0;
+}
+
 int cmd_console(struct cli *c, const struct cli_args *a)
 {
 	struct session s = { .c = c, .name = a->pos[0] };
@@ -207,6 +249,8 @@ int cmd_console(struct cli *c, const struct cli_args *a)
 
 	if (!corral_name_valid(s.name))
 		return cli_usage(c, "'%s' is not a domain name", s.name);
+	if (cli_opt_has(a, "history"))
+		return print_history(c, s.name);
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);

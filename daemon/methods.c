@@ -812,6 +812,33 @@ static int m_console_write(struct req *r)
 	return 0;
 }
 
+static int m_console_history(struct req *r)
+{
+	struct domain *d = NULL;
+	struct console *con = console_of(r, &d);
+	struct console_stats st;
+	char *data;
+	size_t len;
+	int err;
+
+	if (!con)
+		return -1;
+	err = console_history(con, &data, &len);
+	console_stats(con, &st);
+	console_put(con);
+	if (err < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	if (msgpack_pack_map(r->pk, 3) < 0 || pk_kv_str(r->pk, "name", dom_name(d)) < 0 ||
+	    pk_kv_u64(r->pk, "total_bytes", st.bytes_out) < 0 ||
+	    rpc_pack_cstr(r->pk, "data") < 0 || msgpack_pack_bin(r->pk, len) < 0 ||
+	    msgpack_pack_bin_body(r->pk, data, len) < 0) {
+		free(data);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	free(data);
+	return 0;
+}
+
 static int m_console_detach(struct req *r)
 {
 	uint64_t id = 0;
@@ -963,6 +990,11 @@ const struct method methods[] = {
 				  { "data", P_DATA, true, "the bytes (bin, or str), at most "
 				    "65536" }, END },
 	  "`{bytes}`: how many were queued" },
+	{ "console.history", m_console_history, true,
+	  "The console's last 64 KiB of output, at once (no subscription): for scripts that "
+	  "wait for a line.", name_only,
+	  "`{name, data, total_bytes}`: `data` (bin) the bytes, `total_bytes` how many the "
+	  "guest wrote since corrald connected to this console" },
 	{ "console.detach", m_console_detach, true,
 	  "Stop viewing a console (closing the connection does the same).",
 	  (const struct param[]){ { "subscription", P_UINT, true, "its id" }, END },

@@ -356,10 +356,18 @@ def check_cli_console(d):
     _, st = os.waitpid(pid, 0)
     check(os.WIFEXITED(st) and os.WEXITSTATUS(st) == 0, "corral console exit %r" % st)
     os.close(fd)
+    # --history: what the guest wrote, at once, then exit (for scripts that wait for a line).
+    h = subprocess.run([CLI, "--socket", d.rw, "console", "tty1", "--history"],
+                       stdout=subprocess.PIPE, timeout=WAIT)
+    check(h.returncode == 0 and b"tty-9" in h.stdout and
+          GUEST["ready_line"].encode() in h.stdout, "console --history: %r" % h.stdout[-300:])
+    r = d.client(ro=True).call("console.history", {"name": "tty1"})
+    check(b"tty-9" in r["data"] and r["total_bytes"] >= len(r["data"]),
+          "console.history: %r" % r)
     # The guest went on.
     check(d.client().call("info", {"name": "tty1"})["state"] == "running", "guest stopped")
     d.client().call("destroy", {"name": "tty1"})
-    print("CLI console in a pseudo-terminal: typing, Ctrl-] detaches: ok")
+    print("CLI console in a pseudo-terminal: typing, Ctrl-] detaches, --history: ok")
 
 
 # ---- firmware, media, edit -------------------------------------------------------------

@@ -74,7 +74,8 @@ Test(e2e, api_info_lists_every_method)
 	static const char *const expect[] = {
 		"api.info", "daemon.info", "list", "info", "define", "undefine", "autostart",
 		"start", "shutdown", "destroy", "suspend", "resume", "reset", "reboot", "qmp",
-		"attach", "events.subscribe", "console.attach", "console.write", "console.detach",
+		"attach", "events.subscribe", "console.attach", "console.write", "console.history",
+		"console.detach",
 		"events.unsubscribe",
 	};
 	struct dt_client c;
