@@ -541,10 +541,50 @@ out:
 	return r;
 }
 
+/*
+ * `corral __complete-words`: the command and option tables, for the shell
+ * completion, which so never lists a command or option corral lacks.  Lines:
+ * "cmd NAME [domain]" ("domain": its first argument names a domain), then
+ * "opt CMD OPTION [METAVAR]" ("*" for a global option, each option as -x and
+ * as --long).  No daemon is involved.
+ */
+static void print_opt_words(const char *cmd, const struct cli_opt *opts)
+{
+	const struct cli_opt *o;
+
+	for (o = opts; o && o->name; o++) {
+		if (o->short_name)
+			printf("opt %s -%c%s%s\n", cmd, o->short_name, o->metavar ? " " : "",
+			       o->metavar ? o->metavar : "");
+		printf("opt %s --%s%s%s\n", cmd, o->name, o->metavar ? " " : "",
+		       o->metavar ? o->metavar : "");
+	}
+}
+
+static void print_complete_words(void)
+{
+	const struct cli_cmd *cmd;
+
+	for (cmd = cli_cmds; cmd->name; cmd++)
+		if (!cmd->hidden)
+			printf("cmd %s%s\n", cmd->name,
+			       !strncmp(cmd->synopsis, "NAME", 4) ||
+			       !strncmp(cmd->synopsis, "[NAME", 5) ? " domain" : "");
+	print_opt_words("*", global_opts);
+	for (cmd = cli_cmds; cmd->name; cmd++)
+		if (!cmd->hidden)
+			print_opt_words(cmd->name, cmd->opts);
+}
+
 int main(int argc, char **argv)
 {
 	struct cli c = { .format = CLI_FORMAT_TABLE, .timeout_ms = CLI_DEFAULT_TIMEOUT_MS };
 	int r;
+
+	if (argc == 2 && !strcmp(argv[1], "__complete-words")) {
+		print_complete_words();
+		return fflush(stdout) ? 1 : 0;
+	}
 
 	/* A daemon that goes away must give an error, not kill us. */
 	signal(SIGPIPE, SIG_IGN);

@@ -663,6 +663,14 @@ Test(fake, bash_completion)
 		{ "define vm --accel t", "tcg\n" },
 		{ "--format j", "json\n" },
 		{ "qmp web \"\"", "\n" },        /* the QMP text is not a domain */
+		/* Commands and options come from corral's own tables. */
+		{ "con", "console\n" },
+		{ "console web --hi", "--history\n" },
+		{ "du", "dumpconfig\n" },
+		{ "help ed", "edit\n" },
+		{ "define vm --firmware u", "uefi\n" },
+		{ "define vm --nic x --cpu-w", "--cpu-weight\n" },
+		{ "shutdown web --f", "--force --format\n" },
 	};
 	size_t i;
 
