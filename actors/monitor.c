@@ -6,6 +6,7 @@
 #include "actors/monitor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,16 +28,27 @@ enum {
 	MON_MSG_IO = 1,         /* embedded: the fd is ready */
 	MON_MSG_CMD,            /* struct mon_cmdmsg */
 	MON_MSG_DEADLINE,       /* struct mon_deadline */
+	MON_MSG_POLL_SET,       /* struct mon_pollset */
+	MON_MSG_TICK,           /* struct mon_tick: begin a statistics round */
 };
 
 enum mon_phase { PH_GREETING, PH_CAPS, PH_READY, PH_DEAD };
 
+/* Who waits for a reply. */
+enum pend_kind {
+	PEND_JOB,                       /* job_id's step (0: nobody, e.g. a quit) */
+	PEND_CAPS,                      /* our qmp_capabilities */
+	PEND_POLL,                      /* a statistics round's query */
+};
+
 struct mon_pending {
 	struct cds_list_head link;
+	enum pend_kind kind;
 	uint64_t qmp_id;
-	uint64_t job_id;                /* 0: our own qmp_capabilities */
+	uint64_t job_id;
 	uint64_t sent_ns;
 	uint64_t deadline_ns;           /* UINT64_MAX: none */
+	bool late;                      /* unanswered past the heartbeat threshold */
 	char execute[64];
 };
 
@@ -57,6 +69,17 @@ struct mon_deadline {
 	uint64_t at;
 };
 
+struct mon_pollset {
+	struct mbx_msg msg;
+	uint64_t interval_ns, late_ns;
+	int pid;
+};
+
+struct mon_tick {
+	struct mbx_msg msg;
+	uint32_t gen;
+};
+
 struct monitor {
 	struct actor actor;
 	struct domain *dom;             /* reference */
@@ -75,6 +98,15 @@ struct monitor {
 	struct cds_list_head pending;
 	uint64_t timer_at;              /* the armed command timer's time; 0: none */
 	bool unresponsive;
+	/* Statistics rounds (mon_set_poll). */
+	uint64_t poll_interval_ns, late_ns;
+	int pid;
+	uint32_t tick_gen;              /* bumped when the interval changes: old ticks die */
+	uint64_t round_id;              /* the current round's number */
+	unsigned poll_due;              /* replies of the current round still due */
+	json_t *round;                  /* the round being built */
+	json_t *vcpus;                  /* [{index, thread}] from query-cpus-fast */
+	bool no_balloon;                /* query-balloon said there is none */
 };
 
 static struct monitor *to_mon(struct actor *a)
@@ -148,15 +180,24 @@ static void step(struct monitor *m, uint64_t job_id, int err, json_t *data)
 		json_decref(data);
 }
 
+static void round_drop(struct monitor *m)
+{
+	json_decref(m->round);
+	m->round = NULL;
+	m->poll_due = 0;
+}
+
 static void fail_pending(struct monitor *m, int err, const char *reason)
 {
 	struct mon_pending *p, *tmp;
 
 	cds_list_for_each_entry_safe(p, tmp, &m->pending, link) {
 		cds_list_del(&p->link);
-		step(m, p->job_id, err, json_pack("{s:s}", "reason", reason));
+		if (p->kind == PEND_JOB)
+			step(m, p->job_id, err, json_pack("{s:s}", "reason", reason));
 		free(p);
 	}
+	round_drop(m);
 }
 
 static void shut_fd(struct monitor *m)
@@ -265,9 +306,14 @@ static void mon_rearm_timer(struct monitor *m)
 	struct mon_pending *p;
 	struct mon_deadline *dl;
 
-	cds_list_for_each_entry(p, &m->pending, link)
+	cds_list_for_each_entry(p, &m->pending, link) {
 		if (p->deadline_ns < min)
 			min = p->deadline_ns;
+		/* The heartbeat's threshold comes first, once per command. */
+		if (!p->late && p->kind != PEND_CAPS && m->late_ns &&
+		    p->sent_ns + m->late_ns < min)
+			min = p->sent_ns + m->late_ns;
+	}
 	if (min == UINT64_MAX || (m->timer_at && m->timer_at <= min))
 		return;
 	dl = malloc(sizeof(*dl));
@@ -282,7 +328,8 @@ static void mon_rearm_timer(struct monitor *m)
 
 /* Queue an encoded command and remember who waits for it. */
 static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t len,
-			uint64_t job_id, const char *execute, uint64_t deadline_ns)
+			enum pend_kind kind, uint64_t job_id, const char *execute,
+			uint64_t deadline_ns)
 {
 	struct mon_pending *p = calloc(1, sizeof(*p));
 	int r;
@@ -294,6 +341,7 @@ static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t le
 		free(p);
 		return r;
 	}
+	p->kind = kind;
 	p->qmp_id = qmp_id;
 	p->job_id = job_id;
 	p->sent_ns = now_ns();
@@ -319,6 +367,229 @@ static struct mon_pending *take_pending(struct monitor *m, uint64_t id)
 	return NULL;
 }
 
+/* ---- statistics rounds and heartbeat ------------------------------------ */
+
+/* A round's queries may wait this long; a lost round is simply not published. */
+#define MON_POLL_DEADLINE_NS (30 * NSEC_PER_SEC)
+
+static void tick_drop(struct mbx_msg *msg, int err)
+{
+	free(container_of(msg, struct mon_tick, msg));
+}
+
+static void tick_schedule(struct monitor *m, uint64_t at)
+{
+	struct mon_tick *t;
+
+	if (!m->poll_interval_ns)
+		return;
+	t = malloc(sizeof(*t));
+	if (!t)
+		return;         /* no more rounds on this monitor: the figures go stale */
+	mbx_msg_init(&t->msg, MON_MSG_TICK, tick_drop);
+	t->gen = m->tick_gen;
+	rt_send_at(&m->actor, &t->msg, at);
+}
+
+static void poll_send(struct monitor *m, const char *execute)
+{
+	uint64_t id;
+	char *buf;
+	size_t len;
+
+	if (qmp_conn_encode_cmd(m->qmp, execute, NULL, &id, &buf, &len) < 0)
+		return;
+	if (send_encoded(m, id, buf, len, PEND_POLL, m->round_id, execute,
+			 now_ns() + MON_POLL_DEADLINE_NS) == 0)
+		m->poll_due++;
+	free(buf);
+}
+
+static void round_finish(struct monitor *m);
+
+static void round_begin(struct monitor *m)
+{
+	if (m->round)
+		return;         /* the previous round is unanswered: one at a time */
+	m->round = json_pack("{s:{}, s:{}, s:[]}", "cpu", "memory", "disks");
+	if (!m->round)
+		return;
+	m->round_id++;
+	m->poll_due = 0;
+	poll_send(m, "query-blockstats");
+	if (!m->vcpus)
+		poll_send(m, "query-cpus-fast");
+	if (!m->no_balloon)
+		poll_send(m, "query-balloon");
+	if (m->phase == PH_READY && !m->poll_due)
+		round_finish(m);        /* nothing could be sent: /proc alone */
+}
+
+static uint64_t jint(json_t *o, const char *key)
+{
+	json_int_t v = json_integer_value(json_object_get(o, key));
+
+	return v > 0 ? (uint64_t)v : 0;
+}
+
+static void on_blockstats(struct monitor *m, json_t *ret)
+{
+	json_t *disks = json_object_get(m->round, "disks"), *e;
+	size_t i;
+
+	json_array_foreach(ret, i, e) {
+		json_t *st = json_object_get(e, "stats");
+		const char *qdev = json_string_value(json_object_get(e, "qdev"));
+		const char *dev = json_string_value(json_object_get(e, "device"));
+		const char *node = json_string_value(json_object_get(e, "node-name"));
+
+		char id[64];
+
+		if (!json_is_object(st))
+			continue;
+		/* A device's id: "vd0" of "/machine/peripheral/vd0/virtio-backend". */
+		if (qdev && !strncmp(qdev, "/machine/peripheral/", 20)) {
+			snprintf(id, sizeof(id), "%s", qdev + 20);
+			id[strcspn(id, "/")] = '\0';
+			qdev = id;
+		}
+		json_array_append_new(disks, json_pack(
+			"{s:s, s:s, s:I, s:I, s:I, s:I, s:I}",
+			"device", qdev && *qdev ? qdev : dev ? dev : "",
+			"node", node ? node : "",
+			"rd_bytes", (json_int_t)jint(st, "rd_bytes"),
+			"wr_bytes", (json_int_t)jint(st, "wr_bytes"),
+			"rd_ops", (json_int_t)jint(st, "rd_operations"),
+			"wr_ops", (json_int_t)jint(st, "wr_operations"),
+			"flush_ops", (json_int_t)jint(st, "flush_operations")));
+	}
+}
+
+static void on_cpus(struct monitor *m, json_t *ret)
+{
+	json_t *v = json_array(), *e;
+	size_t i;
+
+	if (!v)
+		return;
+	json_array_foreach(ret, i, e)
+		json_array_append_new(v, json_pack("{s:I, s:I}",
+						   "index", (json_int_t)jint(e, "cpu-index"),
+						   "thread", (json_int_t)jint(e, "thread-id")));
+	json_decref(m->vcpus);
+	m->vcpus = v;
+}
+
+static void on_poll_reply(struct monitor *m, struct mon_pending *p, struct qmp_msg *msg)
+{
+	bool err = qmp_msg_kind(msg) == QMP_MSG_ERROR;
+	json_t *ret = err ? NULL : qmp_msg_return(msg);
+
+	if (!m->round || p->job_id != m->round_id)
+		return;         /* a round already given up */
+	if (!strcmp(p->execute, "query-blockstats") && json_is_array(ret)) {
+		on_blockstats(m, ret);
+	} else if (!strcmp(p->execute, "query-cpus-fast") && json_is_array(ret)) {
+		on_cpus(m, ret);
+	} else if (!strcmp(p->execute, "query-balloon")) {
+		if (err)
+			m->no_balloon = true;   /* no balloon device: do not ask again */
+		else
+			json_object_set_new(json_object_get(m->round, "memory"), "balloon_bytes",
+					    json_integer((json_int_t)jint(ret, "actual")));
+	}
+	if (m->poll_due && --m->poll_due == 0)
+		round_finish(m);
+}
+
+/*
+ * utime + stime (ns) and rss (bytes) of /proc/<pid>[/task/<tid>]/stat.
+ * procfs, no disk, and /stat takes no lock of the target's memory map, so
+ * this does not block the turn.  0 or -errno.
+ */
+static int proc_stat(int pid, int tid, uint64_t *cpu_ns, uint64_t *rss)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long f[22];
+	long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	ssize_t n;
+	int fd, i;
+
+	if (tid)
+		snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	else
+		snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -EIO;
+	buf[n] = 0;
+	/* The command name may hold anything but ends at the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || hz <= 0 || page <= 0)
+		return -EIO;
+	p++;
+	/* Fields 3 (state) to 24 (rss): f[0] is the state's letter, skipped. */
+	for (i = 0; i < 22; i++) {
+		char *end;
+
+		while (*p == ' ')
+			p++;
+		if (i == 0) {
+			f[0] = 0;
+			p = strchr(p, ' ');
+			if (!p)
+				return -EIO;
+			continue;
+		}
+		f[i] = strtoull(p, &end, 10);
+		if (end == p)
+			return -EIO;
+		p = end;
+	}
+	/* f[i] is field i + 3: utime 14, stime 15, rss 24. */
+	*cpu_ns = (f[11] + f[12]) * (NSEC_PER_SEC / (unsigned long long)hz);
+	if (rss)
+		*rss = f[21] * (unsigned long long)page;
+	return 0;
+}
+
+static void round_finish(struct monitor *m)
+{
+	json_t *cpu = json_object_get(m->round, "cpu");
+	json_t *mem = json_object_get(m->round, "memory");
+	json_t *vcpus = json_array(), *e;
+	struct mon_note *n;
+	uint64_t t, rss;
+	size_t i;
+
+	if (m->pid > 0 && proc_stat(m->pid, 0, &t, &rss) == 0) {
+		json_object_set_new(cpu, "time_ns", json_integer((json_int_t)t));
+		json_object_set_new(mem, "rss_bytes", json_integer((json_int_t)rss));
+	}
+	json_array_foreach(m->vcpus, i, e) {
+		int tid = (int)jint(e, "thread");
+
+		if (m->pid > 0 && tid > 0 && proc_stat(m->pid, tid, &t, NULL) == 0)
+			json_array_append_new(vcpus, json_pack("{s:I, s:i, s:I}", "index",
+							       (json_int_t)jint(e, "index"),
+							       "thread", tid, "time_ns",
+							       (json_int_t)t));
+	}
+	json_object_set_new(cpu, "vcpus", vcpus);
+	json_object_set_new(m->round, "collected_ns", json_integer((json_int_t)now_ns()));
+	n = note_new(MON_NOTE_STATS);
+	if (n) {
+		n->data = m->round;
+		m->round = NULL;
+		notify(m, n);
+	}
+	round_drop(m);
+}
+
 static void on_greeting(struct monitor *m)
 {
 	uint64_t id;
@@ -335,7 +606,7 @@ static void on_greeting(struct monitor *m)
 	}
 	m->phase = PH_CAPS;
 	/* Its deadline was armed at creation (ready_deadline_ns): reuse it. */
-	if (send_encoded(m, id, buf, len, 0, "qmp_capabilities", UINT64_MAX) < 0)
+	if (send_encoded(m, id, buf, len, PEND_CAPS, 0, "qmp_capabilities", UINT64_MAX) < 0)
 		mon_broken(m, "cannot queue qmp_capabilities");
 	free(buf);
 }
@@ -349,7 +620,9 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 	set_responsive(m, true);
 	if (!qmp_msg_id(msg, &id) || !(p = take_pending(m, id)))
 		return;         /* unknown or late (already timed out): dropped */
-	if (p->job_id == 0) {
+	if (p->kind == PEND_POLL) {
+		on_poll_reply(m, p, msg);
+	} else if (p->kind == PEND_CAPS) {
 		/* qmp_capabilities */
 		if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
 			mon_broken(m, "qmp_capabilities refused: %s", qmp_msg_error_desc(msg));
@@ -359,6 +632,7 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 			m->phase = PH_READY;
 			if (n)
 				notify(m, n);
+			tick_schedule(m, now_ns());
 		}
 	} else if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
 		step(m, p->job_id, -EIO,
@@ -464,8 +738,8 @@ static void handle_cmd(struct monitor *m, struct mon_cmdmsg *cm)
 		     json_pack("{s:s}", "reason", qmp_conn_encode_error(m->qmp)));
 		return;
 	}
-	r = send_encoded(m, id, buf, len, cm->job_id, cm->execute ? cm->execute : "(raw)",
-			 cm->deadline_ns);
+	r = send_encoded(m, id, buf, len, PEND_JOB, cm->job_id,
+			 cm->execute ? cm->execute : "(raw)", cm->deadline_ns);
 	free(buf);
 	if (r < 0)
 		step(m, cm->job_id, -EPIPE,
@@ -488,13 +762,21 @@ static void handle_deadline(struct monitor *m, struct mon_deadline *dl)
 	if (dl->at == m->timer_at)
 		m->timer_at = 0;
 	cds_list_for_each_entry_safe(p, tmp, &m->pending, link) {
+		if (!p->late && p->kind != PEND_CAPS && m->late_ns &&
+		    now >= p->sent_ns + m->late_ns) {
+			p->late = true;
+			set_responsive(m, false);
+		}
 		if (now < p->deadline_ns)
 			continue;
 		cds_list_del(&p->link);
 		set_responsive(m, false);
-		step(m, p->job_id, -ETIMEDOUT,
-		     json_pack("{s:s, s:f}", "execute", p->execute, "waited_s",
-			       (double)(now - p->sent_ns) / 1e9));
+		if (p->kind == PEND_JOB)
+			step(m, p->job_id, -ETIMEDOUT,
+			     json_pack("{s:s, s:f}", "execute", p->execute, "waited_s",
+				       (double)(now - p->sent_ns) / 1e9));
+		else if (p->kind == PEND_POLL && p->job_id == m->round_id)
+			round_drop(m);  /* this round is lost; the next tick begins another */
 		free(p);
 	}
 	mon_rearm_timer(m);
@@ -530,6 +812,28 @@ static void mon_handle(struct actor *a, struct mbx_msg *msg)
 		free(dl);
 		break;
 	}
+	case MON_MSG_POLL_SET: {
+		struct mon_pollset *ps = container_of(msg, struct mon_pollset, msg);
+
+		m->poll_interval_ns = ps->interval_ns;
+		m->late_ns = ps->late_ns;
+		m->pid = ps->pid;
+		m->tick_gen++;
+		if (m->phase == PH_READY)
+			tick_schedule(m, now_ns());
+		free(ps);
+		break;
+	}
+	case MON_MSG_TICK: {
+		struct mon_tick *t = container_of(msg, struct mon_tick, msg);
+
+		if (t->gen == m->tick_gen && m->phase == PH_READY) {
+			tick_schedule(m, now_ns() + m->poll_interval_ns);
+			round_begin(m);
+		}
+		free(t);
+		break;
+	}
 	default:
 		BUG_ON(true);
 	}
@@ -551,6 +855,8 @@ static void mon_free(struct actor *a)
 	struct monitor *m = to_mon(a);
 
 	qmp_conn_free(m->qmp);
+	json_decref(m->round);
+	json_decref(m->vcpus);
 	free(m->out);
 	dom_unref(m->dom);
 	free(m);
@@ -693,4 +999,26 @@ int mon_connect_unix(const char *path, int *ret_fd)
 	}
 	*ret_fd = fd;
 	return 0;
+}
+
+static void pollset_drop(struct mbx_msg *msg, int err)
+{
+	free(container_of(msg, struct mon_pollset, msg));
+}
+
+int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t late_ns, int pid)
+{
+	struct mon_pollset *ps = malloc(sizeof(*ps));
+	int r;
+
+	if (!ps)
+		return -ENOMEM;
+	mbx_msg_init(&ps->msg, MON_MSG_POLL_SET, pollset_drop);
+	ps->interval_ns = interval_ns;
+	ps->late_ns = late_ns;
+	ps->pid = pid;
+	r = actor_send(&m->actor, &ps->msg);
+	if (r < 0)
+		pollset_drop(&ps->msg, r);
+	return r;
 }

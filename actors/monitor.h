@@ -38,6 +38,7 @@ enum mon_note_kind {
 	MON_NOTE_STATE,         /* st: DOM_MON_OK / DOM_MON_UNRESPONSIVE */
 	MON_NOTE_EVENT,         /* event, data, seconds, micros */
 	MON_NOTE_CLOSED,        /* reason: EOF, protocol error, ... */
+	MON_NOTE_STATS,         /* data: a round of statistics (mon_set_poll) */
 };
 
 struct mon_note {
@@ -71,6 +72,29 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
  */
 int mon_cmd(struct monitor *m, uint64_t job_id, const char *execute, json_t *args,
 	    const char *raw_json, uint64_t deadline_ns);
+
+/*
+ * Statistics and heartbeat.  Once the handshake is done, every interval_ns
+ * the monitor asks QEMU for its figures (query-blockstats; query-cpus-fast
+ * for the vCPU threads, once; query-balloon while QEMU has a balloon) and
+ * reads QEMU's CPU time and RSS, and each vCPU thread's CPU time, from
+ * /proc/PID (pid 0: unknown, no /proc figures).  A complete round goes to
+ * the domain as MON_NOTE_STATS, data:
+ *   {"collected_ns": monotonic ns,
+ *    "cpu": {"time_ns": n, "vcpus": [{"index": i, "thread": tid, "time_ns": n}]},
+ *    "memory": {"rss_bytes": n, "balloon_bytes": n (only with a balloon)},
+ *    "disks": [{"device": QEMU device id (vd0), "node": node name, "rd_bytes": n, "wr_bytes": n,
+ *               "rd_ops": n, "wr_ops": n, "flush_ops": n}]}
+ * A round is not begun while the previous one is unanswered, so a hung
+ * QEMU costs one outstanding round, never a pile.
+ *
+ * The same queries are the heartbeat: any command (a job's or a round's)
+ * unanswered for late_ns makes the monitor report DOM_MON_UNRESPONSIVE at
+ * once (MON_NOTE_STATE), long before the command's own deadline; the next
+ * reply makes it DOM_MON_OK again.  interval_ns 0: no rounds; late_ns 0:
+ * only a passed deadline makes it unresponsive.  Any thread.
+ */
+int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t late_ns, int pid);
 
 /* Close the connection, fail pending commands (-EPIPE), drop the ref.  Any thread. */
 void mon_close(struct monitor *m);

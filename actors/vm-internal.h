@@ -62,6 +62,7 @@ struct vm_env {
 	char **bridges;                 /* a bridge NIC may join these; NULL-terminated */
 	char *ovmf_code, *ovmf_vars;    /* firmware "uefi": the firmware, the store's template */
 	uint64_t console_log_max;       /* bytes of one console log; 0: CONSOLE_LOG_MAX */
+	uint64_t stats_interval_ns, mon_late_ns;        /* mon_set_poll() of every monitor */
 	/*
 	 * "auto" resolved once (atomic pointer to a static string): probing
 	 * KVM creates a VM, too slow to repeat for every start.
@@ -94,8 +95,17 @@ struct vm_pubcfg {
 	json_t *config;
 };
 
+/* The latest statistics, immutable once published. */
+struct vm_pubstats {
+	struct rcu_head rcu;
+	json_t *data;
+	uint64_t collected_ns;
+};
+
 struct vm {
 	struct vm_env *env;
+	/* RCU-published by the domain actor; readers: vm_stats_rcu(). */
+	struct vm_pubstats *stats;
 	/* RCU-published by the domain actor; readers: vm_config_rcu(). */
 	struct vm_pubcfg *pub;
 
@@ -296,5 +306,10 @@ void vm_console_reconnect(struct domain *d);
 /* At start-up: records and processes.  Main thread. */
 int vm_proc_recover(struct vm_env *env,
 		    void (*report)(const char *path, const char *why, void *arg), void *arg);
+
+/* Statistics (vm-stats.c).  Domain actor only, but vm_stats_free: the domain's free. */
+void vm_stats_publish(struct domain *d, json_t *data);     /* steals data */
+void vm_stats_clear(struct domain *d);
+void vm_stats_free(struct vm *vm);
 
 #endif /* CORRAL_ACTORS_VM_INTERNAL_H */

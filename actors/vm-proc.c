@@ -654,6 +654,7 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 		vm_io_submit(d, &gi->io);
 	dom_set_pid(d, 0);
 	dom_set_monitor(d, DOM_MON_NONE);
+	vm_stats_clear(d);
 	vm_lifecycle(d, st, reason);
 
 	if (vj) {
@@ -712,6 +713,9 @@ static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline)
 		return r;
 	vm->mon_ready = false;
 	dom_set_monitor(d, DOM_MON_CONNECTING);
+	/* Figures of an earlier QEMU or monitor are not this one's. */
+	vm_stats_clear(d);
+	mon_set_poll(vm->mon, vm->env->stats_interval_ns, vm->env->mon_late_ns, vm->pid);
 	return 0;
 }
 

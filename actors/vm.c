@@ -211,6 +211,8 @@ int vm_env_new(const struct vm_env_opts *o, struct vm_env **ret, char *errbuf, s
 	env->qemu_creds = o->qemu_creds;
 	env->cg = o->cg;
 	env->console_log_max = o->console_log_max;
+	env->stats_interval_ns = o->stats_interval_ns;
+	env->mon_late_ns = o->mon_late_ns;
 	env->qemu_user_problem = o->qemu_user_problem ? strdup(o->qemu_user_problem) : NULL;
 	env->runtime_dir = strdup(o->runtime_dir);
 	env->state_dir = strdup(o->state_dir);
@@ -481,6 +483,7 @@ static void vm_free_ext(void *p)
 	struct vm *vm = p;
 
 	/* The domain is being freed after a grace period: nobody reads pub. */
+	vm_stats_free(vm);
 	if (vm->pub) {
 		json_decref(vm->pub->config);
 		free(vm->pub);
@@ -1510,6 +1513,10 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		/* A shutdown waits on: it ends when QEMU has exited. */
 		break;
 	}
+	case MON_NOTE_STATS:
+		vm_stats_publish(d, n->data);
+		n->data = NULL;
+		break;
 	case MON_NOTE_CLOSED:
 		dom_set_monitor(d, DOM_MON_BROKEN);
 		evbus_publish(vm->env->bus, dom_name(d), "monitor",

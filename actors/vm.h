@@ -68,6 +68,12 @@ struct vm_env_opts {
 	/* firmware "uefi": OVMF's code and variable-store template; NULL: Debian's ovmf. */
 	const char *ovmf_code, *ovmf_vars;
 	uint64_t console_log_max;       /* bytes of one console log; 0: the default (4 MiB) */
+	/*
+	 * Statistics rounds of every monitor (mon_set_poll): the interval (0:
+	 * none) and the heartbeat's threshold (0: none).
+	 */
+	uint64_t stats_interval_ns;
+	uint64_t mon_late_ns;
 };
 
 /*
@@ -185,6 +191,15 @@ int vm_autostart_submit_all(struct vm_env *env, uint64_t timeout_ns, dom_job_don
  * RCU reader: valid until rcu_read_unlock(); never modify it.
  */
 const json_t *vm_config_rcu(struct domain *d);
+
+/*
+ * d's latest statistics (see mon_set_poll() for their shape), or NULL when
+ * it has none (no QEMU, or no round completed yet); *collected_ns is when
+ * they were read (CLOCK_MONOTONIC).  They stay as they are while QEMU does
+ * not answer: their age shows it.  RCU reader: valid until
+ * rcu_read_unlock(); never modify it.
+ */
+const json_t *vm_stats_rcu(struct domain *d, uint64_t *collected_ns);
 
 /*
  * The serial console of d's running QEMU, referenced (console_put() when

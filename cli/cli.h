@@ -32,6 +32,7 @@ enum cli_exit {
 enum cli_format {
 	CLI_FORMAT_TABLE,
 	CLI_FORMAT_JSON,
+	CLI_FORMAT_PROMETHEUS,  /* corral stats only */
 };
 
 /* How long past the daemon's own deadline the CLI waits for its answer. */

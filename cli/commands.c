@@ -19,6 +19,7 @@
 #include "cli/format.h"
 #include "common/names.h"
 #include "common/util.h"
+#include "rpc/prom.h"
 #include "rpc/rpc.h"
 
 /* The limits of a config, as corrald checks them (qemu/config.h). */
@@ -260,6 +261,125 @@ static int cmd_info(struct cli *c, const struct cli_args *a)
 	if (info_for_people(shown) || cli_print_fields(stdout, shown))
 		r = out_of_memory(c);
 	json_decref(shown);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
+/* stats */
+
+/* Bytes for people: 512 B, 1.5 KiB, 42.0 MiB, ... */
+static void human_bytes(char *buf, size_t size, double v)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < ARRAY_SIZE(unit)) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, size, "%.0f B", v);
+	else
+		snprintf(buf, size, "%.1f %s", v, unit[u]);
+}
+
+/* One table row of a stats entry: figures summed over disks, "-" when none. */
+static json_t *stats_row(const json_t *e)
+{
+	const json_t *cpu = json_object_get(e, "cpu"), *mem = json_object_get(e, "memory");
+	const json_t *mon = json_object_get(e, "monitor"), *age = json_object_get(e, "age_s");
+	const json_t *disk;
+	char b_age[32] = "-", b_cpu[32] = "-", b_rss[32] = "-", b_rd[32] = "-", b_wr[32] = "-";
+	double rd = 0, wr = 0;
+	size_t i;
+
+	if (json_is_number(age))
+		snprintf(b_age, sizeof(b_age), "%.1fs%s", json_number_value(age),
+			 json_is_true(json_object_get(e, "stale")) ? " (stale)" : "");
+	if (json_is_number(json_object_get(cpu, "time_ns")))
+		snprintf(b_cpu, sizeof(b_cpu), "%.2fs",
+			 json_number_value(json_object_get(cpu, "time_ns")) / 1e9);
+	if (json_is_number(json_object_get(mem, "rss_bytes")))
+		human_bytes(b_rss, sizeof(b_rss),
+			    json_number_value(json_object_get(mem, "rss_bytes")));
+	if (json_is_array(json_object_get(e, "disks"))) {
+		json_array_foreach(json_object_get(e, "disks"), i, disk) {
+			rd += json_number_value(json_object_get(disk, "rd_bytes"));
+			wr += json_number_value(json_object_get(disk, "wr_bytes"));
+		}
+		human_bytes(b_rd, sizeof(b_rd), rd);
+		human_bytes(b_wr, sizeof(b_wr), wr);
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+			 "name", get_str(e, "name", "?"), "state", get_str(e, "state", "?"),
+			 "monitor", get_str(mon, "state", "?"), "age", b_age, "cpu", b_cpu,
+			 "rss", b_rss, "read", b_rd, "written", b_wr);
+}
+
+static int cmd_stats(struct cli *c, const struct cli_args *a)
+{
+	static const struct cli_column cols[] = {
+		{ "NAME", "name" },  { "STATE", "state" }, { "MONITOR", "monitor" },
+		{ "AGE", "age" },    { "CPU", "cpu" },     { "RSS", "rss" },
+		{ "DISK-READ", "read" }, { "DISK-WRITTEN", "written" },
+	};
+	json_t *params = NULL, *names, *res, *rows, *e, *missing;
+	size_t i;
+	int r;
+
+	if (a->npos) {
+		names = json_array();
+		params = json_pack("{s:o}", "names", names);
+		if (!names || !params) {
+			json_decref(params);
+			return out_of_memory(c);
+		}
+		for (i = 0; i < a->npos; i++) {
+			r = check_name(c, a->pos[i]);
+			if (r) {
+				json_decref(params);
+				return r;
+			}
+			json_array_append_new(names, json_string(a->pos[i]));
+		}
+	}
+	r = cli_call(c, "stats", params, &res);
+	if (r)
+		return r;
+	if (!json_is_array(json_object_get(res, "domains"))) {
+		json_decref(res);
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's stats have no domains");
+	}
+	if (c->format == CLI_FORMAT_JSON) {
+		r = cli_print_json(c, res);
+	} else if (c->format == CLI_FORMAT_PROMETHEUS) {
+		size_t len;
+		char *text = prom_render_stats(res, &len);
+
+		if (!text)
+			r = out_of_memory(c);
+		else
+			fwrite(text, 1, len, stdout);
+		free(text);
+	} else {
+		rows = json_array();
+		json_array_foreach(json_object_get(res, "domains"), i, e)
+			json_array_append_new(rows, stats_row(e));
+		if (!rows || cli_print_table(stdout, rows, cols, ARRAY_SIZE(cols)))
+			r = out_of_memory(c);
+		json_decref(rows);
+	}
+	/* What was found is printed; a name that was not is an error all the same. */
+	missing = json_object_get(res, "missing");
+	if (!r && json_array_size(missing)) {
+		const char *m = json_string_value(json_array_get(missing, 0));
+
+		/* As if corrald had said it: the same code and name. */
+		r = cli_fail(c, CLI_EXIT_NOT_FOUND, rpc_err_name(RPC_ERR_NO_SUCH_DOMAIN),
+			     "no domain '%s'", m ? m : "?");
+		c->err_code = RPC_ERR_NO_SUCH_DOMAIN;
+	}
+	json_decref(res);
 	return r;
 }
 
@@ -1174,6 +1294,15 @@ const struct cli_cmd cli_cmds[] = {
 	{ .name = "info", .synopsis = "NAME",
 	  .summary = "Show a domain's state, job, monitor, counters and config",
 	  .min_pos = 1, .max_pos = 1, .run = cmd_info },
+	{ .name = "stats", .synopsis = "[NAME]...",
+	  .summary = "Show domains' CPU, memory and disk figures (never waits for a VM)",
+	  .details = "Without NAME, every domain.  The figures are what each running QEMU's\n"
+		     "monitor last read (corrald's --stats-interval-ms); AGE says how old they\n"
+		     "are, '(stale)' when the monitor does not answer.  --format json prints\n"
+		     "the answer of the stats method; --format prometheus the Prometheus text\n"
+		     "format, as corrald's /metrics serves it.  A NAME not defined: exit 3,\n"
+		     "after the others are printed.\n",
+	  .min_pos = 0, .max_pos = 4096, .run = cmd_stats },
 	{ .name = "define",
 	  .synopsis = "NAME [OPTION]...\n       corral define -f FILE.json [NAME] [OPTION]...",
 	  .summary = "Define a new domain",

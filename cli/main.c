@@ -24,7 +24,8 @@
 
 static const struct cli_opt global_opts[] = {
 	{ "socket", 0, "PATH", false, "corrald's socket (default: $CORRAL_SOCKET, else the per-user one)" },
-	{ "format", 0, "table|json", false, "output for people (table, the default) or programs (json)" },
+	{ "format", 0, "table|json|prometheus", false,
+	  "output for people (table, the default) or programs (json; prometheus: stats)" },
 	{ "timeout", 0, "S", false, "deadline of each call in seconds (default 30; also 500ms, 2m)" },
 	{ "help", 'h', NULL, false, "show help and exit" },
 	{ "version", 0, NULL, false, "show the version and exit" },
@@ -479,8 +480,13 @@ static int apply_globals(struct cli *c, const struct cmdline *cl)
 
 	if (cl->format && !strcmp(cl->format, "json"))
 		c->format = CLI_FORMAT_JSON;
+	else if (cl->format && !strcmp(cl->format, "prometheus") && cl->cmd &&
+		 !strcmp(cl->cmd->name, "stats"))
+		c->format = CLI_FORMAT_PROMETHEUS;
 	else if (cl->format && strcmp(cl->format, "table"))
-		return cli_usage(c, "--format must be table or json, not '%s'", cl->format);
+		return cli_usage(c, "--format must be table or json%s, not '%s'",
+				 cl->cmd && !strcmp(cl->cmd->name, "stats") ? " or prometheus" :
+				 " (prometheus: corral stats only)", cl->format);
 	if (cl->timeout && parse_timeout(cl->timeout, &c->timeout_ms))
 		return cli_usage(c, "--timeout takes seconds up to a day (e.g. 30, 1.5, 500ms, "
 				 "2m), not '%s'", cl->timeout);

@@ -16,6 +16,8 @@
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_STALL_MS   30000
+#define DEFAULT_STATS_INTERVAL_MS 5000
+#define DEFAULT_MON_THRESHOLD_MS  3000
 
 /* The keys of the file; each flag of the same name (with '-') sets the same thing. */
 enum key {
@@ -37,8 +39,12 @@ enum key {
 	K_OVMF_CODE,
 	K_OVMF_VARS,
 	K_CONSOLE_LOG_MAX,
+	K_STATS_INTERVAL_MS,
+	K_MON_THRESHOLD_MS,
 	K_COUNT
 };
+
+_Static_assert(K_COUNT <= sizeof(((struct dconf *)0)->set), "dconf.set is too small");
 
 static const char *const key_names[K_COUNT] = {
 	[K_SOCKET] = "socket",
@@ -59,6 +65,8 @@ static const char *const key_names[K_COUNT] = {
 	[K_OVMF_CODE] = "ovmf_code",
 	[K_OVMF_VARS] = "ovmf_vars",
 	[K_CONSOLE_LOG_MAX] = "console_log_max",
+	[K_STATS_INTERVAL_MS] = "stats_interval_ms",
+	[K_MON_THRESHOLD_MS] = "monitor_threshold_ms",
 };
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -217,6 +225,19 @@ static int dconf_set(struct dconf *c, enum key k, const char *value, const char 
 		else
 			c->io_threads = (unsigned)v;
 		return 0;
+	case K_STATS_INTERVAL_MS:
+	case K_MON_THRESHOLD_MS:
+		if (parse_uint(value, 0, 3600000, &v) < 0 || (v && v < 100)) {
+			snprintf(errbuf, errlen, "%s: '%s' is not 0 (off) or a number of "
+				 "milliseconds from 100 to 3600000", where, value);
+			return -EINVAL;
+		}
+		if (k == K_STATS_INTERVAL_MS)
+			c->stats_interval_ms = v;
+		else
+			c->mon_threshold_ms = v;
+		c->set[k] = true;
+		return 0;
 	case K_DEFAULT_TIMEOUT_MS:
 	case K_CLIENT_STALL_MS:
 		if (parse_uint(value, 1, 86400000, &v) < 0) {
@@ -347,6 +368,10 @@ void dconf_usage(FILE *f)
 	      "  --ovmf-vars FILE     UEFI variable store template (default\n"
 	      "                       /usr/share/OVMF/OVMF_VARS_4M.fd)\n"
 	      "  --console-log-max BYTES  a console log's size limit (default 4194304)\n"
+	      "  --stats-interval-ms MS  how often each running QEMU's statistics are read\n"
+	      "                       (default 5000; 0: never)\n"
+	      "  --monitor-threshold-ms MS  a QMP command unanswered this long marks the\n"
+	      "                       monitor unresponsive (default 3000; 0: only at its deadline)\n"
 	      "  --no-autostart       do not start the domains marked autostart (they stay\n"
 	      "                       as they are; for recovery and debugging)\n"
 	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
@@ -443,6 +468,10 @@ static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
 		c->default_timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (!c->client_stall_ms)
 		c->client_stall_ms = DEFAULT_STALL_MS;
+	if (!c->set[K_STATS_INTERVAL_MS])
+		c->stats_interval_ms = DEFAULT_STATS_INTERVAL_MS;
+	if (!c->set[K_MON_THRESHOLD_MS])
+		c->mon_threshold_ms = DEFAULT_MON_THRESHOLD_MS;
 	return 0;
 }
 
@@ -471,6 +500,8 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		{ "ovmf-code", required_argument, NULL, OPT_KEY + K_OVMF_CODE },
 		{ "ovmf-vars", required_argument, NULL, OPT_KEY + K_OVMF_VARS },
 		{ "console-log-max", required_argument, NULL, OPT_KEY + K_CONSOLE_LOG_MAX },
+		{ "stats-interval-ms", required_argument, NULL, OPT_KEY + K_STATS_INTERVAL_MS },
+		{ "monitor-threshold-ms", required_argument, NULL, OPT_KEY + K_MON_THRESHOLD_MS },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 		{ "no-autostart", no_argument, NULL, OPT_NO_AUTOSTART },

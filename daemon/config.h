@@ -34,6 +34,9 @@ struct dconf {
 	unsigned io_threads;            /* epoll threads */
 	uint64_t default_timeout_ms;    /* jobs without "timeout_ms" */
 	uint64_t client_stall_ms;       /* close a client whose output stays over the cap */
+	uint64_t stats_interval_ms;     /* statistics rounds; 0: none */
+	uint64_t mon_threshold_ms;      /* heartbeat threshold; 0: none */
+	bool set[32];                   /* which keys were given (config.c's K_*) */
 	int log_level;                  /* enum log_level */
 	bool no_autostart;              /* --no-autostart: leave marked domains off */
 	/* What to do instead of serving. */

@@ -479,6 +479,8 @@ int main(int argc, char **argv)
 			.ovmf_code = conf.ovmf_code,
 			.ovmf_vars = conf.ovmf_vars,
 			.console_log_max = conf.console_log_max,
+			.stats_interval_ns = conf.stats_interval_ms * NSEC_PER_MSEC,
+			.mon_late_ns = conf.mon_threshold_ms * NSEC_PER_MSEC,
 			.cg = cg,
 		};
 
@@ -513,6 +515,7 @@ int main(int argc, char **argv)
 	so.ro_path = conf.ro_socket;
 	so.default_timeout_ms = conf.default_timeout_ms;
 	so.client_stall_ms = conf.client_stall_ms;
+	so.stats_interval_ms = conf.stats_interval_ms;
 	so.workers = rt_nworkers(rt);
 	so.io_threads = conf.io_threads;
 	r = server_new(&so, &srv, err, sizeof(err));

@@ -309,6 +309,7 @@ static const char *type_name(enum param_type t)
 	case P_MAP: return "map";
 	case P_BOOL: return "bool";
 	case P_DATA: return "bin|str";
+	case P_STRV: return "[str]";
 	}
 	return "?";
 }
@@ -512,6 +513,110 @@ static int m_info(struct req *r)
 		return req_fail(r, RPC_ERR_INTERNAL, "cannot pack the config");
 	PK(pk_kv_double(pk, "updated", (double)sn->updated_wall_ns / 1e9));
 	PK(pk_kv_u64(pk, "seq", sn->seq));
+	return 0;
+}
+
+/*
+ * stats: each domain's latest figures, from what its monitor published
+ * (vm_stats_rcu): nothing here waits for a QEMU.  A domain's figures are
+ * stale when its monitor is not ok or they are older than two rounds and a
+ * second.
+ */
+/* Like PK, for helpers whose caller reports the failure once. */
+#define PKE(expr)                                                       \
+	do {                                                            \
+		if ((expr) < 0)                                         \
+			return -1;                                      \
+	} while (0)
+
+static int pack_stats_entry(struct req *r, struct domain *d, uint64_t now)
+{
+	const struct dom_snapshot *sn = dom_snap_rcu(d);
+	msgpack_packer *pk = r->pk;
+	uint64_t at = 0, stale_ns = (2 * r->srv->o.stats_interval_ms + 1000) * NSEC_PER_MSEC;
+	const json_t *st = vm_stats_rcu(d, &at);
+	const char *keys[] = { "cpu", "memory", "disks" };
+
+	PKE(msgpack_pack_map(pk, st ? 8 : 5));
+	PKE(pk_kv_str(pk, "name", sn->name));
+	PKE(pk_kv_str(pk, "state", dom_state_name(sn->state)));
+	PKE(pk_str(pk, "monitor"));
+	PKE(msgpack_pack_map(pk, 2));
+	PKE(pk_kv_str(pk, "state", dom_mon_state_name(sn->mon)));
+	PKE(pk_kv_double(pk, "since_s", now > sn->mon_since_ns ? secs(now - sn->mon_since_ns) : 0));
+	PKE(pk_str(pk, "age_s"));
+	if (st)
+		PKE(msgpack_pack_double(pk, now > at ? secs(now - at) : 0));
+	else
+		PKE(msgpack_pack_nil(pk));
+	PKE(pk_kv_bool(pk, "stale", st && (sn->mon != DOM_MON_OK || now - at > stale_ns)));
+	for (size_t i = 0; st && i < sizeof(keys) / sizeof(keys[0]); i++) {
+		PKE(pk_str(pk, keys[i]));
+		if (rpc_pack_json(pk, json_object_get(st, keys[i])) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int m_stats(struct req *r)
+{
+	const msgpack_object *names = rpc_map_get(r->params, "names");
+	struct list_acc acc = { .state = -1 };
+	size_t nmissing = 0;
+	uint64_t now = now_ns();
+	int ret = 0;
+
+	if (names) {
+		for (uint32_t i = 0; i < names->via.array.size; i++) {
+			const msgpack_object *o = &names->via.array.ptr[i];
+			char name[DOM_NAME_MAX + 1];
+			struct domain *d = NULL;
+
+			if (o->via.str.size <= DOM_NAME_MAX) {
+				memcpy(name, o->via.str.ptr, o->via.str.size);
+				name[o->via.str.size] = '\0';
+				d = reg_lookup_name_rcu(r->srv->o.reg, name);
+			}
+			if (!d) {
+				nmissing++;
+				continue;
+			}
+			if (list_collect(d, &acc))
+				break;
+		}
+	} else {
+		reg_for_each_rcu(r->srv->o.reg, list_collect, &acc);
+	}
+	if (acc.oom) {
+		free(acc.v);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	if (msgpack_pack_map(r->pk, 3) < 0 || pk_kv_double(r->pk, "interval_s",
+				(double)r->srv->o.stats_interval_ms / 1e3) < 0 ||
+	    pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, acc.n) < 0)
+		ret = -1;
+	for (size_t i = 0; i < acc.n && ret == 0; i++)
+		ret = pack_stats_entry(r, acc.v[i], now);
+	free(acc.v);
+	if (ret == 0 && (pk_str(r->pk, "missing") < 0 ||
+			 msgpack_pack_array(r->pk, nmissing) < 0))
+		ret = -1;
+	for (uint32_t i = 0; names && ret == 0 && i < names->via.array.size; i++) {
+		const msgpack_object *o = &names->via.array.ptr[i];
+		char name[DOM_NAME_MAX + 1];
+
+		if (o->via.str.size <= DOM_NAME_MAX) {
+			memcpy(name, o->via.str.ptr, o->via.str.size);
+			name[o->via.str.size] = '\0';
+			if (reg_lookup_name_rcu(r->srv->o.reg, name))
+				continue;
+		}
+		if (msgpack_pack_str(r->pk, o->via.str.size) < 0 ||
+		    msgpack_pack_str_body(r->pk, o->via.str.ptr, o->via.str.size) < 0)
+			ret = -1;
+	}
+	if (ret < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	return 0;
 }
 
@@ -882,6 +987,23 @@ const struct method methods[] = {
 	  "`[{name, uuid, state, reason, job, monitor, autostart}]`; `job` is the name of the "
 	  "job holding the domain, or nil; `autostart`: whether corrald starts it when it "
 	  "starts" },
+	{ "stats", m_stats, true,
+	  "Statistics of several domains, or all, in one call: what each running QEMU's "
+	  "monitor last read (every `stats_interval_ms`, docs/daemon.md), from the "
+	  "snapshots; never waits for a domain, so a hung QEMU's figures are simply old.",
+	  (const struct param[]){ { "names", P_STRV, false, "the domains (default: all); "
+				    "names not defined are listed in `missing`" }, END },
+	  "`{interval_s, domains: [{name, state, monitor: {state, since_s}, age_s, stale, "
+	  "cpu, memory, disks}], missing: [name]}`.  `age_s`: seconds since the figures "
+	  "were read, nil when there are none (not running, or no round done yet: then "
+	  "`cpu`, `memory` and `disks` are absent); `stale`: the monitor is not `ok`, or the "
+	  "figures are older than two intervals and a second.  `cpu: {time_ns, vcpus: "
+	  "[{index, thread, time_ns}]}`: QEMU's CPU time (user + system) and each vCPU "
+	  "thread's; `memory: {rss_bytes, balloon_bytes}` (the balloon only when the guest "
+	  "has one); `disks: [{device, node, rd_bytes, wr_bytes, rd_ops, wr_ops, "
+	  "flush_ops}]` from QEMU's `query-blockstats` (`device`: the guest device, "
+	  "`vd0` for `disks[0]`, `node`: QEMU's block node, `disk0`).  Counters are "
+	  "cumulative since QEMU started." },
 	{ "info", m_info, true,
 	  "One domain in detail, from its snapshot (never waits for the domain).", name_only,
 	  "`{name, uuid, state, reason, pid, autostart, job: nil | {id, name, held_s}, "
@@ -1023,6 +1145,13 @@ static bool type_ok(enum param_type t, const msgpack_object *o)
 	case P_MAP: return o->type == MSGPACK_OBJECT_MAP;
 	case P_BOOL: return o->type == MSGPACK_OBJECT_BOOLEAN;
 	case P_DATA: return o->type == MSGPACK_OBJECT_BIN || o->type == MSGPACK_OBJECT_STR;
+	case P_STRV:
+		if (o->type != MSGPACK_OBJECT_ARRAY)
+			return false;
+		for (uint32_t i = 0; i < o->via.array.size; i++)
+			if (o->via.array.ptr[i].type != MSGPACK_OBJECT_STR)
+				return false;
+		return true;
 	}
 	return false;
 }
@@ -1035,6 +1164,7 @@ static const char *type_phrase(enum param_type t)
 	case P_MAP: return "a map";
 	case P_BOOL: return "a boolean";
 	case P_DATA: return "bytes (bin or str)";
+	case P_STRV: return "an array of strings";
 	}
 	return "?";
 }

@@ -138,7 +138,8 @@ struct req {
 
 int req_fail(struct req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-enum param_type { P_STR, P_UINT, P_MAP, P_BOOL, P_DATA /* bin or str: bytes */ };
+enum param_type { P_STR, P_UINT, P_MAP, P_BOOL, P_DATA /* bin or str: bytes */,
+		  P_STRV /* array of strings */ };
 
 struct param {
 	const char *name;

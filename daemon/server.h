@@ -36,6 +36,7 @@ struct server_opts {
 	gid_t group;
 	uint64_t default_timeout_ms;
 	uint64_t client_stall_ms;
+	uint64_t stats_interval_ms;     /* the VM layer's statistics rounds (0: none) */
 	unsigned workers, io_threads;   /* for daemon.info */
 };
 

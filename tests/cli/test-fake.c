@@ -656,7 +656,8 @@ Test(fake, bash_completion)
 	static const struct {
 		const char *words, *want;
 	} cases[] = {
-		{ "st", "start\n" },
+		{ "st", "stats start\n" },
+		{ "stats w", "web\n" },
 		{ "start d", "database-primary\n" },
 		{ "info \"\"", "web database-primary\n" },
 		{ "start web --w", "--wait\n" },

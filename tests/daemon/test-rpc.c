@@ -72,7 +72,7 @@ static uint64_t connections(void)
 Test(e2e, api_info_lists_every_method)
 {
 	static const char *const expect[] = {
-		"api.info", "daemon.info", "list", "info", "define", "undefine", "autostart",
+		"api.info", "daemon.info", "list", "stats", "info", "define", "undefine", "autostart",
 		"start", "shutdown", "destroy", "suspend", "resume", "reset", "reboot", "qmp",
 		"attach", "events.subscribe", "console.attach", "console.write", "console.history",
 		"console.detach",

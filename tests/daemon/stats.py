@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Statistics from snapshots, the heartbeat, and /metrics.
+
+Usage: stats.py CORRALD CLI QEMU [TEST...]
+
+Real corrald, real QEMU (TCG).  The tests:
+
+  figures            a running domain's CPU time, RSS, vCPU threads and disk
+                     I/O (the guest's firmware reads its disk); a shut-off
+                     domain has none; several names and all in one call;
+                     unknown names listed as missing; bad params refused
+  hung_never_waits   a SIGSTOPped QEMU: `stats` and `info` keep answering at
+                     once, the monitor shows `unresponsive` long before any
+                     job's deadline, its figures age and are marked stale,
+                     the other domain's stay fresh; SIGCONT brings it back
+  heartbeat_job      a job's command stuck on a stopped QEMU marks the
+                     monitor unresponsive at the threshold, not at the job's
+                     deadline
+  cli                `corral stats` as a table, as JSON and in Prometheus's
+                     text format
+  interval_off       --stats-interval-ms 0: no rounds, no figures
+
+Exits 0 when every test passes, 1 otherwise.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from corraltest import Daemon, RpcError, check, wait_until  # noqa: E402
+
+CORRALD = CLI = QEMU = None
+ERR_INVALID_ARGUMENT = 3
+# Short rounds and threshold, so that the tests wait little; generous waits.
+FAST = ["--stats-interval-ms", "200", "--monitor-threshold-ms", "1000"]
+
+
+def vm_config(d, name, disk=True):
+    cfg = {"name": name, "machine": "pc", "accel": "tcg", "memory": 64, "emulator": QEMU}
+    if disk:
+        img = os.path.join(d.dir, name + ".img")
+        with open(img, "wb") as f:
+            f.truncate(8 << 20)
+        cfg["disks"] = [{"path": img, "format": "raw"}]
+    return cfg
+
+
+def stats(c, names=None):
+    r = c.call("stats", {"names": names} if names is not None else {})
+    return {e["name"]: e for e in r["domains"]}, r
+
+
+def running(d, c, name, **kw):
+    c.call("define", {"config": vm_config(d, name, **kw)})
+    c.call("start", {"name": name})
+
+
+def fresh(c, name):
+    e = stats(c, [name])[0].get(name)
+    return e is not None and e["age_s"] is not None and e["age_s"] < 5 and not e["stale"]
+
+
+def test_figures():
+    d = Daemon(CORRALD, extra=FAST).start()
+    try:
+        c = d.client()
+        running(d, c, "s1")
+        c.call("define", {"config": vm_config(d, "off")})
+        # SeaBIOS reads the disk's first sector while it looks for a boot device.
+        wait_until(lambda: any(x["rd_ops"] > 0 for x in
+                               stats(c, ["s1"])[0]["s1"].get("disks", [])),
+                   "s1's disk read counters")
+        e = stats(c, ["s1"])[0]["s1"]
+        check(e["state"] == "running" and e["monitor"]["state"] == "ok", e)
+        check(0 <= e["age_s"] < 5 and e["stale"] is False, e)
+        check(e["cpu"]["time_ns"] > 0, "no CPU time: %r" % e)
+        check(len(e["cpu"]["vcpus"]) == 1 and e["cpu"]["vcpus"][0]["index"] == 0 and
+              e["cpu"]["vcpus"][0]["thread"] > 0, "vCPUs: %r" % e["cpu"])
+        check(e["memory"]["rss_bytes"] > 1 << 20, "RSS: %r" % e["memory"])
+        disk = [x for x in e["disks"] if x["device"] == "vd0"]
+        check(len(disk) == 1 and disk[0]["node"] == "disk0" and disk[0]["rd_bytes"] > 0,
+              "disks: %r" % e["disks"])
+        # The vCPU thread is QEMU's own thread.
+        pid = c.call("info", {"name": "s1"})["pid"]
+        check(os.path.isdir("/proc/%d/task/%d" % (pid, e["cpu"]["vcpus"][0]["thread"])),
+              "vCPU thread not in QEMU")
+        # A CPU counter moves on.
+        t0 = e["cpu"]["time_ns"]
+        wait_until(lambda: stats(c, ["s1"])[0]["s1"]["cpu"]["time_ns"] > t0,
+                   "CPU time to grow")
+        # Shut off: no figures.
+        e = stats(c, ["off"])[0]["off"]
+        check(e["age_s"] is None and "cpu" not in e and e["stale"] is False, e)
+        # All, several, missing ones.
+        everything, r = stats(c)
+        check(set(everything) == {"s1", "off"} and r["missing"] == [], r)
+        some, r = stats(c, ["off", "nope", "s1", "x" * 100])
+        check(set(some) == {"s1", "off"} and r["missing"] == ["nope", "x" * 100], r)
+        check(r["interval_s"] == 0.2, r)
+        # The read-only socket serves it.
+        check("s1" in stats(d.client(ro=True))[0], "read-only socket")
+        # Bad params.
+        for bad in ({"names": "s1"}, {"names": [1]}, {"names": None}, {"nmes": []}):
+            c.err("stats", bad, ERR_INVALID_ARGUMENT)
+        # Destroyed: the figures go with the QEMU.
+        c.call("destroy", {"name": "s1"})
+        e = stats(c, ["s1"])[0]["s1"]
+        check(e["age_s"] is None and "cpu" not in e, "figures after destroy: %r" % e)
+    finally:
+        d.stop()
+
+
+def test_hung_never_waits():
+    d = Daemon(CORRALD, extra=FAST).start()
+    pid = None
+    try:
+        c = d.client()
+        running(d, c, "hung")
+        running(d, c, "well")
+        wait_until(lambda: fresh(c, "hung") and fresh(c, "well"), "first figures")
+        pid = c.call("info", {"name": "hung"})["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        # Unresponsive at the threshold (1 s here), not at some job's deadline.
+        wait_until(lambda: c.call("info", {"name": "hung"})["monitor"]["state"] ==
+                   "unresponsive", "the monitor of a stopped QEMU to be unresponsive",
+                   timeout=20)
+        # Figures go stale, with their age showing; every call answers.
+        wait_until(lambda: stats(c, ["hung"])[0]["hung"]["age_s"] > 2, "the figures to age")
+        e = stats(c, ["hung", "well"])[0]
+        check(e["hung"]["stale"] is True and e["hung"]["monitor"]["state"] == "unresponsive",
+              e["hung"])
+        check("cpu" in e["hung"], "a hung QEMU's last figures are kept: %r" % e["hung"])
+        check(fresh(c, "well"), "the healthy domain's figures: %r" % e["well"])
+        # Many calls while it is hung: none waits for it (each has 2 s, the
+        # client's own deadline; a call that waited for QEMU would fail).
+        for _ in range(50):
+            c.call("stats", {"timeout_ms": 2000})
+            c.call("info", {"name": "hung", "timeout_ms": 2000})
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        wait_until(lambda: fresh(c, "hung") and
+                   c.call("info", {"name": "hung"})["monitor"]["state"] == "ok",
+                   "the monitor to recover after SIGCONT")
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        d.stop()
+
+
+def test_heartbeat_job():
+    # No rounds: only a job's command can notice the stopped QEMU.
+    d = Daemon(CORRALD, extra=["--stats-interval-ms", "0",
+                               "--monitor-threshold-ms", "1000"]).start()
+    pid = None
+    try:
+        c = d.client()
+        running(d, c, "j1")
+        pid = c.call("info", {"name": "j1"})["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        msgid = c.send("suspend", {"name": "j1", "timeout_ms": 60000})
+        t0 = time.monotonic()
+        wait_until(lambda: d.client().call("info", {"name": "j1"})["monitor"]["state"] ==
+                   "unresponsive", "unresponsive while the suspend waits", timeout=30)
+        waited = time.monotonic() - t0
+        check(waited < 50, "unresponsive only after %.1f s: at the job's deadline" % waited)
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        m = c.recv()
+        while m[0] != 1 or m[1] != msgid:
+            m = c.recv()
+        check(m[2] is None, "suspend after SIGCONT: %r" % (m[2],))
+        wait_until(lambda: c.call("info", {"name": "j1"})["monitor"]["state"] == "ok",
+                   "ok again")
+        e = stats(c, ["j1"])[0]["j1"]
+        check(e["age_s"] is None, "figures without rounds: %r" % e)
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        d.stop()
+
+
+def cli(d, *args):
+    return subprocess.run([CLI, "--socket", d.rw] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=60)
+
+
+def test_cli():
+    d = Daemon(CORRALD, extra=FAST).start()
+    try:
+        c = d.client()
+        running(d, c, "web")
+        c.call("define", {"config": vm_config(d, "db", disk=False)})
+        wait_until(lambda: fresh(c, "web"), "figures")
+        r = cli(d, "stats")
+        check(r.returncode == 0, r.stderr)
+        lines = r.stdout.splitlines()
+        check(lines[0].split()[:3] == ["NAME", "STATE", "MONITOR"], r.stdout)
+        check(any(ln.split()[0] == "web" for ln in lines[1:]) and
+              any(ln.split()[0] == "db" for ln in lines[1:]), r.stdout)
+        r = cli(d, "--format", "json", "stats", "web")
+        check(r.returncode == 0, r.stderr)
+        j = json.loads(r.stdout)
+        check([e["name"] for e in j["domains"]] == ["web"], j)
+        r = cli(d, "stats", "web", "nope")
+        check(r.returncode == 3 and "nope" in r.stderr, "missing name: %r" % (r,))
+        r = cli(d, "--format", "prometheus", "stats")
+        check(r.returncode == 0, r.stderr)
+        text = r.stdout
+        check_prometheus(text)
+        check('corral_domain_cpu_seconds_total{domain="web"}' in text, text)
+        check('corral_domain_disk_read_bytes_total{domain="web",device="vd0"}' in text, text)
+        check('corral_domain_up{domain="db"} 0' in text, text)
+        r = cli(d, "--format", "prometheus", "list")
+        check(r.returncode == 2, "--format prometheus on list: %r" % (r,))
+    finally:
+        d.stop()
+
+
+def check_prometheus(text):
+    """The text exposition format's rules: HELP/TYPE once per family, before
+    its samples, each family's samples together, a float value per sample."""
+    seen, current = set(), None
+    for ln in text.splitlines():
+        if ln.startswith("# HELP ") or ln.startswith("# TYPE "):
+            fam = ln.split()[2]
+            if ln.startswith("# TYPE "):
+                check(ln.split()[3] in ("gauge", "counter"), ln)
+                check(fam not in seen, "family %s twice" % fam)
+                seen.add(fam)
+            current = fam
+            continue
+        check(ln and not ln.startswith("#"), "stray line %r" % ln)
+        name = ln.split("{")[0].split()[0]
+        check(name == current or name.startswith(current + "_"),
+              "sample %r outside its family %s" % (ln, current))
+        float(ln.rsplit(" ", 1)[1])
+
+
+def test_interval_off():
+    d = Daemon(CORRALD, extra=["--stats-interval-ms", "0"]).start()
+    try:
+        c = d.client()
+        running(d, c, "q1", disk=False)
+        time.sleep(1)
+        e = stats(c)[0]["q1"]
+        check(e["age_s"] is None and e["monitor"]["state"] == "ok", e)
+    finally:
+        d.stop()
+
+
+TESTS = [test_figures, test_hung_never_waits, test_heartbeat_job, test_cli,
+         test_interval_off]
+
+
+def main():
+    global CORRALD, CLI, QEMU
+    CORRALD, CLI, QEMU = sys.argv[1], sys.argv[2], sys.argv[3]
+    if not QEMU:
+        print("stats: skipped (no QEMU)")
+        return 0
+    only = sys.argv[4:]
+    failed = 0
+    for t in TESTS:
+        name = t.__name__[len("test_"):]
+        if only and name not in only:
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
+        except (Exception, RpcError):  # noqa: BLE001 - report any failure, go on
+            failed += 1
+            print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
+            traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
