@@ -64,16 +64,20 @@ void vm_stats_free(struct vm *vm)
 	}
 }
 
-const json_t *vm_stats_rcu(struct domain *d, uint64_t *collected_ns)
+const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, bool *stale)
 {
 	struct vm *vm = vm_of(d);
 	struct vm_pubstats *p;
 
+	*age_ns = 0;
+	*stale = false;
 	if (!vm)
 		return NULL;
 	p = crcu_dereference(vm->stats);
 	if (!p)
 		return NULL;
-	*collected_ns = p->collected_ns;
+	*age_ns = now > p->collected_ns ? now - p->collected_ns : 0;
+	*stale = dom_snap_rcu(d)->mon != DOM_MON_OK ||
+		 *age_ns > 2 * vm->env->stats_interval_ns + NSEC_PER_SEC;
 	return p->data;
 }

@@ -194,12 +194,13 @@ const json_t *vm_config_rcu(struct domain *d);
 
 /*
  * d's latest statistics (see mon_set_poll() for their shape), or NULL when
- * it has none (no QEMU, or no round completed yet); *collected_ns is when
- * they were read (CLOCK_MONOTONIC).  They stay as they are while QEMU does
- * not answer: their age shows it.  RCU reader: valid until
- * rcu_read_unlock(); never modify it.
+ * it has none (no QEMU, or no round completed yet).  *age_ns: how long ago
+ * they were read, as of now (CLOCK_MONOTONIC); *stale: the monitor is not
+ * ok, or they are older than two rounds and a second.  They stay as they
+ * are while QEMU does not answer: their age shows it.  RCU reader: valid
+ * until rcu_read_unlock(); never modify it.
  */
-const json_t *vm_stats_rcu(struct domain *d, uint64_t *collected_ns);
+const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, bool *stale);
 
 /*
  * The serial console of d's running QEMU, referenced (console_put() when

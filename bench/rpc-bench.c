@@ -419,7 +419,7 @@ static void *worker_main(void *arg)
 	client_open(&c, w->path);
 	for (uint32_t slot = 1; slot <= w->depth; slot++) {
 		snprintf(name, sizeof(name), "vm%u", (unsigned)rand_r(&w->seed) % w->ndom);
-		queue_call(&c, slot, w->method, strcmp(w->method, "list") ? name : NULL, NULL,
+		queue_call(&c, slot, w->method, strcmp(w->method, "info") ? NULL : name, NULL,
 			   NULL, 0);
 		sent_at[slot] = now_ns();
 		inflight++;
@@ -444,7 +444,7 @@ static void *worker_main(void *arg)
 		if (t < w->stop_ns) {
 			/* msgid = slot: reuse it for the next call. */
 			snprintf(name, sizeof(name), "vm%u", (unsigned)rand_r(&w->seed) % w->ndom);
-			queue_call(&c, id, w->method, strcmp(w->method, "list") ? name : NULL,
+			queue_call(&c, id, w->method, strcmp(w->method, "info") ? NULL : name,
 				   NULL, NULL, 0);
 			sent_at[id] = now_ns();
 			inflight++;
@@ -513,6 +513,8 @@ static void run_matrix(const char *scenario, const char *rw, unsigned ndom)
 		for (size_t j = 0; j < 2; j++)
 			measure(scenario, rw, ndom, "info", conns[i], depths[j], duration_ms);
 	measure(scenario, rw, ndom, "list", 1, 1, duration_ms);
+	/* stats of every domain in one call: the bulk statistics call. */
+	measure(scenario, rw, ndom, "stats", 1, 1, duration_ms);
 }
 
 /* Poll list until n domains show a job holding them (bounded). */

@@ -13,6 +13,7 @@
 
 #include "common/util.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 
 #define DEFAULT_TIMEOUT_MS 30000
 #define DEFAULT_STALL_MS   30000
@@ -41,6 +42,7 @@ enum key {
 	K_CONSOLE_LOG_MAX,
 	K_STATS_INTERVAL_MS,
 	K_MON_THRESHOLD_MS,
+	K_METRICS_LISTEN,
 	K_COUNT
 };
 
@@ -67,6 +69,7 @@ static const char *const key_names[K_COUNT] = {
 	[K_CONSOLE_LOG_MAX] = "console_log_max",
 	[K_STATS_INTERVAL_MS] = "stats_interval_ms",
 	[K_MON_THRESHOLD_MS] = "monitor_threshold_ms",
+	[K_METRICS_LISTEN] = "metrics_listen",
 };
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -225,6 +228,17 @@ static int dconf_set(struct dconf *c, enum key k, const char *value, const char 
 		else
 			c->io_threads = (unsigned)v;
 		return 0;
+	case K_METRICS_LISTEN: {
+		uint32_t a;
+		uint16_t port;
+
+		if (metrics_parse_listen(value, &a, &port) < 0) {
+			snprintf(errbuf, errlen, "%s: '%s' is not PORT (on 127.0.0.1) or "
+				 "IPV4-ADDRESS:PORT", where, value);
+			return -EINVAL;
+		}
+		return set_str(&c->metrics_listen, value);
+	}
 	case K_STATS_INTERVAL_MS:
 	case K_MON_THRESHOLD_MS:
 		if (parse_uint(value, 0, 3600000, &v) < 0 || (v && v < 100)) {
@@ -372,6 +386,8 @@ void dconf_usage(FILE *f)
 	      "                       (default 5000; 0: never)\n"
 	      "  --monitor-threshold-ms MS  a QMP command unanswered this long marks the\n"
 	      "                       monitor unresponsive (default 3000; 0: only at its deadline)\n"
+	      "  --metrics-listen [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+	      "                       (ADDR default 127.0.0.1; default: no listener)\n"
 	      "  --no-autostart       do not start the domains marked autostart (they stay\n"
 	      "                       as they are; for recovery and debugging)\n"
 	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
@@ -502,6 +518,7 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		{ "console-log-max", required_argument, NULL, OPT_KEY + K_CONSOLE_LOG_MAX },
 		{ "stats-interval-ms", required_argument, NULL, OPT_KEY + K_STATS_INTERVAL_MS },
 		{ "monitor-threshold-ms", required_argument, NULL, OPT_KEY + K_MON_THRESHOLD_MS },
+		{ "metrics-listen", required_argument, NULL, OPT_KEY + K_METRICS_LISTEN },
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
 		{ "no-autostart", no_argument, NULL, OPT_NO_AUTOSTART },
@@ -604,6 +621,7 @@ void dconf_fini(struct dconf *c)
 		free(c->bridges[i]);
 	free(c->bridges);
 	free(c->ovmf_code);
+	free(c->metrics_listen);
 	free(c->ovmf_vars);
 	memset(c, 0, sizeof(*c));
 }

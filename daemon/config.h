@@ -29,6 +29,7 @@ struct dconf {
 	char **bridges;                 /* bridged NICs may join these; NULL-terminated */
 	size_t nbridges;
 	char *ovmf_code, *ovmf_vars;    /* NULL: Debian's ovmf */
+	char *metrics_listen;           /* NULL: no /metrics listener */
 	uint64_t console_log_max;       /* 0: the default */
 	unsigned workers;               /* actor runtime threads */
 	unsigned io_threads;            /* epoll threads */

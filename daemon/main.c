@@ -37,6 +37,7 @@
 #include "common/util.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/server.h"
 
 #ifndef CORRAL_VERSION
@@ -366,6 +367,7 @@ int main(int argc, char **argv)
 	char qemu_problem[256] = "";
 	struct vm_env *env = NULL;
 	struct server *srv = NULL;
+	struct metrics *metrics = NULL;
 	struct server_opts so = { 0 };
 	int pidfd = -1, run_lock_fd = -1, state_lock_fd = -1, r, sig, status = 1;
 
@@ -523,6 +525,14 @@ int main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
+	if (conf.metrics_listen) {
+		r = metrics_start(conf.metrics_listen, reg, &metrics, err, sizeof(err));
+		if (r < 0) {
+			log_err("%s", err);
+			goto out;
+		}
+		log_info("serving metrics at http://%s/metrics", conf.metrics_listen);
+	}
 	log_info("corrald %s ready: pid %d, %u workers, %u I/O threads, %" PRIu64
 		 " domains, state in %s", CORRAL_VERSION, (int)getpid(), so.workers,
 		 conf.io_threads, reg_count(reg), conf.state_dir);
@@ -544,6 +554,7 @@ out:
 	 */
 	if (srv)
 		server_stop_accepting(srv);
+	metrics_stop(metrics);
 	if (reg)
 		stop_domains(reg);
 	if (rt && rt_quiesce(rt, QUIESCE_NS) < 0)

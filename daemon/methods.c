@@ -518,9 +518,7 @@ static int m_info(struct req *r)
 
 /*
  * stats: each domain's latest figures, from what its monitor published
- * (vm_stats_rcu): nothing here waits for a QEMU.  A domain's figures are
- * stale when its monitor is not ok or they are older than two rounds and a
- * second.
+ * (vm_stats_rcu): nothing here waits for a QEMU.
  */
 /* Like PK, for helpers whose caller reports the failure once. */
 #define PKE(expr)                                                       \
@@ -533,8 +531,9 @@ static int pack_stats_entry(struct req *r, struct domain *d, uint64_t now)
 {
 	const struct dom_snapshot *sn = dom_snap_rcu(d);
 	msgpack_packer *pk = r->pk;
-	uint64_t at = 0, stale_ns = (2 * r->srv->o.stats_interval_ms + 1000) * NSEC_PER_MSEC;
-	const json_t *st = vm_stats_rcu(d, &at);
+	uint64_t age;
+	bool stale;
+	const json_t *st = vm_stats_rcu(d, now, &age, &stale);
 	const char *keys[] = { "cpu", "memory", "disks" };
 
 	PKE(msgpack_pack_map(pk, st ? 8 : 5));
@@ -546,10 +545,10 @@ static int pack_stats_entry(struct req *r, struct domain *d, uint64_t now)
 	PKE(pk_kv_double(pk, "since_s", now > sn->mon_since_ns ? secs(now - sn->mon_since_ns) : 0));
 	PKE(pk_str(pk, "age_s"));
 	if (st)
-		PKE(msgpack_pack_double(pk, now > at ? secs(now - at) : 0));
+		PKE(msgpack_pack_double(pk, secs(age)));
 	else
 		PKE(msgpack_pack_nil(pk));
-	PKE(pk_kv_bool(pk, "stale", st && (sn->mon != DOM_MON_OK || now - at > stale_ns)));
+	PKE(pk_kv_bool(pk, "stale", stale));
 	for (size_t i = 0; st && i < sizeof(keys) / sizeof(keys[0]); i++) {
 		PKE(pk_str(pk, keys[i]));
 		if (rpc_pack_json(pk, json_object_get(st, keys[i])) < 0)

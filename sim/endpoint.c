@@ -373,6 +373,24 @@ static void ep_execute(struct sim *s, struct sim_ep *e, const char *cmd, json_t 
 			e->paused = false;
 			ep_close_after_answers(s, e);
 		}
+	} else if (!strcmp(cmd, "query-blockstats")) {
+		/* One virtio disk whose counters grow with every query. */
+		if (!ep_no_args(s, e, id, args))
+			return;
+		e->queries++;
+		ep_reply(s, e, id, json_pack(
+			"[{s:s, s:s, s:s, s:{s:I, s:I, s:I, s:I, s:I}}]", "device", "",
+			"node-name", "disk0", "qdev", "/machine/peripheral/vd0/virtio-backend",
+			"stats", "rd_bytes", (json_int_t)e->queries * 4096, "wr_bytes",
+			(json_int_t)e->queries * 512, "rd_operations", (json_int_t)e->queries,
+			"wr_operations", (json_int_t)e->queries, "flush_operations",
+			(json_int_t)0));
+	} else if (!strcmp(cmd, "query-cpus-fast")) {
+		/* One vCPU, whose thread is the simulator's own. */
+		if (!ep_no_args(s, e, id, args))
+			return;
+		ep_reply(s, e, id, json_pack("[{s:i, s:i, s:s}]", "cpu-index", 0, "thread-id",
+					     (int)gettid(), "target", "x86_64"));
 	} else if (!strcmp(cmd, "quit")) {
 		if (!ep_no_args(s, e, id, args))
 			return;

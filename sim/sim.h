@@ -96,6 +96,7 @@ struct sim_ep {
 	/* The guest: survives reconnects, reset by a powerdown. */
 	bool paused;
 	bool shut_down;         /* no-shutdown: the guest powered off, QEMU waits */
+	uint64_t queries;       /* query-blockstats answered: its counters */
 
 	/* The current client; cfd == -1 when there is none. */
 	int cfd;

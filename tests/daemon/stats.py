@@ -20,16 +20,22 @@ Real corrald, real QEMU (TCG).  The tests:
   cli                `corral stats` as a table, as JSON and in Prometheus's
                      text format
   interval_off       --stats-interval-ms 0: no rounds, no figures
+  metrics            --metrics-listen: GET /metrics with an HTTP client, in
+                     Prometheus's format, also while a QEMU is stopped;
+                     other paths and methods refused; bound to loopback
 
 Exits 0 when every test passes, 1 otherwise.
 """
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import traceback
+import urllib.error
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corraltest import Daemon, RpcError, check, wait_until  # noqa: E402
@@ -253,8 +259,89 @@ def test_interval_off():
         d.stop()
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_metrics():
+    port = free_port()
+    d = Daemon(CORRALD, extra=FAST + ["--metrics-listen", str(port)]).start()
+    pid = None
+    url = "http://127.0.0.1:%d" % port
+    try:
+        c = d.client()
+        running(d, c, "m1")
+        running(d, c, "m2")
+        wait_until(lambda: fresh(c, "m1") and fresh(c, "m2"), "figures")
+
+        def scrape():
+            with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+                check(r.status == 200, r.status)
+                check(r.headers["Content-Type"].startswith("text/plain; version=0.0.4"),
+                      r.headers["Content-Type"])
+                return r.read().decode()
+        text = scrape()
+        check_prometheus(text)
+        for dom in ("m1", "m2"):
+            check('corral_domain_up{domain="%s"} 1' % dom in text, text)
+            check('corral_domain_memory_rss_bytes{domain="%s"}' % dom in text, text)
+            check('corral_domain_vcpu_seconds_total{domain="%s",vcpu="0"}' % dom in text,
+                  text)
+        # The same metrics as the CLI's, from the same renderer.
+        r = cli(d, "--format", "prometheus", "stats")
+        names = lambda t: sorted({ln.split("{")[0] for ln in t.splitlines()  # noqa: E731
+                                  if ln and not ln.startswith("#")})
+        check(names(r.stdout) == names(text), "CLI and /metrics differ")
+        # A stopped QEMU: the scrape answers, its monitor shows 0.
+        pid = c.call("info", {"name": "m1"})["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        wait_until(lambda: 'corral_domain_monitor_responsive{domain="m1"} 0' in scrape(),
+                   "m1 unresponsive in /metrics")
+        check('corral_domain_monitor_responsive{domain="m2"} 1' in scrape(), "m2")
+        os.kill(pid, signal.SIGCONT)
+        pid = None
+        # Other paths and methods.
+        for path, method, code in (("/", "GET", 404), ("/metrics", "POST", 405),
+                                   ("/metrics/x", "GET", 404)):
+            req = urllib.request.Request(url + path, method=method,
+                                         data=b"x" if method == "POST" else None)
+            try:
+                urllib.request.urlopen(req, timeout=10)
+                check(False, "%s %s answered 200" % (method, path))
+            except urllib.error.HTTPError as e:
+                check(e.code == code, "%s %s: %d" % (method, path, e.code))
+            except (urllib.error.URLError, ConnectionError):
+                check(method == "POST", "%s %s: connection closed" % (method, path))
+        # Loopback only: the host's other addresses do not answer.
+        addrs = [a for a in subprocess.run(["hostname", "-I"], stdout=subprocess.PIPE,
+                                           text=True).stdout.split() if ":" not in a]
+        for a in addrs:
+            s = socket.socket()
+            s.settimeout(5)
+            check(s.connect_ex((a, port)) != 0, "/metrics answers on %s" % a)
+            s.close()
+        # Garbage is closed or refused; the daemon goes on.
+        s = socket.create_connection(("127.0.0.1", port), timeout=3)
+        s.sendall(b"\x00\xff garbage\r\n\r\n")
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+        s.close()
+        check("m1" in stats(c)[0], "the daemon after garbage on /metrics")
+        scrape()
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGCONT)
+        d.stop()
+
+
 TESTS = [test_figures, test_hung_never_waits, test_heartbeat_job, test_cli,
-         test_interval_off]
+         test_interval_off, test_metrics]
 
 
 def main():
