@@ -350,6 +350,31 @@ static int cmd_stats(struct cli *c, const struct cli_args *a)
 		json_decref(res);
 		return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's stats have no domains");
 	}
+	/* An answer holds what fits in one message: ask for the rest by name. */
+	while (json_array_size(json_object_get(res, "more"))) {
+		json_t *next, *more = json_object_get(res, "more");
+
+		params = json_pack("{s:O}", "names", more);
+		if (!params) {
+			json_decref(res);
+			return out_of_memory(c);
+		}
+		r = cli_call(c, "stats", params, &next);
+		if (r) {
+			json_decref(res);
+			return r;
+		}
+		if (!json_array_size(json_object_get(next, "domains"))) {
+			json_decref(next);
+			json_decref(res);
+			return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's stats made no progress");
+		}
+		/* Domains undefined meanwhile are simply gone, not missing. */
+		json_array_extend(json_object_get(res, "domains"), json_object_get(next, "domains"));
+		more = json_object_get(next, "more");
+		json_object_set_new(res, "more", json_is_array(more) ? json_incref(more) : json_array());
+		json_decref(next);
+	}
 	if (c->format == CLI_FORMAT_JSON) {
 		r = cli_print_json(c, res);
 	} else if (c->format == CLI_FORMAT_PROMETHEUS) {

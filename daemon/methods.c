@@ -527,15 +527,34 @@ static int m_info(struct req *r)
 			return -1;                                      \
 	} while (0)
 
-static int pack_stats_entry(struct req *r, struct domain *d, uint64_t now)
+/* msgpack objects a JSON value becomes (rpc/rpc.h counts every key and value). */
+static size_t json_objects(const json_t *j)
+{
+	const char *k;
+	json_t *v;
+	size_t i, n = 1;
+
+	if (json_is_array(j)) {
+		json_array_foreach(j, i, v)
+			n += json_objects(v);
+	} else if (json_is_object(j)) {
+		json_object_foreach((json_t *)j, k, v)
+			n += 1 + json_objects(v);
+	}
+	return n;
+}
+
+/* One entry of a stats answer into pk; *objects: how many msgpack objects it holds. */
+static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
+			    size_t *objects)
 {
 	const struct dom_snapshot *sn = dom_snap_rcu(d);
-	msgpack_packer *pk = r->pk;
 	uint64_t age;
 	bool stale;
 	const json_t *st = vm_stats_rcu(d, now, &age, &stale);
 	const char *keys[] = { "cpu", "memory", "disks" };
 
+	*objects = 1 + 2 * 5 + 4;       /* the map, five pairs, monitor's two */
 	PKE(msgpack_pack_map(pk, st ? 8 : 5));
 	PKE(pk_kv_str(pk, "name", sn->name));
 	PKE(pk_kv_str(pk, "state", dom_state_name(sn->state)));
@@ -550,10 +569,28 @@ static int pack_stats_entry(struct req *r, struct domain *d, uint64_t now)
 		PKE(msgpack_pack_nil(pk));
 	PKE(pk_kv_bool(pk, "stale", stale));
 	for (size_t i = 0; st && i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const json_t *v = json_object_get(st, keys[i]);
+
 		PKE(pk_str(pk, keys[i]));
-		if (rpc_pack_json(pk, json_object_get(st, keys[i])) < 0)
+		if (rpc_pack_json(pk, v) < 0)
 			return -1;
+		*objects += 1 + json_objects(v);
 	}
+	return 0;
+}
+
+/*
+ * What one stats answer may hold, so that any client that keeps the
+ * protocol's limits (RPC_MAX_FRAME, RPC_MAX_OBJECTS) can read it: the
+ * entries that fit go in `domains`, the names of the others in `more`.
+ */
+#define STATS_BYTES_MAX   (RPC_MAX_FRAME - 64 * 1024)
+#define STATS_OBJECTS_MAX (RPC_MAX_OBJECTS - 1024)
+
+static int pack_name(msgpack_packer *pk, const char *s, size_t len)
+{
+	if (msgpack_pack_str(pk, len) < 0 || msgpack_pack_str_body(pk, s, len) < 0)
+		return -1;
 	return 0;
 }
 
@@ -561,18 +598,20 @@ static int m_stats(struct req *r)
 {
 	const msgpack_object *names = rpc_map_get(r->params, "names");
 	struct list_acc acc = { .state = -1 };
-	size_t nmissing = 0;
+	msgpack_sbuffer body, tail;
+	msgpack_packer bpk, tpk;
+	size_t nmissing = 0, n = 0, objects = 0, more_bytes = 0, i;
 	uint64_t now = now_ns();
 	int ret = 0;
 
 	if (names) {
-		for (uint32_t i = 0; i < names->via.array.size; i++) {
-			const msgpack_object *o = &names->via.array.ptr[i];
+		for (uint32_t k = 0; k < names->via.array.size; k++) {
+			const msgpack_object *o = &names->via.array.ptr[k];
 			char name[DOM_NAME_MAX + 1];
 			struct domain *d = NULL;
 
 			if (o->via.str.size <= DOM_NAME_MAX) {
-				memcpy(name, o->via.str.ptr, o->via.str.size);
+				memcpy(name, rpc_str_ptr(o), o->via.str.size);
 				name[o->via.str.size] = '\0';
 				d = reg_lookup_name_rcu(r->srv->o.reg, name);
 			}
@@ -590,30 +629,58 @@ static int m_stats(struct req *r)
 		free(acc.v);
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	}
-	if (msgpack_pack_map(r->pk, 3) < 0 || pk_kv_double(r->pk, "interval_s",
-				(double)r->srv->o.stats_interval_ms / 1e3) < 0 ||
-	    pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, acc.n) < 0)
+	/* Room for every name in `more`, as if none fitted: a name is one object. */
+	objects = 16 + nmissing;        /* the envelope, and `missing` */
+	for (i = 0; i < acc.n; i++)
+		more_bytes += 2 + strlen(dom_name(acc.v[i]));
+	msgpack_sbuffer_init(&body);
+	msgpack_sbuffer_init(&tail);
+	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
+	msgpack_packer_init(&tpk, &tail, msgpack_sbuffer_write);
+	for (n = 0; n < acc.n && ret == 0; n++) {
+		size_t mark = body.size, obj;
+
+		ret = pack_stats_entry(&bpk, acc.v[n], now, &obj);
+		more_bytes -= 2 + strlen(dom_name(acc.v[n]));
+		if (ret == 0 && (body.size + more_bytes > STATS_BYTES_MAX ||
+				 objects + obj + (acc.n - n - 1) > STATS_OBJECTS_MAX)) {
+			body.size = mark;       /* it does not fit: it and the rest go in more */
+			more_bytes += 2 + strlen(dom_name(acc.v[n]));
+			break;
+		}
+		objects += obj;
+	}
+	/* missing: the names asked for that are not defined; more: what did not fit. */
+	if (ret == 0 && msgpack_pack_array(&tpk, nmissing) < 0)
 		ret = -1;
-	for (size_t i = 0; i < acc.n && ret == 0; i++)
-		ret = pack_stats_entry(r, acc.v[i], now);
-	free(acc.v);
-	if (ret == 0 && (pk_str(r->pk, "missing") < 0 ||
-			 msgpack_pack_array(r->pk, nmissing) < 0))
-		ret = -1;
-	for (uint32_t i = 0; names && ret == 0 && i < names->via.array.size; i++) {
-		const msgpack_object *o = &names->via.array.ptr[i];
+	for (uint32_t k = 0; names && ret == 0 && k < names->via.array.size; k++) {
+		const msgpack_object *o = &names->via.array.ptr[k];
 		char name[DOM_NAME_MAX + 1];
 
 		if (o->via.str.size <= DOM_NAME_MAX) {
-			memcpy(name, o->via.str.ptr, o->via.str.size);
+			memcpy(name, rpc_str_ptr(o), o->via.str.size);
 			name[o->via.str.size] = '\0';
 			if (reg_lookup_name_rcu(r->srv->o.reg, name))
 				continue;
 		}
-		if (msgpack_pack_str(r->pk, o->via.str.size) < 0 ||
-		    msgpack_pack_str_body(r->pk, o->via.str.ptr, o->via.str.size) < 0)
-			ret = -1;
+		ret = pack_name(&tpk, rpc_str_ptr(o), o->via.str.size);
 	}
+	if (ret == 0 && (rpc_pack_cstr(&tpk, "more") < 0 ||
+			 msgpack_pack_array(&tpk, acc.n - n) < 0))
+		ret = -1;
+	for (i = n; i < acc.n && ret == 0; i++)
+		ret = pack_name(&tpk, dom_name(acc.v[i]), strlen(dom_name(acc.v[i])));
+	free(acc.v);
+	if (ret == 0 && (msgpack_pack_map(r->pk, 4) < 0 ||
+			 pk_kv_double(r->pk, "interval_s",
+				      (double)r->srv->o.stats_interval_ms / 1e3) < 0 ||
+			 pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
+			 r->pk->callback(r->pk->data, body.data, body.size) < 0 ||
+			 pk_str(r->pk, "missing") < 0 ||
+			 r->pk->callback(r->pk->data, tail.data, tail.size) < 0))
+		ret = -1;
+	msgpack_sbuffer_destroy(&body);
+	msgpack_sbuffer_destroy(&tail);
 	if (ret < 0)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	return 0;
@@ -993,7 +1060,9 @@ const struct method methods[] = {
 	  (const struct param[]){ { "names", P_STRV, false, "the domains (default: all); "
 				    "names not defined are listed in `missing`" }, END },
 	  "`{interval_s, domains: [{name, state, monitor: {state, since_s}, age_s, stale, "
-	  "cpu, memory, disks}], missing: [name]}`.  `age_s`: seconds since the figures "
+	  "cpu, memory, disks}], missing: [name], more: [name]}`.  `more`: domains whose "
+	  "figures did not fit in this answer (it stays within the message limits, about "
+	  "5,000 domains of one disk and one vCPU each): ask again with `names` set to it.  `age_s`: seconds since the figures "
 	  "were read, nil when there are none (not running, or no round done yet: then "
 	  "`cpu`, `memory` and `disks` are absent); `stale`: the monitor is not `ok`, or the "
 	  "figures are older than two intervals and a second.  `cpu: {time_ns, vcpus: "
