@@ -135,7 +135,11 @@ struct vm {
 	bool killing;                   /* we sent SIGKILL */
 	bool forced;                    /* ...because a shutdown --force ran out of time */
 	bool start_failed;              /* QEMU died (or was killed) before its start ended */
-	bool guest_shutdown;            /* SHUTDOWN event with guest=true seen */
+	bool powerdown_asked;           /* a shutdown job pressed the power button */
+	/* QEMU said SHUTDOWN: why it is going (VR_SHUTDOWN, ...); VR_COUNT: not seen. */
+	enum vm_reason quitting;
+	/* The monitor closed unexpectedly and its QEMU may be exiting: said later. */
+	char mon_lost[256];
 	char run_id[VM_RUN_ID_LEN + 1];
 	char qmp_path[VM_SOCK_PATH_MAX]; /* where a new monitor connects */
 	bool qmp_path_ours;             /* our listener: removed when QEMU ends */
@@ -184,6 +188,7 @@ enum vm_phase {
 	VP_WAIT_GUEST,          /* guest reboot: the guest's power-off */
 	VP_RESET,               /* guest reboot: system_reset sent */
 	VP_CONT,                /* guest reboot: cont sent */
+	VP_WAIT_EVENT,          /* reset, reboot: replied, QEMU's RESET not seen yet */
 };
 
 /* What a re-attach at start-up found (vm-proc.c), for the reattach job. */
@@ -205,6 +210,7 @@ struct vm_job {
 	struct creds creds;             /* the caller's */
 	bool redefine;                  /* VM_OP_DEFINE of a domain already defined */
 	bool boot;                      /* VM_OP_START by vm_autostart_submit_all() */
+	bool saw_event;                 /* reset, reboot: QEMU's RESET came (before the reply) */
 	struct vm_found found;          /* VM_OP_REATTACH */
 };
 
@@ -222,7 +228,10 @@ void vm_io_init(struct vm_io *io, uint64_t job_id, void (*work)(struct vm_io *),
 		void (*complete)(struct domain *, struct vm_io *), void (*dropped)(struct vm_io *),
 		void (*free_fn)(struct vm_io *));
 
-void vm_lifecycle(struct domain *d, enum dom_state st, const char *reason);
+/* A state change and its one lifecycle event.  Domain actor only. */
+void vm_lifecycle(struct domain *d, enum dom_state st, enum vm_reason reason);
+/* Publish one of corral's own events about d (data stolen).  Any thread. */
+void vm_publish(struct domain *d, enum vm_event ev, json_t *data);
 void vm_fail(struct domain *d, struct dom_job *job, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 /* The vm_job of the job holding d, or NULL.  Domain actor only. */

@@ -584,43 +584,46 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	struct gone_io *gi;
 	char why[128];
 	enum dom_state st = DOM_SHUTOFF;
-	const char *reason;
+	enum vm_reason reason;
+	bool clean = !have_status || (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 
 	if (vm->start_failed || (vj && vj->op == VM_OP_START && !vm->killing &&
 				 dom_state_actor(d) == DOM_STARTING)) {
-		reason = "failed";
+		reason = VR_FAILED;
 		snprintf(why, sizeof(why), "exited while starting");
 	} else if (vm->killing) {
-		reason = "destroyed";
+		reason = VR_DESTROYED;
 		snprintf(why, sizeof(why), "destroyed (killed by corral)");
 	} else if (!vm->signalable && vm->proc == VPROC_RUNNING && vj &&
 		   vj->op == VM_OP_DESTROY) {
-		reason = "detached";
+		reason = VR_DETACHED;
 		snprintf(why, sizeof(why), "detached (not a QEMU corral may kill)");
-	} else if (vm->guest_shutdown) {
-		reason = "shutdown";
-		snprintf(why, sizeof(why), "shut down by guest");
+	} else if (vm->quitting != VR_COUNT && clean) {
+		/* QEMU said why it went (SHUTDOWN), and went cleanly. */
+		reason = vm->quitting;
+		snprintf(why, sizeof(why), "%s", reason == VR_SHUTDOWN ? "shut down" :
+			 reason == VR_GUEST_SHUTDOWN ? "shut down by guest" : "quit");
 	} else if (!have_status) {
-		reason = "exited";
+		reason = VR_EXITED;
 		snprintf(why, sizeof(why), "exited (not corral's child: status unknown)");
 	} else if (WIFSIGNALED(wstatus)) {
 		st = DOM_CRASHED;
-		reason = WTERMSIG(wstatus) == SIGKILL ? "killed" : "crashed";
+		reason = WTERMSIG(wstatus) == SIGKILL ? VR_KILLED : VR_CRASHED;
 		snprintf(why, sizeof(why), "%s by signal %d (%s)",
 			 WTERMSIG(wstatus) == SIGKILL ? "killed" : "crashed", WTERMSIG(wstatus),
 			 strsignal(WTERMSIG(wstatus)));
-	} else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
-		reason = "shutdown";
-		snprintf(why, sizeof(why), "shut down by host");
+	} else if (clean) {
+		reason = VR_EXITED;
+		snprintf(why, sizeof(why), "exited (status 0)");
 	} else {
 		st = DOM_CRASHED;
-		reason = "crashed";
+		reason = VR_CRASHED;
 		snprintf(why, sizeof(why), "crashed: exit status %d",
 			 WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1);
 	}
 	gi = calloc(1, sizeof(*gi));
 	if (gi) {
-		bool failed_start = vj && vj->op == VM_OP_START && !strcmp(reason, "failed");
+		bool failed_start = vj && vj->op == VM_OP_START && reason == VR_FAILED;
 		bool waits = vj && (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN ||
 				    failed_start);
 
@@ -645,7 +648,9 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	vm->killing = false;
 	vm->forced = false;
 	vm->start_failed = false;
-	vm->guest_shutdown = false;
+	vm->quitting = VR_COUNT;
+	vm->powerdown_asked = false;
+	vm->mon_lost[0] = '\0';
 	vm->attached = false;
 	vm->signalable = false;
 	vm->qmp_path[0] = '\0';
@@ -662,7 +667,8 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 			vj->phase = VP_IO;      /* answered once the files are gone */
 		else if (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN)
 			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:s}", "state",
-				       dom_state_name(st), "reason", reason), NULL);
+				       dom_state_name(st), "reason", vm_reason_name(reason)),
+				       NULL);
 		else
 			dom_job_finish(d, job, -ECHILD, DOM_ERR_QEMU, NULL,
 				       "domain '%s': QEMU %s during '%s'", dom_name(d), why,
@@ -724,8 +730,8 @@ static void monitor_failed(struct domain *d, const char *why)
 	struct vm *vm = vm_of(d);
 
 	dom_set_monitor(d, DOM_MON_BROKEN);
-	evbus_publish(vm->env->bus, dom_name(d), "monitor",
-		      json_pack("{s:s, s:s}", "state", "broken", "reason", why));
+	vm->mon_lost[0] = '\0';
+	vm_publish(d, VE_MONITOR, json_pack("{s:s, s:s}", "state", "broken", "reason", why));
 	schedule_retry(d);
 }
 
@@ -769,6 +775,12 @@ static void retry_call(struct domain *d, void *arg)
 
 	if (vm->mon_gen != gen || vm->proc != VPROC_RUNNING || vm->mon || !vm->qmp_path[0])
 		return;
+	if (vm->mon_lost[0]) {
+		/* QEMU outlived its monitor: a failure after all. */
+		vm_publish(d, VE_MONITOR, json_pack("{s:s, s:s}", "state", "broken", "reason",
+						    vm->mon_lost));
+		vm->mon_lost[0] = '\0';
+	}
 	ci = conn_io_new(d, 0, retry_conn_complete);
 	if (ci)
 		vm_io_submit(d, &ci->io);
@@ -1409,7 +1421,7 @@ static void spawn_io_complete(struct domain *d, struct vm_io *io)
 
 	vm->proc = VPROC_NONE;
 	if (io->err) {
-		vm_lifecycle(d, DOM_SHUTOFF, "failed");
+		vm_lifecycle(d, DOM_SHUTOFF, VR_FAILED);
 		if (mine)
 			dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s': %s",
 				       dom_name(d), io->errmsg);
@@ -1440,7 +1452,7 @@ static void spawn_io_complete(struct domain *d, struct vm_io *io)
 		vm->proc = VPROC_NONE;
 		vm->pid = 0;
 		dom_set_pid(d, 0);
-		vm_lifecycle(d, DOM_SHUTOFF, "failed");
+		vm_lifecycle(d, DOM_SHUTOFF, VR_FAILED);
 		if (mine)
 			vm_fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot watch the QEMU process",
 				dom_name(d));
@@ -1493,8 +1505,10 @@ void vm_proc_start(struct domain *d, struct dom_job *job)
 	vm->proc = VPROC_SPAWNING;
 	vm->kill_on_spawn = false;
 	vm->killing = false;
-	vm->guest_shutdown = false;
-	vm_lifecycle(d, DOM_STARTING, "starting");
+	vm->quitting = VR_COUNT;
+	vm->powerdown_asked = false;
+	vm->mon_lost[0] = '\0';
+	vm_lifecycle(d, DOM_STARTING, vj->boot ? VR_AUTOSTART : VR_USER);
 	vj->phase = VP_SPAWN;
 	vm_io_submit(d, &si->io);
 }
@@ -1735,28 +1749,18 @@ void vm_proc_attach(struct domain *d, struct dom_job *job)
 
 /* ---- state from query-status -------------------------------------------------------------- */
 
-static const char *state_of_status(const char *status, enum dom_state *st)
+/* The domain's state for QEMU's run state; NULL status: running. */
+static enum dom_state state_of_status(const char *status)
 {
-	if (!status)
-		return NULL;
-	if (!strcmp(status, "running")) {
-		*st = DOM_RUNNING;
-		return "attached";
-	}
-	if (!strcmp(status, "suspended")) {
-		*st = DOM_PMSUSPENDED;
-		return "attached";
-	}
-	if (!strcmp(status, "guest-panicked")) {
-		*st = DOM_CRASHED;
-		return "panicked";
-	}
-	if (!strcmp(status, "shutdown")) {
-		*st = DOM_SHUTTING_DOWN;
-		return "attached";
-	}
-	*st = DOM_PAUSED;       /* paused, prelaunch, inmigrate, debug, ... */
-	return "attached";
+	if (!status || !strcmp(status, "running"))
+		return DOM_RUNNING;
+	if (!strcmp(status, "suspended"))
+		return DOM_PMSUSPENDED;
+	if (!strcmp(status, "guest-panicked"))
+		return DOM_CRASHED;
+	if (!strcmp(status, "shutdown"))
+		return DOM_SHUTTING_DOWN;
+	return DOM_PAUSED;      /* paused, prelaunch, inmigrate, debug, io-error, ... */
 }
 
 static void attach_recorded(struct domain *d, struct vm_io *io)
@@ -1771,7 +1775,7 @@ static void attach_recorded(struct domain *d, struct vm_io *io)
 		vm_proc_release(vm_of(d));
 		dom_set_pid(d, 0);
 		dom_set_monitor(d, DOM_MON_NONE);
-		vm_lifecycle(d, DOM_SHUTOFF, "failed");
+		vm_lifecycle(d, DOM_SHUTOFF, VR_FAILED);
 		dom_job_finish(d, job, io->err, DOM_ERR_STORAGE, NULL, "domain '%s': %s",
 			       dom_name(d), io->errmsg);
 		return;
@@ -1786,8 +1790,7 @@ void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret)
 {
 	struct vm_job *vj = job->priv;
 	const char *status = json_string_value(json_object_get(ret, "status"));
-	enum dom_state st = DOM_RUNNING;
-	const char *reason = state_of_status(status, &st);
+	enum dom_state st = state_of_status(status);
 
 	if (status && !strcmp(status, "prelaunch") && vj->op != VM_OP_ATTACH) {
 		/*
@@ -1800,12 +1803,13 @@ void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret)
 	}
 	if (vj->op == VM_OP_SETTLE) {
 		if (dom_state_actor(d) != st)
-			vm_lifecycle(d, st, reason ? reason : "attached");
+			vm_lifecycle(d, st, st == DOM_CRASHED ? VR_PANICKED : VR_SYNCED);
 		dom_job_finish(d, job, 0, 0, NULL, NULL);
 		return;
 	}
-	vm_lifecycle(d, st, vj->op == VM_OP_REATTACH ? "reattached" :
-			     (reason ? reason : "attached"));
+	if (vj->op != VM_OP_REATTACH || dom_state_actor(d) != st)
+		vm_lifecycle(d, st, st == DOM_CRASHED ? VR_PANICKED :
+			     vj->op == VM_OP_REATTACH ? VR_REATTACHED : VR_ATTACHED);
 	if (vj->op == VM_OP_ATTACH) {
 		/* Owned for good once the record is on disk. */
 		vj->phase = VP_IO;
@@ -1882,7 +1886,7 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job)
 		return;
 	}
 	f->pidfd = -1;
-	vm_lifecycle(d, DOM_RUNNING, "reattached");
+	vm_lifecycle(d, DOM_RUNNING, VR_REATTACHED);
 	/* The record again: it may have missed the pid (a crash right after the spawn). */
 	vm_proc_record(d, 0, NULL);
 	ci = conn_io_new(d, job->id, reattach_conn_complete);
@@ -2076,7 +2080,7 @@ static void set_reason_call(struct domain *d, void *arg)
 	struct vm *vm = vm_of(d);
 
 	if (vm->proc == VPROC_NONE && dom_state_actor(d) == DOM_SHUTOFF)
-		vm_lifecycle(d, DOM_SHUTOFF, "ended-while-away");
+		vm_lifecycle(d, DOM_SHUTOFF, VR_ENDED_WHILE_AWAY);
 	recovered(vm->env);
 }
 

@@ -538,6 +538,7 @@ int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct cred
 		return -ENOMEM;
 	}
 	vm->env = env;
+	vm->quitting = VR_COUNT;
 	vm->cfg = cfg;
 	vm->owner = *owner;
 	CDS_INIT_LIST_HEAD(&vm->io_queue);
@@ -785,13 +786,16 @@ static void def_io_submit(struct domain *d, struct def_io *di)
 
 /* ---- helpers on the domain actor -------------------------------------------- */
 
-void vm_lifecycle(struct domain *d, enum dom_state st, const char *reason)
+void vm_lifecycle(struct domain *d, enum dom_state st, enum vm_reason reason)
 {
-	struct vm *vm = vm_of(d);
+	dom_set_state(d, st, vm_reason_name(reason));
+	vm_publish(d, VE_LIFECYCLE, json_pack("{s:s, s:s}", "state", dom_state_name(st),
+					      "reason", vm_reason_name(reason)));
+}
 
-	dom_set_state(d, st, reason);
-	evbus_publish(vm->env->bus, dom_name(d), "lifecycle",
-		      json_pack("{s:s, s:s}", "state", dom_state_name(st), "reason", reason));
+void vm_publish(struct domain *d, enum vm_event ev, json_t *data)
+{
+	evbus_publish(vm_of(d)->env->bus, dom_name(d), vm_event_name(ev), data);
 }
 
 void vm_fail(struct domain *d, struct dom_job *job, int code, const char *fmt, ...)
@@ -917,8 +921,7 @@ static void define_written(struct domain *d, struct vm_io *io)
 	vm->defined = true;
 	vm->autostart = json_is_true(json_object_get(di->doc, "autostart"));
 	dom_set_autostart(d, vm->autostart);
-	evbus_publish(vm->env->bus, dom_name(d), "defined",
-		      first ? NULL : json_pack("{s:b}", "replaced", 1));
+	vm_publish(d, VE_DEFINED, first ? NULL : json_pack("{s:b}", "replaced", 1));
 	if (mine)
 		dom_job_finish(d, job, 0, 0, name_uuid(d), NULL);
 	def_written(d);
@@ -1049,7 +1052,7 @@ static void undefine_done(struct domain *d, struct vm_io *io)
 	 * take effect.
 	 */
 	vm->defined = false;
-	evbus_publish(vm->env->bus, dom_name(d), "undefined", NULL);
+	vm_publish(d, VE_UNDEFINED, NULL);
 	if (mine)
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "name", dom_name(d)), NULL);
 	crash_point("undefine.after-remove");
@@ -1110,8 +1113,7 @@ static void autostart_written(struct domain *d, struct vm_io *io)
 	}
 	vm->autostart = json_is_true(json_object_get(di->doc, "autostart"));
 	dom_set_autostart(d, vm->autostart);
-	evbus_publish(vm->env->bus, dom_name(d), "autostart",
-		      json_pack("{s:b}", "autostart", vm->autostart));
+	vm_publish(d, VE_AUTOSTART, json_pack("{s:b}", "autostart", vm->autostart));
 	if (mine)
 		dom_job_finish(d, job, 0, 0, autostart_result(d, vm->autostart), NULL);
 	def_written(d);
@@ -1417,29 +1419,62 @@ int vm_attach_submit(struct vm_env *env, const char *name, json_t *config, json_
 
 static void submit_settle(struct domain *d);
 
+static void reset_seen(struct domain *d, struct dom_job *job, struct vm_job *vj);
+
+/*
+ * QEMU's event as a transition, with one lifecycle event for it.  The
+ * reason is the job that asked for it when one holds the domain (its reply
+ * then finds the state already there and says nothing more), otherwise
+ * what QEMU says.  QEMU sends STOP and RESUME before its reply to stop and
+ * cont, RESET after its reply to system_reset (the simulator before): each
+ * order gives one event.
+ */
 static void event_to_state(struct domain *d, const char *ev, json_t *data)
 {
 	struct vm *vm = vm_of(d);
 	enum dom_state st = dom_state_actor(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	enum vm_op op = vj ? vj->op : VM_OP_COUNT;
+	bool guest = json_is_true(json_object_get(data, "guest"));
 
+	/*
+	 * A guest reboot is one transition: its power-off, stop, reset and
+	 * cont are steps of the job, which ends in running/rebooted.
+	 */
+	if (op == VM_OP_REBOOT && guest_reboot(vm))
+		return;
 	if (!strcmp(ev, "STOP")) {
 		if (st == DOM_RUNNING)
-			vm_lifecycle(d, DOM_PAUSED, "paused");
+			vm_lifecycle(d, DOM_PAUSED, op == VM_OP_SUSPEND ? VR_USER : VR_PAUSED);
 	} else if (!strcmp(ev, "RESUME")) {
-		if (st == DOM_PAUSED || st == DOM_PMSUSPENDED || st == DOM_STARTING)
-			vm_lifecycle(d, DOM_RUNNING, "unpaused");
+		if (st == DOM_STARTING || (vj && vj->phase == VP_WAIT_CONT))
+			vm_lifecycle(d, DOM_RUNNING, VR_BOOTED);
+		else if (st == DOM_PAUSED || st == DOM_PMSUSPENDED)
+			vm_lifecycle(d, DOM_RUNNING, op == VM_OP_RESUME ? VR_USER : VR_UNPAUSED);
+	} else if (!strcmp(ev, "RESET")) {
+		if (!is_active(st) || st == DOM_STARTING)
+			return;
+		vm_lifecycle(d, st, op == VM_OP_RESET ? VR_RESET : op == VM_OP_REBOOT ?
+			     VR_REBOOTED : guest ? VR_GUEST_RESET : VR_RESET);
+		if (op == VM_OP_RESET || op == VM_OP_REBOOT)
+			reset_seen(d, job, vj);
 	} else if (!strcmp(ev, "SHUTDOWN")) {
-		json_t *g = json_object_get(data, "guest");
-
-		vm->guest_shutdown = json_is_true(g);
-		vm_lifecycle(d, DOM_SHUTTING_DOWN, vm->guest_shutdown ? "guest" : "host");
+		/* The first says why: a quit that follows (reboot "acpi") changes nothing. */
+		if (vm->quitting != VR_COUNT)
+			return;
+		vm->quitting = !guest ? VR_QUIT : op == VM_OP_SHUTDOWN || vm->powerdown_asked ?
+			       VR_SHUTDOWN : VR_GUEST_SHUTDOWN;
+		vm_lifecycle(d, DOM_SHUTTING_DOWN, vm->quitting);
 	} else if (!strcmp(ev, "SUSPEND")) {
-		vm_lifecycle(d, DOM_PMSUSPENDED, "suspended by guest");
+		if (st != DOM_PMSUSPENDED)
+			vm_lifecycle(d, DOM_PMSUSPENDED, VR_GUEST_SUSPEND);
 	} else if (!strcmp(ev, "WAKEUP")) {
 		if (st == DOM_PMSUSPENDED)
-			vm_lifecycle(d, DOM_RUNNING, "woken up");
+			vm_lifecycle(d, DOM_RUNNING, VR_WAKEUP);
 	} else if (!strcmp(ev, "GUEST_PANICKED")) {
-		vm_lifecycle(d, DOM_CRASHED, "panicked");
+		if (st != DOM_CRASHED)
+			vm_lifecycle(d, DOM_CRASHED, VR_PANICKED);
 	}
 }
 
@@ -1488,17 +1523,21 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		break;
 	case MON_NOTE_STATE:
 		dom_set_monitor(d, n->st);
-		evbus_publish(vm->env->bus, dom_name(d), "monitor",
-			      json_pack("{s:s}", "state", dom_mon_state_name(n->st)));
+		vm_publish(d, VE_MONITOR, json_pack("{s:s}", "state", dom_mon_state_name(n->st)));
 		break;
 	case MON_NOTE_EVENT: {
-		json_t *data = n->data ? json_deep_copy(n->data) : json_object();
+		json_t *data = json_is_object(n->data) ? json_deep_copy(n->data) : json_object();
+		char name[160];
 
 		dom_count_event(d);
-		event_to_state(d, n->event, n->data);
+		/* QEMU's own, passed through under its name in the "qemu." family. */
+		snprintf(name, sizeof(name), VM_QEMU_EVENT_PREFIX "%s", n->event);
 		json_object_set_new(data, "qemu_timestamp",
 				    json_real((double)n->seconds + (double)n->micros / 1e6));
-		evbus_publish(vm->env->bus, dom_name(d), n->event, data);
+		evbus_publish(vm->env->bus, dom_name(d), name, data);
+		/* After the passthrough: corral's reading of it follows QEMU's word. */
+		event_to_state(d, n->event, n->data);
+		vj = vm_held_job(d, &job);      /* a reset may have ended its job */
 		if (strcmp(n->event, "SHUTDOWN") != 0)
 			break;
 		if (vj && vj->op == VM_OP_REBOOT && vj->phase == VP_WAIT_GUEST) {
@@ -1518,9 +1557,18 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		n->data = NULL;
 		break;
 	case MON_NOTE_CLOSED:
-		dom_set_monitor(d, DOM_MON_BROKEN);
-		evbus_publish(vm->env->bus, dom_name(d), "monitor",
-			      json_pack("{s:s, s:s}", "state", "broken", "reason", n->reason));
+		if (vm->killing || vm->quitting != VR_COUNT || vm->proc != VPROC_RUNNING) {
+			/* QEMU is exiting: it closes its monitor first.  No failure. */
+			dom_set_monitor(d, DOM_MON_NONE);
+		} else {
+			/*
+			 * Broken, unless QEMU is exiting on its own (a crash, a kill
+			 * from outside): the event waits for the first retry, which
+			 * its exit cancels (vm-proc.c, retry_call).
+			 */
+			dom_set_monitor(d, DOM_MON_BROKEN);
+			snprintf(vm->mon_lost, sizeof(vm->mon_lost), "%s", n->reason);
+		}
 		if (vm->mon) {
 			mon_close(vm->mon);
 			vm->mon = NULL;
@@ -1565,6 +1613,21 @@ static void vm_job_free_priv(void *p)
 		close(vj->found.pidfd);
 	json_decref(vj->args);
 	free(vj);
+}
+
+/* A job's result: {state, reason} as the domain has them now. */
+static json_t *state_reason(struct domain *d)
+{
+	return json_pack("{s:s, s:s}", "state", dom_state_name(dom_state_actor(d)), "reason",
+			 dom_reason_actor(d));
+}
+
+/* reset, reboot (a hardware reset): QEMU's RESET came; the job ends if replied. */
+static void reset_seen(struct domain *d, struct dom_job *job, struct vm_job *vj)
+{
+	vj->saw_event = true;
+	if (vj->phase == VP_WAIT_EVENT)
+		dom_job_finish(d, job, 0, 0, state_reason(d), NULL);
 }
 
 static void vmj_start(struct domain *d, struct dom_job *job)
@@ -1753,7 +1816,8 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 	switch (op) {
 	case VM_OP_START:
 		crash_point("start.after-cont");
-		vm_lifecycle(d, DOM_RUNNING, "booted");
+		if (dom_state_actor(d) == DOM_STARTING)         /* no RESUME seen first */
+			vm_lifecycle(d, DOM_RUNNING, VR_BOOTED);
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:i}", "state", "running", "pid",
 						       vm->pid), NULL);
 		break;
@@ -1762,7 +1826,8 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 	case VM_OP_SETTLE:
 		if (vj->phase == VP_WAIT_CONT) {
 			/* A start cut short by a crash, now finished. */
-			vm_lifecycle(d, DOM_RUNNING, "booted");
+			if (dom_state_actor(d) != DOM_RUNNING)  /* no RESUME seen first */
+				vm_lifecycle(d, DOM_RUNNING, VR_BOOTED);
 			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:i}", "state", "running",
 							       "pid", vm->pid), NULL);
 			break;
@@ -1770,6 +1835,7 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		vm_proc_status(d, job, json_object_get(data, "return"));
 		break;
 	case VM_OP_SHUTDOWN:
+		vm->powerdown_asked = true;     /* the guest's power-off is this shutdown */
 		if (json_is_false(json_object_get(vj->args, "wait"))) {
 			dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:b}", "state",
 				       dom_state_name(dom_state_actor(d)), "requested", 1), NULL);
@@ -1779,12 +1845,14 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		vj->phase = VP_WAIT_EXIT;
 		break;
 	case VM_OP_SUSPEND:
-		vm_lifecycle(d, DOM_PAUSED, "user");
-		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "paused"), NULL);
+		if (dom_state_actor(d) != DOM_PAUSED)           /* no STOP seen first */
+			vm_lifecycle(d, DOM_PAUSED, VR_USER);
+		dom_job_finish(d, job, 0, 0, state_reason(d), NULL);
 		break;
 	case VM_OP_RESUME:
-		vm_lifecycle(d, DOM_RUNNING, "unpaused");
-		dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "running"), NULL);
+		if (dom_state_actor(d) != DOM_RUNNING)          /* no RESUME seen first */
+			vm_lifecycle(d, DOM_RUNNING, VR_USER);
+		dom_job_finish(d, job, 0, 0, state_reason(d), NULL);
 		break;
 	case VM_OP_REBOOT:
 		if (guest_reboot(vm)) {
@@ -1792,9 +1860,8 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 				vm_job_cmd(d, job, "cont", NULL, NULL);
 				vj->phase = VP_CONT;
 			} else if (vj->phase == VP_CONT) {
-				vm_lifecycle(d, DOM_RUNNING, "rebooted");
-				dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", "running"),
-					       NULL);
+				vm_lifecycle(d, DOM_RUNNING, VR_REBOOTED);
+				dom_job_finish(d, job, 0, 0, state_reason(d), NULL);
 			} else {
 				/* powerdown accepted: now the guest must power off */
 				vj->phase = VP_WAIT_GUEST;
@@ -1803,9 +1870,11 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		}
 		__attribute__((fallthrough));
 	case VM_OP_RESET:
-		dom_job_finish(d, job, 0, 0,
-			       json_pack("{s:s}", "state", dom_state_name(dom_state_actor(d))),
-			       NULL);
+		/* Done once QEMU reports the reset (RESET), which may come after this. */
+		if (vj->saw_event)
+			dom_job_finish(d, job, 0, 0, state_reason(d), NULL);
+		else
+			vj->phase = VP_WAIT_EVENT;
 		break;
 	case VM_OP_QMP:
 		/* The result leaves this thread: give it its own copy. */
@@ -1841,6 +1910,15 @@ static void vmj_abort(struct domain *d, struct dom_job *job, int err)
 			dom_set_pid(d, 0);
 			dom_set_monitor(d, DOM_MON_NONE);
 		}
+		break;
+	case VM_OP_REBOOT:
+		/*
+		 * A guest reboot cut short may have left QEMU powered off or
+		 * stopped, which its events did not show (they were the job's
+		 * steps): learn QEMU's state again.
+		 */
+		if (guest_reboot(vm) && err != -ESHUTDOWN && vj->phase != VP_WAIT_CMD)
+			submit_settle(d);
 		break;
 	default:
 		/*

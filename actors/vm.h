@@ -187,6 +187,78 @@ int vm_autostart_submit_all(struct vm_env *env, uint64_t timeout_ns, dom_job_don
 			    void *done_arg);
 
 /*
+ * Why a domain is in its state: the snapshot's reason is the name of one
+ * of these (vm_reason_name()), set with every lifecycle event.  The table
+ * of names, the states each applies to and what each means is
+ * vm_reason_doc(); docs/API.md and api.info are generated from it.
+ */
+enum vm_reason {
+	VR_DEFINED = 0,         /* domain.c's first reason: "defined" */
+	VR_USER,                /* a call asked for it (start, suspend, resume) */
+	VR_AUTOSTART,           /* corrald started it at start-up */
+	VR_BOOTED,
+	VR_PAUSED,              /* paused by something other than a corral job */
+	VR_UNPAUSED,            /* resumed by something other than a corral job */
+	VR_RESET,
+	VR_REBOOTED,
+	VR_GUEST_RESET,
+	VR_GUEST_SUSPEND,
+	VR_WAKEUP,
+	VR_SHUTDOWN,
+	VR_GUEST_SHUTDOWN,
+	VR_QUIT,
+	VR_EXITED,
+	VR_DESTROYED,
+	VR_DETACHED,
+	VR_FAILED,
+	VR_ENDED_WHILE_AWAY,
+	VR_CRASHED,
+	VR_KILLED,
+	VR_PANICKED,
+	VR_ATTACHED,
+	VR_REATTACHED,
+	VR_SYNCED,
+	VR_COUNT
+};
+
+/* Documentation rows (static strings), for docs/API.md and api.info. */
+struct vm_doc {
+	const char *name;
+	const char *applies;            /* reasons: the states; events: the payload */
+	const char *doc;
+};
+
+const char *vm_reason_name(enum vm_reason r);
+/* Row r < VR_COUNT of the reason table.  Any thread. */
+const struct vm_doc *vm_reason_doc(enum vm_reason r);
+/* Row s < DOM_STATE_COUNT: a state's name and meaning.  Any thread. */
+const struct vm_doc *vm_state_doc(enum dom_state s);
+/* The monitor states, in order (n rows).  Any thread. */
+const struct vm_doc *vm_monitor_docs(size_t *n);
+
+/*
+ * Events, in two families: corral's own (lowercase names: lifecycle,
+ * monitor, defined, ...), and QEMU's passed through as "qemu.NAME" (NAME
+ * as QEMU spells it, its data plus qemu_timestamp).
+ */
+enum vm_event {
+	VE_LIFECYCLE = 0,
+	VE_MONITOR,
+	VE_DEFINED,
+	VE_UNDEFINED,
+	VE_AUTOSTART,
+	VE_COUNT
+};
+
+#define VM_QEMU_EVENT_PREFIX "qemu."
+
+const char *vm_event_name(enum vm_event e);
+/* Row e < VE_COUNT: name, payload, meaning.  Any thread. */
+const struct vm_doc *vm_event_doc(enum vm_event e);
+/* The row documenting the passthrough family ("qemu.*").  Any thread. */
+const struct vm_doc *vm_qemu_event_doc(void);
+
+/*
  * The domain's config as JSON (immutable, published with the snapshot).
  * RCU reader: valid until rcu_read_unlock(); never modify it.
  */

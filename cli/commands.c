@@ -150,6 +150,21 @@ static const char *const domain_states[] = {
 	"shutoff", "starting", "running", "paused", "shutting-down", "crashed", "pmsuspended",
 };
 
+/* The table's MONITOR column: the monitor's state ({state, since_s} on the wire). */
+static int list_for_people(json_t *list)
+{
+	size_t i;
+	json_t *e, *mon;
+
+	json_array_foreach(list, i, e) {
+		mon = json_object_get(e, "monitor");
+		if (json_is_object(mon) &&
+		    json_object_set_new(e, "monitor", json_string(get_str(mon, "state", "?"))))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int cmd_list(struct cli *c, const struct cli_args *a)
 {
 	static const struct cli_column cols[] = {
@@ -180,7 +195,7 @@ static int cmd_list(struct cli *c, const struct cli_args *a)
 		r = cli_print_json(c, res);
 	else if (!json_is_array(res))
 		r = cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's list is not an array");
-	else if (cli_print_table(stdout, res, cols, ARRAY_SIZE(cols)))
+	else if (list_for_people(res) || cli_print_table(stdout, res, cols, ARRAY_SIZE(cols)))
 		r = out_of_memory(c);
 	json_decref(res);
 	return r;

@@ -24,6 +24,7 @@
 #include "common/names.h"
 #include "common/proc.h"
 #include "common/util.h"
+#include "qemu/config.h"
 #include "rpc/json-conv.h"
 #include "rpc/rpc.h"
 
@@ -317,11 +318,105 @@ static const char *type_name(enum param_type t)
 extern const struct method methods[];
 extern const size_t methods_count;
 
+/* A row's comma-separated states ("running, paused") as an array. */
+static int pk_words(msgpack_packer *pk, const char *list)
+{
+	const char *p = list;
+	uint32_t n = 1;
+
+	for (const char *c = list; *c; c++)
+		n += *c == ',';
+	if (msgpack_pack_array(pk, n) < 0)
+		return -ENOMEM;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+
+		if (msgpack_pack_str(pk, len) < 0 || msgpack_pack_str_body(pk, p, len) < 0)
+			return -ENOMEM;
+		p += len;
+		while (*p == ',' || *p == ' ')
+			p++;
+	}
+	return 0;
+}
+
+/* The tables a client is written from: states, reasons, monitor, events, config. */
+static int pack_api_tables(msgpack_packer *pk, uint64_t default_timeout_ms)
+{
+	size_t nmon, nf = qemu_config_field_count();
+	const struct vm_doc *mon = vm_monitor_docs(&nmon);
+
+	if (rpc_pack_cstr(pk, "limits") < 0 || msgpack_pack_map(pk, 7) < 0 ||
+	    pk_kv_u64(pk, "message_bytes", RPC_MAX_FRAME) < 0 ||
+	    pk_kv_u64(pk, "depth", RPC_MAX_DEPTH) < 0 ||
+	    pk_kv_u64(pk, "objects", RPC_MAX_OBJECTS) < 0 ||
+	    pk_kv_u64(pk, "msgid_max", UINT32_MAX) < 0 ||
+	    pk_kv_u64(pk, "params", MAX_PARAMS) < 0 ||
+	    pk_kv_u64(pk, "timeout_ms_max", TIMEOUT_MAX_MS) < 0 ||
+	    pk_kv_u64(pk, "timeout_ms_default", default_timeout_ms) < 0)
+		return -ENOMEM;
+	if (rpc_pack_cstr(pk, "states") < 0 || msgpack_pack_array(pk, DOM_STATE_COUNT) < 0)
+		return -ENOMEM;
+	for (int i = 0; i < DOM_STATE_COUNT; i++) {
+		const struct vm_doc *row = vm_state_doc((enum dom_state)i);
+
+		if (msgpack_pack_map(pk, 2) < 0 || pk_kv_str(pk, "name", row->name) < 0 ||
+		    pk_kv_str(pk, "doc", row->doc) < 0)
+			return -ENOMEM;
+	}
+	if (rpc_pack_cstr(pk, "reasons") < 0 || msgpack_pack_array(pk, VR_COUNT) < 0)
+		return -ENOMEM;
+	for (int i = 0; i < VR_COUNT; i++) {
+		const struct vm_doc *row = vm_reason_doc((enum vm_reason)i);
+
+		if (msgpack_pack_map(pk, 3) < 0 || pk_kv_str(pk, "name", row->name) < 0 ||
+		    rpc_pack_cstr(pk, "states") < 0 || pk_words(pk, row->applies) < 0 ||
+		    pk_kv_str(pk, "doc", row->doc) < 0)
+			return -ENOMEM;
+	}
+	if (rpc_pack_cstr(pk, "monitor_states") < 0 || msgpack_pack_array(pk, nmon) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < nmon; i++)
+		if (msgpack_pack_map(pk, 2) < 0 || pk_kv_str(pk, "name", mon[i].name) < 0 ||
+		    pk_kv_str(pk, "doc", mon[i].doc) < 0)
+			return -ENOMEM;
+	if (rpc_pack_cstr(pk, "events") < 0 || msgpack_pack_array(pk, VE_COUNT + 1) < 0)
+		return -ENOMEM;
+	for (int i = 0; i <= VE_COUNT; i++) {
+		const struct vm_doc *row = i < VE_COUNT ? vm_event_doc((enum vm_event)i) :
+							  vm_qemu_event_doc();
+
+		if (msgpack_pack_map(pk, 4) < 0 || pk_kv_str(pk, "name", row->name) < 0 ||
+		    pk_kv_str(pk, "family", i < VE_COUNT ? "corral" : "qemu") < 0 ||
+		    pk_kv_str(pk, "payload", row->applies) < 0 ||
+		    pk_kv_str(pk, "doc", row->doc) < 0)
+			return -ENOMEM;
+	}
+	if (rpc_pack_cstr(pk, "config_fields") < 0 || msgpack_pack_array(pk, nf) < 0)
+		return -ENOMEM;
+	for (size_t i = 0; i < nf; i++) {
+		const struct qemu_config_field *f = qemu_config_field(i);
+
+		if (msgpack_pack_map(pk, f->has_range ? 8 : 6) < 0 ||
+		    pk_kv_str(pk, "name", f->key) < 0 || pk_kv_str(pk, "type", f->type) < 0 ||
+		    pk_kv_bool(pk, "required", f->required) < 0 ||
+		    pk_kv_str(pk, "default", f->def) < 0 || pk_kv_str(pk, "rule", f->rule) < 0 ||
+		    pk_kv_str(pk, "example", f->example) < 0)
+			return -ENOMEM;
+		if (f->has_range && (rpc_pack_cstr(pk, "min") < 0 ||
+				     msgpack_pack_int64(pk, f->min) < 0 ||
+				     rpc_pack_cstr(pk, "max") < 0 ||
+				     msgpack_pack_int64(pk, f->max) < 0))
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int m_api_info(struct req *r)
 {
 	msgpack_packer *pk = r->pk;
 
-	PK(msgpack_pack_map(pk, 3));
+	PK(msgpack_pack_map(pk, 9));
 	PK(pk_kv_str(pk, "version", CORRAL_VERSION));
 	PK(pk_str(pk, "methods"));
 	PK(msgpack_pack_array(pk, methods_count));
@@ -356,6 +451,7 @@ static int m_api_info(struct req *r)
 		PK(pk_kv_str(pk, "name", rpc_err_name(code)));
 		PK(pk_kv_str(pk, "doc", err_docs[code]));
 	}
+	PK(pack_api_tables(pk, r->srv->o.default_timeout_ms));
 	return 0;
 }
 
@@ -415,7 +511,17 @@ static int list_collect(struct domain *d, void *arg)
 	return 0;
 }
 
-static int pack_list_entry(msgpack_packer *pk, struct domain *d)
+/* "monitor": {state, since_s}, the same in list and info. */
+static int pack_monitor(msgpack_packer *pk, const struct dom_snapshot *sn, uint64_t now)
+{
+	if (rpc_pack_cstr(pk, "monitor") < 0 || msgpack_pack_map(pk, 2) < 0 ||
+	    pk_kv_str(pk, "state", dom_mon_state_name(sn->mon)) < 0 ||
+	    pk_kv_double(pk, "since_s", now > sn->mon_since_ns ? secs(now - sn->mon_since_ns) : 0))
+		return -ENOMEM;
+	return 0;
+}
+
+static int pack_list_entry(msgpack_packer *pk, struct domain *d, uint64_t now)
 {
 	const struct dom_snapshot *sn = dom_snap_rcu(d);
 	char uuid[37];
@@ -426,8 +532,7 @@ static int pack_list_entry(msgpack_packer *pk, struct domain *d)
 	    pk_kv_str(pk, "state", dom_state_name(sn->state)) < 0 ||
 	    pk_kv_str(pk, "reason", sn->reason) < 0 ||
 	    pk_kv_str(pk, "job", sn->job.id ? sn->job.name : NULL) < 0 ||
-	    pk_kv_str(pk, "monitor", dom_mon_state_name(sn->mon)) < 0 ||
-	    pk_kv_bool(pk, "autostart", sn->autostart) < 0)
+	    pack_monitor(pk, sn, now) < 0 || pk_kv_bool(pk, "autostart", sn->autostart) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -435,6 +540,7 @@ static int pack_list_entry(msgpack_packer *pk, struct domain *d)
 static int m_list(struct req *r)
 {
 	struct list_acc acc = { .state = -1 };
+	uint64_t now = now_ns();
 	char state[32], q[300];
 	bool have;
 	int ret = 0;
@@ -459,7 +565,7 @@ static int m_list(struct req *r)
 	if (msgpack_pack_array(r->pk, acc.n) < 0)
 		ret = -1;
 	for (size_t i = 0; i < acc.n && ret == 0; i++)
-		if (pack_list_entry(r->pk, acc.v[i]) < 0)
+		if (pack_list_entry(r->pk, acc.v[i], now) < 0)
 			ret = -1;
 	free(acc.v);
 	if (ret < 0)
@@ -497,10 +603,7 @@ static int m_info(struct req *r)
 		PK(msgpack_pack_nil(pk));
 	}
 	PK(pk_kv_u64(pk, "jobs_waiting", sn->jobs_waiting));
-	PK(pk_str(pk, "monitor"));
-	PK(msgpack_pack_map(pk, 2));
-	PK(pk_kv_str(pk, "state", dom_mon_state_name(sn->mon)));
-	PK(pk_kv_double(pk, "since_s", now > sn->mon_since_ns ? secs(now - sn->mon_since_ns) : 0));
+	PK(pack_monitor(pk, sn, now));
 	PK(pk_str(pk, "counters"));
 	PK(msgpack_pack_map(pk, 5));
 	PK(pk_kv_u64(pk, "jobs_done", sn->counters.jobs_done));

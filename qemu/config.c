@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,6 +242,10 @@ static int size_parse_mib(const char *s, uint64_t *ret)
 
 /* ---- fields --------------------------------------------------------------- */
 
+static int keys_known(const json_t *v, const char *prefix, const char *shown, char *err,
+		      size_t errlen);
+static bool in_range(const char *key, long long n);
+
 static int parse_name(struct qemu_config *c, const char *field, const json_t *v, char *err,
 		      size_t errlen)
 {
@@ -294,7 +299,7 @@ static int parse_memory(struct qemu_config *c, const char *field, const json_t *
 	} else {
 		return bad(err, errlen, field, v, type_reason);
 	}
-	if (mib < QEMU_MEMORY_MIN_MIB || mib > QEMU_MEMORY_MAX_MIB)
+	if (mib > (uint64_t)LLONG_MAX || !in_range("memory", (long long)mib))
 		return bad(err, errlen, field, v, "must be between 16 MiB and 1 TiB");
 	c->memory_mib = mib;
 	return 0;
@@ -308,7 +313,7 @@ static int parse_vcpus(struct qemu_config *c, const char *field, const json_t *v
 	if (!json_is_integer(v))
 		return bad(err, errlen, field, v, "expected an integer");
 	n = json_integer_value(v);
-	if (n < 1 || n > QEMU_VCPUS_MAX)
+	if (!in_range("vcpus", n))
 		return bad(err, errlen, field, v, "must be between 1 and 256");
 	c->vcpus = (unsigned int)n;
 	return 0;
@@ -437,16 +442,13 @@ static int parse_disk_object(struct qemu_disk *d, const char *field, const json_
 {
 	static const char *const formats[] = { "raw", "qcow2", NULL };
 	char sub[FIELD_LEN + 16], prefix[FIELD_LEN + 1];
-	const char *key;
 	json_t *m;
 	int r;
 
 	snprintf(prefix, sizeof(prefix), "%s.", field);
-	json_object_foreach((json_t *)v, key, m) {
-		if (strcmp(key, "path") != 0 && strcmp(key, "readonly") != 0 &&
-		    strcmp(key, "format") != 0)
-			return unknown(err, errlen, prefix, key);
-	}
+	r = keys_known(v, "disks[].", prefix, err, errlen);
+	if (r < 0)
+		return r;
 
 	snprintf(sub, sizeof(sub), "%s.path", field);
 	m = json_object_get(v, "path");
@@ -506,7 +508,7 @@ static int parse_disks(struct qemu_config *c, const char *field, const json_t *v
 
 	if (!json_is_array(v))
 		return bad(err, errlen, field, v, "expected an array");
-	if (json_array_size(v) > QEMU_DISKS_MAX) {
+	if (!in_range("disks", (long long)json_array_size(v))) {
 		qemu__seterr(err, errlen, "field '%s': at most %u disks, got %zu", field,
 			     QEMU_DISKS_MAX, json_array_size(v));
 		return -EINVAL;
@@ -555,15 +557,12 @@ static int parse_limits(struct qemu_config *c, const char *field, const json_t *
 			size_t errlen)
 {
 	static const char size_reason[] = "expected an integer (MiB) or a string like \"1G\"";
-	const char *key;
 	json_t *m;
 
 	if (!json_is_object(v))
 		return bad(err, errlen, field, v, "expected an object");
-	json_object_foreach((json_t *)v, key, m) {
-		if (strcmp(key, "memory") && strcmp(key, "cpu_weight") && strcmp(key, "cpus"))
-			return unknown(err, errlen, "limits.", key);
-	}
+	if (keys_known(v, "limits.", "limits.", err, errlen) < 0)
+		return -EINVAL;
 	c->has_limits = true;
 	m = json_object_get(v, "memory");
 	if (m && !json_is_null(m)) {
@@ -582,14 +581,13 @@ static int parse_limits(struct qemu_config *c, const char *field, const json_t *
 		} else {
 			return bad(err, errlen, "limits.memory", m, size_reason);
 		}
-		if (mib < 32 || mib > 2 * QEMU_MEMORY_MAX_MIB)
+		if (mib > (uint64_t)LLONG_MAX || !in_range("limits.memory", (long long)mib))
 			return bad(err, errlen, "limits.memory", m, "must be between 32 MiB and 2 TiB");
 		c->limit_memory_mib = mib;
 	}
 	m = json_object_get(v, "cpu_weight");
 	if (m && !json_is_null(m)) {
-		if (!json_is_integer(m) || json_integer_value(m) < 1 ||
-		    json_integer_value(m) > 10000)
+		if (!json_is_integer(m) || !in_range("limits.cpu_weight", json_integer_value(m)))
 			return bad(err, errlen, "limits.cpu_weight", m,
 				   "must be an integer from 1 to 10000");
 		c->cpu_weight = (unsigned int)json_integer_value(m);
@@ -759,16 +757,14 @@ static int parse_nic_object(struct qemu_nic *n, const char *field, const json_t 
 {
 	static const char *const types[] = { "user", "bridge", NULL };
 	char sub[FIELD_LEN + 48], prefix[FIELD_LEN + 1];
-	const char *key, *s = NULL;
+	const char *s = NULL;
 	json_t *m;
 	int r;
 
 	snprintf(prefix, sizeof(prefix), "%s.", field);
-	json_object_foreach((json_t *)v, key, m) {
-		if (strcmp(key, "type") && strcmp(key, "mac") && strcmp(key, "bridge") &&
-		    strcmp(key, "hostfwd"))
-			return unknown(err, errlen, prefix, key);
-	}
+	r = keys_known(v, "nics[].", prefix, err, errlen);
+	if (r < 0)
+		return r;
 	snprintf(sub, sizeof(sub), "%s.type", field);
 	m = json_object_get(v, "type");
 	if (!m || json_is_null(m))
@@ -871,7 +867,7 @@ static int parse_nics(struct qemu_config *c, const char *field, const json_t *v,
 
 	if (!json_is_array(v))
 		return bad(err, errlen, field, v, "expected an array");
-	if (json_array_size(v) > QEMU_NICS_MAX) {
+	if (!in_range("nics", (long long)json_array_size(v))) {
 		qemu__seterr(err, errlen, "field '%s': at most %u NICs, got %zu", field,
 			     QEMU_NICS_MAX, json_array_size(v));
 		return -EINVAL;
@@ -977,30 +973,138 @@ static int parse_boot(struct qemu_config *c, const char *field, const json_t *v,
 typedef int field_parse_fn(struct qemu_config *c, const char *field, const json_t *v, char *err,
 			   size_t errlen);
 
-/* In the order of the table in config.h: the order errors are found in. */
+#define RANGE(lo, hi) .has_range = true, .min = (lo), .max = (hi)
+#define F(k, t, d, r, e, ...) { .key = (k), .type = (t), .def = (d), .rule = (r), \
+				.example = (e), __VA_ARGS__ }
+
+/*
+ * The config's fields: what the validator accepts (the keys of the config
+ * and of its objects, which are required, the ranges the parsers check)
+ * and their documentation (docs/API.md, api.info) in one table, so that
+ * the two cannot drift.  Top-level rows have a parser, in the order errors
+ * are found in; "disks[].x", "limits.x", "nics[].x" rows are the keys of
+ * those objects (their parsers look them up here: a key without a row is
+ * an unknown field).
+ */
 static const struct {
-	const char *key;
+	struct qemu_config_field f;
 	field_parse_fn *parse;
-	bool required;
 } fields[] = {
-	{ "name", parse_name, true },
-	{ "uuid", parse_uuid, false },
-	{ "memory", parse_memory, false },
-	{ "vcpus", parse_vcpus, false },
-	{ "machine", parse_machine, false },
-	{ "accel", parse_accel, false },
-	{ "emulator", parse_emulator, false },
-	{ "kernel", parse_kernel, false },
-	{ "initrd", parse_initrd, false },
-	{ "cmdline", parse_cmdline, false },
-	{ "disks", parse_disks, false },
-	{ "reboot", parse_reboot, false },
-	{ "limits", parse_limits, false },
-	{ "nics", parse_nics, false },
-	{ "firmware", parse_firmware, false },
-	{ "cdrom", parse_cdrom, false },
-	{ "boot", parse_boot, false },
+	{ F("name", "string", NULL, "the domain's name: " CORRAL_NAME_RULE, "\"web1\"",
+	    .required = true ), parse_name },
+	{ F("uuid", "string", "one is made at define",
+	    "8-4-4-4-12 hex digits, stored in lower case; cannot change once defined",
+	    "\"6b2e6c4c-3f0a-4c1e-9d55-0e3a1f1e0a01\"" ), parse_uuid },
+	{ F("memory", "integer (MiB) or size string", "256",
+	    "16 MiB to 1 TiB; a string is a count with M/MiB, G/GiB or T/TiB (any case, "
+	    "binary units), e.g. \"512M\", \"2G\"", "1024",
+	    RANGE(QEMU_MEMORY_MIN_MIB, QEMU_MEMORY_MAX_MIB) ), parse_memory },
+	{ F("vcpus", "integer", "1", "1 to 256 (1 with machine \"none\")", "2",
+	    RANGE(1, QEMU_VCPUS_MAX) ), parse_vcpus },
+	{ F("machine", "string", "\"pc\"", "QEMU's machine type: 1 to 64 of [A-Za-z0-9_.-], not "
+	    "\"help\"; \"none\" is a QEMU without a board (no disks, NICs, kernel or "
+	    "firmware)", "\"q35\"" ), parse_machine },
+	{ F("accel", "string", "\"auto\"", "\"auto\" (KVM when usable, else TCG), \"kvm\" or "
+	    "\"tcg\"", "\"tcg\"" ), parse_accel },
+	{ F("emulator", "string", "\"qemu-system-x86_64\"",
+	    "an absolute path or a command name, and one of the daemon's allowed emulators",
+	    "\"qemu-system-x86_64\"" ), parse_emulator },
+	{ F("kernel", "string", "none (boot from firmware)", "absolute path of a kernel to boot "
+	    "directly", "\"/srv/vm/vmlinuz\"" ), parse_kernel },
+	{ F("initrd", "string", "none", "absolute path; needs `kernel`",
+	    "\"/srv/vm/initrd.img\"" ), parse_initrd },
+	{ F("cmdline", "string", "none", "the kernel's command line; needs `kernel`; shorter "
+	    "than 4096 bytes", "\"console=ttyS0\"" ), parse_cmdline },
+	{ F("disks", "array of objects, or of strings \"PATH[,ro]\"", "[]",
+	    "at most 16, each image once; a string is a disk of that path (read-only with "
+	    "\",ro\")", "[{\"path\": \"/srv/vm/web1.qcow2\", \"format\": \"qcow2\"}]",
+	    RANGE(0, QEMU_DISKS_MAX) ), parse_disks },
+	{ F("disks[].path", "string", NULL, "absolute path of the image", "\"/srv/vm/web1.qcow2\"",
+	    .required = true ), NULL },
+	{ F("disks[].readonly", "boolean", "false", "attach it read-only", "false" ), NULL },
+	{ F("disks[].format", "string", "probed at define", "\"raw\" or \"qcow2\"; when absent "
+	    "the daemon reads the image's header at define (with the caller's rights) and records "
+	    "what it found", "\"qcow2\"" ), NULL },
+	{ F("reboot", "string", "\"reset\"", "how `reboot` is carried out: \"reset\" (a "
+	    "hardware reset) or \"acpi\" (the guest powers off, QEMU holds, corral resets it)",
+	    "\"reset\"" ), parse_reboot },
+	{ F("limits", "object", "{}", "what QEMU's control group enforces", "{\"cpus\": 1.5}" ),
+	  parse_limits },
+	{ F("limits.memory", "integer (MiB) or size string", "memory plus a quarter, at least "
+	    "plus 256 MiB", "32 MiB to 2 TiB: QEMU's own memory included", "\"2G\"",
+	    RANGE(32, 2 * (long long)QEMU_MEMORY_MAX_MIB) ), NULL },
+	{ F("limits.cpu_weight", "integer", "100", "1 to 10000: the share of CPU time under "
+	    "contention", "200", RANGE(1, 10000) ), NULL },
+	{ F("limits.cpus", "number", "no cap", "0.01 to 256: at most this many CPUs' time",
+	    "1.5" ), NULL },
+	{ F("nics", "array of objects, or of strings \"user[,hostfwd=R]...[,mac=M]\" | "
+	    "\"bridge=BR[,mac=M]\"", "[]", "at most 8", "[{\"type\": \"user\", \"hostfwd\": "
+	    "[\"tcp:127.0.0.1:2222-:22\"]}]", RANGE(0, QEMU_NICS_MAX) ), parse_nics },
+	{ F("nics[].type", "string", NULL, "\"user\" (QEMU's user-mode network) or \"bridge\" "
+	    "(a tap on a host bridge the daemon allows)", "\"user\"", .required = true ), NULL },
+	{ F("nics[].mac", "string", "made at define (52:54:00:xx:xx:xx)", "a unicast MAC address, "
+	    "unique among the NICs", "\"52:54:00:12:34:56\"" ), NULL },
+	{ F("nics[].hostfwd", "array of strings", "[]", "user only, at most 16: "
+	    "\"tcp|udp:[ADDR]:PORT-[ADDR]:PORT\", IPv4", "[\"tcp:127.0.0.1:2222-:22\"]" ),
+	  NULL },
+	{ F("nics[].bridge", "string", NULL, "bridge only (and required there): the host bridge, "
+	    "1 to 15 of [A-Za-z0-9_.-]", "\"br0\"" ), NULL },
+	{ F("firmware", "string", "\"bios\"", "\"bios\" or \"uefi\" (OVMF, with the domain's "
+	    "own variable store)", "\"bios\"" ), parse_firmware },
+	{ F("cdrom", "string", "none", "absolute path of an ISO image, attached read-only",
+	    "\"/srv/iso/debian.iso\"" ), parse_cdrom },
+	{ F("boot", "array of strings, or a string \"cdrom,disk\"", "disks, then the cdrom",
+	    "\"disk\", \"cdrom\", \"network\", each at most once and only devices the domain "
+	    "has", "[\"cdrom\", \"disk\"]" ), parse_boot },
 };
+
+size_t qemu_config_field_count(void)
+{
+	return ARRAY_SIZE(fields);
+}
+
+const struct qemu_config_field *qemu_config_field(size_t i)
+{
+	BUG_ON(i >= ARRAY_SIZE(fields));
+	return &fields[i].f;
+}
+
+/* The row of key in the object prefix ("disks[].", "limits.", ...), or NULL. */
+static const struct qemu_config_field *field_row(const char *prefix, const char *key)
+{
+	size_t n = strlen(prefix);
+
+	for (size_t i = 0; i < ARRAY_SIZE(fields); i++) {
+		const char *k = fields[i].f.key;
+
+		if (!strncmp(k, prefix, n) && !strcmp(k + n, key))
+			return &fields[i].f;
+	}
+	return NULL;
+}
+
+/* Every key of object v has a row under prefix; else "unknown field 'shownKEY'". */
+static int keys_known(const json_t *v, const char *prefix, const char *shown, char *err,
+		      size_t errlen)
+{
+	const char *key;
+	json_t *m;
+
+	json_object_foreach((json_t *)v, key, m) {
+		if (!field_row(prefix, key))
+			return unknown(err, errlen, shown, key);
+	}
+	return 0;
+}
+
+/* Is the integer n within the row's range? */
+static bool in_range(const char *key, long long n)
+{
+	const struct qemu_config_field *f = field_row("", key);
+
+	BUG_ON(!f || !f->has_range);
+	return n >= f->min && n <= f->max;
+}
 
 /* Rules between fields, once each field is fine on its own. */
 static int check_combination(const struct qemu_config *c, char *err, size_t errlen)
@@ -1081,7 +1185,7 @@ int qemu_config_from_json(const json_t *in, struct qemu_config **ret, char *err,
 	/* Unknown keys first: a typo ("memroy") must not pass as a default. */
 	json_object_foreach((json_t *)in, key, v) {
 		for (i = 0; i < ARRAY_SIZE(fields); i++)
-			if (strcmp(key, fields[i].key) == 0)
+			if (fields[i].parse && strcmp(key, fields[i].f.key) == 0)
 				break;
 		if (i == ARRAY_SIZE(fields))
 			return unknown(err, errlen, "", key);
@@ -1096,14 +1200,16 @@ int qemu_config_from_json(const json_t *in, struct qemu_config **ret, char *err,
 		goto fail;
 	}
 	for (i = 0; i < ARRAY_SIZE(fields); i++) {
-		v = json_object_get(in, fields[i].key);
+		if (!fields[i].parse)
+			continue;       /* a key of an object: its field's parser checks it */
+		v = json_object_get(in, fields[i].f.key);
 		if (!v || json_is_null(v)) {
-			if (!fields[i].required)
+			if (!fields[i].f.required)
 				continue;
-			r = bad(err, errlen, fields[i].key, NULL, "required");
+			r = bad(err, errlen, fields[i].f.key, NULL, "required");
 			goto fail;
 		}
-		r = fields[i].parse(c, fields[i].key, v, err, errlen);
+		r = fields[i].parse(c, fields[i].f.key, v, err, errlen);
 		if (r < 0)
 			goto fail;
 	}

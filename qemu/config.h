@@ -175,6 +175,27 @@ const char *qemu_config_cdrom(const struct qemu_config *c);        /* NULL if no
 size_t qemu_config_boot_count(const struct qemu_config *c);
 const char *qemu_config_boot(const struct qemu_config *c, size_t i);
 
+/*
+ * The config's fields, documented: the validator's own table (the keys it
+ * accepts, which are required, the integer ranges it checks), which
+ * docs/API.md and api.info show.  Keys of objects in a field are written
+ * "disks[].path", "limits.memory".  Any thread; static strings.
+ */
+struct qemu_config_field {
+	const char *key;
+	const char *type;               /* as a client writes it */
+	const char *def;                /* the default, as text; NULL: none (or required) */
+	const char *rule;               /* what is accepted */
+	const char *example;            /* JSON text of a value that passes */
+	bool required;
+	bool has_range;                 /* an integer (or count of items) from min to max */
+	long long min, max;
+};
+
+size_t qemu_config_field_count(void);
+/* Row i < qemu_config_field_count(). */
+const struct qemu_config_field *qemu_config_field(size_t i);
+
 /* Is s a unicast MAC address "xx:xx:xx:xx:xx:xx" (not all zero)?  Any thread. */
 bool qemu_mac_valid(const char *s);
 /* Is s a port forward "tcp|udp:[ADDR]:PORT-[ADDR]:PORT"?  Any thread. */

@@ -125,15 +125,15 @@ Test(attach, drives_simulated_vm_and_forwards_events, .init = setup, .fini = tea
 
 	dom_job_free(vmfix_run(d, VM_OP_SUSPEND, NULL, 10000));
 	vmfix_wait_state(d, DOM_PAUSED);
-	cr_assert(find_event(sub, "STOP", 10000), "STOP event not forwarded");
+	cr_assert(find_event(sub, "qemu.STOP", 10000), "STOP event not forwarded");
 	dom_job_free(vmfix_run(d, VM_OP_RESUME, NULL, 10000));
-	cr_assert(find_event(sub, "RESUME", 10000), "RESUME event not forwarded");
+	cr_assert(find_event(sub, "qemu.RESUME", 10000), "RESUME event not forwarded");
 
 	/* ACPI shutdown: the job ends on the guest's SHUTDOWN event. */
 	job = vmfix_run(d, VM_OP_SHUTDOWN, NULL, 10000);
 	cr_assert_eq(job->err, 0, "%s", job->errmsg);
 	dom_job_free(job);
-	cr_assert(find_event(sub, "SHUTDOWN", 10000));
+	cr_assert(find_event(sub, "qemu.SHUTDOWN", 10000));
 	/*
 	 * The simulator then hangs up: it is not an emulator corral may kill,
 	 * so its monitor is all corral follows, and that ends the domain.
@@ -197,8 +197,8 @@ Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = tea
 	job = vmfix_run(d, VM_OP_REBOOT, NULL, 10000);
 	cr_assert_eq(job->err, 0, "%s", job->errmsg);
 	dom_job_free(job);
-	cr_assert(find_event(sub, "SHUTDOWN", 10000), "no guest power-off");
-	cr_assert(find_event(sub, "RESET", 10000), "no reset after the power-off");
+	cr_assert(find_event(sub, "qemu.SHUTDOWN", 10000), "no guest power-off");
+	cr_assert(find_event(sub, "qemu.RESET", 10000), "no reset after the power-off");
 	vmfix_wait_state(d, DOM_RUNNING);
 	cr_assert_str_eq(vmfix_snap(d).reason, "rebooted");
 

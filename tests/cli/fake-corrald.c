@@ -17,10 +17,10 @@
 static void handle(const char *method, json_t *params, struct fake_reply *reply, void *arg)
 {
 	if (!strcmp(method, "list"))
-		reply->result = json_pack("[{s:s, s:s, s:s, s:s, s:n, s:s}]", "name", "auto",
-					  "uuid", "00000000-0000-4000-8000-000000000001",
+		reply->result = json_pack("[{s:s, s:s, s:s, s:s, s:n, s:{s:s, s:f}}]", "name",
+					  "auto", "uuid", "00000000-0000-4000-8000-000000000001",
 					  "state", "shutoff", "reason", "defined", "job",
-					  "monitor", "none");
+					  "monitor", "state", "none", "since_s", 0.0);
 }
 
 int main(int argc, char **argv)

@@ -135,6 +135,21 @@ Test(daemon, define_list_info_undefine)
 	cr_assert_eq(r.status, 0, "%s", r.err);
 	cr_expect(!strncmp(r.out, "NAME", 4), "%s", r.out);
 	cr_expect(strstr(r.out, "\ncli-t1 "), "list lacks cli-t1: %s", r.out);
+	cr_expect(strstr(r.out, " none "), "list shows no monitor state: %s", r.out);
+	run_free(&r);
+
+	/* list's monitor has info's shape: {state, since_s}. */
+	CALL(&r, "--format", "json", "list");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = parse_json(r.out);
+	for (i = 0; i < json_array_size(j); i++) {
+		json_t *mon = json_object_get(json_array_get(j, i), "monitor");
+
+		cr_expect(json_is_string(json_object_get(mon, "state")) &&
+			  json_is_number(json_object_get(mon, "since_s")), "list's monitor: %s",
+			  r.out);
+	}
+	json_decref(j);
 	run_free(&r);
 
 	j = info("cli-t1");

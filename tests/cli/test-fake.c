@@ -30,9 +30,9 @@ static struct {
 
 static json_t *domain(const char *name, const char *state, const char *job)
 {
-	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s}", "name", name, "uuid",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:{s:s, s:f}}", "name", name, "uuid",
 			 "6b2e6c4c-3f0a-4c1e-9d55-0e3a1f1e0a01", "state", state, "reason",
-			 "booted", "job", job, "monitor", "ok");
+			 "booted", "job", job, "monitor", "state", "ok", "since_s", 3.0);
 }
 
 static void handle(const char *method, json_t *params, struct fake_reply *reply, void *arg)
@@ -260,6 +260,10 @@ Test(fake, list_json_and_state_filter)
 	cr_expect_str_eq(json_string_value(json_object_get(json_array_get(j, 1), "name")),
 			 "database-primary");
 	cr_expect(json_is_null(json_object_get(json_array_get(j, 1), "job")));
+	/* The monitor as corrald sends it, the same shape as info's. */
+	cr_expect_str_eq(json_string_value(json_object_get(json_object_get(json_array_get(j, 1),
+									   "monitor"), "state")),
+			 "ok");
 	p = sent("list", 0);
 	cr_expect_str_eq(json_string_value(json_object_get(p, "state")), "running");
 	json_decref(p);

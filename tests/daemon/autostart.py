@@ -78,7 +78,7 @@ def wait_state(c, name, state, timeout=60):
 def settled(c):
     """No job holds any domain and no monitor is still connecting."""
     def ok():
-        return all(d["job"] is None and d["monitor"] != "connecting"
+        return all(d["job"] is None and d["monitor"]["state"] != "connecting"
                    for d in c.call("list"))
     wait_until(ok, "domains to settle")
     return listed(c)

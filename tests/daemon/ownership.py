@@ -63,7 +63,7 @@ def settled(c):
     """Every domain free of jobs and of monitor hand-shakes: the re-attaches are done."""
     def ok():
         for d in c.call("list"):
-            if d["job"] is not None or d["monitor"] == "connecting":
+            if d["job"] is not None or d["monitor"]["state"] == "connecting":
                 return False
         return True
     wait_until(ok, "domains to settle")

@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""The event stream: one lifecycle event per transition, with its reason.
+
+Usage: events.py CORRALD QEMU [TEST...]
+
+A real QEMU (`-machine none`) through corrald, with a subscriber that
+records every event:
+
+  sequence        start, suspend, resume, reset, reboot, a stop and a cont
+                  sent through `qmp`, a `quit` through `qmp`, start, destroy:
+                  the exact lifecycle events, each reason in api.info's
+                  table, every call's result {state, reason}, QEMU's own
+                  events only as `qemu.NAME`, and no `monitor` event (a
+                  normal exit is not a monitor failure)
+  crashes         QEMU killed from outside (SIGKILL) and crashing (SIGSEGV):
+                  crashed/killed and crashed/crashed, and no `monitor` event
+  hmp_empty       `corral qmp` of an HMP command whose output is empty
+                  prints "" (an empty str result), exit 0
+
+Exits 0 when every test passes, 1 otherwise.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from corraltest import Daemon, check, wait_until, WAIT  # noqa: E402
+
+CORRALD = QEMU = CLI = None
+CORRAL_EVENTS = {"lifecycle", "monitor", "defined", "undefined", "autostart"}
+
+
+def vm_config(name):
+    return {"name": name, "machine": "none", "accel": "tcg", "memory": 32, "emulator": QEMU}
+
+
+class Events:
+    """A subscriber on its own connection, recording (event, data) for one domain."""
+
+    def __init__(self, d, name):
+        self.c = d.client()
+        self.c.call("events.subscribe", {"name": name})
+        self.seen = []
+
+    def pump(self, timeout):
+        n = self.c.note(timeout)
+        if n is None:
+            return False
+        if n[1] == "event":
+            p = n[2][0]
+            self.seen.append((p["event"], p["data"]))
+        return True
+
+    def until(self, pred, what, timeout=WAIT):
+        deadline = time.monotonic() + timeout
+        while not pred(self.seen):
+            left = deadline - time.monotonic()
+            check(left > 0, "timed out waiting for %s; events: %r" % (what, self.seen))
+            self.pump(min(left, 1))
+
+    def lifecycle(self):
+        return [(d["state"], d["reason"]) for e, d in self.seen if e == "lifecycle"]
+
+    def wait_lifecycle(self, n, what):
+        self.until(lambda s: len([1 for e, _ in s if e == "lifecycle"]) >= n, what)
+
+    def settle(self, quiet=0.5):
+        """Take whatever else comes within `quiet` seconds (duplicates would)."""
+        while self.pump(quiet):
+            pass
+
+
+def reason_table(c):
+    return {r["name"]: r for r in c.call("api.info")["reasons"]}
+
+
+def test_sequence():
+    d = Daemon(CORRALD).start()
+    try:
+        c = d.client()
+        reasons = reason_table(c)
+        c.call("define", {"config": vm_config("ev1")})
+        ev = Events(d, "ev1")
+        expect = []
+
+        def step(method, params, want, result):
+            r = c.call(method, dict({"name": "ev1"}, **params))
+            for k, v in result.items():
+                check(r.get(k) == v, "%s: result %r, expected %r" % (method, r, result))
+            expect.extend(want)
+            ev.wait_lifecycle(len(expect), "%s's events" % method)
+            ev.settle()
+            check(ev.lifecycle() == expect,
+                  "after %s: lifecycle events\n  %r\nexpected\n  %r" % (method, ev.lifecycle(),
+                                                                       expect))
+            info = c.call("info", {"name": "ev1"})
+            check((info["state"], info["reason"]) == expect[-1],
+                  "info after %s: %s/%s" % (method, info["state"], info["reason"]))
+
+        step("start", {}, [("starting", "user"), ("running", "booted")], {"state": "running"})
+        step("suspend", {}, [("paused", "user")], {"state": "paused", "reason": "user"})
+        step("resume", {}, [("running", "user")], {"state": "running", "reason": "user"})
+        step("reset", {}, [("running", "reset")], {"state": "running", "reason": "reset"})
+        step("reset", {}, [("running", "reset")], {"state": "running", "reason": "reset"})
+        step("reboot", {}, [("running", "rebooted")], {"state": "running", "reason": "rebooted"})
+        # Not corral's jobs: QEMU's word, with the reasons for outside changes.
+        step("qmp", {"command": '{"execute": "stop"}'}, [("paused", "paused")], {})
+        step("qmp", {"command": '{"execute": "cont"}'}, [("running", "unpaused")], {})
+        # A suspend of a paused domain is refused and says nothing.
+        c.call("suspend", {"name": "ev1"})
+        expect.append(("paused", "user"))
+        e = c.err("suspend", {"name": "ev1"}, 8)
+        check("already paused" in e.message, e.message)
+        step("reset", {}, [("paused", "reset")], {"state": "paused", "reason": "reset"})
+        step("resume", {}, [("running", "user")], {"state": "running", "reason": "user"})
+        # QEMU told to quit: it says SHUTDOWN (host), then exits 0.
+        c.call("qmp", {"name": "ev1", "command": '{"execute": "quit"}'})
+        expect.extend([("shutting-down", "quit"), ("shutoff", "quit")])
+        ev.wait_lifecycle(len(expect), "the quit's events")
+        ev.settle(1.5)      # past the monitor's first retry: no late 'broken'
+        check(ev.lifecycle() == expect, "after quit: %r" % ev.lifecycle())
+        step("start", {}, [("starting", "user"), ("running", "booted")], {"state": "running"})
+        step("destroy", {}, [("shutoff", "destroyed")],
+             {"state": "shutoff", "reason": "destroyed"})
+        ev.settle(1.5)
+        check(ev.lifecycle() == expect, "at the end: %r" % ev.lifecycle())
+
+        names = [e for e, _ in ev.seen]
+        check("monitor" not in names, "a monitor event on a normal exit: %r" % ev.seen)
+        for n in names:
+            check(n in CORRAL_EVENTS or n.startswith("qemu."),
+                  "event %r is in neither family" % n)
+        for want in ("qemu.STOP", "qemu.RESUME", "qemu.RESET", "qemu.SHUTDOWN"):
+            check(want in names, "%s not passed through: %r" % (want, names))
+        for e, data in ev.seen:
+            if e.startswith("qemu."):
+                check(isinstance(data.get("qemu_timestamp"), float), "%s: %r" % (e, data))
+        for st, why in ev.lifecycle():
+            check(why in reasons, "reason %r is not in api.info's table" % why)
+            check(st in reasons[why]["states"],
+                  "reason %r documented for %r, seen with %r" % (why, reasons[why]["states"],
+                                                                st))
+        ev.c.close()
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_crashes():
+    d = Daemon(CORRALD).start()
+    try:
+        c = d.client()
+        c.call("define", {"config": vm_config("ev2")})
+        ev = Events(d, "ev2")
+        for sig, reason in ((signal.SIGKILL, "killed"), (signal.SIGSEGV, "crashed")):
+            pid = c.call("start", {"name": "ev2"})["pid"]
+            os.kill(pid, sig)
+            ev.until(lambda s: ("lifecycle", {"state": "crashed", "reason": reason}) in s,
+                     "crashed/%s" % reason)
+            ev.settle(1.5)
+        check(ev.lifecycle() == [("starting", "user"), ("running", "booted"),
+                                 ("crashed", "killed"),
+                                 ("starting", "user"), ("running", "booted"),
+                                 ("crashed", "crashed")], "lifecycle: %r" % ev.lifecycle())
+        check(not [e for e, _ in ev.seen if e == "monitor"],
+              "QEMU's end reported as a monitor failure: %r" % ev.seen)
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_hmp_empty():
+    d = Daemon(CORRALD).start()
+    try:
+        c = d.client()
+        c.call("define", {"config": vm_config("ev3")})
+        c.call("start", {"name": "ev3"})
+        cmd = '{"execute":"human-monitor-command","arguments":{"command-line":"%s"}}'
+        # The RPC answer, as any msgpack client reads it.
+        check(c.call("qmp", {"name": "ev3", "command": cmd % "info block"}) == "",
+              "info block of -machine none is not empty")
+        for args in ([], ["--format", "json"]):
+            r = subprocess.run([CLI, "--socket", d.rw] + args +
+                               ["qmp", "ev3", cmd % "info block"],
+                               capture_output=True, text=True, timeout=WAIT)
+            check(r.returncode == 0 and r.stdout == '""\n',
+                  "corral qmp %s: %d %r %r" % (args, r.returncode, r.stdout, r.stderr))
+            r = subprocess.run([CLI, "--socket", d.rw] + args +
+                               ["qmp", "ev3", cmd % "info name"],
+                               capture_output=True, text=True, timeout=WAIT)
+            check(r.returncode == 0 and json.loads(r.stdout) == "ev3\r\n",
+                  "corral qmp (info name): %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        c.call("destroy", {"name": "ev3"})
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+TESTS = {
+    "sequence": test_sequence,
+    "crashes": test_crashes,
+    "hmp_empty": test_hmp_empty,
+}
+
+
+def main():
+    global CORRALD, QEMU, CLI
+    CORRALD, QEMU, CLI = sys.argv[1], sys.argv[2], sys.argv[3]
+    if not QEMU:
+        print("no QEMU: skipped")
+        sys.exit(77)
+    failed = 0
+    for name in sys.argv[4:] or TESTS:
+        t = time.monotonic()
+        try:
+            TESTS[name]()
+            print("%s: ok (%.1f s)" % (name, time.monotonic() - t))
+        except Exception:
+            failed += 1
+            print("%s: FAILED" % name)
+            traceback.print_exc()
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
