@@ -397,7 +397,7 @@ static int pack_api_tables(msgpack_packer *pk, uint64_t default_timeout_ms)
 	for (size_t i = 0; i < nf; i++) {
 		const struct qemu_config_field *f = qemu_config_field(i);
 
-		if (msgpack_pack_map(pk, f->has_range ? 8 : 6) < 0 ||
+		if (msgpack_pack_map(pk, f->has_range ? 9 : 6) < 0 ||
 		    pk_kv_str(pk, "name", f->key) < 0 || pk_kv_str(pk, "type", f->type) < 0 ||
 		    pk_kv_bool(pk, "required", f->required) < 0 ||
 		    pk_kv_str(pk, "default", f->def) < 0 || pk_kv_str(pk, "rule", f->rule) < 0 ||
@@ -406,7 +406,8 @@ static int pack_api_tables(msgpack_packer *pk, uint64_t default_timeout_ms)
 		if (f->has_range && (rpc_pack_cstr(pk, "min") < 0 ||
 				     msgpack_pack_int64(pk, f->min) < 0 ||
 				     rpc_pack_cstr(pk, "max") < 0 ||
-				     msgpack_pack_int64(pk, f->max) < 0))
+				     msgpack_pack_int64(pk, f->max) < 0 ||
+				     pk_kv_str(pk, "unit", f->unit) < 0))
 			return -ENOMEM;
 	}
 	return 0;
@@ -1133,9 +1134,6 @@ static int m_console_detach(struct req *r)
 static const struct param no_params[] = { END };
 static const struct param name_only[] = { P_NAME, END };
 
-static const char lifecycle_result[] =
-	"the job's result; for jobs that have none, `{state}`: the domain's state when the "
-	"job ended";
 
 const struct method methods[] = {
 	{ "api.info", m_api_info, true,
@@ -1153,9 +1151,9 @@ const struct method methods[] = {
 	  (const struct param[]){ { "state", P_STR, false,
 				    "only domains in this state (`shutoff`, `running`, ...)" },
 				  END },
-	  "`[{name, uuid, state, reason, job, monitor, autostart}]`; `job` is the name of the "
-	  "job holding the domain, or nil; `autostart`: whether corrald starts it when it "
-	  "starts" },
+	  "`[{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}]`; `job` "
+	  "is the name of the job holding the domain, or nil; `monitor` as in `info`; "
+	  "`autostart`: whether corrald starts it when it starts" },
 	{ "stats", m_stats, true,
 	  "Statistics of several domains, or all, in one call: what each running QEMU's "
 	  "monitor last read (every `stats_interval_ms`, docs/daemon.md), from the "
@@ -1179,11 +1177,15 @@ const struct method methods[] = {
 	  "One domain in detail, from its snapshot (never waits for the domain).", name_only,
 	  "`{name, uuid, state, reason, pid, autostart, job: nil | {id, name, held_s}, "
 	  "jobs_waiting, monitor: {state, since_s}, counters: {jobs_done, jobs_failed, "
-	  "jobs_busy, jobs_timeout, events}, config, updated, seq}`; `autostart`: whether "
-	  "corrald starts the domain when it starts; `updated` is the snapshot's Unix time, "
-	  "`seq` its sequence number" },
+	  "jobs_busy, jobs_timeout, events}, config, config_unknown, updated, seq}`; `pid` 0 "
+	  "when there is no QEMU; `autostart`: whether corrald starts the domain when it "
+	  "starts; `monitor.since_s`: seconds in that monitor state; `config`: the config in "
+	  "canonical form (every default filled in), or for a domain attached without a "
+	  "config only what QEMU told; `config_unknown`: the config's fields corral does not "
+	  "know (`[]` normally); `updated` is the snapshot's Unix time, `seq` its sequence "
+	  "number" },
 	{ "define", m_define, false,
-	  "Define a domain from a config map (its fields: see the VM layer's config), or "
+	  "Define a domain from a config map (its fields: see [Config](#config)), or "
 	  "replace the definition of an existing one for its next start (a job queued behind "
 	  "its other jobs; the UUID may not change). The name must match `" CORRAL_NAME_RULE
 	  "`. Disks without a `format` are probed from their header, with the caller's "
@@ -1209,7 +1211,14 @@ const struct method methods[] = {
 				  { "enable", P_BOOL, true, "true: mark it; false: unmark it" },
 				  END },
 	  "`{name, autostart}`" },
-	{ "start", m_lifecycle, false, "Start the domain's QEMU.", name_only, lifecycle_result },
+	{ "start", m_lifecycle, false,
+	  "Start the domain's QEMU: spawn it (its guest stopped), connect its monitor, then run "
+	  "the guest. Answered once the guest runs; the events are `lifecycle` "
+	  "starting/user (starting/autostart at corrald's start) and running/booted. A start "
+	  "that fails or times out kills what it spawned (shutoff/failed). A domain attached "
+	  "without a config is refused (`bad-state`) until a config is defined for it.",
+	  name_only,
+	  "`{state, pid}`: state `running`, `pid` QEMU's process id" },
 	{ "shutdown", m_lifecycle, false,
 	  "Ask the guest to power off (ACPI) and wait until it has: QEMU has exited when the "
 	  "answer comes. A paused guest cannot see the power button: it is refused "
@@ -1221,17 +1230,33 @@ const struct method methods[] = {
 				    "before the call's deadline, destroy it (the result says "
 				    "`forced: true`, reason `destroyed`)" },
 				  END },
-	  "`{state, reason}` once off; `{state, requested}` with wait false; "
-	  "`{state, reason, forced}` when forced" },
+	  "`{state, reason}` once off (`shutoff`, `shutdown`); `{state, requested: true}` with "
+	  "wait false (the state then, usually `running`); `{state, reason, forced: true}` "
+	  "when forced (`shutoff`, `destroyed`)" },
 	{ "destroy", m_lifecycle, false,
-	  "Stop QEMU now. Does not wait behind other jobs.", name_only, lifecycle_result },
-	{ "suspend", m_lifecycle, false, "Pause the guest's CPUs.", name_only,
-	  lifecycle_result },
-	{ "resume", m_lifecycle, false, "Resume a paused guest.", name_only, lifecycle_result },
-	{ "reset", m_lifecycle, false, "Hard-reset the guest.", name_only, lifecycle_result },
+	  "Stop QEMU now (SIGKILL through its pidfd; works on a hung or stopped QEMU). Does "
+	  "not wait behind other jobs: the job holding the domain is cancelled "
+	  "(`cancelled`). Answered once QEMU is gone and its files removed.", name_only,
+	  "`{state, reason}`: `shutoff` with `destroyed`; `detached` for an attached process "
+	  "that is not an allowed emulator (let go, not killed); `failed` for a start stopped "
+	  "before its QEMU existed" },
+	{ "suspend", m_lifecycle, false,
+	  "Pause the guest's CPUs (QMP `stop`). Refused (`bad-state`) when already paused.",
+	  name_only, "`{state, reason}`: `paused`, `user`" },
+	{ "resume", m_lifecycle, false,
+	  "Resume a paused guest (QMP `cont`). Refused (`bad-state`) when not paused.",
+	  name_only, "`{state, reason}`: `running`, `user`" },
+	{ "reset", m_lifecycle, false,
+	  "Hard-reset the guest (QMP `system_reset`), answered once QEMU reports the reset "
+	  "(its RESET event). The state stays what it was (a paused guest stays paused); the "
+	  "reason becomes `reset`.", name_only,
+	  "`{state, reason}`: the state (`running`, `paused`), `reset`" },
 	{ "reboot", m_lifecycle, false,
 	  "Reboot: a hardware reset, or with the config's reboot \"acpi\" the guest's own "
-	  "power-off turned into a reset.", name_only, lifecycle_result },
+	  "power-off turned into a reset (then it needs a running guest that handles ACPI). "
+	  "One lifecycle event, reason `rebooted`.", name_only,
+	  "`{state, reason}`: `running` (or `paused` for a hardware reset of a paused guest), "
+	  "`rebooted`" },
 	{ "qmp", m_qmp, false,
 	  "Send one QMP command to the domain's QEMU. Read-write socket only; root only when "
 	  "corrald runs as root.",
@@ -1239,12 +1264,17 @@ const struct method methods[] = {
 				  { "command", P_STR, true, "the command as QMP JSON text, "
 				    "e.g. `{\"execute\": \"query-status\"}`" },
 				  END },
-	  "QMP's `return` value" },
+	  "QMP's `return` value as QEMU sent it: a map, an array, or a string (`\"\"` for an "
+	  "HMP command without output)" },
 	{ "attach", m_attach, false,
 	  "Take over a QEMU that is already running: define the domain if needed (from "
-	  "`config`, or just its name), then connect to its QMP socket as the caller. The "
+	  "`config`, or without one), then connect to its QMP socket as the caller. The "
 	  "process is the socket's peer, and must be the caller's own (or the caller root); "
-	  "destroy kills it only if it runs an allowed emulator.",
+	  "destroy kills it only if it runs an allowed emulator. Without a config, corral "
+	  "asks QEMU what it can (machine, memory, vCPUs, accelerator) and records the rest "
+	  "as unknown (`info`'s `config_unknown`): such a domain is never booted from a "
+	  "guess: `start` and `autostart` are refused until a config is defined for it "
+	  "(`define`, `corral edit`).",
 	  (const struct param[]){ P_NAME,
 				  { "qmp_socket", P_STR, true, "absolute path of QEMU's QMP "
 				    "UNIX socket" },
@@ -1253,11 +1283,13 @@ const struct method methods[] = {
 				  { "config", P_MAP, false, "config for a domain not yet "
 				    "defined; ignored if it is" },
 				  END },
-	  lifecycle_result },
+	  "`{state, pid}`: the state QEMU was found in (`running`, `paused`, ...), its "
+	  "process id" },
 	{ "events.subscribe", m_events_subscribe, true,
 	  "Receive domain events on this connection as notifications `[2, \"event\", [{domain, "
-	  "event, timestamp, data, subscription}]]`. A subscriber that does not keep up loses "
-	  "events; it is then sent `[2, \"events.dropped\", [{count, subscription}]]`.",
+	  "event, timestamp, data, subscription}]]` (`timestamp`: corrald's Unix time; the "
+	  "events and their `data`: see [Events](#events)). A subscriber that does not keep up "
+	  "loses events; it is then sent `[2, \"events.dropped\", [{count, subscription}]]`.",
 	  (const struct param[]){ { "name", P_STR, false, "only this domain's events" }, END },
 	  "`{subscription}`" },
 	{ "console.attach", m_console_attach, true,
@@ -1399,6 +1431,68 @@ int req_check_params(struct req *r)
 
 /* ---- docs/API.md -------------------------------------------------------------- */
 
+/* States, reasons, monitor states, events and config fields, from their tables. */
+static void dump_tables_md(FILE *f)
+{
+	size_t nmon, nf = qemu_config_field_count();
+	const struct vm_doc *mon = vm_monitor_docs(&nmon);
+	const struct vm_doc *q = vm_qemu_event_doc();
+
+	fprintf(f, "\n## Domains\n\n"
+		"A domain's `state` is one of these (`list`, `info`, the `lifecycle` event):\n\n"
+		"| state | meaning |\n|---|---|\n");
+	for (int i = 0; i < DOM_STATE_COUNT; i++)
+		fprintf(f, "| `%s` | %s |\n", vm_state_doc((enum dom_state)i)->name,
+			vm_state_doc((enum dom_state)i)->doc);
+	fprintf(f, "\nIts `reason` says why it is in that state: the last transition's "
+		"cause. A reason asked for by a call is the call's (`user`, `booted`, `reset`, "
+		"`rebooted`, `shutdown`, `destroyed`); a change no job asked for takes QEMU's "
+		"word (`paused`, `unpaused`, `guest-reset`, `guest-shutdown`, `quit`, ...).\n\n"
+		"| reason | states | meaning |\n|---|---|---|\n");
+	for (int i = 0; i < VR_COUNT; i++) {
+		const struct vm_doc *r = vm_reason_doc((enum vm_reason)i);
+
+		fprintf(f, "| `%s` | %s | %s |\n", r->name, r->applies, r->doc);
+	}
+	fprintf(f, "\nThe monitor (`monitor.state` in `list` and `info`) is corral's QMP "
+		"connection to the domain's QEMU:\n\n| monitor | meaning |\n|---|---|\n");
+	for (size_t i = 0; i < nmon; i++)
+		fprintf(f, "| `%s` | %s |\n", mon[i].name, mon[i].doc);
+	fprintf(f, "\n## Events\n\n"
+		"`events.subscribe` delivers `[2, \"event\", [{domain, event, timestamp, data, "
+		"subscription}]]`. Events come in two families: corral's own, named in lower "
+		"case, and QEMU's, passed through as `qemu.NAME`. Each transition of a domain is "
+		"exactly one `lifecycle` event; the QEMU event that caused it (if any) comes as "
+		"well, in its own family.\n\n"
+		"| event | family | data | meaning |\n|---|---|---|---|\n");
+	for (int i = 0; i < VE_COUNT; i++) {
+		const struct vm_doc *e = vm_event_doc((enum vm_event)i);
+
+		fprintf(f, "| `%s` | corral | %s | %s |\n", e->name, e->applies, e->doc);
+	}
+	fprintf(f, "| `%s` | qemu | %s | %s |\n", q->name, q->applies, q->doc);
+	fprintf(f, "\n## Config\n\n"
+		"`define` takes a config map; `info` shows it in canonical form (memory in MiB, "
+		"disks as objects, every default filled in). Unknown keys, values of the wrong "
+		"type or out of range are refused (`invalid-argument`, naming the field); nil "
+		"counts as absent; no string may hold a control character. `disks[].path` is a "
+		"key of each object in `disks`. Rules between fields: `initrd` and `cmdline` need "
+		"`kernel`; machine \"none\" takes no `kernel`, disks, NICs, cdrom or UEFI, and "
+		"1 vCPU; `boot` names only devices the domain has; the cdrom is not also a disk."
+		"\n\n| field | type | required | default | accepted | example |\n"
+		"|---|---|---|---|---|---|\n");
+	for (size_t i = 0; i < nf; i++) {
+		const struct qemu_config_field *c = qemu_config_field(i);
+
+		fprintf(f, "| `%s` | %s | %s | %s | ", c->key, c->type, c->required ? "yes" : "no",
+			c->def ? c->def : "-");
+		if (c->has_range)
+			fprintf(f, "%lld to %lld%s%s; ", c->min, c->max, c->unit ? " " : "",
+				c->unit ? c->unit : "");
+		fprintf(f, "%s | `%s` |\n", c->rule, c->example);
+	}
+}
+
 void server_dump_api_md(FILE *f)
 {
 	fprintf(f, "# corrald API\n\n"
@@ -1425,13 +1519,31 @@ void server_dump_api_md(FILE *f)
 		"response if the request's msgid could be read); a well-formed message of the "
 		"wrong shape gets an `invalid-request` error if it has a msgid, and closes the "
 		"connection otherwise. Responses and notifications from a client are ignored.\n\n"
+		"A request's msgid is an unsigned integer that fits in 32 bits (0 to %u); a "
+		"negative or larger one is refused (`invalid-request`). corrald echoes it in the "
+		"response and does not check that it is unique: a client that reuses a msgid "
+		"while a call with it is in flight cannot tell the two answers apart. A request "
+		"has at most %d params, and a message at most %u msgpack objects.\n\n"
+		"## Timeouts\n\n"
+		"A call that passes its deadline (`timeout_ms`) fails with `busy` if it was still "
+		"waiting behind other jobs (then nothing was done), or with `timeout` if it held "
+		"the domain: a `timeout` says corrald stopped waiting, not that nothing happened. "
+		"A command QEMU had received may still take effect later: a `suspend` sent to a "
+		"QEMU that was stopped (SIGSTOP) pauses the guest when QEMU runs again, a "
+		"`shutdown`'s power button may still be answered by the guest. The domain's state "
+		"always follows what QEMU reports: such a late change arrives as a `lifecycle` "
+		"event with the reason for changes no job asked for (`paused`, `unpaused`, "
+		"`guest-shutdown`, ...), and `info` shows it. A `start` that times out kills what "
+		"it spawned (shutoff/failed); `destroy` needs no answer from QEMU.\n\n"
 		"## Errors\n\n"
 		"An error is `[code, message]`; the message says what was wrong, e.g. "
 		"`no such domain 'web9'` or `param 'name' must be a string, got int`.\n\n"
 		"| code | name | meaning |\n|---|---|---|\n",
-		TIMEOUT_MAX_MS, RPC_MAX_FRAME, RPC_MAX_DEPTH);
+		TIMEOUT_MAX_MS, RPC_MAX_FRAME, RPC_MAX_DEPTH, UINT32_MAX, MAX_PARAMS,
+		RPC_MAX_OBJECTS);
 	for (int code = RPC_ERR_MIN; code <= RPC_ERR_MAX; code++)
 		fprintf(f, "| %d | `%s` | %s |\n", code, rpc_err_name(code), err_docs[code]);
+	dump_tables_md(f);
 	fprintf(f, "\n## Methods\n\n"
 		"The read-only socket serves only the methods marked so below; any other "
 		"gets `permission`.\n\n"

@@ -973,7 +973,7 @@ static int parse_boot(struct qemu_config *c, const char *field, const json_t *v,
 typedef int field_parse_fn(struct qemu_config *c, const char *field, const json_t *v, char *err,
 			   size_t errlen);
 
-#define RANGE(lo, hi) .has_range = true, .min = (lo), .max = (hi)
+#define RANGE(lo, hi, u) .has_range = true, .min = (lo), .max = (hi), .unit = (u)
 #define F(k, t, d, r, e, ...) { .key = (k), .type = (t), .def = (d), .rule = (r), \
 				.example = (e), __VA_ARGS__ }
 
@@ -996,11 +996,10 @@ static const struct {
 	    "8-4-4-4-12 hex digits, stored in lower case; cannot change once defined",
 	    "\"6b2e6c4c-3f0a-4c1e-9d55-0e3a1f1e0a01\"" ), parse_uuid },
 	{ F("memory", "integer (MiB) or size string", "256",
-	    "16 MiB to 1 TiB; a string is a count with M/MiB, G/GiB or T/TiB (any case, "
-	    "binary units), e.g. \"512M\", \"2G\"", "1024",
-	    RANGE(QEMU_MEMORY_MIN_MIB, QEMU_MEMORY_MAX_MIB) ), parse_memory },
-	{ F("vcpus", "integer", "1", "1 to 256 (1 with machine \"none\")", "2",
-	    RANGE(1, QEMU_VCPUS_MAX) ), parse_vcpus },
+	    "a string is a count with M/MiB, G/GiB or T/TiB (any case, binary units), e.g. "
+	    "\"512M\", \"2G\"", "1024", RANGE(QEMU_MEMORY_MIN_MIB, QEMU_MEMORY_MAX_MIB, "MiB") ), parse_memory },
+	{ F("vcpus", "integer", "1", "1 with machine \"none\"", "2",
+	    RANGE(1, QEMU_VCPUS_MAX, NULL) ), parse_vcpus },
 	{ F("machine", "string", "\"pc\"", "QEMU's machine type: 1 to 64 of [A-Za-z0-9_.-], not "
 	    "\"help\"; \"none\" is a QEMU without a board (no disks, NICs, kernel or "
 	    "firmware)", "\"q35\"" ), parse_machine },
@@ -1016,9 +1015,9 @@ static const struct {
 	{ F("cmdline", "string", "none", "the kernel's command line; needs `kernel`; shorter "
 	    "than 4096 bytes", "\"console=ttyS0\"" ), parse_cmdline },
 	{ F("disks", "array of objects, or of strings \"PATH[,ro]\"", "[]",
-	    "at most 16, each image once; a string is a disk of that path (read-only with "
-	    "\",ro\")", "[{\"path\": \"/srv/vm/web1.qcow2\", \"format\": \"qcow2\"}]",
-	    RANGE(0, QEMU_DISKS_MAX) ), parse_disks },
+	    "each image once; a string is a disk of that path (read-only with \",ro\")",
+	    "[{\"path\": \"/srv/vm/web1.qcow2\", \"format\": \"qcow2\"}]",
+	    RANGE(0, QEMU_DISKS_MAX, "items") ), parse_disks },
 	{ F("disks[].path", "string", NULL, "absolute path of the image", "\"/srv/vm/web1.qcow2\"",
 	    .required = true ), NULL },
 	{ F("disks[].readonly", "boolean", "false", "attach it read-only", "false" ), NULL },
@@ -1031,21 +1030,22 @@ static const struct {
 	{ F("limits", "object", "{}", "what QEMU's control group enforces", "{\"cpus\": 1.5}" ),
 	  parse_limits },
 	{ F("limits.memory", "integer (MiB) or size string", "memory plus a quarter, at least "
-	    "plus 256 MiB", "32 MiB to 2 TiB: QEMU's own memory included", "\"2G\"",
-	    RANGE(32, 2 * (long long)QEMU_MEMORY_MAX_MIB) ), NULL },
-	{ F("limits.cpu_weight", "integer", "100", "1 to 10000: the share of CPU time under "
-	    "contention", "200", RANGE(1, 10000) ), NULL },
+	    "plus 256 MiB", "QEMU's own memory included", "\"2G\"",
+	    RANGE(32, 2 * (long long)QEMU_MEMORY_MAX_MIB, "MiB") ), NULL },
+	{ F("limits.cpu_weight", "integer", "100", "the share of CPU time under contention",
+	    "200", RANGE(1, 10000, NULL) ), NULL },
 	{ F("limits.cpus", "number", "no cap", "0.01 to 256: at most this many CPUs' time",
 	    "1.5" ), NULL },
-	{ F("nics", "array of objects, or of strings \"user[,hostfwd=R]...[,mac=M]\" | "
-	    "\"bridge=BR[,mac=M]\"", "[]", "at most 8", "[{\"type\": \"user\", \"hostfwd\": "
-	    "[\"tcp:127.0.0.1:2222-:22\"]}]", RANGE(0, QEMU_NICS_MAX) ), parse_nics },
+	{ F("nics", "array of objects, or of strings \"user[,hostfwd=R]...[,mac=M]\" or "
+	    "\"bridge=BR[,mac=M]\"", "[]", "MAC addresses unique", "[{\"type\": \"user\", "
+	    "\"hostfwd\": [\"tcp:127.0.0.1:2222-:22\"]}]", RANGE(0, QEMU_NICS_MAX, "items") ),
+	  parse_nics },
 	{ F("nics[].type", "string", NULL, "\"user\" (QEMU's user-mode network) or \"bridge\" "
 	    "(a tap on a host bridge the daemon allows)", "\"user\"", .required = true ), NULL },
 	{ F("nics[].mac", "string", "made at define (52:54:00:xx:xx:xx)", "a unicast MAC address, "
 	    "unique among the NICs", "\"52:54:00:12:34:56\"" ), NULL },
 	{ F("nics[].hostfwd", "array of strings", "[]", "user only, at most 16: "
-	    "\"tcp|udp:[ADDR]:PORT-[ADDR]:PORT\", IPv4", "[\"tcp:127.0.0.1:2222-:22\"]" ),
+	    "\"tcp:[ADDR]:PORT-[ADDR]:PORT\" or udp, IPv4", "[\"tcp:127.0.0.1:2222-:22\"]" ),
 	  NULL },
 	{ F("nics[].bridge", "string", NULL, "bridge only (and required there): the host bridge, "
 	    "1 to 15 of [A-Za-z0-9_.-]", "\"br0\"" ), NULL },

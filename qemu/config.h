@@ -190,6 +190,7 @@ struct qemu_config_field {
 	bool required;
 	bool has_range;                 /* an integer (or count of items) from min to max */
 	long long min, max;
+	const char *unit;               /* of min and max: "MiB", "items", or NULL */
 };
 
 size_t qemu_config_field_count(void);

@@ -739,3 +739,205 @@ Test(config, nic_mac_set_once_unique)
 	cr_assert_str_eq(qemu_config_nic_mac(c, 0), "52:54:00:aa:00:01");
 	qemu_config_free(c);
 }
+
+/* ---- the field table: what docs/API.md and api.info show is what is accepted ---- */
+
+static json_t *example(const struct qemu_config_field *f)
+{
+	json_error_t jerr;
+	json_t *v = json_loads(f->example, JSON_DECODE_ANY, &jerr);
+
+	cr_assert(v, "field '%s': example %s is not JSON: %s", f->key, f->example, jerr.text);
+	return v;
+}
+
+/* The config of every top-level field's example, which must form a valid config. */
+static json_t *examples_config(void)
+{
+	json_t *cfg = json_object();
+
+	for (size_t i = 0; i < qemu_config_field_count(); i++) {
+		const struct qemu_config_field *f = qemu_config_field(i);
+
+		if (!strchr(f->key, '.'))
+			json_object_set_new(cfg, f->key, example(f));
+	}
+	return cfg;
+}
+
+static int check(json_t *cfg, char *err, size_t errlen)
+{
+	struct qemu_config *c = NULL;
+	int r = qemu_config_from_json(cfg, &c, err, errlen);
+
+	qemu_config_free(c);
+	return r;
+}
+
+static const struct qemu_config_field *row(const char *key)
+{
+	for (size_t i = 0; i < qemu_config_field_count(); i++)
+		if (!strcmp(qemu_config_field(i)->key, key))
+			return qemu_config_field(i);
+	return NULL;
+}
+
+/* Every key of obj has a row "PREFIXkey". */
+static void keys_documented(const json_t *obj, const char *prefix)
+{
+	const char *key;
+	json_t *v;
+	char full[128];
+
+	json_object_foreach((json_t *)obj, key, v) {
+		snprintf(full, sizeof(full), "%s%s", prefix, key);
+		cr_expect(row(full), "'%s' is accepted (the canonical form has it) but not "
+			  "documented", full);
+	}
+}
+
+Test(config_table, every_example_passes_and_every_accepted_key_is_documented)
+{
+	json_t *cfg = examples_config(), *canon;
+	struct qemu_config *c = NULL;
+	char err[256] = "";
+
+	cr_assert_eq(qemu_config_from_json(cfg, &c, err, sizeof(err)), 0,
+		     "the documented examples together are refused: %s", err);
+	/* The other side: every key of the canonical form (defaults filled in) has a row. */
+	canon = qemu_config_to_json(c);
+	keys_documented(canon, "");
+	for (size_t i = 0; i < json_array_size(json_object_get(canon, "disks")); i++)
+		keys_documented(json_array_get(json_object_get(canon, "disks"), i), "disks[].");
+	for (size_t i = 0; i < json_array_size(json_object_get(canon, "nics")); i++)
+		keys_documented(json_array_get(json_object_get(canon, "nics"), i), "nics[].");
+	keys_documented(json_object_get(canon, "limits"), "limits.");
+	json_decref(canon);
+	qemu_config_free(c);
+	json_decref(cfg);
+}
+
+Test(config_table, object_keys_come_from_the_table)
+{
+	static const struct {
+		const char *prefix, *field;
+	} objs[] = { { "disks[].", "disks" }, { "nics[].", "nics" }, { "limits.", "limits" } };
+	char err[256];
+
+	for (size_t o = 0; o < sizeof(objs) / sizeof(objs[0]); o++) {
+		json_t *cfg = examples_config(), *obj = json_object();
+		size_t n = strlen(objs[o].prefix);
+		bool array = objs[o].prefix[n - 2] == ']';
+
+		/* Every documented key of the object, with its example: accepted. */
+		for (size_t i = 0; i < qemu_config_field_count(); i++) {
+			const struct qemu_config_field *f = qemu_config_field(i);
+
+			if (strncmp(f->key, objs[o].prefix, n) != 0)
+				continue;
+			if (!strcmp(f->key, "nics[].bridge"))
+				continue;       /* bridge NICs only: its own check below */
+			json_object_set_new(obj, f->key + n, example(f));
+		}
+		json_object_set_new(cfg, objs[o].field, array ? json_pack("[O]", obj) :
+							       json_incref(obj));
+		cr_expect_eq(check(cfg, err, sizeof(err)), 0, "%s from its rows: %s",
+			     objs[o].field, err);
+		/* A key without a row: refused, by name. */
+		json_object_set_new(obj, "undocumented", json_true());
+		json_object_set_new(cfg, objs[o].field, array ? json_pack("[O]", obj) :
+							       json_incref(obj));
+		cr_expect_eq(check(cfg, err, sizeof(err)), -EINVAL);
+		cr_expect(strstr(err, "unknown field") && strstr(err, "undocumented"), "%s", err);
+		json_decref(obj);
+		json_decref(cfg);
+	}
+	{
+		json_t *cfg = examples_config();
+
+		json_object_set_new(cfg, "nics", json_pack("[{s:s, s:o}]", "type", "bridge",
+							   "bridge", example(row("nics[].bridge"))));
+		cr_expect_eq(check(cfg, err, sizeof(err)), 0, "bridge NIC: %s", err);
+		json_object_set_new(cfg, "undocumented", json_true());
+		cr_expect_eq(check(cfg, err, sizeof(err)), -EINVAL);
+		cr_expect(strstr(err, "unknown field 'undocumented'"), "%s", err);
+		json_decref(cfg);
+	}
+}
+
+/* A value of n for field key (a count: an array of n distinct items). */
+static json_t *value_of(const char *key, long long n)
+{
+	json_t *a;
+
+	if (strcmp(key, "disks") && strcmp(key, "nics"))
+		return json_integer(n);
+	a = json_array();
+	for (long long i = 0; i < n; i++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/srv/vm/d%lld.img", i);
+		json_array_append_new(a, !strcmp(key, "disks") ? json_string(path) :
+							   json_string("user"));
+	}
+	return a;
+}
+
+Test(config_table, documented_ranges_are_the_checked_ones)
+{
+	char err[256];
+	unsigned ranges = 0;
+
+	for (size_t i = 0; i < qemu_config_field_count(); i++) {
+		const struct qemu_config_field *f = qemu_config_field(i);
+		const char *dot = strchr(f->key, '.');
+		long long probe[4] = { f->min, f->max, f->min - 1, f->max + 1 };
+
+		if (!f->has_range)
+			continue;
+		ranges++;
+		for (int k = 0; k < 4; k++) {
+			json_t *cfg = json_pack("{s:s, s:s}", "name", "r1", "machine", "pc");
+
+			if (probe[k] < 0)
+				continue;       /* a count below 0 cannot be written */
+			if (dot)
+				json_object_set_new(cfg, "limits",
+						    json_pack("{s:o}", dot + 1, value_of(f->key,
+											  probe[k])));
+			else
+				json_object_set_new(cfg, f->key, value_of(f->key, probe[k]));
+			if (k < 2)
+				cr_expect_eq(check(cfg, err, sizeof(err)), 0, "%s = %lld (documented "
+					     "bound) refused: %s", f->key, probe[k], err);
+			else
+				cr_expect_eq(check(cfg, err, sizeof(err)), -EINVAL, "%s = %lld (out "
+					     "of the documented range) accepted", f->key, probe[k]);
+			json_decref(cfg);
+		}
+	}
+	cr_expect_geq(ranges, 6);
+}
+
+Test(config_table, required_rows_are_required)
+{
+	char err[256];
+	json_t *cfg = examples_config();
+
+	cr_assert(row("name") && row("name")->required);
+	json_object_del(cfg, "name");
+	cr_expect_eq(check(cfg, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "'name': required"), "%s", err);
+	json_decref(cfg);
+	cfg = examples_config();
+	json_object_set_new(cfg, "disks", json_pack("[{s:b}]", "readonly", 1));
+	cr_expect_eq(check(cfg, err, sizeof(err)), -EINVAL);
+	cr_expect(strstr(err, "disks[0].path': required"), "%s", err);
+	json_decref(cfg);
+	for (size_t i = 0; i < qemu_config_field_count(); i++) {
+		const struct qemu_config_field *f = qemu_config_field(i);
+
+		cr_expect(f->type && f->rule && f->example, "row '%s' is not fully documented",
+			  f->key);
+	}
+}
