@@ -92,7 +92,8 @@ struct pidwatch {
 /* The RCU-published config, retired after a grace period when replaced. */
 struct vm_pubcfg {
 	struct rcu_head rcu;
-	json_t *config;
+	json_t *config;                 /* the known fields only (see unknown) */
+	json_t *unknown;                /* array of field names, [] normally */
 };
 
 /* The latest statistics, immutable once published. */
@@ -114,6 +115,12 @@ struct vm {
 	struct creds owner;             /* who defined it: files are opened as them */
 	bool defined;                   /* its definition file is written */
 	bool autostart;                 /* the definition's flag: started when corrald starts */
+	/*
+	 * The config's fields corral does not know (a domain attached without a
+	 * config: only what QEMU told is known): an array of names, or NULL.  Such
+	 * a domain is never booted from the defaults (start, autostart refuse).
+	 */
+	json_t *unknown;
 	/*
 	 * Definition writes (define, autostart, undefine's removal) on the
 	 * strand and not yet complete.  A job that writes the definition waits
@@ -211,6 +218,10 @@ struct vm_job {
 	bool redefine;                  /* VM_OP_DEFINE of a domain already defined */
 	bool boot;                      /* VM_OP_START by vm_autostart_submit_all() */
 	bool saw_event;                 /* reset, reboot: QEMU's RESET came (before the reply) */
+	bool discover;                  /* VM_OP_DEFINE for an attach without a config */
+	bool discovering;               /* VM_OP_ATTACH: its replies go to vm-discover.c */
+	int discover_step;              /* ... for this query */
+	json_t *found_cfg;              /* VM_OP_ATTACH: the config fields QEMU told */
 	struct vm_found found;          /* VM_OP_REATTACH */
 };
 
@@ -254,7 +265,33 @@ int vm_nvram_open(struct vm_env *env, const char *name, char *err, size_t errlen
 int vm_emulator_resolve(struct vm_env *env, const char *emulator, char *out, size_t outlen,
 			char *err, size_t errlen);
 
+/* Does d lack a config it could boot from?  Domain actor only. */
+bool vm_config_unknown(struct vm *vm);
+/*
+ * Write d's definition again with config (stolen) and unknown (borrowed,
+ * may be NULL); then(d, io) runs after, on the actor.  Domain actor only.
+ */
+int vm_def_rewrite(struct domain *d, uint64_t job_id, json_t *config, json_t *unknown,
+		   void (*then)(struct domain *d, struct vm_io *io));
+/* The config's top-level fields but name and uuid, as a new array.  Any thread. */
+json_t *vm_all_fields_unknown(void);
+
+/* ---- vm-discover.c ---------------------------------------------------------- */
+
+/*
+ * attach of a domain without a config, after query-status: ask QEMU what
+ * it can (machine, memory, vCPUs, accelerator), write the definition with
+ * the rest unknown, then record the run (vm_proc_attach_record).  Domain
+ * actor only.
+ */
+void vm_discover_start(struct domain *d, struct dom_job *job);
+/* A reply (or error) to one of its queries.  data stolen.  Domain actor only. */
+void vm_discover_step(struct domain *d, struct dom_job *job, int err, json_t *data);
+
 /* ---- vm-proc.c ------------------------------------------------------------- */
+
+/* attach: write the run record, then answer.  Domain actor only. */
+void vm_proc_attach_record(struct domain *d, struct dom_job *job);
 
 /* start: spawn QEMU on an offload thread.  Domain actor only. */
 void vm_proc_start(struct domain *d, struct dom_job *job);

@@ -1786,6 +1786,13 @@ static void attach_recorded(struct domain *d, struct vm_io *io)
 					       vm_of(d)->pid), NULL);
 }
 
+void vm_proc_attach_record(struct domain *d, struct dom_job *job)
+{
+	/* Owned for good once the record is on disk. */
+	((struct vm_job *)job->priv)->phase = VP_IO;
+	vm_proc_record(d, job->id, attach_recorded);
+}
+
 void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret)
 {
 	struct vm_job *vj = job->priv;
@@ -1811,9 +1818,10 @@ void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret)
 		vm_lifecycle(d, st, st == DOM_CRASHED ? VR_PANICKED :
 			     vj->op == VM_OP_REATTACH ? VR_REATTACHED : VR_ATTACHED);
 	if (vj->op == VM_OP_ATTACH) {
-		/* Owned for good once the record is on disk. */
-		vj->phase = VP_IO;
-		vm_proc_record(d, job->id, attach_recorded);
+		if (vm_config_unknown(vm_of(d)))
+			vm_discover_start(d, job);      /* then vm_proc_attach_record() */
+		else
+			vm_proc_attach_record(d, job);
 		return;
 	}
 	dom_job_finish(d, job, 0, 0, json_pack("{s:s}", "state", dom_state_name(st)), NULL);

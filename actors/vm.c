@@ -449,18 +449,29 @@ static void pubcfg_free_rcu(struct rcu_head *head)
 
 	crcu_reclaim_begin(head);
 	json_decref(p->config);
+	json_decref(p->unknown);
 	free(p);
 }
 
-/* Publish cfg's canonical JSON for readers; the old one goes after a grace period. */
+/*
+ * Publish cfg's canonical JSON for readers, without the fields corral does
+ * not know; the old one goes after a grace period.
+ */
 static int vm_publish_config(struct vm *vm)
 {
 	struct vm_pubcfg *p = calloc(1, sizeof(*p)), *old = vm->pub;
+	json_t *f;
+	size_t i;
 
-	if (!p || !(p->config = qemu_config_to_json(vm->cfg))) {
+	if (!p || !(p->config = qemu_config_to_json(vm->cfg)) ||
+	    !(p->unknown = vm->unknown ? json_deep_copy(vm->unknown) : json_array())) {
+		if (p)
+			json_decref(p->config);
 		free(p);
 		return -ENOMEM;
 	}
+	json_array_foreach(p->unknown, i, f)
+		json_object_del(p->config, json_string_value(f));
 	crcu_assign_pointer(vm->pub, p);
 	if (old)
 		crcu_call(&old->rcu, pubcfg_free_rcu);
@@ -478,6 +489,35 @@ const json_t *vm_config_rcu(struct domain *d)
 	return p ? p->config : NULL;
 }
 
+const json_t *vm_config_unknown_rcu(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_pubcfg *p;
+
+	if (!vm)
+		return NULL;
+	p = crcu_dereference(vm->pub);
+	return p ? p->unknown : NULL;
+}
+
+bool vm_config_unknown(struct vm *vm)
+{
+	return vm->unknown && json_array_size(vm->unknown) > 0;
+}
+
+json_t *vm_all_fields_unknown(void)
+{
+	json_t *a = json_array();
+
+	for (size_t i = 0; a && i < qemu_config_field_count(); i++) {
+		const char *k = qemu_config_field(i)->key;
+
+		if (!strchr(k, '.') && strcmp(k, "name") && strcmp(k, "uuid"))
+			json_array_append_new(a, json_string(k));
+	}
+	return a;
+}
+
 static void vm_free_ext(void *p)
 {
 	struct vm *vm = p;
@@ -486,8 +526,10 @@ static void vm_free_ext(void *p)
 	vm_stats_free(vm);
 	if (vm->pub) {
 		json_decref(vm->pub->config);
+		json_decref(vm->pub->unknown);
 		free(vm->pub);
 	}
+	json_decref(vm->unknown);
 	qemu_config_free(vm->cfg);
 	free(vm);
 }
@@ -587,17 +629,25 @@ static void vm_domain_retire(struct vm_env *env, struct domain *d)
  * domain when it starts.  The flag is the domain's, not its config's: a
  * define of an existing name keeps it.
  */
-static json_t *definition_doc(json_t *config, const struct creds *owner, bool autostart)
+/* unknown (borrowed, may be NULL or empty): the config's fields corral does not know. */
+static json_t *definition_doc(json_t *config, const struct creds *owner, bool autostart,
+			      const json_t *unknown)
 {
-	json_t *o = creds_to_json(owner);
+	json_t *o = creds_to_json(owner), *doc;
 
 	if (!o) {
 		json_decref(config);
 		return NULL;
 	}
 	/* Steals config (a new reference, or NULL: then the pack fails). */
-	return json_pack("{s:i, s:o, s:o, s:b}", "version", 2, "config", config, "owner", o,
-			 "autostart", autostart);
+	doc = json_pack("{s:i, s:o, s:o, s:b}", "version", 2, "config", config, "owner", o,
+			"autostart", autostart);
+	if (doc && unknown && json_array_size(unknown) &&
+	    json_object_set_new(doc, "unknown", json_deep_copy(unknown)) < 0) {
+		json_decref(doc);
+		return NULL;
+	}
+	return doc;
 }
 
 struct def_io {
@@ -610,6 +660,7 @@ struct def_io {
 	bool remove;                    /* undefine: remove instead of write */
 	bool probe;                     /* define: probe and check the disks first */
 	const char *tag;                /* crash points: "define", "autostart" */
+	void (*then)(struct domain *d, struct vm_io *io);       /* vm_def_rewrite */
 };
 
 /* The crash point TAG.what of this write (see DESIGN.md, "Crash points"). */
@@ -917,6 +968,8 @@ static void define_written(struct domain *d, struct vm_io *io)
 	qemu_config_free(vm->cfg);
 	vm->cfg = cfg;
 	vm->owner = di->owner;
+	json_decref(vm->unknown);
+	vm->unknown = json_deep_copy(json_object_get(di->doc, "unknown"));
 	vm_publish_config(vm);
 	vm->defined = true;
 	vm->autostart = json_is_true(json_object_get(di->doc, "autostart"));
@@ -1012,8 +1065,14 @@ static void define_start(struct domain *d, struct dom_job *job)
 	}
 	di = def_io_new(d, job->id, define_written);
 	/* A new name starts unmarked; a redefine keeps the domain's flag. */
-	if (di)
-		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds, vm->autostart);
+	if (di) {
+		/* A config given is whole; an attach without one knows nothing yet. */
+		json_t *unknown = vj->discover ? vm_all_fields_unknown() : NULL;
+
+		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds, vm->autostart,
+					 unknown);
+		json_decref(unknown);
+	}
 	qemu_config_free(cfg);
 	if (!di || !di->doc) {
 		if (di)
@@ -1142,6 +1201,12 @@ static void autostart_start(struct domain *d, struct dom_job *job)
 		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is not defined yet", dom_name(d));
 		return;
 	}
+	if (on && vm_config_unknown(vm)) {
+		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' was attached without a config: it "
+			"cannot be started until it has one (corral define / corral edit)",
+			dom_name(d));
+		return;
+	}
 	if (vm->autostart == on) {
 		/* The file says so already. */
 		dom_job_finish(d, job, 0, 0, autostart_result(d, on), NULL);
@@ -1149,7 +1214,8 @@ static void autostart_start(struct domain *d, struct dom_job *job)
 	}
 	di = def_io_new(d, job->id, autostart_written);
 	if (di)
-		di->doc = definition_doc(qemu_config_to_json(vm->cfg), &vm->owner, on);
+		di->doc = definition_doc(qemu_config_to_json(vm->cfg), &vm->owner, on,
+					 vm->unknown);
 	if (!di || !di->doc) {
 		if (di)
 			def_io_free(&di->io);
@@ -1162,6 +1228,51 @@ static void autostart_start(struct domain *d, struct dom_job *job)
 	def_io_submit(d, di);
 }
 
+/*
+ * The definition rewritten with a new config and unknown list (discovery
+ * at attach): as for a define, the domain follows the disk.
+ */
+static void rewrite_written(struct domain *d, struct vm_io *io)
+{
+	struct def_io *di = container_of(io, struct def_io, io);
+	struct vm *vm = vm_of(d);
+	struct qemu_config *cfg = NULL;
+
+	if (!io->err && qemu_config_from_json(json_object_get(di->doc, "config"), &cfg, NULL,
+					      0) == 0) {
+		qemu_config_free(vm->cfg);
+		vm->cfg = cfg;
+		json_decref(vm->unknown);
+		vm->unknown = json_deep_copy(json_object_get(di->doc, "unknown"));
+		vm_publish_config(vm);
+		vm_publish(d, VE_DEFINED, json_pack("{s:b}", "replaced", 1));
+	}
+	def_written(d);
+	if (di->then)
+		di->then(d, io);
+}
+
+int vm_def_rewrite(struct domain *d, uint64_t job_id, json_t *config, json_t *unknown,
+		   void (*then)(struct domain *d, struct vm_io *io))
+{
+	struct vm *vm = vm_of(d);
+	struct def_io *di = def_io_new(d, job_id, rewrite_written);
+
+	if (di)
+		di->doc = definition_doc(config, &vm->owner, vm->autostart, unknown);
+	else
+		json_decref(config);
+	if (!di || !di->doc) {
+		if (di)
+			def_io_free(&di->io);
+		return -ENOMEM;
+	}
+	di->owner = vm->owner;
+	di->then = then;
+	def_io_submit(d, di);
+	return 0;
+}
+
 /* ---- define and attach requests -------------------------------------------- */
 
 /* One define (or define-then-attach) call, across retries. */
@@ -1169,6 +1280,7 @@ struct vm_req {
 	struct vm_env *env;
 	json_t *config;                 /* validated */
 	json_t *attach_args;            /* NULL: define only */
+	bool discover;                  /* attach without a config: the config is unknown */
 	struct creds creds;
 	uint64_t deadline_ns;
 	int attempts;
@@ -1244,6 +1356,7 @@ static int req_submit_define(struct vm_req *req, struct domain *d, char *errbuf,
 	if (r < 0)
 		return r;
 	((struct vm_job *)job->priv)->creds = req->creds;
+	((struct vm_job *)job->priv)->discover = req->discover;
 	r = vm_submit(d, job);
 	if (r < 0) {
 		dom_job_free(job);
@@ -1409,6 +1522,8 @@ int vm_attach_submit(struct vm_env *env, const char *name, json_t *config, json_
 	if (r < 0)
 		return r;
 	req->attach_args = json_incref(args);
+	/* No config: nothing of it is known until QEMU is asked (never a guess). */
+	req->discover = !config;
 	r = req_run(req, errbuf, errlen);
 	if (r < 0)
 		req_free(req);
@@ -1612,6 +1727,7 @@ static void vm_job_free_priv(void *p)
 	if (vj->op == VM_OP_REATTACH && vj->found.pidfd >= 0)
 		close(vj->found.pidfd);
 	json_decref(vj->args);
+	json_decref(vj->found_cfg);
 	free(vj);
 }
 
@@ -1659,6 +1775,16 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 		if (is_active(st) || vm->proc != VPROC_NONE) {
 			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' is already %s", name,
 				vm->proc == VPROC_SPAWNING ? "starting" : dom_state_name(st));
+			return;
+		}
+		if (vm_config_unknown(vm)) {
+			char *u = json_dumps(vm->unknown, JSON_COMPACT);
+
+			vm_fail(d, job, DOM_ERR_STATE, "domain '%s' was attached without a config: "
+				"corral knows only what its QEMU told, not its %s; give it a config "
+				"first (corral define NAME ... / corral edit NAME)", name,
+				u ? u : "config");
+			free(u);
 			return;
 		}
 		vm_proc_start(d, job);
@@ -1782,6 +1908,10 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 	const char *name = dom_name(d);
 	enum vm_op op = vj->op;         /* job and vj are gone once finished */
 
+	if (vj->discovering && vj->phase == VP_WAIT_CMD) {
+		vm_discover_step(d, job, err, data);
+		return;
+	}
 	if (err) {
 		const char *desc = json_string_value(json_object_get(data, "desc"));
 		const char *reason = json_string_value(json_object_get(data, "reason"));
@@ -2070,7 +2200,7 @@ static int load_one(struct vm_env *env, const char *file,
 	struct domain *d;
 	struct vm *vm;
 	json_error_t jerr;
-	json_t *doc, *autostart;
+	json_t *doc, *autostart, *unknown = NULL;
 	bool marked;
 	size_t len;
 	int r;
@@ -2109,6 +2239,17 @@ static int load_one(struct vm_env *env, const char *file,
 			set_aside(env, file, report, arg, "bad 'autostart': not true or false");
 			return -EINVAL;
 		}
+		/* The fields an attach without a config could not learn. */
+		unknown = json_object_get(doc, "unknown");
+		for (size_t i = 0; unknown && i < json_array_size(unknown); i++)
+			if (!json_is_string(json_array_get(unknown, i)))
+				unknown = json_null();
+		if (unknown && !json_is_array(unknown)) {
+			json_decref(doc);
+			set_aside(env, file, report, arg, "bad 'unknown': not an array of names");
+			return -EINVAL;
+		}
+		unknown = json_deep_copy(unknown);
 	} else {
 		config = doc;
 		creds_self(&owner);
@@ -2125,12 +2266,14 @@ static int load_one(struct vm_env *env, const char *file,
 	marked = json_is_true(autostart);
 	json_decref(doc);
 	if (r < 0) {
+		json_decref(unknown);
 		qemu_config_free(cfg);
 		set_aside(env, file, report, arg, err);
 		return r;
 	}
 	r = vm_domain_new(env, cfg, &owner, &d, err, sizeof(err));
 	if (r < 0) {
+		json_decref(unknown);
 		qemu_config_free(cfg);
 		if (report)
 			report(path, err, arg);
@@ -2139,6 +2282,13 @@ static int load_one(struct vm_env *env, const char *file,
 	vm = vm_of(d);
 	vm->defined = true;
 	vm->autostart = marked;
+	if (unknown && json_array_size(unknown)) {
+		/* Not shared yet: published again before anyone reads it. */
+		vm->unknown = unknown;
+		vm_publish_config(vm);
+	} else {
+		json_decref(unknown);
+	}
 	/* Not shared yet: its first snapshot shows the flag before anyone sees it. */
 	dom_set_autostart(d, vm->autostart);
 	r = reg_add(env->reg, d);

@@ -275,6 +275,13 @@ const json_t *vm_config_rcu(struct domain *d);
 const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, bool *stale);
 
 /*
+ * The config's fields corral does not know, an array of names: [] unless
+ * the domain was attached without a config (then `config` holds only what
+ * QEMU told).  RCU reader, like vm_config_rcu().
+ */
+const json_t *vm_config_unknown_rcu(struct domain *d);
+
+/*
  * The serial console of d's running QEMU, referenced (console_put() when
  * done), or NULL when there is none (not running, attached, or not yet
  * connected).  Any registered thread; never waits.

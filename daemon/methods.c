@@ -586,7 +586,7 @@ static int m_info(struct req *r)
 		return -1;
 	sn = dom_snap_rcu(d);
 	fmt_uuid(sn->uuid, uuid);
-	PK(msgpack_pack_map(pk, 13));
+	PK(msgpack_pack_map(pk, 14));
 	PK(pk_kv_str(pk, "name", sn->name));
 	PK(pk_kv_str(pk, "uuid", uuid));
 	PK(pk_kv_str(pk, "state", dom_state_name(sn->state)));
@@ -614,6 +614,9 @@ static int m_info(struct req *r)
 	PK(pk_kv_u64(pk, "events", sn->counters.events));
 	PK(pk_str(pk, "config"));
 	if (rpc_pack_json(pk, vm_config_rcu(d)) < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "cannot pack the config");
+	PK(pk_str(pk, "config_unknown"));
+	if (rpc_pack_json(pk, vm_config_unknown_rcu(d)) < 0)
 		return req_fail(r, RPC_ERR_INTERNAL, "cannot pack the config");
 	PK(pk_kv_double(pk, "updated", (double)sn->updated_wall_ns / 1e9));
 	PK(pk_kv_u64(pk, "seq", sn->seq));

@@ -17,6 +17,10 @@ records every event:
                   crashed/killed and crashed/crashed, and no `monitor` event
   hmp_empty       `corral qmp` of an HMP command whose output is empty
                   prints "" (an empty str result), exit 0
+  attach_unknown  attach without a config: the config holds what QEMU told
+                  (machine, memory, accel), the rest is listed unknown, and
+                  start and autostart refuse it (across a restart too) until a
+                  config is defined
 
 Exits 0 when every test passes, 1 otherwise.
 """
@@ -201,7 +205,81 @@ def test_hmp_empty():
         d.cleanup()
 
 
+def own_qemu(d, name, mem=48):
+    """A QEMU of the test's own (-machine none, a listening QMP socket), and the socket."""
+    sock = "%s/%s.qmp" % (d.dir, name)
+    p = subprocess.Popen([QEMU, "-machine", "none", "-accel", "tcg", "-m", str(mem),
+                          "-nodefaults", "-display", "none",
+                          "-qmp", "unix:%s,server=on,wait=off" % sock],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_until(lambda: os.path.exists(sock) or p.poll() is not None, "QEMU's QMP socket")
+    check(p.poll() is None, "QEMU exited at once")
+    return p, sock
+
+
+def test_attach_unknown():
+    """attach without a config learns what QEMU says and never boots from a guess."""
+    d = Daemon(CORRALD).start()
+    procs = []
+    try:
+        c = d.client()
+        p, sock = own_qemu(d, "at1")
+        procs.append(p)
+        r = c.call("attach", {"name": "at1", "qmp_socket": sock})
+        check(r["state"] == "running" and r["pid"] == p.pid, "attach: %r" % r)
+        info = c.call("info", {"name": "at1"})
+        cfg, unknown = info["config"], info["config_unknown"]
+        # What QEMU told: machine, memory, accelerator; never the invented pc/256.
+        check(cfg.get("machine") == "none" and cfg.get("memory") == 48 and
+              cfg.get("accel") == "tcg", "config from QEMU: %r" % cfg)
+        for f in ("vcpus", "kernel", "disks", "nics", "firmware", "emulator", "reboot"):
+            check(f in unknown and f not in cfg, "%s: not marked unknown: %r / %r"
+                  % (f, cfg, unknown))
+        check(not set(unknown) & set(cfg), "a field both known and unknown: %r" % info)
+        # Refused while it runs and once it is off: no boot from unknown values.
+        c.call("destroy", {"name": "at1"})
+        p.wait(timeout=WAIT)
+        for method, params in (("start", {}), ("autostart", {"enable": True})):
+            e = c.err(method, dict({"name": "at1"}, **params), 8)
+            check("attached without a config" in e.message and "define" in e.message,
+                  "%s: %s" % (method, e.message))
+        # A restarted corrald still knows it does not know.
+        d.stop()
+        d.start()
+        c = d.client()
+        check(c.call("info", {"name": "at1"})["config_unknown"] == unknown,
+              "the unknown fields were lost across a restart")
+        e = c.err("start", {"name": "at1"}, 8)
+        check("attached without a config" in e.message, e.message)
+        # Through the CLI, the same clear refusal.
+        r = subprocess.run([CLI, "--socket", d.rw, "start", "at1"], capture_output=True,
+                           text=True, timeout=WAIT)
+        check(r.returncode != 0 and "attached without a config" in r.stderr,
+              "corral start: %d %r" % (r.returncode, r.stderr))
+        # A config given: it is whole, and start boots it.
+        c.call("define", {"config": vm_config("at1")})
+        info = c.call("info", {"name": "at1"})
+        check(info["config_unknown"] == [] and info["config"]["vcpus"] == 1, "%r" % info)
+        check(c.call("start", {"name": "at1"})["state"] == "running", "start after define")
+        c.call("destroy", {"name": "at1"})
+        # An attach with a config for a new name uses that config, and knows it all.
+        p2, sock2 = own_qemu(d, "at2")
+        procs.append(p2)
+        c.call("attach", {"name": "at2", "qmp_socket": sock2, "config": vm_config("at2")})
+        check(c.call("info", {"name": "at2"})["config_unknown"] == [], "at2")
+        c.call("destroy", {"name": "at2"})
+        d.stop()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        d.cleanup()
+
+
 TESTS = {
+    "attach_unknown": test_attach_unknown,
     "sequence": test_sequence,
     "crashes": test_crashes,
     "hmp_empty": test_hmp_empty,
