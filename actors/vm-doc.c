@@ -37,7 +37,9 @@ static const struct vm_doc reasons[VR_COUNT] = {
 			  "the `reboot` call: a hardware reset, or (reboot \"acpi\") the "
 			  "guest's power-off turned into a reset" },
 	[VR_GUEST_RESET] = { "guest-reset", "running, paused",
-			     "the guest reset itself (its own reboot, a triple fault)" },
+			     "the guest reset itself (its own reboot, a triple fault); one event "
+			     "per reset QEMU reports, so a guest's reboot may show two: its "
+			     "firmware resets the machine again as it starts" },
 	[VR_GUEST_SUSPEND] = { "guest-suspend", "pmsuspended",
 			       "the guest suspended itself to RAM" },
 	[VR_WAKEUP] = { "wakeup", "running", "the guest woke from its suspend to RAM" },

@@ -17,6 +17,10 @@ records every event:
                   crashed/killed and crashed/crashed, and no `monitor` event
   hmp_empty       `corral qmp` of an HMP command whose output is empty
                   prints "" (an empty str result), exit 0
+  api_doc         docs/API.md's tables (states, reasons, monitor states, events,
+                  config fields) equal api.info's, and a config built from the
+                  documented examples is defined as it is; required, unknown
+                  and out-of-range fields are refused as documented
   attach_unknown  attach without a config: the config holds what QEMU told
                   (machine, memory, accel), the rest is listed unknown, and
                   start and autostart refuse it (across a restart too) until a
@@ -278,7 +282,96 @@ def test_attach_unknown():
         d.cleanup()
 
 
+API_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                      "API.md")
+
+
+def md_tables(path):
+    """{section heading: [rows as lists of cells]} of docs/API.md's tables."""
+    out, section = {}, None
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("## "):
+                section = line[3:]
+            elif line.startswith("| ") and not line.startswith("|---"):
+                cells = [c.strip() for c in line.strip("|").split(" | ")]
+                out.setdefault(section, []).append(cells)
+    return out
+
+
+def unquote(cell):
+    check(cell.startswith("`") and cell.endswith("`"), "not a `name`: %r" % cell)
+    return cell[1:-1]
+
+
+def test_api_doc():
+    """A client written from docs/API.md's tables: they are the daemon's, both ways."""
+    t = md_tables(API_MD)
+    d = Daemon(CORRALD).start()
+    try:
+        c = d.client()
+        api = c.call("api.info")
+        dom = t["Domains"]
+        # Three tables in the section, each with its header row first.
+        heads = [i for i, r in enumerate(dom) if r[0] in ("state", "reason", "monitor")]
+        check(len(heads) == 3, "Domains: tables %r" % heads)
+        states = [unquote(r[0]) for r in dom[heads[0] + 1:heads[1]]]
+        reasons = {unquote(r[0]): r[1].split(", ") for r in dom[heads[1] + 1:heads[2]]}
+        monitor = [unquote(r[0]) for r in dom[heads[2] + 1:]]
+        check(states == [s["name"] for s in api["states"]], "states: %r" % states)
+        check(reasons == {r["name"]: r["states"] for r in api["reasons"]},
+              "reasons differ:\n%r\n%r" % (reasons, api["reasons"]))
+        for name, sts in reasons.items():
+            check(set(sts) <= set(states), "reason %s names an unknown state: %r" % (name, sts))
+        check(monitor == [m["name"] for m in api["monitor_states"]], "monitor: %r" % monitor)
+        check("unresponsive" in monitor and "broken" in monitor, "monitor states %r" % monitor)
+        events = {unquote(r[0]): r[1] for r in t["Events"][1:]}
+        check(events == {e["name"]: e["family"] for e in api["events"]}, "events: %r" % events)
+        for name, fam in events.items():
+            check((fam == "corral") == (name in CORRAL_EVENTS) and
+                  (fam == "qemu") == name.startswith("qemu."), "event %s: %s" % (name, fam))
+        rows = {unquote(r[0]): r for r in t["Config"][1:]}
+        check(set(rows) == {f["name"] for f in api["config_fields"]},
+              "config fields: %r" % sorted(rows))
+        # The documented examples make a config the daemon takes as it is.
+        cfg = {k: json.loads(unquote(r[5])) for k, r in rows.items() if "." not in k}
+        cfg["name"] = "docs1"
+        r = c.call("define", {"config": cfg})
+        check(r["name"] == "docs1", "define from the documented examples: %r" % r)
+        got = c.call("info", {"name": "docs1"})["config"]
+        check(set(got) <= set(rows), "info shows undocumented fields: %r" %
+              (set(got) - set(rows)))
+        # Required fields are required; unknown ones refused.
+        for k, row in rows.items():
+            if "." in k or row[2] != "yes":
+                continue
+            e = c.err("define", {"config": {x: v for x, v in cfg.items() if x != k}}, 3)
+            check(k in e.message, "without %s: %s" % (k, e.message))
+        e = c.err("define", {"config": dict(cfg, undocumented=1)}, 3)
+        check("unknown field 'undocumented'" in e.message, e.message)
+        # Documented ranges, at their bounds, through the daemon.
+        for f in api["config_fields"]:
+            if "min" not in f or f["name"] not in ("memory", "vcpus"):
+                continue
+            for v, ok in ((f["min"], True), (f["max"], True), (f["max"] + 1, False)):
+                one = {"name": "docs2", "machine": "pc", f["name"]: v}
+                if ok:
+                    c.call("define", {"config": one})
+                    c.call("undefine", {"name": "docs2"})
+                else:
+                    c.err("define", {"config": one}, 3)
+        # The message limits a client needs.
+        lim = api["limits"]
+        check(lim["msgid_max"] == 2 ** 32 - 1 and lim["message_bytes"] > 0, "limits %r" % lim)
+        c.call("undefine", {"name": "docs1"})
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 TESTS = {
+    "api_doc": test_api_doc,
     "attach_unknown": test_attach_unknown,
     "sequence": test_sequence,
     "crashes": test_crashes,

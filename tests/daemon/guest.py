@@ -8,8 +8,9 @@ forward into the guest; two guests on a bridge in a network namespace this
 test makes), the console through the daemon (history, input, several
 viewers, the read-only socket, a viewer that never reads, the log and its
 rotation, a daemon restart, the CLI in a pseudo-terminal), UEFI and CD-ROM
-boots, edit and dumpconfig, and the lifecycle answers (shutdown waits,
---force, paused, a start that fails).
+boots, edit and dumpconfig, the lifecycle answers (shutdown waits,
+--force, paused, a start that fails), and the events of guest-initiated
+transitions (its own reboot and power-off, and the shutdown call's).
 
 Every guest boots under TCG: on these machines a KVM guest hangs.  Every
 wait is bounded by WAIT or BOOT seconds and looks for an event (a line on
@@ -477,7 +478,71 @@ def check_lifecycle(d):
     print("lifecycle: shutdown && start, paused, --force, failed starts: ok")
 
 
+def check_events(d):
+    """Guest-initiated transitions, one lifecycle event each, with the guest's reasons."""
+    c = d.client()
+    sub = d.client()
+    sub.call("events.subscribe", {"name": "gev1"})
+    seen = []
+
+    def lifecycle():
+        return [(e["data"]["state"], e["data"]["reason"]) for e in seen
+                if e["event"] == "lifecycle"]
+
+    def until(want, what):
+        deadline = time.monotonic() + BOOT
+        while lifecycle()[-len(want):] != want:
+            check(time.monotonic() < deadline, "no %s: lifecycle %r" % (what, lifecycle()))
+            n = sub.note(5)
+            if n and n[1] == "event":
+                seen.append(n[2][0])
+
+    con = boot(d, guest_config("gev1"))
+    until([("starting", "user"), ("running", "booted")], "boot")
+    # The guest reboots itself: a reset the guest asked for.
+    start = len(con.buf)
+    c.call("console.write", {"name": "gev1", "data": b"reboot -f\n"})
+    until([("running", "guest-reset")], "guest reset")
+    con.expect(GUEST["ready_line"], BOOT, start)
+    con.expect("corral-guest# ", BOOT, start)
+    # The shutdown call: the guest powers off for it.
+    rc, out, err = cli(d, "shutdown", "gev1")
+    check(rc == 0, "shutdown: %s %s" % (out, err))
+    until([("shutting-down", "shutdown"), ("shutoff", "shutdown")], "shutdown")
+    # The guest powers off by itself.
+    c.call("start", {"name": "gev1"})
+    con = Console(d, "gev1", history=False)
+    con.expect("corral-guest# ", BOOT)
+    c.call("console.write", {"name": "gev1", "data": b"poweroff -f\n"})
+    until([("shutting-down", "guest-shutdown"), ("shutoff", "guest-shutdown")],
+          "guest power-off")
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        n = sub.note(0.5)
+        if n and n[1] == "event":
+            seen.append(n[2][0])
+    # One guest-reset per reset QEMU reports: the firmware may reset the machine
+    # again as it starts, and that is a reset of its own.
+    resets = len([e for e in seen if e["event"] == "qemu.RESET" and e["data"]["guest"]])
+    life = lifecycle()
+    check(resets >= 1 and life[2:2 + resets] == [("running", "guest-reset")] * resets,
+          "%d guest resets, lifecycle %r" % (resets, life))
+    del life[2:2 + resets]
+    check(life == [("starting", "user"), ("running", "booted"),
+                   ("shutting-down", "shutdown"), ("shutoff", "shutdown"),
+                   ("starting", "user"), ("running", "booted"),
+                   ("shutting-down", "guest-shutdown"), ("shutoff", "guest-shutdown")],
+          "lifecycle events: %r" % lifecycle())
+    check(not [e for e in seen if e["event"] == "monitor"],
+          "a normal exit reported as a monitor failure: %r" % seen)
+    reasons = {r["name"] for r in c.call("api.info")["reasons"]}
+    check(all(r in reasons for _, r in lifecycle()), "an undocumented reason: %r" % lifecycle())
+    c.call("undefine", {"name": "gev1"})
+    print("events: guest reset, shutdown, guest power-off: one lifecycle event each: ok")
+
+
 CHECKS = {
+    "events": check_events,
     "user-network": check_user_network,
     "console": check_console,
     "cli-console": check_cli_console,
