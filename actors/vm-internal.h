@@ -147,6 +147,7 @@ struct vm {
 	enum vm_reason quitting;
 	/* The monitor closed unexpectedly and its QEMU may be exiting: said later. */
 	char mon_lost[256];
+	bool mon_said_broken;           /* a monitor event said broken: say ok when it is back */
 	char run_id[VM_RUN_ID_LEN + 1];
 	char qmp_path[VM_SOCK_PATH_MAX]; /* where a new monitor connects */
 	bool qmp_path_ours;             /* our listener: removed when QEMU ends */

@@ -651,6 +651,7 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	vm->quitting = VR_COUNT;
 	vm->powerdown_asked = false;
 	vm->mon_lost[0] = '\0';
+	vm->mon_said_broken = false;
 	vm->attached = false;
 	vm->signalable = false;
 	vm->qmp_path[0] = '\0';
@@ -731,7 +732,11 @@ static void monitor_failed(struct domain *d, const char *why)
 
 	dom_set_monitor(d, DOM_MON_BROKEN);
 	vm->mon_lost[0] = '\0';
-	vm_publish(d, VE_MONITOR, json_pack("{s:s, s:s}", "state", "broken", "reason", why));
+	/* Once per failure: each retry that fails again changes nothing. */
+	if (!vm->mon_said_broken)
+		vm_publish(d, VE_MONITOR, json_pack("{s:s, s:s}", "state", "broken", "reason",
+						    why));
+	vm->mon_said_broken = true;
 	schedule_retry(d);
 }
 
@@ -780,6 +785,7 @@ static void retry_call(struct domain *d, void *arg)
 		vm_publish(d, VE_MONITOR, json_pack("{s:s, s:s}", "state", "broken", "reason",
 						    vm->mon_lost));
 		vm->mon_lost[0] = '\0';
+		vm->mon_said_broken = true;
 	}
 	ci = conn_io_new(d, 0, retry_conn_complete);
 	if (ci)
@@ -1505,6 +1511,7 @@ void vm_proc_start(struct domain *d, struct dom_job *job)
 	vm->proc = VPROC_SPAWNING;
 	vm->kill_on_spawn = false;
 	vm->killing = false;
+	vm->start_failed = false;
 	vm->quitting = VR_COUNT;
 	vm->powerdown_asked = false;
 	vm->mon_lost[0] = '\0';

@@ -1630,6 +1630,11 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 	case MON_NOTE_READY:
 		vm->mon_ready = true;
 		dom_set_monitor(d, DOM_MON_OK);
+		if (vm->mon_said_broken) {
+			/* Subscribers heard it was broken: now they hear it is back. */
+			vm->mon_said_broken = false;
+			vm_publish(d, VE_MONITOR, json_pack("{s:s}", "state", "ok"));
+		}
 		vm->mon_retries = 0;
 		if (vj && vj->phase == VP_WAIT_MON)
 			job_monitor_ready(d, job);
@@ -2029,7 +2034,9 @@ static void vmj_abort(struct domain *d, struct dom_job *job, int err)
 			break;          /* the daemon stops: the next one finishes the start */
 		if (vm->proc == VPROC_SPAWNING) {
 			vm->kill_on_spawn = true;       /* never leave a half-started QEMU */
+			vm->start_failed = true;        /* its end says failed, not destroyed */
 		} else if (vm->proc == VPROC_RUNNING && dom_state_actor(d) == DOM_STARTING) {
+			vm->start_failed = true;
 			vm->killing = true;
 			vm_proc_kill(vm);
 		}

@@ -15,6 +15,9 @@ records every event:
                   normal exit is not a monitor failure)
   crashes         QEMU killed from outside (SIGKILL) and crashing (SIGSEGV):
                   crashed/killed and crashed/crashed, and no `monitor` event
+  monitor_broken  a restarted corrald that cannot reach a running QEMU's
+                  monitor shows it broken, says nothing more while its retries
+                  fail, and sends `monitor` ok when one connects
   hmp_empty       `corral qmp` of an HMP command whose output is empty
                   prints "" (an empty str result), exit 0
   api_doc         docs/API.md's tables (states, reasons, monitor states, events,
@@ -282,6 +285,44 @@ def test_attach_unknown():
         d.cleanup()
 
 
+def test_monitor_broken():
+    """A monitor that fails while QEMU runs is reported, and so is its return."""
+    d = Daemon(CORRALD).start()
+    try:
+        c = d.client()
+        c.call("define", {"config": vm_config("ev4")})
+        pid = c.call("start", {"name": "ev4"})["pid"]
+        c.close()
+        d.stop()
+        # corrald comes back to find QEMU's listening monitor gone.
+        sock = d.run + "/qmp/ev4.sock"
+        os.rename(sock, sock + ".away")
+        d.start()
+        c = d.client()
+        # Its broken monitor shows at once (the event came before anyone could
+        # subscribe: corrald re-attaches as it starts).
+        i = wait_until(lambda: (lambda i: i if i["monitor"]["state"] == "broken" else None)(
+            c.call("info", {"name": "ev4"})), "ev4's monitor to be broken")
+        check(i["state"] == "running" and i["pid"] == pid, "info: %r" % i)
+        ev = Events(d, "ev4")
+        # Retries that fail again (1 s, 2 s later) say nothing more.
+        ev.settle(3.5)
+        check(not [x for e, x in ev.seen if e == "monitor"], "monitor events: %r" % ev.seen)
+        # The socket is back: the next retry connects, and subscribers hear it.
+        os.rename(sock + ".away", sock)
+        ev.until(lambda s: any(e == "monitor" and x["state"] == "ok" for e, x in s),
+                 "monitor ok again")
+        check([x["state"] for e, x in ev.seen if e == "monitor"] == ["ok"],
+              "monitor events: %r" % ev.seen)
+        wait_until(lambda: c.call("info", {"name": "ev4"})["monitor"]["state"] == "ok",
+                   "info's monitor ok")
+        check(c.call("suspend", {"name": "ev4"})["reason"] == "user", "suspend after")
+        c.call("destroy", {"name": "ev4"})
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 API_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
                       "API.md")
 
@@ -372,6 +413,7 @@ def test_api_doc():
 
 TESTS = {
     "api_doc": test_api_doc,
+    "monitor_broken": test_monitor_broken,
     "attach_unknown": test_attach_unknown,
     "sequence": test_sequence,
     "crashes": test_crashes,
