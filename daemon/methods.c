@@ -1140,10 +1140,18 @@ static const struct param name_only[] = { P_NAME, END };
 
 const struct method methods[] = {
 	{ "api.info", m_api_info, true,
-	  "Describe this API: every method with its params and result, and the error codes.",
+	  "Describe this API: every method with its params and result, the error codes, and "
+	  "the tables of this document (limits, states, reasons, monitor states, events, "
+	  "config fields), from the same code.",
 	  no_params,
 	  "`{version, methods: [{name, doc, read_only_socket, params: [{name, type, required, "
-	  "doc}], result}], errors: [{code, name, doc}]}`" },
+	  "doc}], result}], errors: [{code, name, doc}], limits: {message_bytes, depth, "
+	  "objects, msgid_max, params, timeout_ms_max, timeout_ms_default}, states: [{name, "
+	  "doc}], reasons: [{name, states: [state], doc}], monitor_states: [{name, doc}], "
+	  "events: [{name, family, payload, doc}], config_fields: [{name, type, required, "
+	  "default, rule, example, min?, max?, unit?}]}`; `family`: `corral` or `qemu` (the "
+	  "row `qemu.NAME` stands for every QEMU event); a config field `a[].b` or `a.b` is "
+	  "key `b` of field `a`'s objects; `default` nil: none; `example`: JSON text" },
 	{ "daemon.info", m_daemon_info, true,
 	  "The daemon's own figures.", no_params,
 	  "`{version, pid, uptime_s, domains, running, rss_bytes, workers, io_threads, "
