@@ -405,6 +405,16 @@ int main(int argc, char **argv)
 		dconf_fini(&conf);
 		return 0;
 	}
+	if (conf.dump_man) {
+		if (dconf_man(stdout, conf.dump_man, CORRAL_VERSION, server_dump_api_man) < 0) {
+			fprintf(stderr, "corrald: no man page '%s' (corrald.8, corral.conf.5)\n",
+				conf.dump_man);
+			dconf_fini(&conf);
+			return 2;
+		}
+		dconf_fini(&conf);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	if (conf.dump_api_md) {
 		server_dump_api_md(stdout);
 		dconf_fini(&conf);

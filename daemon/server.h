@@ -81,5 +81,7 @@ void server_free(struct server *s);
 
 /* Print the API reference in markdown (docs/API.md).  Any thread. */
 void server_dump_api_md(FILE *f);
+/* The same table as corrald(8)'s API section (roff).  Any thread. */
+void server_dump_api_man(FILE *f);
 
 #endif /* CORRAL_DAEMON_SERVER_H */
