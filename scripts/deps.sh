@@ -10,7 +10,7 @@ pkgs=(
 	busybox-static xz-utils util-linux spin
 	ovmf ipxe-qemu seabios iproute2 xorriso isolinux syslinux-common
 	libsystemd-dev systemd python3-setuptools
-	debhelper dpkg-dev lintian fakeroot
+	debhelper dh-python dpkg-dev lintian fakeroot git
 )
 
 missing=()
