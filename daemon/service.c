@@ -97,8 +97,11 @@ static void notify(const char *what)
 #else
 int svc_take_sockets(int *ret_rw, int *ret_ro, char *errbuf, size_t errlen)
 {
+	const char *pid = getenv("LISTEN_PID");
+
 	*ret_rw = *ret_ro = -1;
-	if (getenv("LISTEN_FDS")) {
+	/* Meant for us (not inherited from a parent that was activated). */
+	if (getenv("LISTEN_FDS") && (!pid || strtol(pid, NULL, 10) == (long)getpid())) {
 		snprintf(errbuf, errlen, "the service manager passed sockets (LISTEN_FDS), but this "
 			 "corrald was built without libsystemd: rebuild with libsystemd-dev "
 			 "installed (meson -Dsystemd=enabled), or run it without socket activation");

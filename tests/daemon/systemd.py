@@ -13,7 +13,10 @@
   activated again on the same paths re-attaches the VM;
 - the unit files pass `systemd-analyze verify` where that can run.
 
-Usage: systemd.py CORRALD SOCKET_ACTIVATE QEMU UNIT_DIR
+Built without libsystemd (meson -Dsystemd=disabled), corrald must refuse
+passed sockets with a message saying how to rebuild: that is checked instead.
+
+Usage: systemd.py CORRALD SOCKET_ACTIVATE QEMU UNIT_DIR WITH_LIBSYSTEMD(yes|no)
 """
 import os
 import shutil
@@ -89,6 +92,21 @@ def test_bad_name(d):
     for s in ("rw.sock", "ro.sock"):
         os.unlink(d + "/" + s)
     print("ok: a socket with an unknown FileDescriptorName is refused, saying why")
+
+
+def test_without_libsystemd(d):
+    n = Notify(d + "/notify-nosd.sock")
+    p = activate(CORRALD, d, "rw:ro", n)
+    try:
+        Client(d + "/rw.sock").sock.close()
+    except OSError:
+        pass
+    rc = p.wait(timeout=WAIT)
+    check(rc == 1, "corrald without libsystemd, given sockets, exited %r" % rc)
+    check("built without libsystemd" in log_of(d) and "-Dsystemd=enabled" in log_of(d),
+          "no clear message:\n" + log_of(d))
+    n.sock.close()
+    print("ok: built without libsystemd, passed sockets are refused, saying how to rebuild")
 
 
 def test_activation(d):
@@ -178,7 +196,7 @@ def test_verify(unit_dir, d):
 
 
 if __name__ == "__main__":
-    CORRALD, SOCKET_ACTIVATE, QEMU, UNIT_DIR = sys.argv[1:5]
+    CORRALD, SOCKET_ACTIVATE, QEMU, UNIT_DIR, WITH_LIBSYSTEMD = sys.argv[1:6]
     d = tempfile.mkdtemp(prefix="cd-sd-", dir="/tmp")
     try:
         test_verify(UNIT_DIR, d)
@@ -188,6 +206,9 @@ if __name__ == "__main__":
         if not QEMU:
             print("skip: no qemu-system-x86_64")
             sys.exit(77)
+        if WITH_LIBSYSTEMD != "yes":
+            test_without_libsystemd(d)
+            sys.exit(0)
         test_bad_name(d)
         test_activation(d)
     finally:
