@@ -68,6 +68,16 @@ def activate(corrald, d, names, notify, extra_env=()):
     return p
 
 
+def cgroups(pid):
+    """controllers -> path of /proc/PID/cgroup."""
+    out = {}
+    with open("/proc/%d/cgroup" % pid) as f:
+        for line in f:
+            _, ctl, path = line.rstrip("\n").split(":", 2)
+            out[ctl or "unified"] = path
+    return out
+
+
 def log_of(d):
     with open(d + "/corrald.log") as f:
         return f.read()
@@ -136,6 +146,11 @@ def test_activation(d):
 
     res = rw.call("start", {"name": "v1"})
     qemu = res["pid"]
+    # Where the QEMU sits: the hierarchies in which it shares corrald's group
+    # are those a KillMode=control-group stop would kill it through.
+    shared = sorted(set(cgroups(p.pid).items()) & set(cgroups(qemu).items()))
+    print("note: QEMU shares corrald's control group in: %s" %
+          (", ".join("%s:%s" % kv for kv in shared) or "none"))
     # KillMode=process: only the main process is signalled.
     p.send_signal(signal.SIGTERM)
     n.wait("STOPPING")
