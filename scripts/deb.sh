@@ -17,6 +17,14 @@ mkdir "$work/corral"
 git ls-files -z --cached --others --exclude-standard | xargs -0 -I{} sh -c \
 	'test -e "{}" && echo "{}"' | tar -cf - -T - | tar -xf - -C "$work/corral"
 
+# The package's version is the project's.
+want=$(sed -n "s/^  version : '\\(.*\\)',$/\\1/p" meson.build)
+have=$(dpkg-parsechangelog -S Version)
+if [ "$want" != "$have" ]; then
+	echo "deb: debian/changelog says $have, meson.build $want: add a changelog entry"
+	exit 1
+fi
+
 echo "deb: dpkg-buildpackage -us -uc -b (at most ${limit} s)"
 if ! (cd "$work/corral" && timeout "$limit" dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1); then
 	tail -60 "$work/build.log"

@@ -51,6 +51,11 @@ def test_no_drift(d):
             cls = getattr(corral, cls_name)
             check(issubclass(cls, corral.CorralError) and cls.code == code and
                   cls.name == name, "corral.%s" % cls_name)
+        check(corral.__version__ == api["version"],
+              "corral.__version__ %s, corrald %s: bump clients/python (pyproject.toml, "
+              "corral/__init__.py) with meson.build" % (corral.__version__, api["version"]))
+        with open(os.path.join(HERE, "..", "pyproject.toml")) as f:
+            check('version = "%s"' % api["version"] in f.read(), "pyproject.toml's version")
         names = sorted(m["name"] for m in api["methods"])
         check(c.methods() == names, "methods(): %r vs %r" % (c.methods(), names))
         for m in api["methods"]:
