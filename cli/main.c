@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/session.h"
+#include "common/roff.h"
 #include "common/util.h"
 #include "rpc/rpc.h"
 
@@ -232,16 +233,27 @@ static void print_opts(FILE *f, const struct cli_opt *opts)
 	}
 }
 
-static const char exit_codes_text[] =
-	"Exit codes:\n"
-	"  0  success\n"
-	"  1  other error (the message says which)\n"
-	"  2  usage error: bad command line, nothing was sent\n"
-	"  3  not found: no domain of that name\n"
-	"  4  busy: the domain's job queue stayed full\n"
-	"  5  timeout: the operation or the wait for corrald ran out of time\n"
-	"  6  corrald unreachable (or shutting down)\n"
-	"  7  permission denied\n";
+/* The help and the man page (corral --dump-man) print these tables. */
+static const struct { int code; const char *text; } exit_codes[] = {
+	{ 0, "success" },
+	{ 1, "other error (the message says which)" },
+	{ 2, "usage error: bad command line, nothing was sent" },
+	{ 3, "not found: no domain of that name" },
+	{ 4, "busy: the domain's job queue stayed full" },
+	{ 5, "timeout: the operation or the wait for corrald ran out of time" },
+	{ 6, "corrald unreachable (or shutting down)" },
+	{ 7, "permission denied" },
+};
+
+static const struct { const char *name, *text; } environment[] = {
+	{ "CORRAL_SOCKET", "the socket, when --socket is not given" },
+	{ "CORRAL_DAEMON", "the corrald to start when none is listening" },
+};
+
+static const char default_socket_text[] =
+	"Without --socket or CORRAL_SOCKET, corral uses the per-user socket\n"
+	"(/run/corral/corral.sock for root, else $XDG_RUNTIME_DIR/corral/corral.sock)\n"
+	"and starts a session corrald there if none is listening.\n";
 
 void cli_help(FILE *f, const struct cli_cmd *cmd)
 {
@@ -268,15 +280,115 @@ void cli_help(FILE *f, const struct cli_cmd *cmd)
 			fprintf(f, "  %-12s %s\n", k->name, k->summary);
 	fputs("\nGlobal options (anywhere on the line):\n", f);
 	print_opts(f, global_opts);
-	fprintf(f, "\nEnvironment:\n"
-		   "  CORRAL_SOCKET  the socket, when --socket is not given\n"
-		   "  CORRAL_DAEMON  the corrald to start when none is listening\n"
-		   "\nWithout --socket or CORRAL_SOCKET, corral uses the per-user socket\n"
-		   "(/run/corral/corral.sock for root, else $XDG_RUNTIME_DIR/corral/corral.sock)\n"
-		   "and starts a session corrald there if none is listening.\n"
-		   "\n%s"
-		   "\nRun 'corral COMMAND --help' for the options of a command.\n",
-		exit_codes_text);
+	fputs("\nEnvironment:\n", f);
+	for (size_t i = 0; i < ARRAY_SIZE(environment); i++)
+		fprintf(f, "  %-13s  %s\n", environment[i].name, environment[i].text);
+	fprintf(f, "\n%s\nExit codes:\n", default_socket_text);
+	for (size_t i = 0; i < ARRAY_SIZE(exit_codes); i++)
+		fprintf(f, "  %d  %s\n", exit_codes[i].code, exit_codes[i].text);
+	fputs("\nRun 'corral COMMAND --help' for the options of a command.\n", f);
+}
+
+static void man_opts(FILE *f, const struct cli_opt *opts)
+{
+	for (const struct cli_opt *o = opts; o && o->name; o++) {
+		roff_macro(f, "TP", NULL);
+		fputs("\\fB", f);
+		if (o->short_name)
+			fprintf(f, "\\-%c\\fR, \\fB", o->short_name);
+		fputs("\\-\\-", f);
+		roff_text(f, o->name);
+		fputs("\\fR", f);
+		if (o->metavar) {
+			fputs(" \\fI", f);
+			roff_text(f, o->metavar);
+			fputs("\\fR", f);
+		}
+		fputc('\n', f);
+		roff_text(f, o->help);
+		fputs(o->repeat ? " (repeatable)\n" : "\n", f);
+	}
+}
+
+/* corral(1), from the tables the help prints: corral --dump-man. */
+static void cli_dump_man(FILE *f)
+{
+	roff_head(f, "corral", "1", CORRAL_VERSION, "corral manual",
+		  "manage QEMU virtual machines through corrald");
+	roff_macro(f, "SH", "SYNOPSIS");
+	fputs(".B corral\n.RI [ OPTION ]...\n.I COMMAND\n.RI [ ARG ]...\n", f);
+	roff_macro(f, "SH", "DESCRIPTION");
+	roff_text(f, "corral is the command-line client of corrald(8): it defines, starts, "
+		  "stops and inspects virtual machines (domains), follows their events and "
+		  "attaches to their serial consoles.  It speaks corrald's msgpack-RPC API "
+		  "on a UNIX socket and nothing else.\n");
+	roff_macro(f, "PP", NULL);
+	roff_text(f, default_socket_text);
+	roff_macro(f, "SH", "COMMANDS");
+	for (const struct cli_cmd *k = cli_cmds; k->name; k++) {
+		if (k->hidden)
+			continue;
+		roff_macro(f, "TP", NULL);
+		fputs("\\fBcorral ", f);
+		roff_text(f, k->name);
+		fputs("\\fR", f);
+		if (*k->synopsis) {
+			/* A second synopsis line starts "corral NAME" again. */
+			const char *nl = strchr(k->synopsis, '\n');
+
+			fputc(' ', f);
+			if (nl) {
+				char first[256];
+
+				snprintf(first, sizeof(first), "%.*s", (int)(nl - k->synopsis),
+					 k->synopsis);
+				roff_text(f, first);
+				/* The tag is one line: the second goes first in the body. */
+				fputs("\n\\fB", f);
+				roff_text(f, nl + 1 + strspn(nl + 1, " "));
+				fputs("\\fR\n.br", f);
+			} else {
+				roff_text(f, k->synopsis);
+			}
+		}
+		fputc('\n', f);
+		roff_text(f, k->summary);
+		fputs(".\n", f);
+		if (k->details) {
+			roff_macro(f, "IP", NULL);
+			roff_text(f, k->details);
+		}
+		if (k->opts) {
+			roff_macro(f, "RS", NULL);
+			man_opts(f, k->opts);
+			roff_macro(f, "RE", NULL);
+		}
+	}
+	roff_macro(f, "SH", "GLOBAL OPTIONS");
+	roff_text(f, "They may appear anywhere on the line.\n");
+	man_opts(f, global_opts);
+	roff_macro(f, "SH", "ENVIRONMENT");
+	for (size_t i = 0; i < ARRAY_SIZE(environment); i++) {
+		roff_macro(f, "TP", NULL);
+		fprintf(f, ".B %s\n", environment[i].name);
+		roff_text(f, environment[i].text);
+		fputc('\n', f);
+	}
+	roff_macro(f, "SH", "EXIT STATUS");
+	for (size_t i = 0; i < ARRAY_SIZE(exit_codes); i++) {
+		roff_macro(f, "TP", NULL);
+		fprintf(f, ".B %d\n", exit_codes[i].code);
+		roff_text(f, exit_codes[i].text);
+		fputc('\n', f);
+	}
+	roff_macro(f, "SH", "EXAMPLES");
+	roff_verbatim(f, "corral define vm1 --memory 512 --disk /srv/vm1.qcow2\n"
+		      "corral start vm1 --wait\n"
+		      "corral list\n"
+		      "corral console vm1\n"
+		      "corral destroy vm1\n");
+	roff_macro(f, "SH", "SEE ALSO");
+	fputs(".BR corrald (8),\n.BR corral.conf (5)\n", f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -523,7 +635,10 @@ static int run(struct cli *c, int argc, char **argv)
 		c->format = CLI_FORMAT_JSON;
 
 	r = 0;
-	if (cl.version) {
+	if (argc == 2 && !strcmp(argv[1], "--dump-man")) {
+		/* Not in the help: the build makes corral.1 with it. */
+		cli_dump_man(stdout);
+	} else if (cl.version) {
 		printf("corral %s\n", CORRAL_VERSION);
 	} else if (cl.help) {
 		cli_help(stdout, cl.cmd);

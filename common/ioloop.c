@@ -284,6 +284,17 @@ void io_post(struct ioloop_thr *thr, struct io_task *t)
 		kick(thr);
 }
 
+unsigned ioloop_nthreads(const struct ioloop *l)
+{
+	return l->n;
+}
+
+struct ioloop_thr *ioloop_thr_at(struct ioloop *l, unsigned i)
+{
+	BUG_ON(i >= l->n);
+	return &l->thr[i];
+}
+
 int ioloop_thr_is_current(const struct ioloop_thr *thr)
 {
 	return tls_thr == thr;

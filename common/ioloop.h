@@ -71,6 +71,10 @@ int io_watch_del(struct io_watch *w);
 /* Run t->fn on thread thr soon.  Any thread; lock-free. */
 void io_post(struct ioloop_thr *thr, struct io_task *t);
 
+/* How many loop threads l has, and the i-th (i < that): to post to each. */
+unsigned ioloop_nthreads(const struct ioloop *l);
+struct ioloop_thr *ioloop_thr_at(struct ioloop *l, unsigned i);
+
 /* Is the caller thr's loop thread?  For assertions. */
 int ioloop_thr_is_current(const struct ioloop_thr *thr);
 

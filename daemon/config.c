@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/roff.h"
 #include "common/util.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -355,47 +356,279 @@ static int load_file(struct dconf *c, const char *path, char *errbuf, size_t err
 	return r;
 }
 
+/*
+ * Every flag, in --help order: the help, the man pages (corrald(8) and,
+ * for those with a file key, corral.conf(5)) and getopt are made from it.
+ */
+enum {
+	OPT_FOREGROUND = 1000, OPT_CONFIG, OPT_DUMP, OPT_DUMP_MAN, OPT_HELP, OPT_VERSION,
+	OPT_NO_AUTOSTART, OPT_KEY
+};
+
+struct dflag {
+	const char *name;               /* long name without "--" */
+	const char *metavar;            /* NULL: takes no value */
+	int id;                         /* OPT_KEY + enum key, or another OPT_ */
+	const char *help;               /* one sentence, wrapped by --help */
+	const char *dflt;               /* the default, for the man pages; NULL: none */
+};
+
+static const struct dflag dflags[] = {
+	{ "socket", "PATH", OPT_KEY + K_SOCKET, "read-write socket",
+	 "RUNTIME_DIR/corral.sock" },
+	{ "ro-socket", "PATH", OPT_KEY + K_RO_SOCKET, "read-only socket",
+	 "corral-ro.sock in the read-write socket's directory" },
+	{ "state-dir", "DIR", OPT_KEY + K_STATE_DIR, "definitions, logs, UEFI variable stores",
+	 "/var/lib/corral as root, else $XDG_STATE_HOME/corral or ~/.local/state/corral" },
+	{ "runtime-dir", "DIR", OPT_KEY + K_RUNTIME_DIR, "sockets, pid file, run records",
+	 "/run/corral as root, else $XDG_RUNTIME_DIR/corral or /tmp/corral-UID" },
+	{ "config", "FILE", OPT_CONFIG, "key = value settings (corral.conf(5)); flags "
+	 "override them", "none" },
+	{ "workers", "N", OPT_KEY + K_WORKERS, "actor worker threads (1 to 256)",
+	 "online CPUs" },
+	{ "io-threads", "N", OPT_KEY + K_IO_THREADS, "socket I/O threads (1 to 256)",
+	 "CPUs / 2, at least 1, at most 4" },
+	{ "socket-group", "NAME", OPT_KEY + K_SOCKET_GROUP, "let this group use the sockets "
+	 "(mode 0660)", "none: the sockets are the daemon user's alone" },
+	{ "default-timeout-ms", "MS", OPT_KEY + K_DEFAULT_TIMEOUT_MS, "deadline of calls without "
+	 "timeout_ms", "30000" },
+	{ "client-stall-timeout-ms", "MS", OPT_KEY + K_CLIENT_STALL_MS, "close a client whose "
+	 "unread output stays over 16 MiB this long", "30000" },
+	{ "emulator", "PATH", OPT_KEY + K_EMULATOR, "the emulator of a definition that names "
+	 "none (always allowed)", "qemu-system-x86_64" },
+	{ "allow-emulator", "PATH", OPT_KEY + K_ALLOW_EMULATOR, "an emulator definitions may "
+	 "name (repeatable; in the file: a comma-separated list)",
+	 "every /usr/bin/qemu-system-* present" },
+	{ "allow-bridge", "NAME", OPT_KEY + K_ALLOW_BRIDGE, "a host bridge guests' bridged NICs "
+	 "may join (repeatable; in the file: a comma-separated list)", "none" },
+	{ "ovmf-code", "FILE", OPT_KEY + K_OVMF_CODE, "UEFI firmware of firmware: uefi",
+	 "/usr/share/OVMF/OVMF_CODE_4M.fd" },
+	{ "ovmf-vars", "FILE", OPT_KEY + K_OVMF_VARS, "UEFI variable store template",
+	 "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+	{ "console-log-max", "BYTES", OPT_KEY + K_CONSOLE_LOG_MAX, "a console log's size limit "
+	 "(4096 to 1 GiB)", "4194304" },
+	{ "qemu-user", "NAME", OPT_KEY + K_QEMU_USER, "run QEMU as this user ('root' keeps it "
+	 "as root)", "as root: corral-qemu; else the daemon's user" },
+	{ "cgroup-parent", "NAME", OPT_KEY + K_CGROUP_PARENT, "the control group every QEMU's "
+	 "group is made under; none: no control groups",
+	 "corral for /run/corral, else corral-HASH of the runtime directory" },
+	{ "stats-interval-ms", "MS", OPT_KEY + K_STATS_INTERVAL_MS, "how often each running "
+	 "QEMU's statistics are read (0: never; else 100 to 3600000)", "5000" },
+	{ "monitor-threshold-ms", "MS", OPT_KEY + K_MON_THRESHOLD_MS, "a QMP command unanswered "
+	 "this long marks the monitor unresponsive (0: only at its deadline; else 100 to "
+	 "3600000)", "3000" },
+	{ "metrics-listen", "[ADDR:]PORT", OPT_KEY + K_METRICS_LISTEN, "serve Prometheus "
+	 "metrics at http://ADDR:PORT/metrics (ADDR default 127.0.0.1)", "none: no listener" },
+	{ "log-level", "LEVEL", OPT_KEY + K_LOG_LEVEL, "error, warning, info or debug", "info" },
+	{ "no-autostart", NULL, OPT_NO_AUTOSTART, "do not start the domains marked autostart "
+	 "(they stay as they are; for recovery)", NULL },
+	{ "foreground", NULL, OPT_FOREGROUND, "stay in the foreground (always; kept for "
+	 "scripts)", NULL },
+	{ "dump-api-md", NULL, OPT_DUMP, "print the API reference (docs/API.md) and exit", NULL },
+	{ "dump-man", "PAGE", OPT_DUMP_MAN, "print a man page (corrald.8, corral.conf.5) "
+	 "and exit", NULL },
+	{ "help", NULL, OPT_HELP, "print this and exit", NULL },
+	{ "version", NULL, OPT_VERSION, "print the version and exit", NULL },
+};
+
+static const struct dflag *dflag_of_key(enum key k)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(dflags); i++)
+		if (dflags[i].id == OPT_KEY + (int)k)
+			return &dflags[i];
+	BUG_ON(1);
+	return NULL;
+}
+
+/* Print words, wrapped at 79 columns, continued lines indented by indent. */
+static void wrap(FILE *f, const char *text, int col, int indent)
+{
+	const char *p = text;
+
+	while (*p) {
+		size_t n = strcspn(p, " ");
+
+		if (col > indent && col + 1 + (int)n > 79) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(p, 1, n, f);
+		col += (int)n;
+		p += n;
+		p += strspn(p, " ");
+	}
+}
+
 void dconf_usage(FILE *f)
 {
+	enum { INDENT = 26 };
+
 	fputs("Usage: corrald [OPTION]...\n"
 	      "The corral daemon: runs QEMU virtual machines and serves the msgpack-RPC API.\n"
-	      "\n"
-	      "  --socket PATH        read-write socket (default RUNTIME_DIR/corral.sock)\n"
-	      "  --ro-socket PATH     read-only socket (default: corral-ro.sock next to --socket)\n"
-	      "  --state-dir DIR      configs and logs (default /var/lib/corral as root,\n"
-	      "                       else $XDG_STATE_HOME/corral or ~/.local/state/corral)\n"
-	      "  --runtime-dir DIR    sockets, pid file (default /run/corral as root,\n"
-	      "                       else $XDG_RUNTIME_DIR/corral or /tmp/corral-UID)\n"
-	      "  --config FILE        key = value settings; flags override them\n"
-	      "  --workers N          actor worker threads (default: online CPUs)\n"
-	      "  --io-threads N       socket I/O threads (default: CPUs / 2, 1 to 4)\n"
-	      "  --socket-group NAME  let this group use the sockets (mode 0660)\n"
-	      "  --default-timeout-ms MS  deadline of calls without timeout_ms (30000)\n"
-	      "  --log-level LEVEL    error, warning, info (default) or debug\n"
-	      "  --qemu-user NAME     run QEMU as this user (as root: default corral-qemu)\n"
-	      "  --cgroup-parent NAME the control group every QEMU's group is made under\n"
-	      "  --allow-emulator PATH  an emulator definitions may name (repeatable; default\n"
-	      "                       every /usr/bin/qemu-system-*)\n"
-	      "  --allow-bridge NAME  a host bridge guests' bridged NICs may join (repeatable;\n"
-	      "                       default none)\n"
-	      "  --ovmf-code FILE     UEFI firmware (default /usr/share/OVMF/OVMF_CODE_4M.fd)\n"
-	      "  --ovmf-vars FILE     UEFI variable store template (default\n"
-	      "                       /usr/share/OVMF/OVMF_VARS_4M.fd)\n"
-	      "  --console-log-max BYTES  a console log's size limit (default 4194304)\n"
-	      "  --stats-interval-ms MS  how often each running QEMU's statistics are read\n"
-	      "                       (default 5000; 0: never)\n"
-	      "  --monitor-threshold-ms MS  a QMP command unanswered this long marks the\n"
-	      "                       monitor unresponsive (default 3000; 0: only at its deadline)\n"
-	      "  --metrics-listen [ADDR:]PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
-	      "                       (ADDR default 127.0.0.1; default: no listener)\n"
-	      "  --no-autostart       do not start the domains marked autostart (they stay\n"
-	      "                       as they are; for recovery and debugging)\n"
-	      "  --foreground         stay in the foreground (the default; kept for scripts)\n"
-	      "  --dump-api-md        print the API reference (docs/API.md) and exit\n"
-	      "  --help               print this and exit\n"
-	      "  --version            print the version and exit\n"
-	      "\n"
-	      "See docs/daemon.md.\n", f);
+	      "\n", f);
+	for (size_t i = 0; i < ARRAY_SIZE(dflags); i++) {
+		const struct dflag *d = &dflags[i];
+		char text[512];
+		int n = fprintf(f, "  --%s%s%s", d->name, d->metavar ? " " : "",
+				d->metavar ? d->metavar : "");
+
+		if (n >= INDENT) {
+			fprintf(f, "\n%*s", INDENT, "");
+		} else {
+			fprintf(f, "%*s", INDENT - n, "");
+		}
+		snprintf(text, sizeof(text), "%s%s%s%s", d->help, d->dflt ? " (default: " : "",
+			 d->dflt ? d->dflt : "", d->dflt ? ")" : "");
+		wrap(f, text, INDENT, INDENT);
+		fputc('\n', f);
+	}
+	fputs("\nSee corrald(8), corral.conf(5) and docs/daemon.md.\n", f);
+}
+
+/* One flag or key of the man pages: .TP, its name and value, help, default. */
+static void man_entry(FILE *f, const struct dflag *d, bool as_key)
+{
+	roff_macro(f, "TP", NULL);
+	if (as_key) {
+		fputs("\\fB", f);
+		roff_text(f, key_names[d->id - OPT_KEY]);
+		fputs("\\fR = \\fI", f);
+	} else {
+		fputs("\\fB\\-\\-", f);
+		roff_text(f, d->name);
+		fputs("\\fR", f);
+		if (d->metavar)
+			fputs(" \\fI", f);
+	}
+	if (d->metavar) {
+		roff_text(f, d->metavar);
+		fputs("\\fR", f);
+	}
+	fputc('\n', f);
+	roff_text(f, d->help);
+	fputs(".\n", f);
+	if (d->dflt) {
+		fputs("Default: ", f);
+		roff_text(f, d->dflt);
+		fputs(".\n", f);
+	}
+	if (as_key) {
+		fputs("Flag: \\fB\\-\\-", f);
+		roff_text(f, d->name);
+		fputs("\\fR.\n", f);
+	} else if (d->id >= OPT_KEY) {
+		fputs("In the file: \\fB", f);
+		roff_text(f, key_names[d->id - OPT_KEY]);
+		fputs("\\fR.\n", f);
+	}
+}
+
+static void man_corrald(FILE *f, const char *version, void (*api_list)(FILE *f))
+{
+	roff_head(f, "corrald", "8", version, "corral manual",
+		  "the corral daemon: QEMU virtual machines behind a msgpack-RPC API");
+	roff_macro(f, "SH", "SYNOPSIS");
+	fputs(".B corrald\n.RI [ OPTION ]...\n", f);
+	roff_macro(f, "SH", "DESCRIPTION");
+	roff_text(f, "corrald runs QEMU virtual machines (domains): each is an actor whose "
+		  "jobs (define, start, shutdown, ...) run one at a time with a deadline, and "
+		  "whose state is published as a snapshot that queries read without waiting.  "
+		  "It serves its API on two UNIX sockets: a read-write one for corral(1) and "
+		  "other managers, and a read-only one (queries and events) for monitoring.\n");
+	roff_macro(f, "PP", NULL);
+	roff_text(f, "It needs no configuration.  It stays in the foreground and logs to "
+		  "standard error, one line per message.  Settings come from the defaults, "
+		  "then the file named by --config (corral.conf(5)), then the flags.\n");
+	roff_macro(f, "SH", "OPTIONS");
+	for (size_t i = 0; i < ARRAY_SIZE(dflags); i++)
+		man_entry(f, &dflags[i], false);
+	roff_macro(f, "SH", "SOCKETS");
+	roff_text(f, "Both sockets have mode 0600, or 0660 and the socket group's with "
+		  "socket_group.  At every accept corrald reads the peer's credentials and "
+		  "takes the connection only from root, its own user or a member of the "
+		  "socket group.  The read-only socket serves the methods marked (ro) below; "
+		  "anything else gets the permission error.  The qmp method is refused to "
+		  "every caller but root when corrald runs as root.\n");
+	roff_macro(f, "SH", "SIGNALS");
+	roff_text(f, "SIGTERM or SIGINT: corrald stops accepting, answers what is in flight, "
+		  "and exits 0.  Running VMs are not touched: QEMU runs in its own session, "
+		  "and the next corrald finds every QEMU again and re-attaches it.  SIGHUP "
+		  "is logged and ignored (there is no reload).\n");
+	roff_macro(f, "SH", "SYSTEMD");
+	roff_text(f, "The units corrald.service, corrald.socket and corrald-ro.socket "
+		  "(system, and the same for systemctl --user) start corrald at the first "
+		  "connection.  corrald takes the listening sockets the service manager "
+		  "passes and tells them apart by FileDescriptorName: `rw` for the "
+		  "read-write socket, `ro` for the read-only one; it never removes a passed "
+		  "socket.  Type=notify: READY=1 once it serves, STOPPING=1 at SIGTERM.  "
+		  "With WatchdogSec=, WATCHDOG=1 is sent only while every I/O thread and the "
+		  "actor runtime answer a probe.  KillMode=process: stopping or restarting "
+		  "the service never touches a running VM.\n");
+	if (api_list)
+		api_list(f);
+	roff_macro(f, "SH", "FILES");
+	roff_text(f, "Paths for root; a session daemon uses its user's directories "
+		  "(see --state-dir and --runtime-dir).\n");
+	static const char *const files[][2] = {
+		{ "/etc/corral/corrald.conf", "the configuration file of the system service" },
+		{ "/var/lib/corral/domains/NAME.json", "a domain's definition" },
+		{ "/var/lib/corral/logs/", "each domain's QEMU log and console log" },
+		{ "/var/lib/corral/nvram/NAME.fd", "a UEFI domain's variable store" },
+		{ "/run/corral/corral.sock, /run/corral/corral-ro.sock", "the sockets" },
+		{ "/run/corral/corrald.pid", "the daemon's pid, locked while it runs" },
+		{ "/run/corral/vms/NAME.json", "a running QEMU's record" },
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(files); i++) {
+		roff_macro(f, "TP", NULL);
+		fputs("\\fI", f);
+		roff_text(f, files[i][0]);
+		fputs("\\fR\n", f);
+		roff_text(f, files[i][1]);
+		fputc('\n', f);
+	}
+	roff_macro(f, "SH", "SEE ALSO");
+	fputs(".BR corral (1),\n.BR corral.conf (5),\n.BR systemd.socket (5)\n", f);
+}
+
+static void man_conf(FILE *f, const char *version)
+{
+	roff_head(f, "corral.conf", "5", version, "corral manual",
+		  "configuration file of corrald, the corral daemon");
+	roff_macro(f, "SH", "SYNOPSIS");
+	fputs(".I /etc/corral/corrald.conf\n", f);
+	roff_macro(f, "SH", "DESCRIPTION");
+	roff_text(f, "corrald(8) reads the file named by its --config flag (the system "
+		  "service gives /etc/corral/corrald.conf).  Each line is `key = value`; "
+		  "blank lines and lines starting with # are skipped; a value may be in "
+		  "double quotes.  Paths must be absolute.  An unknown key or a bad value "
+		  "stops the daemon with the file and line.  A flag on the command line "
+		  "beats the file, and the file beats the default.  Every key is optional.\n");
+	roff_macro(f, "SH", "KEYS");
+	for (size_t i = 0; i < ARRAY_SIZE(dflags); i++)
+		if (dflags[i].id >= OPT_KEY)
+			man_entry(f, &dflags[i], true);
+	roff_macro(f, "SH", "EXAMPLE");
+	roff_verbatim(f, "# /etc/corral/corrald.conf\n"
+		      "socket_group = corral\n"
+		      "workers = 8\n"
+		      "default_timeout_ms = 60000\n"
+		      "allowed_bridges = br0, br1\n");
+	roff_macro(f, "SH", "SEE ALSO");
+	fputs(".BR corrald (8),\n.BR corral (1)\n", f);
+}
+
+int dconf_man(FILE *f, const char *page, const char *version, void (*api_list)(FILE *f))
+{
+	if (!strcmp(page, "corrald.8"))
+		man_corrald(f, version, api_list);
+	else if (!strcmp(page, "corral.conf.5"))
+		man_conf(f, version);
+	else
+		return -ENOENT;
+	return 0;
 }
 
 static char *path_join(const char *a, const char *b)
@@ -493,40 +726,7 @@ static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
 
 int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errlen)
 {
-	enum {
-		OPT_FOREGROUND = 1000, OPT_CONFIG, OPT_DUMP, OPT_HELP, OPT_VERSION,
-		OPT_NO_AUTOSTART, OPT_KEY
-	};
-	static const struct option opts[] = {
-		{ "socket", required_argument, NULL, OPT_KEY + K_SOCKET },
-		{ "ro-socket", required_argument, NULL, OPT_KEY + K_RO_SOCKET },
-		{ "state-dir", required_argument, NULL, OPT_KEY + K_STATE_DIR },
-		{ "runtime-dir", required_argument, NULL, OPT_KEY + K_RUNTIME_DIR },
-		{ "socket-group", required_argument, NULL, OPT_KEY + K_SOCKET_GROUP },
-		{ "workers", required_argument, NULL, OPT_KEY + K_WORKERS },
-		{ "io-threads", required_argument, NULL, OPT_KEY + K_IO_THREADS },
-		{ "default-timeout-ms", required_argument, NULL, OPT_KEY + K_DEFAULT_TIMEOUT_MS },
-		{ "client-stall-timeout-ms", required_argument, NULL, OPT_KEY + K_CLIENT_STALL_MS },
-		{ "emulator", required_argument, NULL, OPT_KEY + K_EMULATOR },
-		{ "log-level", required_argument, NULL, OPT_KEY + K_LOG_LEVEL },
-		{ "qemu-user", required_argument, NULL, OPT_KEY + K_QEMU_USER },
-		{ "cgroup-parent", required_argument, NULL, OPT_KEY + K_CGROUP_PARENT },
-		{ "allow-emulator", required_argument, NULL, OPT_KEY + K_ALLOW_EMULATOR },
-		{ "allow-bridge", required_argument, NULL, OPT_KEY + K_ALLOW_BRIDGE },
-		{ "ovmf-code", required_argument, NULL, OPT_KEY + K_OVMF_CODE },
-		{ "ovmf-vars", required_argument, NULL, OPT_KEY + K_OVMF_VARS },
-		{ "console-log-max", required_argument, NULL, OPT_KEY + K_CONSOLE_LOG_MAX },
-		{ "stats-interval-ms", required_argument, NULL, OPT_KEY + K_STATS_INTERVAL_MS },
-		{ "monitor-threshold-ms", required_argument, NULL, OPT_KEY + K_MON_THRESHOLD_MS },
-		{ "metrics-listen", required_argument, NULL, OPT_KEY + K_METRICS_LISTEN },
-		{ "config", required_argument, NULL, OPT_CONFIG },
-		{ "foreground", no_argument, NULL, OPT_FOREGROUND },
-		{ "no-autostart", no_argument, NULL, OPT_NO_AUTOSTART },
-		{ "dump-api-md", no_argument, NULL, OPT_DUMP },
-		{ "help", no_argument, NULL, OPT_HELP },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ NULL, 0, NULL, 0 },
-	};
+	struct option opts[ARRAY_SIZE(dflags) + 1];
 	/* Flags are applied after the file, so remember them first. */
 	struct { enum key k; const char *v; } flags[64];
 	unsigned nflags = 0;
@@ -534,6 +734,11 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 
 	memset(c, 0, sizeof(*c));
 	c->log_level = LOG_INFO;
+	for (size_t i = 0; i < ARRAY_SIZE(dflags); i++)
+		opts[i] = (struct option){ dflags[i].name,
+					   dflags[i].metavar ? required_argument : no_argument,
+					   NULL, dflags[i].id };
+	opts[ARRAY_SIZE(dflags)] = (struct option){ 0 };
 	optind = 1;
 	opterr = 0;
 	while ((o = getopt_long(argc, argv, "hV", opts, NULL)) != -1) {
@@ -550,6 +755,11 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 			break;
 		case OPT_DUMP:
 			c->dump_api_md = true;
+			break;
+		case OPT_DUMP_MAN:
+			r = set_str(&c->dump_man, optarg);
+			if (r < 0)
+				return r;
 			break;
 		case 'h':
 		case OPT_HELP:
@@ -582,7 +792,7 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 		snprintf(errbuf, errlen, "unexpected argument '%s'", argv[optind]);
 		return -EINVAL;
 	}
-	if (c->help || c->version || c->dump_api_md)
+	if (c->help || c->version || c->dump_api_md || c->dump_man)
 		return 0;
 	if (c->config_file) {
 		r = load_file(c, c->config_file, errbuf, errlen);
@@ -592,7 +802,7 @@ int dconf_load(struct dconf *c, int argc, char **argv, char *errbuf, size_t errl
 	for (unsigned i = 0; i < nflags; i++) {
 		char where[64];
 
-		snprintf(where, sizeof(where), "--%s", opts[flags[i].k].name);
+		snprintf(where, sizeof(where), "--%s", dflag_of_key(flags[i].k)->name);
 		r = dconf_set(c, flags[i].k, flags[i].v, where, errbuf, errlen);
 		if (r < 0)
 			return r;
@@ -612,6 +822,7 @@ void dconf_fini(struct dconf *c)
 	free(c->socket_group);
 	free(c->emulator);
 	free(c->config_file);
+	free(c->dump_man);
 	free(c->qemu_user);
 	free(c->cgroup_parent);
 	for (size_t i = 0; i < c->nemulators; i++)

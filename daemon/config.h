@@ -42,6 +42,7 @@ struct dconf {
 	bool no_autostart;              /* --no-autostart: leave marked domains off */
 	/* What to do instead of serving. */
 	bool help, version, dump_api_md;
+	char *dump_man;                 /* --dump-man PAGE */
 };
 
 /*
@@ -53,5 +54,12 @@ void dconf_fini(struct dconf *conf);
 
 /* The --help text. */
 void dconf_usage(FILE *f);
+
+/*
+ * The man page corrald.8 or corral.conf.5 (roff), from the flag table;
+ * corrald.8 also lists the methods (api_list prints them).  0, or -ENOENT
+ * for another page name.
+ */
+int dconf_man(FILE *f, const char *page, const char *version, void (*api_list)(FILE *f));
 
 #endif /* CORRAL_DAEMON_CONFIG_H */

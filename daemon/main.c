@@ -39,6 +39,7 @@
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/server.h"
+#include "daemon/service.h"
 
 #ifndef CORRAL_VERSION
 #define CORRAL_VERSION "unknown"
@@ -337,19 +338,34 @@ static bool stop_requested(void *arg)
 	return stop_signal != 0;
 }
 
-/* Block until SIGTERM or SIGINT; SIGHUP is logged and ignored. */
-static int wait_for_signal(void)
+/*
+ * Block until SIGTERM or SIGINT; SIGHUP is logged and ignored.  Meanwhile
+ * tick the watchdog (if any) every period, however many signals arrive.
+ */
+static int wait_for_signal(struct svc_watchdog *wd)
 {
 	struct pollfd pfd = { .fd = sig_fd, .events = POLLIN };
+	uint64_t next = wd ? now_ns() : 0;
 	int sig;
 
 	if (stop_signal)
 		return stop_signal;
 	for (;;) {
+		int timeout = -1;
+
 		sig = poll_signal();
 		if (sig)
 			return sig;
-		if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+		if (wd) {
+			uint64_t now = now_ns();
+
+			if (now >= next) {
+				svc_watchdog_tick(wd);
+				next = now + svc_watchdog_period_ns(wd);
+			}
+			timeout = (int)((next - now + NSEC_PER_MSEC - 1) / NSEC_PER_MSEC);
+		}
+		if (poll(&pfd, 1, timeout) < 0 && errno != EINTR)
 			return -1;
 	}
 }
@@ -369,6 +385,8 @@ int main(int argc, char **argv)
 	struct server *srv = NULL;
 	struct metrics *metrics = NULL;
 	struct server_opts so = { 0 };
+	struct svc_watchdog *wd = NULL;
+	int passed_rw = -1, passed_ro = -1;
 	int pidfd = -1, run_lock_fd = -1, state_lock_fd = -1, r, sig, status = 1;
 
 	err[0] = '\0';
@@ -387,6 +405,16 @@ int main(int argc, char **argv)
 		dconf_fini(&conf);
 		return 0;
 	}
+	if (conf.dump_man) {
+		if (dconf_man(stdout, conf.dump_man, CORRAL_VERSION, server_dump_api_man) < 0) {
+			fprintf(stderr, "corrald: no man page '%s' (corrald.8, corral.conf.5)\n",
+				conf.dump_man);
+			dconf_fini(&conf);
+			return 2;
+		}
+		dconf_fini(&conf);
+		return fflush(stdout) == 0 ? 0 : 1;
+	}
 	if (conf.dump_api_md) {
 		server_dump_api_md(stdout);
 		dconf_fini(&conf);
@@ -394,6 +422,16 @@ int main(int argc, char **argv)
 	}
 	log_set_level((enum log_level)conf.log_level);
 	crash_init();
+	/* Before any thread: it edits the environment. */
+	if (svc_take_sockets(&passed_rw, &passed_ro, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		dconf_fini(&conf);
+		return 1;
+	}
+	if (svc_notify_expected() && !svc_notify_supported())
+		log_warn("the service manager waits for a readiness notification (NOTIFY_SOCKET), "
+			 "but this corrald was built without libsystemd: use Type=exec, or "
+			 "rebuild with libsystemd-dev installed (meson -Dsystemd=enabled)");
 	urcu_memb_register_thread();
 	raise_nofile();
 
@@ -515,6 +553,9 @@ int main(int argc, char **argv)
 	so.env = env;
 	so.rw_path = conf.socket;
 	so.ro_path = conf.ro_socket;
+	so.rw_fd = passed_rw;
+	so.ro_fd = passed_ro;
+	passed_rw = passed_ro = -1;     /* the server's now, whatever happens */
 	so.default_timeout_ms = conf.default_timeout_ms;
 	so.client_stall_ms = conf.client_stall_ms;
 	so.stats_interval_ms = conf.stats_interval_ms;
@@ -536,11 +577,20 @@ int main(int argc, char **argv)
 	log_info("corrald %s ready: pid %d, %u workers, %u I/O threads, %" PRIu64
 		 " domains, state in %s", CORRAL_VERSION, (int)getpid(), so.workers,
 		 conf.io_threads, reg_count(reg), conf.state_dir);
+	/* The listeners are on the loop: every query is answered from here on. */
+	{
+		char line[128];
+
+		snprintf(line, sizeof(line), "serving %" PRIu64 " domains", reg_count(reg));
+		svc_notify_ready(line);
+	}
+	if (svc_watchdog_new(io, rt, &wd) < 0)
+		log_err("watchdog: out of memory: no keep-alives will be sent");
 	/* Serving already: queries answer while the marked domains start. */
 	if (!stop_requested(NULL))
 		autostart(env, &conf);
 
-	sig = wait_for_signal();
+	sig = wait_for_signal(wd);
 	log_info("%s: shutting down (running VMs are left running)",
 		 sig > 0 ? strsignal(sig) : "signalfd broken");
 	status = 0;
@@ -552,9 +602,16 @@ out:
 	 * clients close once answered (bounded wait); then the runtime and the
 	 * loops; then what they referred to.
 	 */
+	if (srv || wd)
+		svc_notify_stopping();
+	if (passed_rw >= 0)
+		close(passed_rw);
+	if (passed_ro >= 0)
+		close(passed_ro);
 	if (srv)
 		server_stop_accepting(srv);
 	metrics_stop(metrics);
+	svc_watchdog_stop(wd);
 	if (reg)
 		stop_domains(reg);
 	if (rt && rt_quiesce(rt, QUIESCE_NS) < 0)
@@ -571,6 +628,7 @@ out:
 	urcu_memb_barrier();
 	rt_free(rt);
 	ioloop_free(io);
+	svc_watchdog_free(wd);
 	urcu_memb_barrier();
 	server_free(srv);
 	urcu_memb_barrier();

@@ -23,6 +23,7 @@
 #include "actors/vm.h"
 #include "common/names.h"
 #include "common/proc.h"
+#include "common/roff.h"
 #include "common/util.h"
 #include "qemu/config.h"
 #include "rpc/json-conv.h"
@@ -1586,5 +1587,50 @@ void server_dump_api_md(FILE *f)
 			fprintf(f, "\n");
 		}
 		fprintf(f, "Result: %s.\n", m->result);
+	}
+}
+
+/* The API section of corrald(8), from the same table as docs/API.md. */
+void server_dump_api_man(FILE *f)
+{
+	char line[512];
+
+	roff_macro(f, "SH", "API");
+	snprintf(line, sizeof(line), "corrald speaks msgpack-RPC on both sockets: requests "
+		 "`[0, msgid, method, [params]]`, responses `[1, msgid, error, result]`, "
+		 "notifications `[2, method, [params]]`.  Every method takes one map; every "
+		 "method also takes `timeout_ms` (1 to %llu; default `default_timeout_ms`).  "
+		 "Methods marked (ro) are served on the read-only socket too.\n",
+		 TIMEOUT_MAX_MS);
+	roff_text(f, line);
+	for (size_t i = 0; i < methods_count; i++) {
+		const struct method *m = &methods[i];
+
+		roff_macro(f, "TP", NULL);
+		fputs("\\fB", f);
+		roff_text(f, m->name);
+		fprintf(f, "\\fR%s\n", m->ro_ok ? " (ro)" : "");
+		roff_text(f, m->doc);
+		fputc('\n', f);
+		for (const struct param *p = m->params; p->name; p++) {
+			fputs(".br\n\\fI", f);
+			roff_text(f, p->name);
+			fprintf(f, "\\fR (%s%s): ", type_name(p->type), p->required ? ", required" : "");
+			roff_text(f, p->doc);
+			fputc('\n', f);
+		}
+		fputs(".br\nResult: ", f);
+		roff_text(f, m->result);
+		fputc('\n', f);
+	}
+	roff_macro(f, "SS", "Errors");
+	roff_text(f, "An error is `[code, message]`:\n");
+	for (int code = RPC_ERR_MIN; code <= RPC_ERR_MAX; code++) {
+		roff_macro(f, "TP", NULL);
+		fprintf(f, "\\fB%d\\fR ", code);
+		roff_text(f, rpc_err_name(code));
+		fputc('\n', f);
+		roff_text(f, err_docs[code]);
+		fputc('\n', f);
 	}
 }

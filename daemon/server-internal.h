@@ -46,6 +46,7 @@ struct listener {
 	struct server *srv;
 	bool ro;
 	bool closed;                    /* its loop thread only */
+	bool passed;                    /* from the service manager: never unlinked */
 	char *path;
 };
 

@@ -26,6 +26,7 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1273,6 +1274,43 @@ static int check_stale(const char *path, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/*
+ * A listening socket the service manager passed: checked by the caller
+ * (service.c) to be a listening UNIX stream socket.  Made non-blocking; its
+ * path (for messages) is the bound one.
+ */
+static int listener_take(struct server *s, struct listener *l, int fd, const char *path,
+			 bool ro, char *errbuf, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	socklen_t len = sizeof(sa);
+	int fl;
+
+	l->srv = s;
+	l->ro = ro;
+	l->passed = true;
+	l->w.fd = -1;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+	    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		snprintf(errbuf, errlen, "the %s socket passed by the service manager (fd %d): %s",
+			 ro ? "read-only" : "read-write", fd, strerror(errno));
+		close(fd);
+		return -EBADF;
+	}
+	if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && len > offsetof(struct sockaddr_un, sun_path) &&
+	    sa.sun_path[0] == '/')
+		l->path = strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+	else
+		l->path = strdup(path);
+	if (!l->path) {
+		close(fd);
+		return -ENOMEM;
+	}
+	l->w.fd = fd;
+	return 0;
+}
+
 static int listener_open(struct server *s, struct listener *l, const char *path, bool ro,
 			 char *errbuf, size_t errlen)
 {
@@ -1347,7 +1385,8 @@ static void listener_close(struct listener *l)
 	l->closed = true;
 	io_watch_del(&l->w);
 	close(l->w.fd);
-	if (l->path)
+	/* A passed socket stays the service manager's: it listens on for the next start. */
+	if (l->path && !l->passed)
 		unlink(l->path);
 }
 
@@ -1385,9 +1424,16 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 	s->stop_task.fn = stop_task_fn;
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
-	r = listener_open(s, &s->rw, opts->rw_path, false, errbuf, errlen);
-	if (r == 0)
+	if (opts->rw_fd >= 0)
+		r = listener_take(s, &s->rw, opts->rw_fd, opts->rw_path, false, errbuf, errlen);
+	else
+		r = listener_open(s, &s->rw, opts->rw_path, false, errbuf, errlen);
+	if (r == 0 && opts->ro_fd >= 0)
+		r = listener_take(s, &s->ro, opts->ro_fd, opts->ro_path, true, errbuf, errlen);
+	else if (r == 0)
 		r = listener_open(s, &s->ro, opts->ro_path, true, errbuf, errlen);
+	else if (opts->ro_fd >= 0)
+		close(opts->ro_fd);
 	if (r == 0) {
 		r = io_watch_add(opts->io, &s->rw.w, s->rw.w.fd, EPOLLIN, accept_cb);
 		if (r == 0) {
@@ -1405,7 +1451,7 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 		for (struct listener *l = &s->rw; l <= &s->ro; l++) {
 			if (l->w.fd >= 0)
 				close(l->w.fd);
-			if (l->path)
+			if (l->path && !l->passed)
 				unlink(l->path);
 			free(l->path);
 		}
@@ -1416,9 +1462,15 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 		free(s);
 		return r;
 	}
-	log_info("listening on %s (read-write, mode %s) and %s (read-only, mode %s)",
-		 s->rw.path, opts->group_set ? "0660" : "0600", s->ro.path,
-		 opts->group_set ? "0660" : "0600");
+	for (struct listener *l = &s->rw; l <= &s->ro; l++) {
+		if (l->passed)
+			log_info("listening on %s (%s, passed by the service manager)", l->path,
+				 l->ro ? "read-only" : "read-write");
+		else
+			log_info("listening on %s (%s, mode %s)", l->path,
+				 l->ro ? "read-only" : "read-write",
+				 opts->group_set ? "0660" : "0600");
+	}
 	*ret = s;
 	return 0;
 }

@@ -32,6 +32,12 @@ struct server_opts {
 	struct vm_env *env;
 	const char *rw_path;            /* read-write socket */
 	const char *ro_path;            /* read-only socket */
+	/*
+	 * Listening sockets passed by the service manager (socket activation),
+	 * -1 each for none: used as they are (mode and owner are the socket
+	 * unit's), never unlinked; the path above is then only for messages.
+	 */
+	int rw_fd, ro_fd;
 	bool group_set;                 /* socket_group configured */
 	gid_t group;
 	uint64_t default_timeout_ms;
@@ -41,8 +47,10 @@ struct server_opts {
 };
 
 /*
- * Bind and listen on both sockets and start accepting.  Refuses (-EADDRINUSE)
- * when a daemon already answers on either path; removes stale socket files.
+ * Bind and listen on both sockets (or take the passed ones) and start
+ * accepting.  Refuses (-EADDRINUSE) when a daemon already answers on either
+ * path; removes stale socket files.  A passed fd is the server's from here on,
+ * success or failure.
  * 0 or -errno with a one-line reason in errbuf.  Main thread.
  */
 int server_new(const struct server_opts *opts, struct server **ret, char *errbuf,
@@ -73,5 +81,7 @@ void server_free(struct server *s);
 
 /* Print the API reference in markdown (docs/API.md).  Any thread. */
 void server_dump_api_md(FILE *f);
+/* The same table as corrald(8)'s API section (roff).  Any thread. */
+void server_dump_api_man(FILE *f);
 
 #endif /* CORRAL_DAEMON_SERVER_H */

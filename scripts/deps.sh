@@ -9,6 +9,8 @@ pkgs=(
 	qemu-system-x86 qemu-utils python3 python3-msgpack procps
 	busybox-static xz-utils util-linux spin
 	ovmf ipxe-qemu seabios iproute2 xorriso isolinux syslinux-common
+	libsystemd-dev systemd python3-setuptools
+	debhelper dh-python dpkg-dev lintian fakeroot git
 )
 
 missing=()

@@ -51,6 +51,14 @@ else
 	echo "fuzzing found a problem (see above)"
 fi
 
+echo "== Debian packages (dpkg-buildpackage, lintian, dpkg -x) =="
+if DEB_TIMEOUT=900 ./scripts/deb.sh; then
+	echo "Ok:                 1" >>"$log"
+else
+	echo "Fail:               1" >>"$log"
+	echo "the Debian packages did not build or check (see above)"
+fi
+
 ok=$(awk '/^Ok:/ { n += $2 } END { print n + 0 }' "$log")
 bad=$(awk '/^(Fail|Timeout|Unexpected Pass):/ { n += $NF } END { print n + 0 }' "$log")
 echo "tests: $ok passed, $bad failed"
