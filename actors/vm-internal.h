@@ -101,6 +101,7 @@ struct vm_pubstats {
 	struct rcu_head rcu;
 	json_t *data;
 	uint64_t collected_ns;
+	uint64_t interval_ns;           /* the rounds' interval: older than two is stale */
 };
 
 struct vm {
@@ -131,6 +132,7 @@ struct vm {
 	unsigned def_writes;
 	struct monitor *mon;
 	bool mon_ready;                 /* its handshake is done */
+	uint64_t poll_ns;               /* its statistics rounds' interval (mon_set_poll) */
 	struct pidwatch *pw;
 	pid_t pid;
 	unsigned long long starttime;   /* of pid, from /proc: pid + start time name one process */

@@ -722,7 +722,9 @@ static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline)
 	dom_set_monitor(d, DOM_MON_CONNECTING);
 	/* Figures of an earlier QEMU or monitor are not this one's. */
 	vm_stats_clear(d);
-	mon_set_poll(vm->mon, vm->env->stats_interval_ns, vm->env->mon_late_ns, vm->pid);
+	vm->poll_ns = qemu_config_stats_interval_ms(vm->cfg, vm->env->stats_interval_ns /
+						    NSEC_PER_MSEC) * NSEC_PER_MSEC;
+	mon_set_poll(vm->mon, vm->poll_ns, vm->env->mon_late_ns, vm->pid);
 	return 0;
 }
 

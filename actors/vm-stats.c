@@ -43,6 +43,7 @@ void vm_stats_publish(struct domain *d, json_t *data)
 	json_object_del(data, "collected_ns");
 	p->data = data;
 	p->collected_ns = (uint64_t)at;
+	p->interval_ns = vm->poll_ns;
 	replace(vm, p);
 }
 
@@ -78,6 +79,6 @@ const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, boo
 		return NULL;
 	*age_ns = now > p->collected_ns ? now - p->collected_ns : 0;
 	*stale = dom_snap_rcu(d)->mon != DOM_MON_OK ||
-		 *age_ns > 2 * vm->env->stats_interval_ns + NSEC_PER_SEC;
+		 *age_ns > 2 * p->interval_ns + NSEC_PER_SEC;
 	return p->data;
 }

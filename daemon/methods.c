@@ -1173,7 +1173,8 @@ const struct method methods[] = {
 	  (const struct param[]){ { "names", P_STRV, false, "the domains (default: all); "
 				    "names not defined are listed in `missing`" }, END },
 	  "`{interval_s, domains: [{name, state, monitor: {state, since_s}, age_s, stale, "
-	  "cpu, memory, disks}], missing: [name], more: [name]}`.  `more`: domains whose "
+	  "cpu, memory, disks}], missing: [name], more: [name]}`.  `interval_s`: the daemon's "
+	  "interval (a domain's config may set its own, `stats_interval_ms`).  `more`: domains whose "
 	  "figures did not fit in this answer (it stays within the message limits, about "
 	  "5,000 domains of one disk and one vCPU each): ask again with `names` set to it.  `age_s`: seconds since the figures "
 	  "were read, nil when there are none (not running, or no round done yet: then "

@@ -65,6 +65,8 @@ struct qemu_config {
 	bool has_limits;
 	uint64_t limit_memory_mib;      /* 0: the default */
 	unsigned int cpu_weight;        /* 0: the default */
+	bool has_stats_interval;        /* stats_interval_ms given; else the daemon's */
+	uint32_t stats_interval_ms;
 	unsigned int cpu_max_pct;       /* 0: no cap */
 	size_t n_nics;
 	struct qemu_nic nics[QEMU_NICS_MAX];
@@ -538,6 +540,19 @@ static int parse_disks(struct qemu_config *c, const char *field, const json_t *v
 			}
 		}
 	}
+	return 0;
+}
+
+static int parse_stats_interval(struct qemu_config *c, const char *field, const json_t *v,
+				char *err, size_t errlen)
+{
+	if (!json_is_integer(v))
+		return bad(err, errlen, field, v, "expected an integer");
+	if (!in_range("stats_interval_ms", json_integer_value(v)) ||
+	    (json_integer_value(v) > 0 && json_integer_value(v) < 100))
+		return bad(err, errlen, field, v, "must be 0 (never) or 100 to 3600000");
+	c->has_stats_interval = true;
+	c->stats_interval_ms = (uint32_t)json_integer_value(v);
 	return 0;
 }
 
@@ -1027,6 +1042,10 @@ static const struct {
 	{ F("reboot", "string", "\"reset\"", "how `reboot` is carried out: \"reset\" (a "
 	    "hardware reset) or \"acpi\" (the guest powers off, QEMU holds, corral resets it)",
 	    "\"reset\"" ), parse_reboot },
+	{ F("stats_interval_ms", "integer", "the daemon's `--stats-interval-ms` (5000)",
+	    "how often corral reads this domain's statistics while it runs (method `stats`); "
+	    "0: never; else at least 100; takes effect at the next start", "10000",
+	    RANGE(0, 3600000, "ms") ), parse_stats_interval },
 	{ F("limits", "object", "{}", "what QEMU's control group enforces", "{\"cpus\": 1.5}" ),
 	  parse_limits },
 	{ F("limits.memory", "integer (MiB) or size string", "memory plus a quarter, at least "
@@ -1258,6 +1277,9 @@ json_t *qemu_config_to_json(const struct qemu_config *c)
 	r |= json_object_set_new(o, "disks", disks);
 	disks = NULL;
 	r |= json_object_set_new(o, "reboot", json_string(c->reboot));
+	if (c->has_stats_interval)
+		r |= json_object_set_new(o, "stats_interval_ms",
+					 json_integer((json_int_t)c->stats_interval_ms));
 	if (c->has_limits) {
 		json_t *l = json_object();
 
@@ -1441,6 +1463,11 @@ uint64_t qemu_config_limit_memory_mib(const struct qemu_config *c)
 		return c->limit_memory_mib;
 	/* QEMU's own needs on top of the guest's: at least 256 MiB, or a quarter. */
 	return c->memory_mib + (extra > 256 ? extra : 256);
+}
+
+uint64_t qemu_config_stats_interval_ms(const struct qemu_config *c, uint64_t daemon_ms)
+{
+	return c->has_stats_interval ? c->stats_interval_ms : daemon_ms;
 }
 
 unsigned int qemu_config_limit_cpu_weight(const struct qemu_config *c)

@@ -160,6 +160,8 @@ const char *qemu_config_disk_format(const struct qemu_config *c, size_t i);
  */
 uint64_t qemu_config_limit_memory_mib(const struct qemu_config *c);
 unsigned int qemu_config_limit_cpu_weight(const struct qemu_config *c);
+/* How often to read its statistics: its own stats_interval_ms, else daemon_ms. */
+uint64_t qemu_config_stats_interval_ms(const struct qemu_config *c, uint64_t daemon_ms);
 unsigned int qemu_config_limit_cpu_pct(const struct qemu_config *c);
 
 /* NICs, in the order given; i < qemu_config_nic_count() or BUG. */

@@ -19,7 +19,9 @@ Real corrald, real QEMU (TCG).  The tests:
                      deadline
   cli                `corral stats` as a table, as JSON and in Prometheus's
                      text format
-  interval_off       --stats-interval-ms 0: no rounds, no figures
+  interval_off       --stats-interval-ms 0: no rounds, no figures, except
+                     for a domain whose config sets stats_interval_ms; bad
+                     values of it refused
   paging             18,000 domains: one `stats` answer stays within the
                      protocol's limits and names the rest in `more`; asking
                      for those gets them; `corral stats` follows `more`
@@ -255,9 +257,17 @@ def test_interval_off():
     try:
         c = d.client()
         running(d, c, "q1", disk=False)
-        time.sleep(1)
+        cfg = vm_config(d, "q2", disk=False)
+        cfg["stats_interval_ms"] = 200
+        c.call("define", {"config": cfg})
+        c.call("start", {"name": "q2"})
+        wait_until(lambda: fresh(c, "q2"), "q2's own rounds")
         e = stats(c)[0]["q1"]
         check(e["age_s"] is None and e["monitor"]["state"] == "ok", e)
+        check(c.call("info", {"name": "q2"})["config"]["stats_interval_ms"] == 200, "config")
+        for bad in (-1, 50, 3600001, "1s", 1.5):
+            cfg["stats_interval_ms"] = bad
+            c.err("define", {"config": cfg}, ERR_INVALID_ARGUMENT)
     finally:
         d.stop()
 
