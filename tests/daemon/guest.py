@@ -457,7 +457,9 @@ def check_lifecycle(d):
     c.call("resume", {"name": "lc1"})
     # A guest that ignores ACPI: --force destroys it once the timeout passes.
     con.run("kill -9 $(pidof acpid)")
-    rc, out, err = cli(d, "shutdown", "lc1", "--force", "--timeout", "5")
+    # 15 s: --force destroys 1.5 s before the deadline, room for the kill and
+    # the exit on a loaded host.
+    rc, out, err = cli(d, "shutdown", "lc1", "--force", "--timeout", "15")
     check(rc == 0 and "did not power off" in out and "destroyed" in out,
           "shutdown --force: %d %s %s" % (rc, out, err))
     check(c.call("info", {"name": "lc1"})["state"] == "shutoff", "not off after --force")
