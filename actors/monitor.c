@@ -60,6 +60,7 @@ struct mon_cmdmsg {
 	json_t *args;
 	char *raw;
 	uint64_t deadline_ns;
+	int fd;                         /* passed with the command (SCM_RIGHTS), or -1 */
 };
 
 /* qmp_id 0: the handshake's deadline; otherwise a check of every pending command. */
@@ -107,6 +108,14 @@ struct monitor {
 	json_t *round;                  /* the round being built */
 	json_t *vcpus;                  /* [{index, thread}] from query-cpus-fast */
 	bool no_balloon;                /* query-balloon said there is none */
+	/*
+	 * An fd to pass with the byte at out_fd_at of the output (the first
+	 * byte of its command), or -1.  One at a time: a second command with
+	 * an fd while one is unsent is refused (a job sends one, then waits
+	 * for its reply).
+	 */
+	int out_fd;
+	size_t out_fd_at;
 };
 
 static struct monitor *to_mon(struct actor *a)
@@ -200,8 +209,16 @@ static void fail_pending(struct monitor *m, int err, const char *reason)
 	round_drop(m);
 }
 
+static void fd_sent(struct monitor *m)
+{
+	close(m->out_fd);
+	m->out_fd = -1;
+}
+
 static void shut_fd(struct monitor *m)
 {
+	if (m->out_fd >= 0)
+		fd_sent(m);     /* never sent: closed all the same */
 	if (m->fd < 0)
 		return;
 	io_watch_del(&m->watch);
@@ -246,12 +263,46 @@ static void rearm(struct monitor *m)
 		mon_broken(m, "cannot watch the monitor socket: %s", strerror(errno));
 }
 
+/*
+ * Send from out_off up to limit; the first byte carries out_fd when it is
+ * the byte at out_fd_at (QEMU takes the fd with the bytes it arrives with,
+ * and getfd / add-fd then find it).
+ */
+static ssize_t send_some(struct monitor *m, size_t limit)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { m->out + m->out_off, limit - m->out_off };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+
+	if (m->out_fd >= 0 && m->out_off == m->out_fd_at) {
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &m->out_fd, sizeof(int));
+	}
+	/* MSG_NOSIGNAL: a QEMU gone meanwhile is EPIPE here, never a SIGPIPE. */
+	return sendmsg(m->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 static int flush_out(struct monitor *m)
 {
 	while (m->out_off < m->out_len) {
-		/* MSG_NOSIGNAL: a QEMU gone meanwhile is EPIPE here, never a SIGPIPE. */
-		ssize_t n = send(m->fd, m->out + m->out_off, m->out_len - m->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		size_t limit = m->out_len;
+		ssize_t n;
+
+		if (m->out_fd >= 0 && m->out_off < m->out_fd_at)
+			limit = m->out_fd_at;   /* up to the fd's byte, which goes alone */
+		n = send_some(m, limit);
+		if (n > 0 && m->out_fd >= 0 && m->out_off == m->out_fd_at)
+			fd_sent(m);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -272,6 +323,8 @@ static int queue_out(struct monitor *m, char *buf, size_t len)
 	if (m->out_off) {
 		memmove(m->out, m->out + m->out_off, m->out_len - m->out_off);
 		m->out_len -= m->out_off;
+		if (m->out_fd >= 0)
+			m->out_fd_at -= m->out_off;
 		m->out_off = 0;
 	}
 	if (m->out_len + len > MON_OUT_MAX)
@@ -329,7 +382,7 @@ static void mon_rearm_timer(struct monitor *m)
 /* Queue an encoded command and remember who waits for it. */
 static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t len,
 			enum pend_kind kind, uint64_t job_id, const char *execute,
-			uint64_t deadline_ns)
+			uint64_t deadline_ns, int *fd)
 {
 	struct mon_pending *p = calloc(1, sizeof(*p));
 	int r;
@@ -342,6 +395,12 @@ static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t le
 		return r;
 	}
 	p->kind = kind;
+	if (fd && *fd >= 0) {
+		/* Its first byte carries the fd: the monitor owns it from now on. */
+		m->out_fd = *fd;
+		m->out_fd_at = m->out_len - len;
+		*fd = -1;
+	}
 	p->qmp_id = qmp_id;
 	p->job_id = job_id;
 	p->sent_ns = now_ns();
@@ -400,7 +459,7 @@ static void poll_send(struct monitor *m, const char *execute)
 	if (qmp_conn_encode_cmd(m->qmp, execute, NULL, &id, &buf, &len) < 0)
 		return;
 	if (send_encoded(m, id, buf, len, PEND_POLL, m->round_id, execute,
-			 now_ns() + MON_POLL_DEADLINE_NS) == 0)
+			 now_ns() + MON_POLL_DEADLINE_NS, NULL) == 0)
 		m->poll_due++;
 	free(buf);
 }
@@ -606,7 +665,7 @@ static void on_greeting(struct monitor *m)
 	}
 	m->phase = PH_CAPS;
 	/* Its deadline was armed at creation (ready_deadline_ns): reuse it. */
-	if (send_encoded(m, id, buf, len, PEND_CAPS, 0, "qmp_capabilities", UINT64_MAX) < 0)
+	if (send_encoded(m, id, buf, len, PEND_CAPS, 0, "qmp_capabilities", UINT64_MAX, NULL) < 0)
 		mon_broken(m, "cannot queue qmp_capabilities");
 	free(buf);
 }
@@ -729,6 +788,11 @@ static void handle_cmd(struct monitor *m, struct mon_cmdmsg *cm)
 		     json_pack("{s:s}", "reason", "monitor is still negotiating with QEMU"));
 		return;
 	}
+	if (cm->fd >= 0 && m->out_fd >= 0) {
+		step(m, cm->job_id, -EPIPE,
+		     json_pack("{s:s}", "reason", "another fd is still being passed to QEMU"));
+		return;
+	}
 	if (cm->raw)
 		r = qmp_conn_encode_raw(m->qmp, cm->raw, &id, &buf, &len);
 	else
@@ -739,7 +803,7 @@ static void handle_cmd(struct monitor *m, struct mon_cmdmsg *cm)
 		return;
 	}
 	r = send_encoded(m, id, buf, len, PEND_JOB, cm->job_id,
-			 cm->execute ? cm->execute : "(raw)", cm->deadline_ns);
+			 cm->execute ? cm->execute : "(raw)", cm->deadline_ns, &cm->fd);
 	free(buf);
 	if (r < 0)
 		step(m, cm->job_id, -EPIPE,
@@ -784,6 +848,8 @@ static void handle_deadline(struct monitor *m, struct mon_deadline *dl)
 
 static void cmd_msg_free(struct mon_cmdmsg *cm)
 {
+	if (cm->fd >= 0)
+		close(cm->fd);
 	free(cm->execute);
 	free(cm->raw);
 	json_decref(cm->args);
@@ -854,6 +920,8 @@ static void mon_free(struct actor *a)
 {
 	struct monitor *m = to_mon(a);
 
+	if (m->out_fd >= 0)
+		close(m->out_fd);
 	qmp_conn_free(m->qmp);
 	json_decref(m->round);
 	json_decref(m->vcpus);
@@ -904,6 +972,7 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
 	actor_init(&m->actor, rt, &mon_actor_ops);
 	mbx_msg_init(&m->io_msg, MON_MSG_IO, io_msg_drop);
 	CDS_INIT_LIST_HEAD(&m->pending);
+	m->out_fd = -1;
 	m->fd = fd;
 	m->note = note;
 	m->dom = d;
@@ -944,13 +1013,22 @@ static void cmd_msg_drop(struct mbx_msg *msg, int err)
 int mon_cmd(struct monitor *m, uint64_t job_id, const char *execute, json_t *args,
 	    const char *raw_json, uint64_t deadline_ns)
 {
+	return mon_cmd_fd(m, job_id, execute, args, -1, deadline_ns, raw_json);
+}
+
+int mon_cmd_fd(struct monitor *m, uint64_t job_id, const char *execute, json_t *args, int fd,
+	       uint64_t deadline_ns, const char *raw_json)
+{
 	struct mon_cmdmsg *cm = calloc(1, sizeof(*cm));
 	int r;
 
 	if (!cm) {
 		json_decref(args);
+		if (fd >= 0)
+			close(fd);
 		return -ENOMEM;
 	}
+	cm->fd = fd;
 	mbx_msg_init(&cm->msg, MON_MSG_CMD, cmd_msg_drop);
 	cm->dom = m->dom;
 	cm->job_id = job_id;

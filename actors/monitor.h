@@ -74,6 +74,16 @@ int mon_cmd(struct monitor *m, uint64_t job_id, const char *execute, json_t *arg
 	    const char *raw_json, uint64_t deadline_ns);
 
 /*
+ * The same, passing fd (owned by the monitor from this call on, closed
+ * once sent or when the command fails) with the command's first byte as
+ * SCM_RIGHTS, for QMP's getfd and add-fd.  fd -1: none.  One fd at a time
+ * per monitor: a command with an fd while another is still unsent fails
+ * (-EPIPE step).  Any thread.
+ */
+int mon_cmd_fd(struct monitor *m, uint64_t job_id, const char *execute, json_t *args, int fd,
+	       uint64_t deadline_ns, const char *raw_json);
+
+/*
  * Statistics and heartbeat.  Once the handshake is done, every interval_ns
  * the monitor asks QEMU for its figures (query-blockstats; query-cpus-fast
  * for the vCPU threads, once; query-balloon while QEMU has a balloon) and

@@ -78,6 +78,15 @@ static const struct vm_doc reasons[VR_COUNT] = {
 	[VR_SYNCED] = { "synced", "running, paused, shutting-down, pmsuspended, crashed",
 			"a monitor that was lost came back and QEMU's status differed: the "
 			"change happened while corral could not see it" },
+	[VR_SAVING] = { "saving", "paused",
+			"a `save` paused the guest and QEMU writes its state; if the save "
+			"fails, the guest runs again (reason `unpaused`)" },
+	[VR_SAVED] = { "saved", "shutoff",
+		       "a `save` wrote the guest's state to its file, and QEMU ended; `restore` "
+		       "starts it from there" },
+	[VR_RESTORED] = { "restored", "running",
+			  "a `restore` loaded the saved state into a new QEMU and the guest runs "
+			  "on where it was" },
 };
 
 static const struct vm_doc states[DOM_STATE_COUNT] = {
@@ -119,6 +128,17 @@ static const struct vm_doc events[VE_COUNT] = {
 			 "start)" },
 	[VE_UNDEFINED] = { "undefined", "`{}`", "the domain was removed" },
 	[VE_AUTOSTART] = { "autostart", "`{autostart}`", "the domain's autostart mark changed" },
+	[VE_DEVICE_ATTACHED] = { "device-attached",
+				 "`attach-disk`'s or `attach-nic`'s result (without `live`, "
+				 "`persistent`)",
+				 "a device was plugged into the running guest" },
+	[VE_DEVICE_DETACHED] = { "device-detached", "`{device, target | mac}`",
+				 "QEMU said the guest let go of a device (DEVICE_DELETED): sent "
+				 "whenever it happens, also after a detach's deadline" },
+	[VE_PROGRESS] = { "progress", "`{job, status, elapsed_s, transferred_bytes?, "
+			  "remaining_bytes?, total_bytes?, percent?}`",
+			  "a `save` (or `restore`) under way, every 250 ms: QEMU's migration "
+			  "status and figures; `info`'s `live.progress` holds the latest" },
 };
 
 static const struct vm_doc qemu_events = {

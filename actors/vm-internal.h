@@ -162,6 +162,19 @@ struct vm {
 	/* This domain's file operations, one at a time, in order. */
 	struct cds_list_head io_queue;
 	bool io_busy;
+	/*
+	 * Hotplug, save and restore (vm-hotplug.c): what the running QEMU has
+	 * ({"disks": [...], "nics": [...]}, NULL when none runs), whether
+	 * that changed since it started, the config it started with (a save's
+	 * header), a save or restore's progress, and their RCU-published copy
+	 * (vm_live_rcu()).  saved: QEMU ends because its state is saved.
+	 */
+	json_t *live;
+	bool live_changed;
+	json_t *run_config;
+	json_t *progress;
+	struct vm_pubcfg *live_pub;
+	bool saved;
 };
 
 /*
@@ -226,6 +239,8 @@ struct vm_job {
 	int discover_step;              /* ... for this query */
 	json_t *found_cfg;              /* VM_OP_ATTACH: the config fields QEMU told */
 	struct vm_found found;          /* VM_OP_REATTACH */
+	bool restore;                   /* VM_OP_START from a saved state (VM_OP_RESTORE) */
+	struct vm_xjob *x;              /* hotplug, save, restore: vm-hotplug.c */
 };
 
 static inline struct vm *vm_of(struct domain *d)
@@ -290,6 +305,46 @@ json_t *vm_all_fields_unknown(void);
 void vm_discover_start(struct domain *d, struct dom_job *job);
 /* A reply (or error) to one of its queries.  data stolen.  Domain actor only. */
 void vm_discover_step(struct domain *d, struct dom_job *job, int err, json_t *data);
+
+/*
+ * Open a disk image as whoever the thread acts for (creds_enter), not
+ * blocking on a FIFO; a regular file or a block device.  fd or -errno with
+ * err set.  Offload thread.
+ */
+int vm_open_image(const char *path, bool readonly, char *err, size_t errlen);
+/*
+ * Write d's definition with config (stolen; a checked canonical config of
+ * d) as define does (durably, on the strand), recording owner as its
+ * owner; then the domain takes it and then(d, io) runs (io->err set when
+ * the write failed: nothing changed).  Domain actor only; the caller has
+ * checked that no other definition write is under way (def_writes 0).
+ * 0, or -ENOMEM (then is not called).
+ */
+int vm_def_replace(struct domain *d, uint64_t job_id, json_t *config, const struct creds *owner,
+		   void (*then)(struct domain *d, struct vm_io *io));
+
+/* ---- vm-hotplug.c ---------------------------------------------------------- */
+
+/* A hotplug or save job holds the domain.  Domain actor only. */
+void vm_x_start(struct domain *d, struct dom_job *job);
+/* A step for a job with vj->x: true if taken (else the usual handling). */
+bool vm_x_step(struct domain *d, struct dom_job *job, int err, json_t *data);
+/* Its deadline, a destroy, the daemon stopping. */
+void vm_x_abort(struct domain *d, struct dom_job *job, int err);
+/* Every QEMU event (DEVICE_DELETED ends a detach). */
+void vm_x_event(struct domain *d, const char *event, const json_t *data);
+/* restore: read the file's header, then vm_proc_start(). */
+void vm_x_restore_begin(struct domain *d, struct dom_job *job);
+/* restore: the new QEMU's monitor is ready: feed it the state. */
+void vm_x_restore_ready(struct domain *d, struct dom_job *job);
+void vm_x_free(struct vm_xjob *x);
+/*
+ * The devices of a QEMU that starts now (from cfg; disk_fdsets: the fd
+ * set of each disk, or NULL), and forgetting them when it is gone.
+ */
+void vm_live_init(struct vm *vm, const struct qemu_config *cfg, const int *disk_fdsets);
+void vm_live_clear(struct vm *vm);
+void vm_live_free(struct vm *vm);
 
 /* ---- vm-proc.c ------------------------------------------------------------- */
 

@@ -587,7 +587,10 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	enum vm_reason reason;
 	bool clean = !have_status || (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 
-	if (vm->start_failed || (vj && vj->op == VM_OP_START && !vm->killing &&
+	if (vm->saved) {
+		reason = VR_SAVED;
+		snprintf(why, sizeof(why), "ended after its state was saved");
+	} else if (vm->start_failed || (vj && vj->op == VM_OP_START && !vm->killing &&
 				 dom_state_actor(d) == DOM_STARTING)) {
 		reason = VR_FAILED;
 		snprintf(why, sizeof(why), "exited while starting");
@@ -625,7 +628,7 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 	if (gi) {
 		bool failed_start = vj && vj->op == VM_OP_START && reason == VR_FAILED;
 		bool waits = vj && (vj->op == VM_OP_DESTROY || vj->op == VM_OP_SHUTDOWN ||
-				    failed_start);
+				    failed_start || (vj->op == VM_OP_SAVE && vm->saved));
 
 		vm_io_init(&gi->io, waits ? job->id : 0, gone_io_work, gone_io_complete, NULL,
 			   gone_io_free);
@@ -645,6 +648,8 @@ void vm_proc_gone(struct domain *d, int wstatus, bool have_status)
 		vm_console_drop(vm, bye);
 	}
 	vm_proc_release(vm);
+	vm_live_clear(vm);
+	vm->saved = false;
 	vm->killing = false;
 	vm->forced = false;
 	vm->start_failed = false;
@@ -840,6 +845,8 @@ struct spawn_io {
 	int mon_fd;
 	char qmp_path[VM_SOCK_PATH_MAX];
 	struct vm_console_files cf;     /* conn_fd and log_fd: for the console */
+	bool incoming;                  /* restore: -incoming defer */
+	int disk_fdsets[QEMU_DISKS_MAX]; /* out: each disk's fd set in QEMU */
 };
 
 static void spawn_io_free(struct vm_io *io)
@@ -1325,9 +1332,12 @@ static void spawn_io_work(struct vm_io *io)
 	}
 	for (size_t i = 0; i < ndisks; i++) {
 		child_disk[i] = QEMU_CHILD_FD_BASE + (int)nfds;
+		/* Its fd set is numbered after it (qemu/command.c): a detach frees it. */
+		si->disk_fdsets[i] = child_disk[i];
 		fds[nfds++] = files.disk[i];
 	}
 	l.disk_fds = child_disk;
+	l.incoming_defer = si->incoming;
 	if (files.kernel >= 0) {
 		l.kernel_fd = QEMU_CHILD_FD_BASE + (int)nfds;
 		fds[nfds++] = files.kernel;
@@ -1450,6 +1460,7 @@ static void spawn_io_complete(struct domain *d, struct vm_io *io)
 	vm->attached = false;
 	vm->proc = VPROC_RUNNING;
 	dom_set_pid(d, vm->pid);
+	vm_live_init(vm, si->cfg, si->disk_fdsets);
 	vm_console_install(d, si->cf.conn_fd, si->cf.log_fd, 0, NULL, 0);
 	si->cf.conn_fd = si->cf.log_fd = -1;
 	if (watch_pid(d, si->pid, si->pidfd, true) < 0) {
@@ -1507,6 +1518,9 @@ void vm_proc_start(struct domain *d, struct dom_job *job)
 		return;
 	}
 	si->owner = vm->owner;
+	si->incoming = vj->restore;
+	json_decref(vm->run_config);
+	vm->run_config = json_deep_copy(vm_config_rcu(d));
 	snprintf(si->rec.name, sizeof(si->rec.name), "%s", dom_name(d));
 	uuid_format(dom_uuid(d), si->rec.uuid);
 	run_id_new(si->rec.run_id);

@@ -41,6 +41,9 @@ static const char *const op_names[VM_OP_COUNT] = {
 	[VM_OP_UNDEFINE] = "undefine", [VM_OP_DEFINE] = "define",
 	[VM_OP_AUTOSTART] = "autostart",
 	[VM_OP_REATTACH] = "reattach", [VM_OP_SETTLE] = "settle",
+	[VM_OP_ATTACH_DISK] = "attach-disk", [VM_OP_DETACH_DISK] = "detach-disk",
+	[VM_OP_ATTACH_NIC] = "attach-nic", [VM_OP_DETACH_NIC] = "detach-nic",
+	[VM_OP_SAVE] = "save", [VM_OP_RESTORE] = "restore",
 };
 
 const char *vm_op_name(enum vm_op op)
@@ -530,6 +533,7 @@ static void vm_free_ext(void *p)
 		free(vm->pub);
 	}
 	json_decref(vm->unknown);
+	vm_live_free(vm);
 	qemu_config_free(vm->cfg);
 	free(vm);
 }
@@ -660,7 +664,7 @@ struct def_io {
 	bool remove;                    /* undefine: remove instead of write */
 	bool probe;                     /* define: probe and check the disks first */
 	const char *tag;                /* crash points: "define", "autostart" */
-	void (*then)(struct domain *d, struct vm_io *io);       /* vm_def_rewrite */
+	void (*then)(struct domain *d, struct vm_io *io);       /* vm_def_rewrite, _replace */
 };
 
 /* The crash point TAG.what of this write (see DESIGN.md, "Crash points"). */
@@ -686,7 +690,7 @@ static void def_io_free(struct vm_io *io)
  * Open a disk image with the owner's rights (the caller is already in
  * them) and read its header.  Returns the open fd, or -errno with err set.
  */
-static int open_image(const char *path, bool readonly, char *err, size_t errlen)
+int vm_open_image(const char *path, bool readonly, char *err, size_t errlen)
 {
 	struct stat st;
 	int fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
@@ -761,7 +765,7 @@ static void def_io_work(struct vm_io *io)
 		const char *found = NULL;
 		int fd;
 
-		fd = open_image(path, true, io->errmsg, sizeof(io->errmsg));
+		fd = vm_open_image(path, true, io->errmsg, sizeof(io->errmsg));
 		if (fd < 0) {
 			if (declared && fd == -ENOENT)
 				continue;       /* declared: checked at start, when it exists */
@@ -833,6 +837,56 @@ static void def_io_submit(struct domain *d, struct def_io *di)
 {
 	vm_of(d)->def_writes++;
 	vm_io_submit(d, &di->io);
+}
+
+static void def_written(struct domain *d);
+
+/* vm_def_replace(): the definition is written (or not); the job's own step follows. */
+static void replaced_written(struct domain *d, struct vm_io *io)
+{
+	struct def_io *di = container_of(io, struct def_io, io);
+	struct vm *vm = vm_of(d);
+	struct qemu_config *cfg = NULL;
+	char err[256];
+
+	if (!io->err && qemu_config_from_json(json_object_get(di->doc, "config"), &cfg, err,
+					      sizeof(err)) == 0) {
+		/* The domain follows the disk, whatever became of the job. */
+		qemu_config_free(vm->cfg);
+		vm->cfg = cfg;
+		vm->owner = di->owner;
+		json_decref(vm->unknown);
+		vm->unknown = NULL;     /* a whole config: vm_x_start refuses an unknown one */
+		vm_publish_config(vm);
+		vm_publish(d, VE_DEFINED, json_pack("{s:b}", "replaced", 1));
+	} else if (!io->err) {
+		io->err = -EINVAL;
+		io->code = DOM_ERR_INVALID;
+		snprintf(io->errmsg, sizeof(io->errmsg), "%s", err);
+	}
+	def_written(d);
+	di->then(d, io);
+}
+
+int vm_def_replace(struct domain *d, uint64_t job_id, json_t *config, const struct creds *owner,
+		   void (*then)(struct domain *d, struct vm_io *io))
+{
+	struct vm *vm = vm_of(d);
+	struct def_io *di = def_io_new(d, job_id, replaced_written);
+
+	if (!di) {
+		json_decref(config);
+		return -ENOMEM;
+	}
+	di->doc = definition_doc(config, owner, vm->autostart, NULL);
+	di->owner = *owner;
+	di->then = then;
+	if (!di->doc) {
+		def_io_free(&di->io);
+		return -ENOMEM;
+	}
+	def_io_submit(d, di);
+	return 0;
 }
 
 /* ---- helpers on the domain actor -------------------------------------------- */
@@ -1561,10 +1615,11 @@ static void event_to_state(struct domain *d, const char *ev, json_t *data)
 		return;
 	if (!strcmp(ev, "STOP")) {
 		if (st == DOM_RUNNING)
-			vm_lifecycle(d, DOM_PAUSED, op == VM_OP_SUSPEND ? VR_USER : VR_PAUSED);
+			vm_lifecycle(d, DOM_PAUSED, op == VM_OP_SUSPEND ? VR_USER :
+				     op == VM_OP_SAVE ? VR_SAVING : VR_PAUSED);
 	} else if (!strcmp(ev, "RESUME")) {
 		if (st == DOM_STARTING || (vj && vj->phase == VP_WAIT_CONT))
-			vm_lifecycle(d, DOM_RUNNING, VR_BOOTED);
+			vm_lifecycle(d, DOM_RUNNING, vj && vj->restore ? VR_RESTORED : VR_BOOTED);
 		else if (st == DOM_PAUSED || st == DOM_PMSUSPENDED)
 			vm_lifecycle(d, DOM_RUNNING, op == VM_OP_RESUME ? VR_USER : VR_UNPAUSED);
 	} else if (!strcmp(ev, "RESET")) {
@@ -1609,7 +1664,9 @@ static void job_monitor_ready(struct domain *d, struct dom_job *job)
 		vmj_start(d, job);
 		return;
 	}
-	if (vj->op == VM_OP_START) {
+	if (vj->op == VM_OP_START && vj->restore) {
+		vm_x_restore_ready(d, job);     /* the saved state first, then cont */
+	} else if (vj->op == VM_OP_START) {
 		vm_proc_ready_to_run(d, job);
 	} else if (vj->op == VM_OP_ATTACH || vj->op == VM_OP_REATTACH ||
 		   vj->op == VM_OP_SETTLE) {
@@ -1657,6 +1714,7 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		evbus_publish(vm->env->bus, dom_name(d), name, data);
 		/* After the passthrough: corral's reading of it follows QEMU's word. */
 		event_to_state(d, n->event, n->data);
+		vm_x_event(d, n->event, n->data);
 		vj = vm_held_job(d, &job);      /* a reset may have ended its job */
 		if (strcmp(n->event, "SHUTDOWN") != 0)
 			break;
@@ -1731,6 +1789,7 @@ static void vm_job_free_priv(void *p)
 		return;
 	if (vj->op == VM_OP_REATTACH && vj->found.pidfd >= 0)
 		close(vj->found.pidfd);
+	vm_x_free(vj->x);
 	json_decref(vj->args);
 	json_decref(vj->found_cfg);
 	free(vj);
@@ -1768,6 +1827,13 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 	case VM_OP_AUTOSTART:
 		autostart_start(d, job);
 		return;
+	case VM_OP_ATTACH_DISK:
+	case VM_OP_DETACH_DISK:
+	case VM_OP_ATTACH_NIC:
+	case VM_OP_DETACH_NIC:
+	case VM_OP_SAVE:
+		vm_x_start(d, job);
+		return;
 	case VM_OP_START:
 		if (vj->boot && (!vm->autostart || is_active(st) || vm->proc != VPROC_NONE)) {
 			/* Decided now, behind a re-attach or an unmarking queued first. */
@@ -1792,7 +1858,10 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 			free(u);
 			return;
 		}
-		vm_proc_start(d, job);
+		if (vj->restore)
+			vm_x_restore_begin(d, job);
+		else
+			vm_proc_start(d, job);
 		return;
 	case VM_OP_ATTACH:
 		if (is_active(st) || vm->proc != VPROC_NONE || vm->mon) {
@@ -1917,6 +1986,8 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		vm_discover_step(d, job, err, data);
 		return;
 	}
+	if (vj->x && vm_x_step(d, job, err, data))
+		return;
 	if (err) {
 		const char *desc = json_string_value(json_object_get(data, "desc"));
 		const char *reason = json_string_value(json_object_get(data, "reason"));
@@ -1952,7 +2023,7 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 	case VM_OP_START:
 		crash_point("start.after-cont");
 		if (dom_state_actor(d) == DOM_STARTING)         /* no RESUME seen first */
-			vm_lifecycle(d, DOM_RUNNING, VR_BOOTED);
+			vm_lifecycle(d, DOM_RUNNING, vj->restore ? VR_RESTORED : VR_BOOTED);
 		dom_job_finish(d, job, 0, 0, json_pack("{s:s, s:i}", "state", "running", "pid",
 						       vm->pid), NULL);
 		break;
@@ -2028,6 +2099,10 @@ static void vmj_abort(struct domain *d, struct dom_job *job, int err)
 	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
 
+	if (vj->x)
+		vm_x_abort(d, job, err);
+	if (dom_holder(d) != job)
+		return;         /* it ended itself */
 	switch (vj->op) {
 	case VM_OP_START:
 		if (err == -ESHUTDOWN)
@@ -2076,6 +2151,9 @@ static const struct dom_job_ops vm_ops[VM_OP_COUNT] = {
 	VMOP(VM_OP_ATTACH, "attach"),   VMOP(VM_OP_UNDEFINE, "undefine"),
 	VMOP(VM_OP_DEFINE, "define"),   VMOP(VM_OP_AUTOSTART, "autostart"),
 	VMOP(VM_OP_REATTACH, "reattach"), VMOP(VM_OP_SETTLE, "settle"),
+	VMOP(VM_OP_ATTACH_DISK, "attach-disk"), VMOP(VM_OP_DETACH_DISK, "detach-disk"),
+	VMOP(VM_OP_ATTACH_NIC, "attach-nic"), VMOP(VM_OP_DETACH_NIC, "detach-nic"),
+	VMOP(VM_OP_SAVE, "save"), VMOP(VM_OP_RESTORE, "restore"),
 #undef VMOP
 };
 
@@ -2095,6 +2173,11 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 		return -ENOMEM;
 	}
 	vj->op = op;
+	if (op == VM_OP_RESTORE) {
+		/* A start, from a saved state: every start rule applies. */
+		vj->op = VM_OP_START;
+		vj->restore = true;
+	}
 	vj->args = args ? json_incref(args) : NULL;
 	vj->found.pidfd = -1;
 	creds_self(&vj->creds);
@@ -2106,6 +2189,11 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 	}
 	(*ret)->preempt = op == VM_OP_DESTROY;
 	return 0;
+}
+
+void vm_job_set_caller(struct dom_job *job, const struct creds *caller)
+{
+	((struct vm_job *)job->priv)->creds = *caller;
 }
 
 int vm_submit(struct domain *d, struct dom_job *job)

@@ -149,6 +149,18 @@ enum vm_op {
 	VM_OP_AUTOSTART,        /* args: {"enable": bool}: the definition's flag, written durably */
 	VM_OP_REATTACH,         /* internal: adopt a QEMU found at start-up */
 	VM_OP_SETTLE,           /* internal: learn QEMU's state on a new monitor */
+	/*
+	 * Hotplug (vm-hotplug.c).  args: attach-disk {"path", "target"?,
+	 * "readonly"?, "format"?, "persistent"?}; detach-disk {"target",
+	 * "persistent"?}; attach-nic {"spec", "mac"?, "persistent"?};
+	 * detach-nic {"mac", "persistent"?}.
+	 */
+	VM_OP_ATTACH_DISK,
+	VM_OP_DETACH_DISK,
+	VM_OP_ATTACH_NIC,
+	VM_OP_DETACH_NIC,
+	VM_OP_SAVE,             /* args: {"path"}: the guest's state to a file, then off */
+	VM_OP_RESTORE,          /* args: {"path"}: a start from a saved state */
 	VM_OP_COUNT
 };
 
@@ -163,6 +175,13 @@ int vm_op_from_name(const char *name);
  */
 int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn done,
 	       void *done_arg, struct dom_job **ret, char *errbuf, size_t errlen);
+
+/*
+ * The job acts for caller (SO_PEERCRED): the files it opens (hotplug, save,
+ * restore) are opened with the caller's rights.  Without it, the daemon's.
+ * Before vm_submit().
+ */
+void vm_job_set_caller(struct dom_job *job, const struct creds *caller);
 
 /*
  * Submit: like dom_submit(), except that destroy does not queue behind the
@@ -218,6 +237,9 @@ enum vm_reason {
 	VR_ATTACHED,
 	VR_REATTACHED,
 	VR_SYNCED,
+	VR_SAVING,              /* paused by a save writing the guest's state */
+	VR_SAVED,
+	VR_RESTORED,
 	VR_COUNT
 };
 
@@ -247,6 +269,9 @@ enum vm_event {
 	VE_DEFINED,
 	VE_UNDEFINED,
 	VE_AUTOSTART,
+	VE_DEVICE_ATTACHED,     /* hotplug (vm-hotplug.c) */
+	VE_DEVICE_DETACHED,
+	VE_PROGRESS,            /* a save or restore under way */
 	VE_COUNT
 };
 
@@ -280,6 +305,14 @@ const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, boo
  * QEMU told).  RCU reader, like vm_config_rcu().
  */
 const json_t *vm_config_unknown_rcu(struct domain *d);
+
+/*
+ * What d's running QEMU has now: {"disks": [...], "nics": [...], "progress":
+ * {...} | null} (hotplug changes it; progress: a save or restore under
+ * way), or NULL when no QEMU runs.  RCU reader: valid until
+ * rcu_read_unlock(); never modify it.
+ */
+const json_t *vm_live_rcu(struct domain *d);
 
 /*
  * The serial console of d's running QEMU, referenced (console_put() when

@@ -1138,6 +1138,210 @@ static int cmd_qmp(struct cli *c, const struct cli_args *a)
 }
 
 /* ------------------------------------------------------------------------ */
+/* hotplug, save, restore */
+
+/* Call method with params (taken); print its result for people or as JSON. */
+static int device_call(struct cli *c, const char *name, const char *method, json_t *params,
+		       const char *done)
+{
+	json_t *res;
+	int r;
+
+	if (!params)
+		return out_of_memory(c);
+	r = cli_call(c, method, params, &res);
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON) {
+		r = cli_print_json(c, res);
+	} else {
+		const char *what = get_str(res, "target", get_str(res, "mac", NULL));
+		bool live = json_is_true(json_object_get(res, "live"));
+		bool pers = json_is_true(json_object_get(res, "persistent"));
+
+		printf("Domain %s: %s%s%s%s%s.\n", name,
+		       what ? what : "", what ? " " : "", done,
+		       live ? " (live)" : "", pers ? (live ? " and in the definition" :
+						      " in the definition") : "");
+	}
+	json_decref(res);
+	return r;
+}
+
+static int set_flags(json_t *params, const struct cli_args *a)
+{
+	int r = 0;
+
+	if (cli_opt_has(a, "persistent"))
+		r |= json_object_set_new(params, "persistent", json_true());
+	if (cli_opt_has(a, "ro"))
+		r |= json_object_set_new(params, "readonly", json_true());
+	return r;
+}
+
+/* attach-disk NAME PATH [--target vdX] [--ro] [--format raw|qcow2] [--persistent] */
+static int cmd_attach_disk(struct cli *c, const struct cli_args *a)
+{
+	const char *target = cli_opt_get(a, "target"), *format = cli_opt_get(a, "format");
+	json_t *params;
+	char *abs;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	if (format && strcmp(format, "raw") && strcmp(format, "qcow2"))
+		return cli_usage(c, "--format must be raw or qcow2, not '%s'", format);
+	abs = absolute_path(a->pos[1]);
+	params = abs ? json_pack("{s:s}", "name", a->pos[0]) : NULL;
+	if (params && (set_string(params, "path", abs) ||
+		       (target && set_string(params, "target", target)) ||
+		       (format && set_string(params, "format", format)) || set_flags(params, a))) {
+		free(abs);
+		json_decref(params);
+		return cli_usage(c, "the path and the target must be UTF-8 text");
+	}
+	free(abs);
+	return device_call(c, a->pos[0], "attach-disk", params, "attached");
+}
+
+/* detach-disk NAME TARGET [--persistent] */
+static int cmd_detach_disk(struct cli *c, const struct cli_args *a)
+{
+	json_t *params;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	params = json_pack("{s:s}", "name", a->pos[0]);
+	if (params && (set_string(params, "target", a->pos[1]) || set_flags(params, a))) {
+		json_decref(params);
+		return cli_usage(c, "the target must be UTF-8 text");
+	}
+	return device_call(c, a->pos[0], "detach-disk", params, "detached");
+}
+
+/* attach-nic NAME [user[,hostfwd=R]... | bridge=BR] [--mac M] [--persistent] */
+static int cmd_attach_nic(struct cli *c, const struct cli_args *a)
+{
+	const char *mac = cli_opt_get(a, "mac");
+	json_t *params;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	params = json_pack("{s:s}", "name", a->pos[0]);
+	if (params && ((a->npos > 1 && set_string(params, "spec", a->pos[1])) ||
+		       (mac && set_string(params, "mac", mac)) || set_flags(params, a))) {
+		json_decref(params);
+		return cli_usage(c, "the NIC and its MAC must be UTF-8 text");
+	}
+	return device_call(c, a->pos[0], "attach-nic", params, "attached");
+}
+
+/* detach-nic NAME MAC [--persistent] */
+static int cmd_detach_nic(struct cli *c, const struct cli_args *a)
+{
+	json_t *params;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	params = json_pack("{s:s}", "name", a->pos[0]);
+	if (params && (set_string(params, "mac", a->pos[1]) || set_flags(params, a))) {
+		json_decref(params);
+		return cli_usage(c, "the MAC must be UTF-8 text");
+	}
+	return device_call(c, a->pos[0], "detach-nic", params, "detached");
+}
+
+struct progress_view {
+	const char *name;
+	bool shown;
+};
+
+/* A progress event of our domain: one line, rewritten in place on a terminal. */
+static void note_progress(const char *method, json_t *params, void *arg)
+{
+	struct progress_view *pv = arg;
+	json_t *ev = json_array_get(params, 0), *data = json_object_get(ev, "data");
+
+	if (strcmp(method, "event") || strcmp(get_str(ev, "event", ""), "progress") ||
+	    strcmp(get_str(ev, "domain", ""), pv->name))
+		return;
+	if (json_object_get(data, "percent"))
+		fprintf(stderr, "%s%s: %s %.0f%% (%.0f of %.0f MiB) %.1f s%s",
+			isatty(STDERR_FILENO) ? "\r" : "", get_str(data, "job", "?"),
+			get_str(data, "status", "?"), json_number_value(json_object_get(data, "percent")),
+			json_number_value(json_object_get(data, "transferred_bytes")) / 1048576.0,
+			json_number_value(json_object_get(data, "total_bytes")) / 1048576.0,
+			json_number_value(json_object_get(data, "elapsed_s")),
+			isatty(STDERR_FILENO) ? "\033[K" : "\n");
+	else
+		fprintf(stderr, "%s%s: %s %.1f s%s", isatty(STDERR_FILENO) ? "\r" : "",
+			get_str(data, "job", "?"), get_str(data, "status", "?"),
+			json_number_value(json_object_get(data, "elapsed_s")),
+			isatty(STDERR_FILENO) ? "\033[K" : "\n");
+	pv->shown = true;
+}
+
+/* save NAME FILE, restore NAME FILE: the file is opened by corrald with our rights. */
+static int cmd_save_restore(struct cli *c, const struct cli_args *a)
+{
+	const char *method = c->cmd->name;
+	struct progress_view pv = { .name = a->pos[0] };
+	json_t *params, *res;
+	char *abs;
+	int r;
+
+	r = check_name(c, a->pos[0]);
+	if (r)
+		return r;
+	abs = absolute_path(a->pos[1]);
+	params = abs ? json_pack("{s:s}", "name", a->pos[0]) : NULL;
+	if (params && set_string(params, "path", abs)) {
+		free(abs);
+		json_decref(params);
+		return cli_usage(c, "the file's path must be UTF-8 text");
+	}
+	free(abs);
+	if (!params)
+		return out_of_memory(c);
+	/* Progress, as corrald reports it, while the call runs. */
+	if (c->format != CLI_FORMAT_JSON) {
+		r = cli_connect(c);
+		if (r) {
+			json_decref(params);
+			return r;
+		}
+		cli_client_set_notify(c->client, note_progress, &pv);
+		r = cli_call(c, "events.subscribe", name_params(a->pos[0]), NULL);
+		if (r == CLI_EXIT_UNREACHABLE || r == CLI_EXIT_TIMEOUT) {
+			json_decref(params);
+			return r;
+		}
+	}
+	r = cli_call(c, method, params, &res);
+	if (pv.shown && isatty(STDERR_FILENO))
+		fprintf(stderr, "\n");
+	if (r)
+		return r;
+	if (c->format == CLI_FORMAT_JSON)
+		r = cli_print_json(c, res);
+	else if (!strcmp(method, "save"))
+		printf("Domain %s saved to %s: %s (%s).\n", a->pos[0], a->pos[1],
+		       get_str(res, "state", "?"), get_str(res, "reason", "?"));
+	else
+		printf("Domain %s restored from %s: running, pid %" JSON_INTEGER_FORMAT ".\n",
+		       a->pos[0], a->pos[1], json_integer_value(json_object_get(res, "pid")));
+	json_decref(res);
+	return r;
+}
+
+/* ------------------------------------------------------------------------ */
 /* events */
 
 struct events {
@@ -1322,6 +1526,26 @@ static const struct cli_opt autostart_opts[] = {
 	{ 0 },
 };
 
+static const struct cli_opt attach_disk_opts[] = {
+	{ "target", 0, "vdX", false, "its name, vda to vdz (default: the first free one)" },
+	{ "ro", 0, NULL, false, "read-only" },
+	{ "format", 0, "raw|qcow2", false, "the image's format (default: read from its header); "
+	  "after the command, --format is this one, not the output's" },
+	{ "persistent", 0, NULL, false, "also add it to the definition (for the next start)" },
+	{ 0 },
+};
+
+static const struct cli_opt attach_nic_opts[] = {
+	{ "mac", 0, "MAC", false, "its MAC address (default: a new 52:54:00:xx:xx:xx)" },
+	{ "persistent", 0, NULL, false, "also add it to the definition (for the next start)" },
+	{ 0 },
+};
+
+static const struct cli_opt detach_opts[] = {
+	{ "persistent", 0, NULL, false, "also remove it from the definition" },
+	{ 0 },
+};
+
 static const struct cli_opt attach_opts[] = {
 	{ "qmp-socket", 0, "PATH", false, "QMP socket of the running QEMU (required)" },
 	{ "pid", 0, "N", false, "QEMU's process id" },
@@ -1422,6 +1646,48 @@ const struct cli_cmd cli_cmds[] = {
 	{ .name = "attach", .synopsis = "NAME --qmp-socket PATH [--pid N]",
 	  .summary = "Adopt a QEMU that is already running", .opts = attach_opts,
 	  .min_pos = 1, .max_pos = 1, .run = cmd_attach },
+	{ .name = "attach-disk",
+	  .synopsis = "NAME PATH [--target vdX] [--ro] [--format raw|qcow2] [--persistent]",
+	  .summary = "Plug a disk into a running domain",
+	  .details = "corrald opens PATH with your rights and hands QEMU the open file; the\n"
+		     "guest sees a new virtio disk.  `corral info` lists the disks the\n"
+		     "guest has (live.disks) by target.  With --persistent the disk is also\n"
+		     "added to the definition for the next start (there disks are named by\n"
+		     "their order: vda, vdb, ...); a shut-off domain changes only there.\n"
+		     "Put an output --format before the command: after it, --format is the\n"
+		     "image's.\n",
+	  .opts = attach_disk_opts, .min_pos = 2, .max_pos = 2, .run = cmd_attach_disk },
+	{ .name = "detach-disk", .synopsis = "NAME TARGET [--persistent]",
+	  .summary = "Unplug a disk from a running domain",
+	  .details = "Asks the guest to let go of the disk and waits until QEMU says it has\n"
+		     "(within --timeout).  A guest that does not let go keeps the disk: the\n"
+		     "command fails with a timeout and the disk stays listed; should the\n"
+		     "guest let go later, it goes then.\n",
+	  .opts = detach_opts, .min_pos = 2, .max_pos = 2, .run = cmd_detach_disk },
+	{ .name = "attach-nic",
+	  .synopsis = "NAME [user[,hostfwd=RULE]... | bridge=BR] [--mac MAC] [--persistent]",
+	  .summary = "Plug a virtio NIC into a running domain",
+	  .details = "user (the default): QEMU's user networking, with port forwards such as\n"
+		     "hostfwd=tcp:127.0.0.1:2222-:22.  bridge=BR: a tap device corrald makes\n"
+		     "on bridge BR (one corrald allows: --allow-bridge) and hands QEMU.\n",
+	  .opts = attach_nic_opts, .min_pos = 1, .max_pos = 2, .run = cmd_attach_nic },
+	{ .name = "detach-nic", .synopsis = "NAME MAC [--persistent]",
+	  .summary = "Unplug a NIC from a running domain (like detach-disk)",
+	  .opts = detach_opts, .min_pos = 2, .max_pos = 2, .run = cmd_detach_nic },
+	{ .name = "save", .synopsis = "NAME FILE",
+	  .summary = "Save a running domain's state to FILE and stop it",
+	  .details = "corrald creates FILE with your rights (replacing it) and QEMU writes the\n"
+		     "guest's state into it; progress shows while it runs.  Then the domain\n"
+		     "is shut off (reason saved).  If the save fails (the file system fills,\n"
+		     "--timeout passes), the partial file is removed and the guest runs on.\n"
+		     "Devices plugged in since the start must be made part of the definition\n"
+		     "and the domain restarted first.\n",
+	  .min_pos = 2, .max_pos = 2, .run = cmd_save_restore },
+	{ .name = "restore", .synopsis = "NAME FILE",
+	  .summary = "Start a shut-off domain from a state that save wrote",
+	  .details = "The guest runs on where it was saved.  FILE must hold this domain's\n"
+		     "state, and its definition must not have changed since the save.\n",
+	  .min_pos = 2, .max_pos = 2, .run = cmd_save_restore },
 	{ .name = "daemon-info", .synopsis = "", .summary = "Show corrald's version, uptime and load",
 	  .run = cmd_daemon_info },
 	{ .name = "help", .synopsis = "[COMMAND]", .summary = "Show help for corral or a command",

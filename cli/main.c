@@ -519,9 +519,10 @@ static void parse_opt(struct cmdline *cl, int argc, char **argv, int *i)
 		cmdline_err(cl, "unknown option '%s'", arg);
 		return;
 	}
-	o = find_opt(global_opts, name, len, short_name);
-	if (!o && cl->cmd)
-		o = find_opt(cl->cmd->opts, name, len, short_name);
+	/* A command's own option wins after it (attach-disk --format is the image's). */
+	o = cl->cmd ? find_opt(cl->cmd->opts, name, len, short_name) : NULL;
+	if (!o)
+		o = find_opt(global_opts, name, len, short_name);
 	if (!o) {
 		if (!cl->cmd && any_cmd_has_opt(name, len, short_name))
 			cmdline_err(cl, "option '%s' must come after the command", arg);
@@ -665,7 +666,8 @@ out:
 /*
  * `corral __complete-words`: the command and option tables, for the shell
  * completion, which so never lists a command or option corral lacks.  Lines:
- * "cmd NAME [domain]" ("domain": its first argument names a domain), then
+ * "cmd NAME [domain [file]]" ("domain": its first argument names a domain;
+ * "file": its second is a file), then
  * "opt CMD OPTION [METAVAR]" ("*" for a global option, each option as -x and
  * as --long).  No daemon is involved.
  */
@@ -688,9 +690,11 @@ static void print_complete_words(void)
 
 	for (cmd = cli_cmds; cmd->name; cmd++)
 		if (!cmd->hidden)
-			printf("cmd %s%s\n", cmd->name,
+			printf("cmd %s%s%s\n", cmd->name,
 			       !strncmp(cmd->synopsis, "NAME", 4) ||
-			       !strncmp(cmd->synopsis, "[NAME", 5) ? " domain" : "");
+			       !strncmp(cmd->synopsis, "[NAME", 5) ? " domain" : "",
+			       !strncmp(cmd->synopsis, "NAME PATH", 9) ||
+			       !strncmp(cmd->synopsis, "NAME FILE", 9) ? " file" : "");
 	print_opt_words("*", global_opts);
 	for (cmd = cli_cmds; cmd->name; cmd++)
 		if (!cmd->hidden)

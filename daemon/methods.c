@@ -282,6 +282,37 @@ static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *ar
 	return REQ_ASYNC;
 }
 
+/*
+ * A job that opens files (hotplug, save, restore): they are opened with the
+ * caller's rights (SO_PEERCRED), as define and start open a definition's.
+ */
+static int submit_job_as(struct req *r, struct domain *d, enum vm_op op, json_t *args)
+{
+	struct dom_job *job;
+	struct call *cl;
+	char err[DOM_ERRMSG_MAX];
+	int ret;
+
+	cl = call_new(r, d);
+	if (!cl)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	err[0] = '\0';
+	ret = vm_job_new(op, args, r->timeout_ns, job_done, cl, &job, err, sizeof(err));
+	if (ret < 0) {
+		call_cancel(cl);
+		return req_fail(r, ret == -EINVAL ? RPC_ERR_INVALID_ARGUMENT : RPC_ERR_INTERNAL,
+				"%s", err[0] ? err : strerror(-ret));
+	}
+	vm_job_set_caller(job, &r->c->creds);
+	ret = vm_submit(d, job);
+	if (ret < 0) {
+		dom_job_free(job);
+		call_cancel(cl);
+		return req_fail(r, RPC_ERR_NO_SUCH_DOMAIN, "domain '%s' is gone", dom_name(d));
+	}
+	return REQ_ASYNC;
+}
+
 /* ---- methods ---------------------------------------------------------------- */
 
 static const char *const err_docs[RPC_ERR_MAX + 1] = {
@@ -587,7 +618,7 @@ static int m_info(struct req *r)
 		return -1;
 	sn = dom_snap_rcu(d);
 	fmt_uuid(sn->uuid, uuid);
-	PK(msgpack_pack_map(pk, 14));
+	PK(msgpack_pack_map(pk, 15));
 	PK(pk_kv_str(pk, "name", sn->name));
 	PK(pk_kv_str(pk, "uuid", uuid));
 	PK(pk_kv_str(pk, "state", dom_state_name(sn->state)));
@@ -621,6 +652,13 @@ static int m_info(struct req *r)
 		return req_fail(r, RPC_ERR_INTERNAL, "cannot pack the config");
 	PK(pk_kv_double(pk, "updated", (double)sn->updated_wall_ns / 1e9));
 	PK(pk_kv_u64(pk, "seq", sn->seq));
+	PK(pk_str(pk, "live"));
+	if (vm_live_rcu(d)) {
+		if (rpc_pack_json(pk, vm_live_rcu(d)) < 0)
+			return req_fail(r, RPC_ERR_INTERNAL, "cannot pack the devices");
+	} else {
+		PK(msgpack_pack_nil(pk));
+	}
 	return 0;
 }
 
@@ -889,6 +927,52 @@ static int m_autostart(struct req *r)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	/* A job like define: behind the domain's other jobs, answered once on disk. */
 	ret = submit_job(r, d, VM_OP_AUTOSTART, args);
+	json_decref(args);
+	return ret;
+}
+
+/*
+ * Hotplug, save, restore: a job whose args are the call's params (all but
+ * name), strings and booleans as they are.
+ */
+static int m_device_job(struct req *r)
+{
+	struct domain *d = lookup(r);
+	int op = vm_op_from_name(r->m->name);
+	char buf[4096];
+	json_t *args;
+	int ret;
+
+	if (!d)
+		return -1;
+	BUG_ON(op < 0);
+	args = json_object();
+	if (!args)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	for (const struct param *p = r->m->params; p->name; p++) {
+		const msgpack_object *o = rpc_map_get(r->params, p->name);
+		bool have;
+		json_t *v;
+
+		if (!o || !strcmp(p->name, "name"))
+			continue;
+		if (p->type == P_BOOL) {
+			json_object_set_new(args, p->name, json_boolean(o->via.boolean));
+			continue;
+		}
+		if (get_str(r, p->name, buf, sizeof(buf), &have) < 0) {
+			json_decref(args);
+			return -1;
+		}
+		v = json_string(buf);
+		if (!v) {
+			json_decref(args);
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "param '%s' must be UTF-8 text",
+					p->name);
+		}
+		json_object_set_new(args, p->name, v);
+	}
+	ret = submit_job_as(r, d, (enum vm_op)op, args);
 	json_decref(args);
 	return ret;
 }
@@ -1190,13 +1274,17 @@ const struct method methods[] = {
 	  "One domain in detail, from its snapshot (never waits for the domain).", name_only,
 	  "`{name, uuid, state, reason, pid, autostart, job: nil | {id, name, held_s}, "
 	  "jobs_waiting, monitor: {state, since_s}, counters: {jobs_done, jobs_failed, "
-	  "jobs_busy, jobs_timeout, events}, config, config_unknown, updated, seq}`; `pid` 0 "
+	  "jobs_busy, jobs_timeout, events}, config, config_unknown, updated, seq, live}`; `pid` 0 "
 	  "when there is no QEMU; `autostart`: whether corrald starts the domain when it "
 	  "starts; `monitor.since_s`: seconds in that monitor state; `config`: the config in "
 	  "canonical form (every default filled in), or for a domain attached without a "
 	  "config only what QEMU told; `config_unknown`: the config's fields corral does not "
 	  "know (`[]` normally); `updated` is the snapshot's Unix time, `seq` its sequence "
-	  "number" },
+	  "number; `live`: nil when no QEMU runs, else what it has now, `{disks: [{target, path, "
+	  "format, readonly, device, hotplugged, ...}], nics: [{type, mac, hostfwd | bridge, "
+	  "device, hotplugged, ...}], progress: nil | {job, status, elapsed_s, "
+	  "transferred_bytes, remaining_bytes, total_bytes, percent}}` (progress: a save or "
+	  "restore under way)" },
 	{ "define", m_define, false,
 	  "Define a domain from a config map (its fields: see [Config](#config)), or "
 	  "replace the definition of an existing one for its next start (a job queued behind "
@@ -1298,6 +1386,85 @@ const struct method methods[] = {
 				  END },
 	  "`{state, pid}`: the state QEMU was found in (`running`, `paused`, ...), its "
 	  "process id" },
+	{ "attach-disk", m_device_job, false,
+	  "Plug a disk into the running guest (a virtio disk, as a job on the domain): "
+	  "corrald opens the image with the caller's rights and hands QEMU the open file "
+	  "(QMP add-fd, blockdev-add, device_add); QEMU never sees the path. With "
+	  "`persistent` the disk is also added to the definition, for the next start (written "
+	  "as define writes it; a shut-off domain changes only there). `info` shows the "
+	  "devices the guest has (`live`); the event `device-attached` (data: the result) "
+	  "says it too.",
+	  (const struct param[]){ P_NAME,
+				  { "path", P_STR, true, "the image, an absolute path" },
+				  { "target", P_STR, false, "its name, `vda` .. `vdz` (default: "
+				    "the first free one); in the definition, disks are named by "
+				    "their order" },
+				  { "readonly", P_BOOL, false, "read-only (default false)" },
+				  { "format", P_STR, false, "`raw` or `qcow2`; default: read from "
+				    "the image's header" },
+				  { "persistent", P_BOOL, false, "also change the definition" },
+				  END },
+	  "`{target, path, format, readonly, live, persistent}`; `live`: the running guest "
+	  "got it" },
+	{ "detach-disk", m_device_job, false,
+	  "Unplug a disk: ask the guest (device_del) and wait until QEMU says it let go "
+	  "(DEVICE_DELETED); then its block nodes and file go. A guest that does not let go "
+	  "keeps it: the call fails at its deadline (`timeout`) with the disk still listed, "
+	  "and should the guest let go later, it goes then (event `device-detached`, data "
+	  "`{device, target | mac}`, whenever it goes). `persistent` also removes it from "
+	  "the definition.",
+	  (const struct param[]){ P_NAME,
+				  { "target", P_STR, true, "the disk's name (`vdb`): see `info`'s "
+				    "`live.disks`" },
+				  { "persistent", P_BOOL, false, "also change the definition" },
+				  END },
+	  "`{target, device, live, persistent}`" },
+	{ "attach-nic", m_device_job, false,
+	  "Plug a virtio NIC into the running guest: user networking (QMP netdev_add, with "
+	  "port forwards), or a tap device corrald makes on an allowed bridge and hands QEMU "
+	  "as an open fd (getfd). `persistent` also adds it to the definition.",
+	  (const struct param[]){ P_NAME,
+				  { "spec", P_STR, false, "`user[,hostfwd=RULE]...` or "
+				    "`bridge=BR` (the config's NIC shorthand; default `user`)" },
+				  { "mac", P_STR, false, "its MAC address (default: a new "
+				    "52:54:00:xx:xx:xx)" },
+				  { "persistent", P_BOOL, false, "also change the definition" },
+				  END },
+	  "`{type, mac, hostfwd | bridge, live, persistent}`" },
+	{ "detach-nic", m_device_job, false,
+	  "Unplug a NIC, like `detach-disk`: done when QEMU says the guest let go; a guest "
+	  "that does not fails the call at its deadline with the NIC still listed.",
+	  (const struct param[]){ P_NAME,
+				  { "mac", P_STR, true, "the NIC's MAC address" },
+				  { "persistent", P_BOOL, false, "also change the definition" },
+				  END },
+	  "`{mac, device, live, persistent}`" },
+	{ "save", m_device_job, false,
+	  "Save the running (or paused) guest to a file and stop it: corrald creates the file "
+	  "with the caller's rights, writes a header (the config QEMU started with), pauses "
+	  "the guest and hands QEMU the open file (getfd, migrate `fd:`); QEMU never sees a "
+	  "path. Progress shows in `info` (`live.progress`) and as `progress` events (data: "
+	  "the same map, `{job, status, elapsed_s, transferred_bytes, remaining_bytes, "
+	  "total_bytes, percent}`, every 250 ms while it runs). Once "
+	  "QEMU is done and the file is flushed to disk, QEMU ends: the domain is `shutoff`, "
+	  "reason `saved`. A save that fails (the file system fills, the deadline passes) "
+	  "removes the partial file and leaves the guest as it was. Refused when devices "
+	  "were hot-plugged since the start (a restore could not rebuild them).",
+	  (const struct param[]){ P_NAME,
+				  { "path", P_STR, true, "the file to write, an absolute path "
+				    "(replaced if it exists)" },
+				  END },
+	  "`{state, reason}`: `shutoff`, `saved`" },
+	{ "restore", m_device_job, false,
+	  "Start a shut-off domain from a file `save` wrote: corrald opens it with the "
+	  "caller's rights, checks that it holds this domain's state and that the definition "
+	  "has not changed since, starts QEMU with `-incoming defer` and feeds it the open "
+	  "file (getfd, migrate-incoming `fd:`); then the guest runs on where it was. "
+	  "Reason `restored`.",
+	  (const struct param[]){ P_NAME,
+				  { "path", P_STR, true, "the saved state, an absolute path" },
+				  END },
+	  "`{state, pid}`" },
 	{ "events.subscribe", m_events_subscribe, true,
 	  "Receive domain events on this connection as notifications `[2, \"event\", [{domain, "
 	  "event, timestamp, data, subscription}]]` (`timestamp`: corrald's Unix time; the "

@@ -423,6 +423,11 @@ int qemu_argv_build(const struct qemu_config *c, const struct qemu_launch *l, ch
 	push(&a, "-display");
 	push(&a, "none");
 	push(&a, "-S");
+	/* restore: the state comes later, through migrate-incoming on an fd. */
+	if (l->incoming_defer) {
+		push(&a, "-incoming");
+		push(&a, "defer");
+	}
 	/*
 	 * A guest reboot (reboot "acpi") is a powerdown the daemon turns into
 	 * a reset: QEMU must stop at the guest's power-off instead of exiting,

@@ -95,6 +95,8 @@ struct qemu_launch {
 	int fw_code_fd, fw_vars_fd;     /* <3: by path */
 	const char *fw_code, *fw_vars;  /* paths, when no fds */
 	int cdrom_fd;                   /* the cdrom image; <3: by path */
+	/* restore: "-incoming defer", the saved state to come by migrate-incoming */
+	bool incoming_defer;
 };
 
 /*
@@ -106,7 +108,7 @@ struct qemu_launch {
  *     -machine pc,accel=kvm -m 512M -smp 2
  *     -nodefaults -no-user-config
  *     -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny
- *     -display none -S
+ *     -display none -S [-incoming defer]
  *     -chardev socket,id=qmp0,fd=3 -mon chardev=qmp0,mode=control
  *     [-chardev socket,id=qmp1,fd=4,server=on,wait=off -mon chardev=qmp1,mode=control]
  *     -chardev socket,id=serial0,fd=N,server=on,wait=off -serial chardev:serial0

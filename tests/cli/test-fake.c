@@ -82,6 +82,19 @@ static void handle(const char *method, json_t *params, struct fake_reply *reply,
 					  "uptime_s", 3.5, "domains", 2);
 	} else if (!strcmp(method, "events.subscribe")) {
 		reply->result = json_pack("{s:i}", "subscription", 17);
+	} else if (!strcmp(method, "attach-disk") || !strcmp(method, "detach-disk")) {
+		reply->result = json_pack("{s:s, s:b, s:b}", "target",
+					  json_string_value(json_object_get(params, "target")) ?
+					  json_string_value(json_object_get(params, "target")) : "vda",
+					  "live", 1, "persistent",
+					  json_is_true(json_object_get(params, "persistent")));
+	} else if (!strcmp(method, "attach-nic") || !strcmp(method, "detach-nic")) {
+		reply->result = json_pack("{s:s, s:b, s:b}", "mac", "52:54:00:aa:bb:cc", "live", 0,
+					  "persistent", 1);
+	} else if (!strcmp(method, "save")) {
+		reply->result = json_pack("{s:s, s:s}", "state", "shutoff", "reason", "saved");
+	} else if (!strcmp(method, "restore")) {
+		reply->result = json_pack("{s:s, s:i}", "state", "running", "pid", 4243);
 	} else if (!strcmp(method, "autostart")) {
 		reply->result = json_pack("{s:s, s:O}", "name", name, "autostart",
 					  json_object_get(params, "enable"));
@@ -420,6 +433,68 @@ Test(fake, autostart_marks_and_unmarks)
 	run_free(&r);
 }
 
+Test(fake, hotplug_save_restore_send_what_was_asked)
+{
+	char cwd[4096], *want;
+	struct run r;
+	json_t *p, *j;
+
+	cr_assert(getcwd(cwd, sizeof(cwd)));
+	CALL(&r, "attach-disk", "vm2", "d.img", "--target", "vdc", "--ro", "--format", "qcow2",
+	     "--persistent");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_expect_str_eq(r.out, "Domain vm2: vdc attached (live) and in the definition.\n");
+	p = sent("attach-disk", 0);
+	cr_assert(asprintf(&want, "%s/d.img", cwd) > 0);
+	cr_expect_str_eq(json_string_value(json_object_get(p, "path")), want);
+	free(want);
+	cr_expect_str_eq(json_string_value(json_object_get(p, "target")), "vdc");
+	cr_expect_str_eq(json_string_value(json_object_get(p, "format")), "qcow2");
+	cr_expect(json_is_true(json_object_get(p, "readonly")));
+	cr_expect(json_is_true(json_object_get(p, "persistent")));
+	json_decref(p);
+	run_free(&r);
+
+	/* Before the command, --format is the output's. */
+	CALL(&r, "--format", "json", "detach-disk", "vm2", "vdc");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	j = parse_json(r.out);
+	cr_expect_str_eq(json_string_value(json_object_get(j, "target")), "vdc");
+	json_decref(j);
+	p = sent("detach-disk", 0);
+	cr_expect(!json_object_get(p, "persistent"));
+	json_decref(p);
+	run_free(&r);
+
+	CALL(&r, "attach-nic", "vm2", "--persistent");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_expect_str_eq(r.out, "Domain vm2: 52:54:00:aa:bb:cc attached in the definition.\n");
+	p = sent("attach-nic", 0);
+	cr_expect(!json_object_get(p, "spec") && !json_object_get(p, "mac"));
+	json_decref(p);
+	run_free(&r);
+	CALL(&r, "attach-nic", "vm2", "bridge=br0", "--mac", "52:54:00:aa:bb:cc");
+	p = sent("attach-nic", 1);
+	cr_expect_str_eq(json_string_value(json_object_get(p, "spec")), "bridge=br0");
+	cr_expect_str_eq(json_string_value(json_object_get(p, "mac")), "52:54:00:aa:bb:cc");
+	json_decref(p);
+	run_free(&r);
+
+	CALL(&r, "save", "vm2", "vm2.state");
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_expect_str_eq(r.out, "Domain vm2 saved to vm2.state: shutoff (saved).\n");
+	p = sent("save", 0);
+	cr_assert(asprintf(&want, "%s/vm2.state", cwd) > 0);
+	cr_expect_str_eq(json_string_value(json_object_get(p, "path")), want);
+	json_decref(p);
+	run_free(&r);
+	CALL(&r, "restore", "vm2", want);
+	free(want);
+	cr_assert_eq(r.status, 0, "%s", r.err);
+	cr_expect(strstr(r.out, "restored from") && strstr(r.out, "pid 4243"), "%s", r.out);
+	run_free(&r);
+}
+
 Test(fake, qmp_attach_daemon_info)
 {
 	struct run r;
@@ -676,6 +751,12 @@ Test(fake, bash_completion)
 		{ "define vm --firmware u", "uefi\n" },
 		{ "define vm --nic x --cpu-w", "--cpu-weight\n" },
 		{ "shutdown web --f", "--force --format\n" },
+		{ "attach-d", "attach-disk\n" },
+		{ "attach-disk w", "web\n" },
+		{ "attach-disk web x.img --format q", "qcow2\n" },
+		{ "attach-disk web x.img --p", "--persistent\n" },
+		{ "detach-nic web --p", "--persistent\n" },
+		{ "res", "resume reset restore\n" },
 	};
 	size_t i;
 

@@ -20,7 +20,8 @@ static const char *const nowhere[] = { "CORRAL_SOCKET=/nonexistent/corral.sock",
 /* Every command `corral --help` lists, and the one it hides. */
 static const char *const commands[] = {
 	"list", "info", "define", "undefine", "start", "autostart", "shutdown", "destroy",
-	"suspend", "resume", "reset", "reboot", "events", "qmp", "attach", "daemon-info", "help",
+	"suspend", "resume", "reset", "reboot", "events", "qmp", "attach", "attach-disk",
+	"detach-disk", "attach-nic", "detach-nic", "save", "restore", "daemon-info", "help",
 };
 
 static void expect_usage(const char *const *args)
@@ -92,6 +93,14 @@ Test(usage, domain_names)
 	USAGE("autostart", "bad name");
 	USAGE("autostart", "vm", "--disable=yes");
 	USAGE("autostart", "vm", "--enable");
+	USAGE("attach-disk", "vm");
+	USAGE("attach-disk", "vm", "x.img", "--format", "vmdk");
+	USAGE("attach-disk", "vm", "x.img", "--mac", "52:54:00:00:00:01");
+	USAGE("detach-disk", "vm");
+	USAGE("attach-nic", "vm", "user", "extra");
+	USAGE("detach-nic", "vm");
+	USAGE("save", "vm");
+	USAGE("restore", "vm", "a", "b");
 }
 
 Test(usage, define)

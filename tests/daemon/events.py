@@ -43,7 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corraltest import Daemon, check, wait_until, WAIT  # noqa: E402
 
 CORRALD = QEMU = CLI = None
-CORRAL_EVENTS = {"lifecycle", "monitor", "defined", "undefined", "autostart"}
+CORRAL_EVENTS = {"lifecycle", "monitor", "defined", "undefined", "autostart", "device-attached",
+                 "device-detached", "progress"}
 
 
 def vm_config(name):

@@ -184,6 +184,36 @@ def test_foreign_files():
         d.cleanup()
 
 
+def test_hotplug_foreign():
+    """Hotplug, save and restore open files as the caller, never as corrald."""
+    d = group_daemon()
+    try:
+        base = {"machine": "pc", "accel": "tcg", "memory": 64, "emulator": QEMU}
+        r = calls_as(USER, d.rw, [
+            ["define", {"config": dict(base, name="h1")}],
+            ["start", {"name": "h1"}],
+            ["attach-disk", {"name": "h1", "path": "/etc/shadow"}],
+            ["attach-disk", {"name": "h1", "path": "/etc/shadow", "format": "raw",
+                             "persistent": True}],
+            ["save", {"name": "h1", "path": "/etc/corral-h1.state"}],
+            ["define", {"config": dict(base, name="h2")}],
+            ["restore", {"name": "h2", "path": "/etc/shadow"}],
+            ["info", {"name": "h1"}]])
+        check(r[1]["error"] is None, "start h1: %r" % r[1])
+        perm_error(r[2], "attach-disk /etc/shadow", "Permission denied")
+        perm_error(r[3], "attach-disk /etc/shadow --persistent", "Permission denied")
+        perm_error(r[4], "save into /etc", "Permission denied")
+        check(not os.path.exists("/etc/corral-h1.state"), "a save file was made in /etc")
+        perm_error(r[6], "restore from /etc/shadow", "Permission denied")
+        info = r[7]["result"]
+        check(info["state"] == "running" and info["live"]["disks"] == [] and
+              info["config"]["disks"] == [], "h1 changed: %r" % info)
+        d.client().call("destroy", {"name": "h1"})
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 FAKE_QMP = r'''
 import json, os, socket, sys
 p = sys.argv[1]
@@ -424,7 +454,7 @@ def test_distinct_files():
         d.cleanup()
 
 
-TESTS = [test_own_emulator, test_foreign_files, test_attach_pid, test_impostor_socket,
+TESTS = [test_own_emulator, test_foreign_files, test_hotplug_foreign, test_attach_pid, test_impostor_socket,
          test_squatted_dirs, test_qemu_confined, test_qmp_root_only, test_distinct_files]
 
 

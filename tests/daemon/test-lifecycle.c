@@ -230,3 +230,88 @@ Test(lifecycle, attach_out_of_order_and_hung_monitor)
 	dt_close(&c);
 	dt_stop(&dd);
 }
+
+/*
+ * Hotplug and save/restore on a machine-none QEMU (no PCI bus, no guest):
+ * a device_add that QEMU refuses leaves nothing behind (no block node, no
+ * fd set), bad input is refused with what was wrong, and a save and a
+ * restore go through fds.  The real guest's checks: tests/daemon/hotplug.py.
+ */
+Test(lifecycle, hotplug_refusals_and_save_restore_with_qemu)
+{
+	char dir[] = "/tmp/corral-hp-XXXXXX", img[160], state[160], p[512];
+	struct dt_client c;
+	json_t *r, *live;
+	FILE *f;
+
+	if (!have_qemu())
+		cr_skip_test("no qemu-system-x86_64");
+	cr_assert(mkdtemp(dir));
+	snprintf(img, sizeof(img), "%s/a.img", dir);
+	snprintf(state, sizeof(state), "%s/n1.state", dir);
+	f = fopen(img, "w");
+	cr_assert(f && ftruncate(fileno(f), 1 << 20) == 0);
+	fclose(f);
+	dt_start(&dd, NULL);
+	dt_connect(&c, dd.rw);
+	json_decref(dt_call_ok(&c, "define", "{\"config\": {\"name\": \"n0\", \"machine\": "
+			       "\"none\"}}"));
+	dt_call_err(&c, "attach-disk", "{\"name\": \"n0\", \"path\": \"/x.img\"}",
+		    RPC_ERR_BAD_STATE, "persistent");
+	dt_call_err(&c, "save", "{\"name\": \"n0\", \"path\": \"/tmp/x\"}", RPC_ERR_BAD_STATE,
+		    "only a running or paused domain");
+	json_decref(define_and_start(&c, "n1"));
+	r = dt_call_ok(&c, "info", "{\"name\": \"n1\"}");
+	live = json_object_get(r, "live");
+	cr_assert(json_is_array(json_object_get(live, "disks")));
+	cr_assert_eq(json_array_size(json_object_get(live, "disks")), 0);
+	json_decref(r);
+	dt_call_err(&c, "attach-disk", "{\"name\": \"n1\", \"path\": \"rel.img\"}",
+		    RPC_ERR_INVALID_ARGUMENT, "absolute");
+	dt_call_err(&c, "attach-disk", "{\"name\": \"n1\", \"path\": \"/nonexistent/x.img\"}",
+		    RPC_ERR_INVALID_ARGUMENT, "No such file");
+	dt_call_err(&c, "attach-disk", "{\"name\": \"n1\", \"path\": \"/x.img\", \"format\": "
+		    "\"vmdk\"}", RPC_ERR_INVALID_ARGUMENT, "format");
+	dt_call_err(&c, "detach-disk", "{\"name\": \"n1\", \"target\": \"vdq\"}",
+		    RPC_ERR_INVALID_ARGUMENT, "no disk vdq");
+	dt_call_err(&c, "detach-nic", "{\"name\": \"n1\", \"mac\": \"52:54:00:00:00:01\"}",
+		    RPC_ERR_INVALID_ARGUMENT, "no NIC");
+	dt_call_err(&c, "attach-nic", "{\"name\": \"n1\", \"mac\": \"ff:ff:ff:ff:ff:ff\"}",
+		    RPC_ERR_INVALID_ARGUMENT, "MAC");
+	/* No PCI bus: QEMU refuses the device, and what was made for it is undone. */
+	for (int i = 0; i < 2; i++) {
+		snprintf(p, sizeof(p), "{\"name\": \"n1\", \"path\": \"%s\"}", img);
+		dt_call_err(&c, "attach-disk", p, RPC_ERR_QEMU, "No 'PCI' bus");
+	}
+	r = dt_call_ok(&c, "qmp", "{\"name\": \"n1\", \"command\": "
+		       "\"{\\\"execute\\\": \\\"query-named-block-nodes\\\"}\"}");
+	cr_assert_eq(json_array_size(r), 0, "block nodes left behind");
+	json_decref(r);
+	r = dt_call_ok(&c, "qmp", "{\"name\": \"n1\", \"command\": "
+		       "\"{\\\"execute\\\": \\\"query-fdsets\\\"}\"}");
+	cr_assert_eq(json_array_size(r), 0, "fd sets left behind");
+	json_decref(r);
+	/* Save: shut off, reason saved; restore: running, reason restored. */
+	snprintf(p, sizeof(p), "{\"name\": \"n1\", \"path\": \"%s\", \"timeout_ms\": 60000}",
+		 state);
+	r = dt_call_ok(&c, "save", p);
+	cr_assert_str_eq(state_of(r), "shutoff");
+	cr_assert_str_eq(json_string_value(json_object_get(r, "reason")), "saved");
+	json_decref(r);
+	r = dt_call_ok(&c, "info", "{\"name\": \"n1\"}");
+	cr_assert(json_is_null(json_object_get(r, "live")));
+	json_decref(r);
+	r = dt_call_ok(&c, "restore", p);
+	cr_assert_str_eq(state_of(r), "running");
+	json_decref(r);
+	r = dt_call_ok(&c, "info", "{\"name\": \"n1\"}");
+	cr_assert_str_eq(json_string_value(json_object_get(r, "reason")), "restored");
+	json_decref(r);
+	/* A state file of n1 is not n0's. */
+	snprintf(p, sizeof(p), "{\"name\": \"n0\", \"path\": \"%s\"}", state);
+	dt_call_err(&c, "restore", p, RPC_ERR_INVALID_ARGUMENT, "not of 'n0'");
+	json_decref(dt_call_ok(&c, "destroy", "{\"name\": \"n1\"}"));
+	dt_close(&c);
+	snprintf(p, sizeof(p), "rm -rf '%s'", dir);
+	cr_assert_eq(system(p), 0);
+}

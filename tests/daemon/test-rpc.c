@@ -74,7 +74,8 @@ Test(e2e, api_info_lists_every_method)
 	static const char *const expect[] = {
 		"api.info", "daemon.info", "list", "stats", "info", "define", "undefine", "autostart",
 		"start", "shutdown", "destroy", "suspend", "resume", "reset", "reboot", "qmp",
-		"attach", "events.subscribe", "console.attach", "console.write", "console.history",
+		"attach", "attach-disk", "detach-disk", "attach-nic", "detach-nic", "save", "restore",
+		"events.subscribe", "console.attach", "console.write", "console.history",
 		"console.detach",
 		"events.unsubscribe",
 	};

@@ -59,7 +59,7 @@ def test_no_drift(d):
         names = sorted(m["name"] for m in api["methods"])
         check(c.methods() == names, "methods(): %r vs %r" % (c.methods(), names))
         for m in api["methods"]:
-            attr = m["name"].replace(".", "_")
+            attr = m["name"].replace(".", "_").replace("-", "_")
             f = getattr(c, attr)
             check(callable(f) and m["doc"] in f.__doc__, "Client.%s" % attr)
         try:
@@ -78,7 +78,7 @@ def test_no_drift(d):
         async with await AsyncClient.connect(d.rw) as a:
             check(await a.methods() == names, "AsyncClient.methods()")
             for m in api["methods"]:
-                check(callable(getattr(a, m["name"].replace(".", "_"))), m["name"])
+                check(callable(getattr(a, m["name"].replace(".", "_").replace("-", "_"))), m["name"])
             try:
                 await a.no_such_method()
             except AttributeError:
