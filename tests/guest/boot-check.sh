@@ -16,7 +16,7 @@
 #   tests/guest/boot-check.sh OUTDIR
 #
 # Environment: QEMU (default qemu-system-x86_64), BOOT_TIMEOUT (seconds to
-# wait for a ready line, default 120), GUEST_KERNEL=kernel_pvh boots the
+# wait for a ready line, default 300), GUEST_KERNEL=kernel_pvh boots the
 # uncompressed PVH kernel instead of vmlinuz (user and p2p runs),
 # CHECKS="user p2p iso" picks runs (default all three), KEEP=1 keeps the
 # scratch directory (it is always kept, and named, on failure).
@@ -24,7 +24,7 @@ set -euo pipefail
 
 py=/usr/bin/python3
 qemu=${QEMU:-qemu-system-x86_64}
-boot_timeout=${BOOT_TIMEOUT:-120}
+boot_timeout=${BOOT_TIMEOUT:-300}
 checks=" ${CHECKS:-user p2p iso} "
 
 log() { printf 'boot-check: %s\n' "$*" >&2; }
