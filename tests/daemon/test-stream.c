@@ -44,8 +44,8 @@ enum kind { K_LIST, K_INFO, K_INFO_MISSING, K_API_INFO, K_DAEMON_INFO, K_NO_METH
 
 /* Rough reply sizes, to keep the estimate of bytes in flight honest. */
 static const size_t kind_bytes[K_COUNT] = {
-	[K_LIST] = NDOMAINS * 110, [K_INFO] = 700, [K_INFO_MISSING] = 60,
-	[K_API_INFO] = 9000, [K_DAEMON_INFO] = 200, [K_NO_METHOD] = 80,
+	[K_LIST] = NDOMAINS * 136, [K_INFO] = 700, [K_INFO_MISSING] = 60,
+	[K_API_INFO] = 24000, [K_DAEMON_INFO] = 200, [K_NO_METHOD] = 80,
 };
 
 struct pending {

@@ -897,10 +897,11 @@ Test(config_table, documented_ranges_are_the_checked_ones)
 			continue;
 		ranges++;
 		for (int k = 0; k < 4; k++) {
-			json_t *cfg = json_pack("{s:s, s:s}", "name", "r1", "machine", "pc");
+			json_t *cfg;
 
 			if (probe[k] < 0)
 				continue;       /* a count below 0 cannot be written */
+			cfg = json_pack("{s:s, s:s}", "name", "r1", "machine", "pc");
 			if (dot)
 				json_object_set_new(cfg, "limits",
 						    json_pack("{s:o}", dot + 1, value_of(f->key,
