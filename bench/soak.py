@@ -4,7 +4,7 @@
 
 Usage: soak.py [--corrald PATH] [--sim PATH] [--qemu PATH] [--minutes M]
                [--real N] [--sims G] [--per-sim K] [--guest GUEST_JSON]
-               [--seed S] [--sample-s S]
+               [--seed S] [--sample-s S] [--verbose]
 
 A private corrald (tests/daemon/corraltest.py's Daemon) serves, for M minutes
 (default 2), all at once:
@@ -76,6 +76,7 @@ class Stats:
         self.calls = 0
         self.answered = 0
         self.errors = {}
+        self.messages = {}      # error key -> the first message seen
         self.faults = {}
         self.events = 0
         self.dropped = 0
@@ -152,7 +153,9 @@ class Conn:
         with self.stats.lock:
             self.stats.answered += 1
         if err is not None and isinstance(err, list):
-            self.stats.add("errors", "%s %s" % (method, ERR_NAMES.get(err[0], err[0])))
+            key = "%s %s" % (method, ERR_NAMES.get(err[0], err[0]))
+            self.stats.add("errors", key)
+            self.stats.messages.setdefault(key, err[1])
         return m
 
     def next(self):
@@ -661,6 +664,9 @@ class Soak:
               (st.calls, st.answered, st.events, st.dropped))
         print("faults: " + ", ".join("%s %d" % kv for kv in sorted(st.faults.items())))
         print("errors: " + ", ".join("%s %d" % kv for kv in sorted(st.errors.items())))
+        if self.args.verbose:
+            for k, m in sorted(st.messages.items()):
+                print("  %s, e.g. %s" % (k, m[:160]))
         if self.samples:
             rss = [x[1] for x in self.samples]
             fds = [x[2] for x in self.samples]
@@ -693,6 +699,8 @@ def main():
     ap.add_argument("--guest", help="tests/guest's guest.json: boot one guest too")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sample-s", type=float, default=2.0)
+    ap.add_argument("--verbose", action="store_true",
+                    help="print an example message of each kind of error")
     args = ap.parse_args()
     if not os.access(args.qemu, os.X_OK):
         print("soak: no QEMU at %s: skipped" % args.qemu)
