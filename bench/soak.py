@@ -687,7 +687,8 @@ class Soak:
                 print("  " + p)
         else:
             print("ok: every call answered once, no corrupted reply, events in order, "
-                  "no QEMU left, no zombie, corrald exited 0, RSS and fds flat")
+                  "no QEMU left, no zombie, corrald exited 0, " +
+                  ("RSS and fds not judged (--no-flat)" if a.no_flat else "RSS and fds flat"))
 
 
 def main():
