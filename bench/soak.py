@@ -408,7 +408,8 @@ class Soak:
             if not isinstance(dom, str) or not isinstance(name, str):
                 self.stats.problem("events%d: malformed event %r" % (idx, ev))
                 continue
-            if name != "RTC_CHANGE":
+            # QEMU's events pass through as "qemu.NAME" (plain NAME before).
+            if name not in ("qemu.RTC_CHANGE", "RTC_CHANGE"):
                 # A new monitor connection starts counting from 0 again.
                 if name in ("monitor", "lifecycle", "defined", "undefined"):
                     last.pop(dom, None)
