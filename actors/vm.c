@@ -9,6 +9,7 @@
  * readers load under RCU.
  */
 #include "actors/vm-internal.h"
+#include "actors/vm-def.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -626,34 +627,13 @@ static void vm_domain_retire(struct vm_env *env, struct domain *d)
 /* ---- definitions ------------------------------------------------------------ */
 
 /*
- * The definition file: {"version": 2, "config": {...}, "owner": {...},
- * "autostart": bool}.  The config is what define took, in canonical form;
- * owner is who defined it, whose rights open its files at every start;
- * autostart (absent in older files: false) says whether corrald starts the
- * domain when it starts.  The flag is the domain's, not its config's: a
- * define of an existing name keeps it.
+ * The definition file (vm-def.h): {"version": 2, "config": {...}, "owner":
+ * {...}, "autostart": bool, "unknown": [...]}.  The config is what define
+ * took, in canonical form; owner is who defined it, whose rights open its
+ * files at every start; autostart says whether corrald starts the domain
+ * when it starts.  The flag is the domain's, not its config's: a define of
+ * an existing name keeps it.
  */
-/* unknown (borrowed, may be NULL or empty): the config's fields corral does not know. */
-static json_t *definition_doc(json_t *config, const struct creds *owner, bool autostart,
-			      const json_t *unknown)
-{
-	json_t *o = creds_to_json(owner), *doc;
-
-	if (!o) {
-		json_decref(config);
-		return NULL;
-	}
-	/* Steals config (a new reference, or NULL: then the pack fails). */
-	doc = json_pack("{s:i, s:o, s:o, s:b}", "version", 2, "config", config, "owner", o,
-			"autostart", autostart);
-	if (doc && unknown && json_array_size(unknown) &&
-	    json_object_set_new(doc, "unknown", json_deep_copy(unknown)) < 0) {
-		json_decref(doc);
-		return NULL;
-	}
-	return doc;
-}
-
 struct def_io {
 	struct vm_io io;
 	json_t *doc;                    /* handed to the offload thread whole */
@@ -1123,7 +1103,7 @@ static void define_start(struct domain *d, struct dom_job *job)
 		/* A config given is whole; an attach without one knows nothing yet. */
 		json_t *unknown = vj->discover ? vm_all_fields_unknown() : NULL;
 
-		di->doc = definition_doc(qemu_config_to_json(cfg), &vj->creds, vm->autostart,
+		di->doc = vm_def_doc(qemu_config_to_json(cfg), &vj->creds, vm->autostart,
 					 unknown);
 		json_decref(unknown);
 	}
@@ -1268,7 +1248,7 @@ static void autostart_start(struct domain *d, struct dom_job *job)
 	}
 	di = def_io_new(d, job->id, autostart_written);
 	if (di)
-		di->doc = definition_doc(qemu_config_to_json(vm->cfg), &vm->owner, on,
+		di->doc = vm_def_doc(qemu_config_to_json(vm->cfg), &vm->owner, on,
 					 vm->unknown);
 	if (!di || !di->doc) {
 		if (di)
@@ -1313,7 +1293,7 @@ int vm_def_rewrite(struct domain *d, uint64_t job_id, json_t *config, json_t *un
 	struct def_io *di = def_io_new(d, job_id, rewrite_written);
 
 	if (di)
-		di->doc = definition_doc(config, &vm->owner, vm->autostart, unknown);
+		di->doc = vm_def_doc(config, &vm->owner, vm->autostart, unknown);
 	else
 		json_decref(config);
 	if (!di || !di->doc) {
@@ -2284,19 +2264,14 @@ static void set_aside(struct vm_env *env, const char *file,
 		report(path, msg, arg);
 }
 
-/* One definition file: parse, check, define (without writing it back). */
+/* One definition file: read, parse and check (vm-def.c), define (without writing it back). */
 static int load_one(struct vm_env *env, const char *file,
 		    void (*report)(const char *path, const char *why, void *arg), void *arg)
 {
-	char err[DOM_ERRMSG_MAX], path[PATH_MAX], *text = NULL, expect[DOM_NAME_MAX + 8];
-	struct qemu_config *cfg = NULL;
-	const json_t *config;
-	struct creds owner;
+	char err[DOM_ERRMSG_MAX], path[PATH_MAX], *text = NULL;
+	struct vm_def def;
 	struct domain *d;
 	struct vm *vm;
-	json_error_t jerr;
-	json_t *doc, *autostart, *unknown = NULL;
-	bool marked;
 	size_t len;
 	int r;
 
@@ -2309,80 +2284,31 @@ static int load_one(struct vm_env *env, const char *file,
 			report(path, err, arg);
 		return r;
 	}
-	doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+	r = vm_def_parse(file, text, len, &def, err, sizeof(err));
 	free(text);
-	if (!doc) {
-		snprintf(err, sizeof(err), "not valid JSON: %s (line %d)", jerr.text, jerr.line);
-		set_aside(env, file, report, arg, err);
-		return -EINVAL;
-	}
-	/*
-	 * Version 2: {config, owner, autostart}, autostart absent in files
-	 * written before it existed (false); earlier files are the config alone.
-	 */
-	config = json_object_get(doc, "config");
-	autostart = NULL;
-	if (config) {
-		if (creds_from_json(json_object_get(doc, "owner"), &owner) < 0) {
-			json_decref(doc);
-			set_aside(env, file, report, arg, "bad 'owner'");
-			return -EINVAL;
-		}
-		autostart = json_object_get(doc, "autostart");
-		if (autostart && !json_is_boolean(autostart)) {
-			json_decref(doc);
-			set_aside(env, file, report, arg, "bad 'autostart': not true or false");
-			return -EINVAL;
-		}
-		/* The fields an attach without a config could not learn. */
-		unknown = json_object_get(doc, "unknown");
-		for (size_t i = 0; unknown && i < json_array_size(unknown); i++)
-			if (!json_is_string(json_array_get(unknown, i)))
-				unknown = json_null();
-		if (unknown && !json_is_array(unknown)) {
-			json_decref(doc);
-			set_aside(env, file, report, arg, "bad 'unknown': not an array of names");
-			return -EINVAL;
-		}
-		unknown = json_deep_copy(unknown);
-	} else {
-		config = doc;
-		creds_self(&owner);
-	}
-	r = qemu_config_from_json(config, &cfg, err, sizeof(err));
-	if (r == 0) {
-		snprintf(expect, sizeof(expect), "%s.json", qemu_config_name(cfg));
-		if (strcmp(expect, file) != 0) {
-			snprintf(err, sizeof(err), "names domain '%s', not the file's name",
-				 qemu_config_name(cfg));
-			r = -EINVAL;
-		}
-	}
-	marked = json_is_true(autostart);
-	json_decref(doc);
 	if (r < 0) {
-		json_decref(unknown);
-		qemu_config_free(cfg);
 		set_aside(env, file, report, arg, err);
 		return r;
 	}
-	r = vm_domain_new(env, cfg, &owner, &d, err, sizeof(err));
+	if (!def.has_owner)
+		creds_self(&def.owner);
+	r = vm_domain_new(env, def.cfg, &def.owner, &d, err, sizeof(err));
 	if (r < 0) {
-		json_decref(unknown);
-		qemu_config_free(cfg);
+		json_decref(def.unknown);
+		qemu_config_free(def.cfg);
 		if (report)
 			report(path, err, arg);
 		return r;
 	}
 	vm = vm_of(d);
 	vm->defined = true;
-	vm->autostart = marked;
-	if (unknown && json_array_size(unknown)) {
+	vm->autostart = def.autostart;
+	if (def.unknown && json_array_size(def.unknown)) {
 		/* Not shared yet: published again before anyone reads it. */
-		vm->unknown = unknown;
+		vm->unknown = def.unknown;
 		vm_publish_config(vm);
 	} else {
-		json_decref(unknown);
+		json_decref(def.unknown);
 	}
 	/* Not shared yet: its first snapshot shows the flag before anyone sees it. */
 	dom_set_autostart(d, vm->autostart);

@@ -25,7 +25,7 @@ shift $(($# > 0 ? 1 : 0))
 build="build-fuzz"
 
 # The longest input each target is given.  Anything not listed gets 4096.
-declare -A max_len=([rpc]=4096 [qmp]=4096 [config]=8192)
+declare -A max_len=([rpc]=4096 [qmp]=4096 [config]=8192 [def]=8192)
 
 # ---- packages ----------------------------------------------------------------
 
@@ -88,7 +88,11 @@ if ! ninja -C "$build" "${bins[@]}"; then
 fi
 
 echo "== replaying the seed corpora (meson test --suite fuzz)"
-if ! meson test -C "$build" --suite fuzz --no-rebuild --print-errorlogs; then
+tests=()
+for t in "${targets[@]}"; do tests+=("fuzz-$t-corpus"); done
+# Only the targets built: with a TARGET list, the others may not exist.
+if ! meson test -C "$build" --suite fuzz --no-rebuild --print-errorlogs \
+	"${tests[@]}"; then
 	echo "fuzz: a seed corpus no longer passes (see above)" >&2
 	exit 1
 fi
