@@ -181,41 +181,47 @@ struct option *bench_opts_getopt(const struct bench_opt *opts)
 	return o;
 }
 
+void bench_wrap(FILE *f, const char *head, const char *text)
+{
+	const char *p = text;
+	int col;
+
+	fputs(head, f);
+	col = (int)strlen(head);
+	if (col > 23) {
+		fputc('\n', f);
+		col = 0;
+	}
+	fprintf(f, "%*s", 24 - col, "");
+	col = 24;
+	/* Word-wrap at 80 columns, continuation lines at 24. */
+	while (*p) {
+		size_t w = strcspn(p, " ");
+
+		if (col > 24 && col + 1 + (int)w > 80) {
+			fprintf(f, "\n%24s", "");
+			col = 24;
+		} else if (col > 24) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(p, 1, w, f);
+		col += (int)w;
+		p += w;
+		while (*p == ' ')
+			p++;
+	}
+	fputc('\n', f);
+}
+
 void bench_opts_help(FILE *f, const struct bench_opt *opts)
 {
 	for (const struct bench_opt *o = opts; o->name; o++) {
 		char head[64];
-		const char *p = o->help;
-		int col;
 
 		snprintf(head, sizeof(head), "  --%s%s%s", o->name, o->arg ? " " : "",
 			 o->arg ? o->arg : "");
-		fputs(head, f);
-		col = (int)strlen(head);
-		if (col > 23) {
-			fputc('\n', f);
-			col = 0;
-		}
-		fprintf(f, "%*s", 24 - col, "");
-		col = 24;
-		/* Word-wrap the help at 80 columns, continuation lines at 24. */
-		while (*p) {
-			size_t w = strcspn(p, " ");
-
-			if (col > 24 && col + 1 + (int)w > 80) {
-				fprintf(f, "\n%24s", "");
-				col = 24;
-			} else if (col > 24) {
-				fputc(' ', f);
-				col++;
-			}
-			fwrite(p, 1, w, f);
-			col += (int)w;
-			p += w;
-			while (*p == ' ')
-				p++;
-		}
-		fputc('\n', f);
+		bench_wrap(f, head, o->help);
 	}
 }
 

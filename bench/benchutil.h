@@ -61,6 +61,8 @@ struct bench_opt {
 
 /* getopt_long's table for opts: malloc'd, NULL-terminated; NULL if out of memory. */
 struct option *bench_opts_getopt(const struct bench_opt *opts);
+/* head, then text from column 24, word-wrapped at 80 columns. */
+void bench_wrap(FILE *f, const char *head, const char *text);
 /* "  --name ARG   help", wrapped at 80 columns, one entry per option. */
 void bench_opts_help(FILE *f, const struct bench_opt *opts);
 

@@ -754,7 +754,13 @@ struct worker {
 
 static struct worker *workers;
 static atomic_bool stop_load;           /* set by the main thread at the end */
-static uint64_t load_start_ns, load_stop_ns, fault_ns;  /* fault_ns 0: no faults */
+static uint64_t load_start_ns, load_stop_ns;
+/*
+ * When the faults struck (the daemon was killed, the simulators confirmed):
+ * requests due from then on are "after".  UINT64_MAX while they are still
+ * to come; 0 in a run without faults.  Written by the main thread.
+ */
+static _Atomic uint64_t fault_ns;
 static unsigned mix[OP_N];              /* per-mille weights of W_LOAD */
 static unsigned mix_total;
 
@@ -832,7 +838,8 @@ static void issue(struct worker *w, enum op op, int dom, uint64_t sched, enum op
 	struct slot *s = &w->slots[id];
 
 	*s = (struct slot){ .sched = sched, .op = op, .dom = dom, .used = true,
-			    .phase = fault_ns && sched >= fault_ns, .lane_next = lane_next };
+			    .phase = sched >= atomic_load_explicit(&fault_ns, memory_order_relaxed),
+			    .lane_next = lane_next };
 	if (dom >= 0 && w->mode != W_CHURN && (op >= OP_SUSPEND && op <= OP_DESTROY))
 		doms[dom].busy = true;
 	target->pack(&w->c, id + 1, op, w->mode == W_CHURN ? NULL : dom >= 0 ? &doms[dom] : NULL,
@@ -886,8 +893,10 @@ static void complete(struct worker *w, unsigned id, unsigned code, uint64_t now)
 		case OP_START:
 		case OP_DESTROY:
 			d->busy = false;
-			if (!code)
+			if (!code) {
 				d->running = s->op == OP_START;
+				d->paused = false;
+			}
 			break;
 		default:
 			break;
@@ -1289,6 +1298,9 @@ static void ev_handle(const struct rpc_msg *m)
 		uint8_t k = elen == 4 ? OP_SUSPEND : OP_RESUME;
 
 		ev.stop_resume++;
+		/* A real QEMU also stops and resumes when it starts: not only our jobs. */
+		if (d->kind != DK_SIM)
+			return;
 		d->ev_sr++;
 		if (d->last_sr == k) {
 			ev.violations++;
@@ -1310,7 +1322,8 @@ static uint64_t ev_missing(void)
 	if (ev.dropped)
 		return 0;       /* the daemon said it dropped some: no count to expect */
 	for (unsigned i = 0; i < ndoms; i++)
-		if (!doms[i].fclass && !doms[i].lc_err && doms[i].ev_sr != doms[i].lc_ok)
+		if (doms[i].kind == DK_SIM && !doms[i].fclass && !doms[i].lc_err &&
+		    doms[i].ev_sr != doms[i].lc_ok)
 			miss += doms[i].ev_sr > doms[i].lc_ok ? doms[i].ev_sr - doms[i].lc_ok
 							      : doms[i].lc_ok - doms[i].ev_sr;
 	return miss;
@@ -1581,7 +1594,7 @@ static void run_load(void)
 	enum wmode mode = cfg.sc == SC_CHURN ? W_CHURN : W_LOAD;
 	unsigned depth = cfg.inflight;
 	bool faults = n_hang || n_slow || n_close || n_kill || cfg.sc == SC_RESTART;
-	uint64_t t0, next_progress;
+	uint64_t t0, next_progress, strike_at, end, wake;
 	bool struck = false;
 
 	if (mode == W_CHURN) {
@@ -1597,27 +1610,40 @@ static void run_load(void)
 	atomic_store(&stop_load, false);
 	load_stop_ns = 0;
 	t0 = load_start_ns = bench_now_ns();
-	fault_ns = faults ? t0 + (uint64_t)(cfg.fault_at * 1e9) : 0;
+	atomic_store(&fault_ns, faults ? UINT64_MAX : 0);
 	next_progress = t0 + 1000000000ULL;
+	strike_at = t0 + (uint64_t)(cfg.fault_at * 1e9);
+	end = t0 + (uint64_t)(cfg.duration * 1e9);
 	run_workers(mode, NULL, 0, depth);
 	for (;;) {
 		uint64_t now = bench_now_ns();
 
-		if (interrupted || now >= t0 + (uint64_t)(cfg.duration * 1e9))
+		if (interrupted || now >= end)
 			break;
-		if (fault_ns && !struck && now >= fault_ns) {
+		if (faults && !struck && now >= strike_at) {
 			struck = true;
-			if (cfg.sc == SC_RESTART)
+			if (cfg.sc == SC_RESTART) {
+				atomic_store(&fault_ns, bench_now_ns());
 				restart_daemon();
-			else
+			} else {
 				strike_faults();
+				atomic_store(&fault_ns, bench_now_ns());
+			}
 		}
 		sample();
 		if (now >= next_progress) {
 			progress((double)(now - t0) / 1e9, false);
 			next_progress += 1000000000ULL;
 		}
-		usleep(100000);
+		/* Wake at the next sample, the strike or the end, whichever comes first. */
+		now = bench_now_ns();
+		wake = now + 100000000;
+		if (faults && !struck && strike_at > now && strike_at < wake)
+			wake = strike_at;
+		if (end > now && end < wake)
+			wake = end;
+		if (wake > now)
+			usleep((useconds_t)((wake - now) / 1000));
 	}
 	load_stop_ns = bench_now_ns();
 	atomic_store(&stop_load, true);
@@ -1640,11 +1666,14 @@ static const double quants[] = { 0.5, 0.9, 0.99, 0.999 };
 
 static double elapsed_for(int phase)
 {
+	uint64_t fns = atomic_load(&fault_ns);
 	double all = (double)(load_stop_ns - load_start_ns) / 1e9;
-	double f = fault_ns ? (double)(fault_ns - load_start_ns) / 1e9 : all;
+	double f = fns && fns != UINT64_MAX ? (double)(fns - load_start_ns) / 1e9 : all;
 
-	if (!fault_ns)
+	if (!fns)
 		return all;
+	if (fns == UINT64_MAX)
+		return phase ? 0 : all;
 	return phase ? all - f : f;
 }
 
@@ -1981,8 +2010,12 @@ static void usage(FILE *f)
 		   "the daemon's CPU time, memory and descriptors.  Exits 0 when its own checks\n"
 		   "pass (every request answered, events in order, descriptors back), 1 if not,\n"
 		   "2 on bad usage.\n\nScenarios:\n");
-	for (const struct bench_scenario_doc *s = corral_bench_scenarios; s->name; s++)
-		fprintf(f, "  %-14s%s\n", s->name, s->help);
+	for (const struct bench_scenario_doc *s = corral_bench_scenarios; s->name; s++) {
+		char head[32];
+
+		snprintf(head, sizeof(head), "  %s", s->name);
+		bench_wrap(f, head, s->help);
+	}
 	fprintf(f, "\nOptions:\n");
 	bench_opts_help(f, corral_bench_opts);
 }
@@ -2083,6 +2116,11 @@ int main(int argc, char **argv)
 		cfg.inflight = 4096;
 	if (cfg.sc == SC_HUNG10 && cfg.f_hang == 0)
 		cfg.f_hang = 0.1;
+	/* The same offered load before and after: open loop, unless told otherwise. */
+	if (cfg.sc == SC_HUNG10 && cfg.rate == 0 && !cfg.inflight_set) {
+		cfg.rate = 5000;
+		cfg.inflight = 4096;
+	}
 	if ((cfg.sc == SC_MIXED || cfg.sc == SC_HUNG10) && !cfg.event_rate_set)
 		cfg.event_rate = 200;
 	if (cfg.fault_at < 0)
