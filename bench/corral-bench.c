@@ -354,9 +354,15 @@ static struct rpc_msg *conn_wait(struct conn *c, uint32_t id)
  */
 struct target {
 	const char *name;
+	/* corral: pack a request for the pipelined worker. */
 	void (*pack)(struct conn *c, uint32_t id, enum op op, const struct dom *d,
 		     unsigned lane);
+	/* A worker thread's body (struct worker *). */
+	void *(*worker)(void *arg);
+	bool sims;              /* its domains can be simulated QEMUs */
 };
+
+static void *worker_main(void *arg);
 
 static void pack_timeout(struct conn *c)
 {
@@ -417,7 +423,7 @@ static void corral_pack(struct conn *c, uint32_t id, enum op op, const struct do
 	pack_timeout(c);
 }
 
-static const struct target target_corral = { "corral", corral_pack };
+static const struct target target_corral = { "corral", corral_pack, worker_main, true };
 static const struct target *target = &target_corral;
 
 /*
@@ -753,6 +759,11 @@ struct worker {
 };
 
 static struct worker *workers;
+/*
+ * corral: one worker per connection, K requests in flight on it.  libvirt:
+ * its API is synchronous, so K workers per connection, one call each.
+ */
+static unsigned nworkers;
 static atomic_bool stop_load;           /* set by the main thread at the end */
 static uint64_t load_start_ns, load_stop_ns;
 /*
@@ -777,11 +788,11 @@ static int pick_owned(struct worker *w, unsigned lo, unsigned hi, bool need_runn
 	if (hi <= lo)
 		return -1;
 	span = hi - lo;
-	owned = span / cfg.conns + (w->idx < span % cfg.conns);
+	owned = span / nworkers + (w->idx < span % nworkers);
 	for (int tries = 0; tries < 8 && owned; tries++) {
-		unsigned d = lo + w->idx + cfg.conns * (unsigned)(frand(w) * owned);
+		unsigned d = lo + w->idx + nworkers * (unsigned)(frand(w) * owned);
 
-		/* Domains [lo, hi) are owned by (d - lo) % conns: d - lo ≡ idx. */
+		/* Domains [lo, hi) are owned by (d - lo) % nworkers: d - lo ≡ idx. */
 		if (d >= hi || doms[d].busy || (need_running && !doms[d].running))
 			continue;
 		return (int)d;
@@ -871,10 +882,9 @@ static void record(struct worker *w, struct slot *s, unsigned code, uint64_t now
 		atomic_fetch_add_explicit(&w->errors, 1, memory_order_relaxed);
 }
 
-static void complete(struct worker *w, unsigned id, unsigned code, uint64_t now)
+/* Record an answer, and what it changed in the domain (its owner's view). */
+static void finish(struct worker *w, struct slot *s, unsigned code, uint64_t now)
 {
-	struct slot *s = &w->slots[id];
-
 	record(w, s, code, now);
 	if (s->dom >= 0 && w->mode != W_CHURN) {
 		struct dom *d = &doms[s->dom];
@@ -902,29 +912,37 @@ static void complete(struct worker *w, unsigned id, unsigned code, uint64_t now)
 			break;
 		}
 	}
+}
+
+/* After a churn step: the lane's next one. */
+static enum op churn_after(const struct slot *s, unsigned code)
+{
+	if (!code)
+		return s->lane_next;
+	/* After a failure, put the lane back on its feet: destroy, undefine, define. */
+	switch (s->op) {
+	case OP_DEFINE:
+		return code == RPC_ERR_EXISTS ? OP_DESTROY : OP_DEFINE;
+	case OP_START:
+		return OP_DESTROY;
+	case OP_DESTROY:
+		return OP_UNDEFINE;
+	default:
+		return code == RPC_ERR_NO_SUCH_DOMAIN ? OP_DEFINE : OP_DESTROY;
+	}
+}
+
+static void complete(struct worker *w, unsigned id, unsigned code, uint64_t now)
+{
+	struct slot *s = &w->slots[id];
+
+	finish(w, s, code, now);
 	s->used = false;
 	w->free_ids[w->nfree++] = id;
 	w->inflight--;
 	if (w->mode == W_CHURN) {
-		enum op next = s->lane_next;
+		enum op next = churn_after(s, code);
 
-		/* After a failure, put the lane back on its feet: destroy, undefine, define. */
-		if (code) {
-			switch (s->op) {
-			case OP_DEFINE:
-				next = code == RPC_ERR_EXISTS ? OP_DESTROY : OP_DEFINE;
-				break;
-			case OP_START:
-				next = OP_DESTROY;
-				break;
-			case OP_DESTROY:
-				next = OP_UNDEFINE;
-				break;
-			default:
-				next = code == RPC_ERR_NO_SUCH_DOMAIN ? OP_DEFINE : OP_DESTROY;
-				break;
-			}
-		}
 		/* A lane stops only after its undefine: the daemon ends as it began. */
 		if (next == OP_DEFINE && atomic_load(&stop_load))
 			return;
@@ -1086,10 +1104,10 @@ static uint64_t total_unanswered;
 static void run_workers(enum wmode mode, const struct item *items, size_t nitems,
 			unsigned depth)
 {
-	workers = calloc(cfg.conns, sizeof(*workers));
+	workers = calloc(nworkers, sizeof(*workers));
 	if (!workers)
 		die("out of memory");
-	for (unsigned i = 0; i < cfg.conns; i++) {
+	for (unsigned i = 0; i < nworkers; i++) {
 		struct worker *w = &workers[i];
 
 		w->idx = i;
@@ -1099,18 +1117,18 @@ static void run_workers(enum wmode mode, const struct item *items, size_t nitems
 		w->seed = cfg.seed * 7919 + i;
 		if (mode == W_BATCH) {
 			/* Contiguous shares keep each domain's items on one connection, in order. */
-			size_t a = nitems * i / cfg.conns, b = nitems * (i + 1) / cfg.conns;
+			size_t a = nitems * i / nworkers, b = nitems * (i + 1) / nworkers;
 
 			w->items = items + a;
 			w->nitems = b - a;
 		}
-		pthread_create(&w->th, NULL, worker_main, w);
+		pthread_create(&w->th, NULL, target->worker, w);
 	}
 }
 
 static double join_workers(struct results *into, uint64_t t0)
 {
-	for (unsigned i = 0; i < cfg.conns; i++) {
+	for (unsigned i = 0; i < nworkers; i++) {
 		pthread_join(workers[i].th, NULL);
 		results_merge(into, workers[i].res);
 		total_unanswered += workers[i].unanswered;
@@ -1132,6 +1150,286 @@ static double batch(const struct item *items, size_t n, struct results *into)
 	run_workers(W_BATCH, items, n, cfg.inflight < 64 ? 64 : cfg.inflight);
 	return join_workers(into, t0);
 }
+
+/* ---- the libvirt target -------------------------------------------------------- */
+
+#ifdef HAVE_LIBVIRT
+#include <libvirt/libvirt-qemu.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+
+/*
+ * The same operations through libvirt's C API.  Its calls are synchronous:
+ * each of the C connections (virConnectPtr, thread-safe) is shared by K
+ * worker threads, one call in flight each; open loop, each thread takes the
+ * connection's next due time, sleeps until it, and counts latency from it.
+ * No simulated QEMUs (libvirt cannot adopt a QMP socket): the domains are
+ * real QEMUs of libvirt's QEMU driver (TCG, machine pc with no disk: libvirt
+ * refuses machine none, so the guest is SeaBIOS finding nothing to boot and
+ * halting), or the test driver's (test:///default: no QEMU, no daemon).
+ */
+static virConnectPtr lv_conns[256];
+static virDomainPtr *lv_doms;           /* [connection * ndoms + domain], looked up once */
+static _Atomic uint64_t lv_seq[256];
+static bool lv_test;
+
+static void lv_quiet(void *data, virErrorPtr e)
+{
+	(void)data;
+	(void)e;
+}
+
+/* A libvirt error as one of corral's codes, so both tables read alike. */
+static unsigned lv_code(void)
+{
+	virErrorPtr e = virGetLastError();
+
+	if (!e)
+		return ERR_OTHER;
+	switch (e->code) {
+	case VIR_ERR_NO_DOMAIN: return RPC_ERR_NO_SUCH_DOMAIN;
+	case VIR_ERR_OPERATION_INVALID: return RPC_ERR_BAD_STATE;
+	case VIR_ERR_OPERATION_TIMEOUT: return RPC_ERR_TIMEOUT;
+	case VIR_ERR_AGENT_UNRESPONSIVE: return RPC_ERR_MONITOR_BROKEN;
+	case VIR_ERR_INVALID_ARG: return RPC_ERR_INVALID_ARGUMENT;
+	case VIR_ERR_OPERATION_DENIED: return RPC_ERR_PERMISSION;
+	case VIR_ERR_SYSTEM_ERROR: return RPC_ERR_INTERNAL;
+	case VIR_ERR_OPERATION_FAILED:
+		return e->domain == VIR_FROM_QEMU ? RPC_ERR_QEMU : ERR_OTHER;
+	case VIR_ERR_DOM_EXIST: return RPC_ERR_EXISTS;
+	case VIR_ERR_NO_CONNECT:
+	case VIR_ERR_RPC: return ERR_LOST;
+	default: return ERR_OTHER;
+	}
+}
+
+static void lv_xml(char *buf, size_t len, const char *name)
+{
+	if (lv_test)
+		snprintf(buf, len, "<domain type='test'><name>%s</name><memory>8192</memory>"
+			 "<os><type>hvm</type></os></domain>", name);
+	else
+		snprintf(buf, len, "<domain type='qemu'><name>%s</name><memory unit='MiB'>16"
+			 "</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm"
+			 "</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
+			 "<controller type='usb' model='none'/><memballoon model='none'/>"
+			 "</devices></domain>", name);
+}
+
+static virDomainPtr lv_dom(unsigned c, unsigned d)
+{
+	virDomainPtr *p = &lv_doms[(size_t)c * ndoms + d];
+
+	if (!*p)
+		*p = virDomainLookupByName(lv_conns[c], doms[d].name);
+	return *p;
+}
+
+/* One operation, synchronously: 0 or a code. */
+static unsigned lv_do(unsigned c, enum op op, int d, virDomainPtr *lane_dom, const char *lane)
+{
+	virConnectPtr conn = lv_conns[c];
+	virDomainPtr dom = NULL;
+	char xml[1024];
+	int r = -1;
+
+	if (op == OP_DEFINE) {
+		lv_xml(xml, sizeof(xml), lane ? lane : doms[d].name);
+		dom = virDomainDefineXML(conn, xml);
+		if (!dom)
+			return lv_code();
+		if (lane_dom)
+			*lane_dom = dom;
+		else
+			virDomainFree(dom);
+		return 0;
+	}
+	if (op == OP_LIST) {
+		virDomainPtr *all = NULL;
+		int n = virConnectListAllDomains(conn, &all, 0);
+
+		for (int i = 0; i < n; i++)
+			virDomainFree(all[i]);
+		free(all);
+		return n < 0 ? lv_code() : 0;
+	}
+	if (op == OP_STATS) {
+		virDomainStatsRecordPtr *recs = NULL;
+		int n = virConnectGetAllDomainStats(conn, VIR_DOMAIN_STATS_STATE |
+						    VIR_DOMAIN_STATS_CPU_TOTAL |
+						    VIR_DOMAIN_STATS_BALLOON |
+						    VIR_DOMAIN_STATS_BLOCK, &recs, 0);
+
+		if (n >= 0)
+			virDomainStatsRecordListFree(recs);
+		return n < 0 ? lv_code() : 0;
+	}
+	dom = lane_dom ? *lane_dom : lv_dom(c, (unsigned)d);
+	if (!dom)
+		return lv_code();
+	switch (op) {
+	case OP_INFO: {
+		virDomainInfo info;
+
+		r = virDomainGetInfo(dom, &info);
+		break;
+	}
+	case OP_QMP: {
+		char *out = NULL;
+
+		r = virDomainQemuMonitorCommand(dom, "{\"execute\": \"query-status\"}", &out, 0);
+		free(out);
+		break;
+	}
+	case OP_SUSPEND: r = virDomainSuspend(dom); break;
+	case OP_RESUME: r = virDomainResume(dom); break;
+	case OP_START: r = virDomainCreate(dom); break;
+	case OP_DESTROY: r = virDomainDestroy(dom); break;
+	case OP_UNDEFINE:
+		r = virDomainUndefine(dom);
+		if (r == 0 && lane_dom) {
+			virDomainFree(dom);
+			*lane_dom = NULL;
+		}
+		break;
+	default:
+		break;
+	}
+	return r < 0 ? lv_code() : 0;
+}
+
+static void *lv_worker_main(void *arg)
+{
+	struct worker *w = arg;
+	unsigned c = w->idx / cfg.inflight;
+	double interval = cfg.rate > 0 ? 1e9 * cfg.conns / cfg.rate : 0;
+	struct slot s = { .dom = -1 };
+	virDomainPtr lane_dom = NULL;
+	char lane[64];
+
+	if (w->mode == W_BATCH) {
+		for (size_t i = 0; i < w->nitems; i++) {
+			unsigned code;
+
+			s = (struct slot){ .op = w->items[i].op, .dom = (int)w->items[i].dom,
+					   .sched = bench_now_ns() };
+			code = lv_do(c, s.op, s.dom, NULL, NULL);
+			finish(w, &s, code, bench_now_ns());
+		}
+		return NULL;
+	}
+	if (w->mode == W_CHURN) {
+		lane_name(lane, sizeof(lane), w->idx);
+		s = (struct slot){ .op = OP_DEFINE, .dom = (int)w->idx, .lane_next = OP_START };
+		for (;;) {
+			unsigned code;
+
+			s.sched = bench_now_ns();
+			s.phase = s.sched >= atomic_load_explicit(&fault_ns, memory_order_relaxed);
+			code = lv_do(c, s.op, -1, &lane_dom, lane);
+			record(w, &s, code, bench_now_ns());
+			s.op = churn_after(&s, code);
+			s.lane_next = churn_next(s.op);
+			if (s.op == OP_DEFINE && atomic_load(&stop_load))
+				break;
+		}
+		return NULL;
+	}
+	while (!atomic_load(&stop_load)) {
+		enum op op;
+		int d;
+		unsigned code;
+		uint64_t now = bench_now_ns();
+
+		if (interval > 0) {
+			uint64_t k = atomic_fetch_add(&lv_seq[c], 1);
+			uint64_t due = load_start_ns + (uint64_t)(interval * c / cfg.conns) +
+				       (uint64_t)(interval * (double)k);
+
+			if (due > now) {
+				struct timespec ts = { .tv_sec = (time_t)(due / 1000000000ULL),
+						       .tv_nsec = (long)(due % 1000000000ULL) };
+
+				clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+			}
+			now = due;
+			if (atomic_load(&stop_load))
+				break;
+		}
+		choose(w, &op, &d);
+		if (d >= 0 && op >= OP_SUSPEND && op <= OP_DESTROY)
+			doms[d].busy = true;
+		s = (struct slot){ .op = op, .dom = d, .sched = now,
+				   .phase = now >= atomic_load_explicit(&fault_ns,
+									  memory_order_relaxed) };
+		code = lv_do(c, op, d, NULL, NULL);
+		finish(w, &s, code, bench_now_ns());
+	}
+	return NULL;
+}
+
+static const struct target target_libvirt = { "libvirt", NULL, lv_worker_main, false };
+
+/* The pid serving a libvirt URI's UNIX socket, from its peer credentials; 0 if none. */
+static pid_t lv_daemon_pid(const char *uri)
+{
+	const char *p = strstr(uri, "socket=");
+	char path[108];
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	int fd;
+
+	if (p)
+		snprintf(path, sizeof(path), "%.*s", (int)strcspn(p + 7, "&"), p + 7);
+	else if (strstr(uri, "/system"))
+		snprintf(path, sizeof(path), "/var/run/libvirt/libvirt-sock");
+	else
+		return 0;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return 0;
+	}
+	close(fd);
+	return cr.pid;
+}
+
+static void lv_open(void)
+{
+	const char *uri = cfg.target + strlen("libvirt:");
+
+	/* libvirt:URI; "libvirt:///system" is short for qemu:///system. */
+	if (!strncmp(uri, "///", 3))
+		uri = "qemu:///system";
+	lv_test = !strncmp(uri, "test:", 5);
+	virSetErrorFunc(NULL, lv_quiet);
+	for (unsigned c = 0; c < cfg.conns; c++) {
+		lv_conns[c] = virConnectOpen(uri);
+		if (!lv_conns[c])
+			die("virConnectOpen %s: %s", uri,
+			    virGetLastErrorMessage() ? virGetLastErrorMessage() : "failed");
+	}
+	daemon_pid = lv_test ? 0 : lv_daemon_pid(uri);
+	target = &target_libvirt;
+	snprintf(prefix, sizeof(prefix), "cb%d-", (int)getpid());
+}
+
+static void lv_close(void)
+{
+	if (lv_doms)
+		for (size_t i = 0; i < (size_t)cfg.conns * ndoms; i++)
+			if (lv_doms[i])
+				virDomainFree(lv_doms[i]);
+	free(lv_doms);
+	for (unsigned c = 0; c < cfg.conns; c++)
+		if (lv_conns[c])
+			virConnectClose(lv_conns[c]);
+}
+#endif
 
 /* ---- control connection -------------------------------------------------------- */
 
@@ -1485,7 +1783,7 @@ static void teardown(void)
 			items[n++] = (struct item){ OP_DESTROY, i };
 	batch(items, n, junk);
 	n = 0;
-	for (unsigned i = 0; i < ndoms && !private_daemon; i++)
+	for (unsigned i = 0; i < ndoms && (!private_daemon || !target->sims); i++)
 		items[n++] = (struct item){ OP_UNDEFINE, i };
 	batch(items, n, junk);
 	total_unanswered = saved;
@@ -1526,7 +1824,7 @@ static void progress(double t, bool final)
 
 	if (cfg.quiet || cfg.json || !isatty(STDOUT_FILENO))
 		return;
-	for (unsigned i = 0; workers && i < cfg.conns; i++) {
+	for (unsigned i = 0; workers && i < nworkers; i++) {
 		done += atomic_load_explicit(&workers[i].done, memory_order_relaxed);
 		errs += atomic_load_explicit(&workers[i].errors, memory_order_relaxed);
 	}
@@ -1602,7 +1900,7 @@ static void run_load(void)
 		churn.before = samples[nsamples - 1];
 	}
 	set_mix();
-	if (cfg.event_rate || cfg.sc == SC_MIXED || cfg.sc == SC_HUNG10) {
+	if (target->sims && (cfg.event_rate || cfg.sc == SC_MIXED || cfg.sc == SC_HUNG10)) {
 		ev.on = true;
 		pthread_create(&ev.th, NULL, ev_main, NULL);
 		usleep(100000);         /* subscribed before the load starts */
@@ -1735,6 +2033,17 @@ struct summary {
 	uint64_t ops;
 };
 
+/* Setup calls that failed (libvirt: every define and start must work). */
+static uint64_t setup_errors(void)
+{
+	uint64_t n = 0;
+
+	for (int o = 0; o < OP_N; o++)
+		for (int e = 0; e < ERR_N; e++)
+			n += setup_res->s[o][0][0].err[e] + setup_res->s[o][0][1].err[e];
+	return n;
+}
+
 static void summarize(struct summary *sm)
 {
 	memset(sm, 0, sizeof(*sm));
@@ -1774,9 +2083,10 @@ static void summarize(struct summary *sm)
 
 static void print_human(const struct summary *sm, bool ok)
 {
-	printf("corral-bench %s: target %s (%s corrald, pid %d); %u simulated + %u real domains; "
+	printf("corral-bench %s: target %s (%s, pid %d); %u simulated + %u real domains; "
 	       "%u connections x %u in flight, %s",
-	       cfg.sc_name, target->name, private_daemon ? "private" : "existing", (int)daemon_pid,
+	       cfg.sc_name, cfg.target, !target->sims ? "its daemon" : private_daemon ?
+	       "private corrald" : "existing corrald", (int)daemon_pid,
 	       cfg.domains, cfg.real, cfg.conns, cfg.inflight,
 	       cfg.rate > 0 ? "open loop" : "closed loop");
 	if (cfg.rate > 0)
@@ -1785,10 +2095,15 @@ static void print_human(const struct summary *sm, bool ok)
 	if (n_hang || n_slow || n_close || n_kill)
 		printf("faults at %.1f s: %u hung, %u slow (%u ms), %u closing, %u killed\n",
 		       cfg.fault_at, n_hang, n_slow, cfg.slow_ms, n_close, n_kill);
-	printf("setup: attach %u in %.3f s", cfg.domains, t_attach);
+	if (target->sims)
+		printf("setup: attach %u in %.3f s", cfg.domains, t_attach);
+	else
+		printf("setup: %" PRIu64 " setup errors", setup_errors());
 	if (cfg.real)
 		printf(", define+start %u real in %.3f s", cfg.real, t_start_real);
-	if (t_all_up >= 0)
+	if (!target->sims)
+		;
+	else if (t_all_up >= 0)
 		printf(", all listed after %.3f s, all monitors up after %.3f s", t_listed, t_all_up);
 	else
 		printf(", NOT all monitors up");
@@ -2105,12 +2420,21 @@ int main(int argc, char **argv)
 		cfg.sc = (enum scenario)found;
 	}
 	if (strcmp(cfg.target, "corral")) {
-		if (!strncmp(cfg.target, "libvirt", 7) || !strncmp(cfg.target, "qemu", 4) ||
-		    !strncmp(cfg.target, "test", 4))
-			die("--target %s: this corral-bench was built without libvirt (libvirt's "
-			    "development files were not found at build time; see BENCHMARKS.md)",
-			    cfg.target);
-		die("--target: unknown target '%s' (corral, or a libvirt URI)", cfg.target);
+		if (strncmp(cfg.target, "libvirt:", 8))
+			die("--target: unknown target '%s' (corral, or libvirt:URI, e.g. "
+			    "libvirt:///system or libvirt:test:///default)", cfg.target);
+#ifndef HAVE_LIBVIRT
+		die("--target %s: this corral-bench was built without libvirt (libvirt's "
+		    "development files were not found at build time; see BENCHMARKS.md)",
+		    cfg.target);
+#endif
+		if (cfg.sc == SC_HUNG10 || cfg.sc == SC_RESTART)
+			die("%s needs simulated monitors or a daemon of its own: corral only",
+			    cfg.sc_name);
+		if (cfg.socket || cfg.f_hang > 0 || cfg.f_slow > 0 || cfg.f_close > 0 ||
+		    cfg.f_kill > 0 || cfg.real || cfg.event_rate)
+			die("with libvirt, --domains N are N libvirt domains: no --socket, --real, "
+			    "faults or events");
 	}
 	if (cfg.rate > 0 && !cfg.inflight_set)
 		cfg.inflight = 4096;
@@ -2152,6 +2476,16 @@ int main(int argc, char **argv)
 	if (!mkdtemp(tmpdir))
 		die("mkdtemp: %s", strerror(errno));
 	snprintf(prefix, sizeof(prefix), "%s", "vm");
+	nworkers = cfg.conns;
+#ifdef HAVE_LIBVIRT
+	if (strcmp(cfg.target, "corral")) {
+		lv_open();
+		nworkers = cfg.conns * cfg.inflight;
+		/* --domains N: N libvirt domains, defined and started like --real ones. */
+		cfg.real = cfg.domains;
+		cfg.domains = 0;
+	} else
+#endif
 	if (cfg.socket) {
 		snprintf(rw_path, sizeof(rw_path), "%s", cfg.socket);
 		/* Our names must not meet another run's on a shared daemon. */
@@ -2175,15 +2509,26 @@ int main(int argc, char **argv)
 	}
 	setup_res = results_new();
 	total = results_new();
-	plan_sims();
-	start_sims();
+	if (target->sims) {
+		plan_sims();
+		start_sims();
+	}
+#ifdef HAVE_LIBVIRT
+	if (target == &target_libvirt) {
+		lv_doms = calloc((size_t)cfg.conns * ndoms + 1, sizeof(*lv_doms));
+		if (!lv_doms)
+			die("out of memory");
+	}
+#endif
 
 	/* Setup: the boot storm, for every scenario (it is the whole of boot-storm). */
 	sample();
-	attach_all();
+	if (cfg.domains)
+		attach_all();
 	if (cfg.real)
 		start_real();
-	t_all_up = wait_all_up(ndoms, 60 + ndoms / 100.0, &t_listed);
+	if (target->sims)
+		t_all_up = wait_all_up(ndoms, 60 + ndoms / 100.0, &t_listed);
 	sample();
 	if (cfg.sc != SC_BOOT_STORM)
 		run_load();
@@ -2191,7 +2536,7 @@ int main(int argc, char **argv)
 		load_stop_ns = load_start_ns = bench_now_ns();
 
 	summarize(&sm);
-	ok = total_unanswered == 0 && t_all_up >= 0;
+	ok = total_unanswered == 0 && t_all_up >= 0 && (target->sims || !setup_errors());
 	if (ev.on)
 		ok = ok && !ev.violations && !ev.missing;
 	if (cfg.sc == SC_CHURN)
@@ -2208,6 +2553,10 @@ int main(int argc, char **argv)
 
 	teardown();
 	conn_free(&ctl);
+#ifdef HAVE_LIBVIRT
+	if (target == &target_libvirt)
+		lv_close();
+#endif
 	if (private_daemon)
 		stop_proc(daemon_pid, "corrald");
 	for (unsigned k = 0; k < nsims; k++)
