@@ -66,8 +66,8 @@ p = bench("mixed", "--hang", "0.6", "--kill", "0.6", expect=2)
 check("add up to more" in p.stderr, p.stderr)
 p = bench("restart", "--socket", "/nonexistent", expect=2)
 check("private" in p.stderr, p.stderr)
-p = bench("mixed", "--target", "libvirt:///system", expect=2)
-check("libvirt" in p.stderr, p.stderr)
+p = bench("mixed", "--target", "xen", expect=2)
+check("unknown target" in p.stderr, p.stderr)
 p = bench("--help")
 for opt in ("--domains", "--duration", "--connections", "--in-flight", "--rate", "--real",
             "--socket", "--json", "--plot", "--target"):
@@ -162,4 +162,24 @@ try:
 finally:
     d.stop()
     d.cleanup()
+
+# libvirt, when built with it: its test driver (in this process, no daemon,
+# no QEMU) through the same loops and tables.
+if "libvirt:URI" in bench("--help").stdout:
+    lv = "libvirt:test:///default"
+    r = run("steady-query", "--target", lv, "--domains", "10", "--duration", "1",
+            "--connections", "2", "--in-flight", "2")
+    check(count(r, "define", stage="setup") == 10 and count(r, "start", stage="setup") == 10,
+          "libvirt setup: %r" % r["series"])
+    for op in ("info", "list", "stats"):
+        check(count(r, op) > 0 and errors(r, op) == 0, "libvirt %s" % op)
+    r = run("mixed", "--target", lv, "--domains", "10", "--duration", "1",
+            "--connections", "2", "--in-flight", "2")
+    check(count(r, "suspend") > 0 and errors(r, "suspend") + errors(r, "resume") == 0,
+          "libvirt suspend/resume")
+    r = run("churn", "--target", lv, "--domains", "4", "--duration", "1",
+            "--connections", "2", "--in-flight", "2")
+    check(count(r, "define") == count(r, "undefine") and count(r, "start") > 0, "libvirt churn")
+    p = bench("hung-10", "--target", lv, expect=2)
+    check("corral only" in p.stderr, p.stderr)
 print("ok")
