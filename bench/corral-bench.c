@@ -61,7 +61,7 @@ static struct {
 	double duration, rate, fault_at;
 	double f_hang, f_slow, f_close, f_kill;
 	unsigned slow_ms, event_rate, timeout_ms;
-	const char *socket, *plot, *target, *corrald, *sim;
+	const char *socket, *plot, *target, *corrald, *sim, *machine;
 	const char *daemon_args[16];
 	unsigned ndaemon_args;
 	bool json, quiet, inflight_set, event_rate_set;
@@ -409,7 +409,7 @@ static void corral_pack(struct conn *c, uint32_t id, enum op op, const struct do
 		rpc_pack_cstr(pk, "name");
 		rpc_pack_cstr(pk, name);
 		rpc_pack_cstr(pk, "machine");
-		rpc_pack_cstr(pk, "none");
+		rpc_pack_cstr(pk, cfg.machine ? cfg.machine : "none");
 		pack_timeout(c);
 		return;
 	default:
@@ -1210,10 +1210,10 @@ static void lv_xml(char *buf, size_t len, const char *name)
 			 "<os><type>hvm</type></os></domain>", name);
 	else
 		snprintf(buf, len, "<domain type='qemu'><name>%s</name><memory unit='MiB'>16"
-			 "</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm"
+			 "</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='%s'>hvm"
 			 "</type></os><devices><emulator>/usr/bin/qemu-system-x86_64</emulator>"
 			 "<controller type='usb' model='none'/><memballoon model='none'/>"
-			 "</devices></domain>", name);
+			 "</devices></domain>", name, cfg.machine ? cfg.machine : "pc");
 }
 
 static virDomainPtr lv_dom(unsigned c, unsigned d)
@@ -2368,7 +2368,8 @@ int main(int argc, char **argv)
 		die("out of memory");
 	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (o) {
-		case OPT_DOMAINS: cfg.domains = (unsigned)parse_num(optarg, "domains", 1, 200000); break;
+		case OPT_DOMAINS: cfg.domains = (unsigned)parse_num(optarg, "domains", 0, 200000); break;
+		case OPT_MACHINE: cfg.machine = optarg; break;
 		case OPT_DURATION: cfg.duration = parse_num(optarg, "duration", 0.1, 86400); break;
 		case OPT_CONNECTIONS: cfg.conns = (unsigned)parse_num(optarg, "connections", 1, 256); break;
 		case OPT_IN_FLIGHT:
@@ -2456,6 +2457,8 @@ int main(int argc, char **argv)
 	}
 	if ((cfg.sc == SC_MIXED || cfg.sc == SC_HUNG10) && !cfg.event_rate_set)
 		cfg.event_rate = 200;
+	if (cfg.domains + cfg.real == 0)
+		die("no domains: --domains or --real must be at least 1");
 	if (cfg.fault_at < 0)
 		cfg.fault_at = cfg.duration / 2;
 	if (cfg.sc == SC_RESTART && cfg.socket)
