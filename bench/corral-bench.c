@@ -364,10 +364,13 @@ struct target {
 
 static void *worker_main(void *arg);
 
+/* The deadline of the calls being made: --timeout-ms, or a longer one for setup. */
+static unsigned cur_timeout_ms;
+
 static void pack_timeout(struct conn *c)
 {
 	rpc_pack_cstr(&c->pk, "timeout_ms");
-	msgpack_pack_uint32(&c->pk, cfg.timeout_ms);
+	msgpack_pack_uint32(&c->pk, cur_timeout_ms ? cur_timeout_ms : cfg.timeout_ms);
 }
 
 static void lane_name(char *buf, size_t len, unsigned lane)
@@ -470,6 +473,7 @@ static int peek_response(const char *f, size_t len, uint32_t *ret_id, unsigned *
 /* ---- processes --------------------------------------------------------------------- */
 
 static char tmpdir[64];
+static volatile sig_atomic_t interrupted;       /* ^C */
 static pid_t daemon_pid;
 static bool private_daemon;
 static char rw_path[300];
@@ -754,7 +758,7 @@ struct worker {
 	size_t nitems, next_item;
 	/* counters for the progress line */
 	_Atomic uint64_t done, errors;
-	uint64_t unanswered, reconnects;
+	uint64_t unanswered, reconnects, stats_rounds;
 	unsigned seed;
 };
 
@@ -958,6 +962,34 @@ static void lose_all(struct worker *w, uint64_t now)
 			complete(w, i, ERR_LOST, now);
 }
 
+/*
+ * A stats answer that could not hold every domain names the rest in
+ * `more` (docs/API.md): ask for them on the same msgid, so that the
+ * operation's latency is that of the whole bulk read.  True if asked.
+ */
+static bool stats_more(struct worker *w, uint32_t id, const char *f, size_t len)
+{
+	const msgpack_object *more;
+	struct rpc_msg *m;
+	msgpack_packer *pk = &w->c.pk;
+
+	if (rpc_decode(f, len, &m, NULL, 0) < 0)
+		return false;
+	more = rpc_map_get(rpc_msg_result(m), "more");
+	if (!more || more->type != MSGPACK_OBJECT_ARRAY || !more->via.array.size) {
+		rpc_msg_free(m);
+		return false;
+	}
+	rpc_pack_request_begin(pk, id, "stats");
+	rpc_pack_params_map_begin(pk, 2);
+	rpc_pack_cstr(pk, "names");
+	msgpack_pack_object(pk, *more);
+	pack_timeout(&w->c);
+	w->stats_rounds++;
+	rpc_msg_free(m);
+	return true;
+}
+
 static void handle_frames(struct worker *w, bool *broken)
 {
 	const char *f;
@@ -976,6 +1008,8 @@ static void handle_frames(struct worker *w, bool *broken)
 			*broken = true;
 			return;
 		}
+		if (!code && w->slots[id - 1].op == OP_STATS && stats_more(w, id, f, len))
+			continue;       /* the rest of the answer is asked for: not done yet */
 		complete(w, id - 1, code, bench_now_ns());
 	}
 	if (bad) {
@@ -1025,6 +1059,8 @@ static void *worker_main(void *arg)
 			w->unanswered += w->inflight;
 			break;
 		}
+		if (w->mode == W_BATCH && interrupted)
+			w->next_item = w->nitems;       /* ^C: send no more */
 		if (w->mode == W_BATCH) {
 			while (w->nfree && w->next_item < w->nitems) {
 				const struct item *it = &w->items[w->next_item++];
@@ -1098,7 +1134,7 @@ out:
 }
 
 static struct results *total;
-static uint64_t total_unanswered;
+static uint64_t total_unanswered, total_stats_rounds;
 
 /* Run C workers of one mode to their end; merge their results into total. */
 static void run_workers(enum wmode mode, const struct item *items, size_t nitems,
@@ -1132,6 +1168,7 @@ static double join_workers(struct results *into, uint64_t t0)
 		pthread_join(workers[i].th, NULL);
 		results_merge(into, workers[i].res);
 		total_unanswered += workers[i].unanswered;
+		total_stats_rounds += workers[i].stats_rounds;
 		free(workers[i].res);
 	}
 	free(workers);
@@ -1144,11 +1181,17 @@ static double batch(const struct item *items, size_t n, struct results *into)
 {
 	uint64_t t0 = bench_now_ns();
 
+	double t;
+
 	if (!n)
 		return 0;
 	load_stop_ns = 0;
+	/* A storm of thousands takes its time: its calls get 10 minutes, not --timeout-ms. */
+	cur_timeout_ms = cfg.timeout_ms > 600000 ? cfg.timeout_ms : 600000;
 	run_workers(W_BATCH, items, n, cfg.inflight < 64 ? 64 : cfg.inflight);
-	return join_workers(into, t0);
+	t = join_workers(into, t0);
+	cur_timeout_ms = 0;
+	return t;
 }
 
 /* ---- the libvirt target -------------------------------------------------------- */
@@ -1725,7 +1768,18 @@ static struct {
 	struct proc_sample before, after;
 	bool settled;
 } churn;
-static volatile sig_atomic_t interrupted;
+/* After a fatal error: the private daemon and simulators die with us (PDEATHSIG). */
+static void remove_tmpdir(void)
+{
+	char cmd[128];
+
+	if (!tmpdir[0])
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "corral-bench: cannot remove %s\n", tmpdir);
+	tmpdir[0] = '\0';
+}
 
 static void on_sigint(int sig)
 {
@@ -1887,6 +1941,32 @@ static bool fds_settle(struct proc_sample *ret, unsigned target_fds, double max_
 	return false;
 }
 
+/* CPU time of corral-bench itself and of its simulators: who else used the machine. */
+static double self_cpu(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+	       ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+}
+
+static double sims_cpu(void)
+{
+	double t = 0;
+
+	for (unsigned k = 0; k < nsims; k++) {
+		struct proc_sample ps;
+
+		if (sims[k].pid > 0 && proc_sample_read(sims[k].pid, &ps) == 0)
+			t += (double)ps.cpu_ns / 1e9;
+	}
+	return t;
+}
+
+static double self_cpu0, sims_cpu0, load_avg0;
+static double self_cpu1, sims_cpu1, load_avg1;
+
 static void run_load(void)
 {
 	enum wmode mode = cfg.sc == SC_CHURN ? W_CHURN : W_LOAD;
@@ -1908,6 +1988,9 @@ static void run_load(void)
 	}
 	atomic_store(&stop_load, false);
 	load_stop_ns = 0;
+	self_cpu0 = self_cpu();
+	sims_cpu0 = sims_cpu();
+	load_avg0 = loadavg();
 	t0 = load_start_ns = bench_now_ns();
 	atomic_store(&fault_ns, faults ? UINT64_MAX : 0);
 	next_progress = t0 + 1000000000ULL;
@@ -1945,6 +2028,9 @@ static void run_load(void)
 			usleep((useconds_t)((wake - now) / 1000));
 	}
 	load_stop_ns = bench_now_ns();
+	self_cpu1 = self_cpu();
+	sims_cpu1 = sims_cpu();
+	load_avg1 = loadavg();
 	atomic_store(&stop_load, true);
 	join_workers(total, t0);
 	sample();
@@ -2028,7 +2114,7 @@ static void print_table(const struct results *r, bool setup)
 }
 
 struct summary {
-	double cpu_s, cpu_pct, secs;
+	double cpu_s, cpu_pct, secs, self_cpu_s, sims_cpu_s, load0, load1;
 	uint64_t rss_peak, rss_end;
 	unsigned fds_end;
 	double rss_per_dom;
@@ -2081,6 +2167,10 @@ static void summarize(struct summary *sm)
 		for (int p = 0; p < 2; p++)
 			for (int c = 0; c < 2; c++)
 				sm->ops += total->s[o][p][c].h.count;
+	sm->self_cpu_s = self_cpu1 - self_cpu0;
+	sm->sims_cpu_s = sims_cpu1 > sims_cpu0 ? sims_cpu1 - sims_cpu0 : 0;
+	sm->load0 = load_avg0;
+	sm->load1 = load_avg1;
 }
 
 static void print_human(const struct summary *sm, bool ok)
@@ -2122,6 +2212,11 @@ static void print_human(const struct summary *sm, bool ok)
 	       sm->cpu_s, sm->cpu_pct, sm->rss_peak / 1048576.0, sm->rss_end / 1048576.0,
 	       sm->rss_per_dom / 1024, have_base ? " (over the empty daemon)" : " (all of it)",
 	       sm->fds_end);
+	if (cfg.sc != SC_BOOT_STORM)
+		printf("machine: corral-bench used %.2f s of CPU over the load, its simulators "
+		       "%.2f s; load average %.2f at the start, %.2f at the end (%ld CPUs)\n",
+		       sm->self_cpu_s, sm->sims_cpu_s, sm->load0, sm->load1,
+		       sysconf(_SC_NPROCESSORS_ONLN));
 	if (ev.on)
 		printf("events: %" PRIu64 " received (%" PRIu64 " RTC_CHANGE, %" PRIu64
 		       " STOP/RESUME), %" PRIu64 " out of order, %" PRIu64 " missing, %" PRIu64
@@ -2141,6 +2236,9 @@ static void print_human(const struct summary *sm, bool ok)
 			printf("restart: kill -9 to listening %.3f s; NOT every monitor back within "
 			       "60 s\n", rs.kill_to_listen);
 	}
+	if (total_stats_rounds)
+		printf("stats: %" PRIu64 " further calls for the domains an answer named in "
+		       "'more'\n", total_stats_rounds);
 	printf("checks: %" PRIu64 " requests unanswered; %s\n", total_unanswered,
 	       ok ? "PASS" : "FAIL");
 }
@@ -2220,6 +2318,10 @@ static void print_json(const struct summary *sm, bool ok)
 		printf(" \"restart\": {\"listening_s\": %.4f, \"listed_s\": %.4f, "
 		       "\"all_up_s\": %.4f, \"back\": %s},\n", rs.kill_to_listen, rs.kill_to_listed,
 		       rs.kill_to_all_up, rs.back ? "true" : "false");
+	printf(" \"stats_more_calls\": %" PRIu64 ",\n", total_stats_rounds);
+	printf(" \"machine\": {\"bench_cpu_s\": %.3f, \"sims_cpu_s\": %.3f, \"loadavg_start\": "
+	       "%.2f, \"loadavg_end\": %.2f, \"cpus\": %ld},\n", sm->self_cpu_s, sm->sims_cpu_s,
+	       sm->load0, sm->load1, sysconf(_SC_NPROCESSORS_ONLN));
 	printf(" \"unanswered\": %" PRIu64 ", \"ok\": %s}\n", total_unanswered,
 	       ok ? "true" : "false");
 }
@@ -2487,6 +2589,7 @@ int main(int argc, char **argv)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/corral-bench-XXXXXX");
 	if (!mkdtemp(tmpdir))
 		die("mkdtemp: %s", strerror(errno));
+	atexit(remove_tmpdir);
 	snprintf(prefix, sizeof(prefix), "%s", "vm");
 	nworkers = cfg.conns;
 #ifdef HAVE_LIBVIRT
@@ -2542,7 +2645,7 @@ int main(int argc, char **argv)
 	if (target->sims)
 		t_all_up = wait_all_up(ndoms, 60 + ndoms / 100.0, &t_listed);
 	sample();
-	if (cfg.sc != SC_BOOT_STORM)
+	if (cfg.sc != SC_BOOT_STORM && !interrupted)
 		run_load();
 	else
 		load_stop_ns = load_start_ns = bench_now_ns();
@@ -2573,13 +2676,7 @@ int main(int argc, char **argv)
 		stop_proc(daemon_pid, "corrald");
 	for (unsigned k = 0; k < nsims; k++)
 		stop_proc(sims[k].pid, "corral-qmp-sim");
-	{
-		char cmd[128];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-		if (system(cmd) != 0)
-			warn("cannot remove %s", tmpdir);
-	}
+	remove_tmpdir();
 	free(doms);
 	free(samples);
 	free(setup_res);
