@@ -13,7 +13,7 @@ enum {
 	OPT_DOMAINS = 256, OPT_DURATION, OPT_CONNECTIONS, OPT_IN_FLIGHT, OPT_RATE, OPT_REAL,
 	OPT_SOCKET, OPT_JSON, OPT_PLOT, OPT_TARGET, OPT_HANG, OPT_SLOW, OPT_SLOW_MS,
 	OPT_CLOSE, OPT_KILL, OPT_FAULT_AT, OPT_EVENT_RATE, OPT_TIMEOUT, OPT_CORRALD,
-	OPT_SIM, OPT_DAEMON_ARG, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_MACHINE,
+	OPT_SIM, OPT_DAEMON_ARG, OPT_SEED, OPT_QUIET, OPT_HELP, OPT_MACHINE, OPT_MIX,
 };
 
 static const struct bench_opt corral_bench_opts[] = {
@@ -32,6 +32,10 @@ static const struct bench_opt corral_bench_opts[] = {
 	  "measured from each request's scheduled time (default 0: closed loop)." },
 	{ "real", "N", OPT_REAL,
 	  "Also define and start N real QEMUs (machine none) through the daemon." },
+	{ "mix", "OP=W,...", OPT_MIX,
+	  "The operations of the load and their weights, e.g. info=90,stats=10 (ops: info, "
+	  "qmp, list, stats, suspend for suspend/resume, start for start/destroy of --real "
+	  "domains); default: the scenario's." },
 	{ "machine", "TYPE", OPT_MACHINE,
 	  "QEMU machine type of the real domains (default none; pc with libvirt, which "
 	  "refuses none)." },

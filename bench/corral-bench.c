@@ -61,7 +61,7 @@ static struct {
 	double duration, rate, fault_at;
 	double f_hang, f_slow, f_close, f_kill;
 	unsigned slow_ms, event_rate, timeout_ms;
-	const char *socket, *plot, *target, *corrald, *sim, *machine;
+	const char *socket, *plot, *target, *corrald, *sim, *machine, *mix;
 	const char *daemon_args[16];
 	unsigned ndaemon_args;
 	bool json, quiet, inflight_set, event_rate_set;
@@ -1845,6 +1845,18 @@ static void teardown(void)
 	free(junk);
 }
 
+static double parse_num(const char *s, const char *opt, double lo, double hi)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= lo && v <= hi))
+		die("--%s: '%s' is not a number from %g to %g", opt, s, lo, hi);
+	return v;
+}
+
 static void set_mix(void)
 {
 	memset(mix, 0, sizeof(mix));
@@ -1865,9 +1877,33 @@ static void set_mix(void)
 		mix[OP_STATS] = 10;
 		break;
 	}
+	if (cfg.mix) {
+		/* --mix op=weight,...: suspend stands for suspend/resume, start for start/destroy. */
+		char buf[256], *save = NULL;
+
+		memset(mix, 0, sizeof(mix));
+		snprintf(buf, sizeof(buf), "%s", cfg.mix);
+		for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+			char *eq = strchr(t, '=');
+			int o;
+
+			if (!eq)
+				die("--mix: '%s' is not op=weight", t);
+			*eq = '\0';
+			for (o = 0; o < OP_N; o++)
+				if (!strcmp(op_names[o], t))
+					break;
+			if (o != OP_INFO && o != OP_QMP && o != OP_LIST && o != OP_STATS &&
+			    o != OP_SUSPEND && o != OP_START)
+				die("--mix: '%s' is not one of info, qmp, list, stats, suspend, start", t);
+			mix[o] = (unsigned)parse_num(eq + 1, "mix", 0, 1000000);
+		}
+	}
 	mix_total = 0;
 	for (int o = 0; o < OP_N; o++)
 		mix_total += mix[o];
+	if (!mix_total)
+		die("--mix: every weight is 0");
 }
 
 static void progress(double t, bool final)
@@ -2207,9 +2243,9 @@ static void print_human(const struct summary *sm, bool ok)
 		printf("\nall operations: %" PRIu64 " in %.2f s = %.0f ops/s\n", sm->ops, sm->secs,
 		       sm->secs > 0 ? (double)sm->ops / sm->secs : 0);
 	}
-	printf("daemon: CPU %.2f s (%.0f %% of one core over the load), RSS peak %.1f MiB, "
-	       "end %.1f MiB, %.1f KiB per domain%s, %u fds\n",
-	       sm->cpu_s, sm->cpu_pct, sm->rss_peak / 1048576.0, sm->rss_end / 1048576.0,
+	printf("daemon: CPU %.2f s (%.0f %% of one core over the load, %.1f µs per operation), "
+	       "RSS peak %.1f MiB, end %.1f MiB, %.1f KiB per domain%s, %u fds\n",
+	       sm->cpu_s, sm->cpu_pct, sm->ops ? sm->cpu_s * 1e6 / (double)sm->ops : 0, sm->rss_peak / 1048576.0, sm->rss_end / 1048576.0,
 	       sm->rss_per_dom / 1024, have_base ? " (over the empty daemon)" : " (all of it)",
 	       sm->fds_end);
 	if (cfg.sc != SC_BOOT_STORM)
@@ -2294,9 +2330,11 @@ static void print_json(const struct summary *sm, bool ok)
 	json_series(stdout, setup_res, "setup", &first);
 	json_series(stdout, total, "load", &first);
 	printf("],\n \"daemon\": {\"pid\": %d, \"cpu_s\": %.3f, \"cpu_pct\": %.1f, "
-	       "\"rss_peak_bytes\": %" PRIu64 ", \"rss_end_bytes\": %" PRIu64
+	       "\"cpu_us_per_op\": %.2f, ", (int)daemon_pid, sm->cpu_s, sm->cpu_pct,
+	       sm->ops ? sm->cpu_s * 1e6 / (double)sm->ops : 0);
+	printf("\"rss_peak_bytes\": %" PRIu64 ", \"rss_end_bytes\": %" PRIu64
 	       ", \"rss_per_domain_bytes\": %.0f, \"rss_per_domain_over_empty\": %s, "
-	       "\"fds_end\": %u, \"samples\": [", (int)daemon_pid, sm->cpu_s, sm->cpu_pct,
+	       "\"fds_end\": %u, \"samples\": [",
 	       sm->rss_peak, sm->rss_end, sm->rss_per_dom, have_base ? "true" : "false",
 	       sm->fds_end);
 	for (size_t i = 0; i < nsamples; i++)
@@ -2446,17 +2484,6 @@ static void usage(FILE *f)
 	bench_opts_help(f, corral_bench_opts);
 }
 
-static double parse_num(const char *s, const char *opt, double lo, double hi)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || *end || !(v >= lo && v <= hi))
-		die("--%s: '%s' is not a number from %g to %g", opt, s, lo, hi);
-	return v;
-}
 
 int main(int argc, char **argv)
 {
@@ -2472,6 +2499,7 @@ int main(int argc, char **argv)
 		switch (o) {
 		case OPT_DOMAINS: cfg.domains = (unsigned)parse_num(optarg, "domains", 0, 200000); break;
 		case OPT_MACHINE: cfg.machine = optarg; break;
+		case OPT_MIX: cfg.mix = optarg; break;
 		case OPT_DURATION: cfg.duration = parse_num(optarg, "duration", 0.1, 86400); break;
 		case OPT_CONNECTIONS: cfg.conns = (unsigned)parse_num(optarg, "connections", 1, 256); break;
 		case OPT_IN_FLIGHT:
