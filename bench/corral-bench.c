@@ -670,7 +670,7 @@ static void start_sims(void)
 {
 	unsigned ev_doms = 0, ev_each = 0;
 
-	if (cfg.event_rate) {
+	if (cfg.event_rate && cfg.domains) {
 		ev_doms = cfg.event_rate < cfg.domains ? cfg.event_rate : cfg.domains;
 		ev_each = (cfg.event_rate + ev_doms - 1) / ev_doms;
 	}
@@ -2017,7 +2017,9 @@ static void run_load(void)
 			churn.before = samples[nsamples - 1];
 	}
 	set_mix();
-	if (target->sims && (cfg.event_rate || cfg.sc == SC_MIXED || cfg.sc == SC_HUNG10)) {
+	/* Events come from the simulated QEMUs (numbered) and from suspend/resume. */
+	if (target->sims && cfg.domains &&
+	    (cfg.event_rate || cfg.sc == SC_MIXED || cfg.sc == SC_HUNG10)) {
 		ev.on = true;
 		pthread_create(&ev.th, NULL, ev_main, NULL);
 		usleep(100000);         /* subscribed before the load starts */

@@ -115,6 +115,9 @@ check(count(r, "suspend") > 0 and count(r, "resume") > 0, "no suspend/resume")
 check(errors(r, "suspend") + errors(r, "resume") == 0, "suspend/resume errors")
 if QEMU:
     check(count(r, "start", stage="setup") == 2, "2 real QEMUs started")
+    # Real QEMUs only: no simulator, no events to number.
+    r = run("mixed", "--domains", "0", "--real", "1", "--duration", "1")
+    check(count(r, "suspend") > 0 and "events" not in r, "mixed with real QEMUs only: %r" % r)
 
 # hung-10: the tenth that hangs answers nothing after the fault (its qmp calls
 # time out), the healthy ones keep answering; both phases measured.
