@@ -1512,7 +1512,7 @@ static int count_up(unsigned *ret_listed, unsigned *ret_ok)
 		return -1;
 	}
 	for (uint32_t i = 0; i < r->via.array.size; i++) {
-		const msgpack_object *e = &r->via.array.ptr[i];
+		const msgpack_object *e = &r->via.array.ptr[i], *mon;
 		const char *s;
 		size_t len;
 
@@ -1520,8 +1520,11 @@ static int count_up(unsigned *ret_listed, unsigned *ret_ok)
 		    memcmp(s, prefix, plen) || !memcmp(s + plen, "churn", 5))
 			continue;
 		listed++;
-		if (rpc_obj_str(rpc_map_get(e, "monitor"), &s, &len) == 0 && len == 2 &&
-		    !memcmp(s, "ok", 2))
+		/* monitor: {state, since_s} (a bare state string before that). */
+		mon = rpc_map_get(e, "monitor");
+		if (mon && mon->type == MSGPACK_OBJECT_MAP)
+			mon = rpc_map_get(mon, "state");
+		if (rpc_obj_str(mon, &s, &len) == 0 && len == 2 && !memcmp(s, "ok", 2))
 			ok++;
 	}
 	rpc_msg_free(m);
@@ -1618,6 +1621,11 @@ static void ev_handle(const struct rpc_msg *m)
 	struct dom *d = &doms[i];
 
 	data = rpc_map_get(p, "data");
+	/* QEMU's events come as qemu.NAME (docs/API.md, Events); bare NAME before that. */
+	if (elen > 5 && !memcmp(evn, "qemu.", 5)) {
+		evn += 5;
+		elen -= 5;
+	}
 	if (elen == 10 && !memcmp(evn, "RTC_CHANGE", 10)) {
 		int64_t off;
 
