@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 #include "bench/benchutil.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/util.h"
 
@@ -65,4 +71,206 @@ double loadavg(void)
 		fclose(f);
 	}
 	return l;
+}
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- histogram ------------------------------------------------------------- */
+
+static unsigned hist_index(uint64_t v)
+{
+	unsigned m;
+
+	if (v < 64)
+		return (unsigned)v;
+	m = 63u - (unsigned)__builtin_clzll(v);         /* m >= 6 */
+	/* The top HIST_SUB_BITS + 1 bits: 32..63. */
+	return 64 + (m - 6) * (1u << HIST_SUB_BITS) +
+	       (unsigned)((v >> (m - HIST_SUB_BITS)) - (1u << HIST_SUB_BITS));
+}
+
+/* The largest value that falls in bucket i. */
+static uint64_t hist_upper(unsigned i)
+{
+	unsigned m, sub;
+
+	if (i < 64)
+		return i;
+	m = (i - 64) / (1u << HIST_SUB_BITS) + 6;
+	sub = (i - 64) % (1u << HIST_SUB_BITS) + (1u << HIST_SUB_BITS);
+	if (m == 63 && sub == (2u << HIST_SUB_BITS) - 1)
+		return UINT64_MAX;
+	return (((uint64_t)sub + 1) << (m - HIST_SUB_BITS)) - 1;
+}
+
+void hist_init(struct hist *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->min = UINT64_MAX;
+}
+
+void hist_add(struct hist *h, uint64_t v)
+{
+	h->b[hist_index(v)]++;
+	h->count++;
+	h->sum += v;
+	if (v < h->min)
+		h->min = v;
+	if (v > h->max)
+		h->max = v;
+}
+
+void hist_merge(struct hist *dst, const struct hist *src)
+{
+	if (!src->count)
+		return;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++)
+		dst->b[i] += src->b[i];
+	dst->count += src->count;
+	dst->sum += src->sum;
+	if (src->min < dst->min)
+		dst->min = src->min;
+	if (src->max > dst->max)
+		dst->max = src->max;
+}
+
+uint64_t hist_quantile(const struct hist *h, double q)
+{
+	uint64_t rank, seen = 0;
+
+	if (!h->count)
+		return 0;
+	if (q >= 1)
+		return h->max;
+	rank = (uint64_t)(q * (double)h->count);
+	if (rank >= h->count)
+		rank = h->count - 1;
+	for (unsigned i = 0; i < HIST_BUCKETS; i++) {
+		seen += h->b[i];
+		if (seen > rank) {
+			uint64_t u = hist_upper(i);
+
+			return u < h->max ? u : h->max;
+		}
+	}
+	return h->max;
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+struct option *bench_opts_getopt(const struct bench_opt *opts)
+{
+	size_t n = 0;
+	struct option *o;
+
+	while (opts[n].name)
+		n++;
+	o = calloc(n + 1, sizeof(*o));
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		o[i] = (struct option){ opts[i].name,
+					opts[i].arg ? required_argument : no_argument, NULL,
+					opts[i].id };
+	return o;
+}
+
+void bench_wrap(FILE *f, const char *head, const char *text)
+{
+	const char *p = text;
+	int col;
+
+	fputs(head, f);
+	col = (int)strlen(head);
+	if (col > 23) {
+		fputc('\n', f);
+		col = 0;
+	}
+	fprintf(f, "%*s", 24 - col, "");
+	col = 24;
+	/* Word-wrap at 80 columns, continuation lines at 24. */
+	while (*p) {
+		size_t w = strcspn(p, " ");
+
+		if (col > 24 && col + 1 + (int)w > 80) {
+			fprintf(f, "\n%24s", "");
+			col = 24;
+		} else if (col > 24) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(p, 1, w, f);
+		col += (int)w;
+		p += w;
+		while (*p == ' ')
+			p++;
+	}
+	fputc('\n', f);
+}
+
+void bench_opts_help(FILE *f, const struct bench_opt *opts)
+{
+	for (const struct bench_opt *o = opts; o->name; o++) {
+		char head[64];
+
+		snprintf(head, sizeof(head), "  --%s%s%s", o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		bench_wrap(f, head, o->help);
+	}
+}
+
+/* ---- /proc ------------------------------------------------------------------------ */
+
+int proc_sample_read(pid_t pid, struct proc_sample *ret)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	struct proc_sample s = { .t_ns = bench_now_ns() };
+	struct dirent *de;
+	FILE *f;
+	DIR *d;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: fields resume after the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+			 &ut, &st) != 2)
+		return -EINVAL;
+	s.cpu_ns = (ut + st) * (1000000000ULL / (unsigned long long)sysconf(_SC_CLK_TCK));
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	while (fgets(buf, sizeof(buf), f)) {
+		unsigned long long kb;
+
+		if (sscanf(buf, "VmRSS: %llu kB", &kb) == 1)
+			s.rss_bytes = kb * 1024;
+	}
+	fclose(f);
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			s.fds++;
+	closedir(d);
+	*ret = s;
+	return 0;
 }

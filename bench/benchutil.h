@@ -6,7 +6,11 @@
 #ifndef CORRAL_BENCH_BENCHUTIL_H
 #define CORRAL_BENCH_BENCHUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 /* Add a markdown table row (printf-style) to section sec. */
 void row_add(int sec, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -17,5 +21,60 @@ void rows_print(int sec);
 void cpu_model(char *buf, size_t len);
 /* The 1-minute load average, or -1: other work on the machine skews every figure. */
 double loadavg(void);
+
+/* CLOCK_MONOTONIC in ns. */
+uint64_t bench_now_ns(void);
+
+/*
+ * A log-linear latency histogram: exact below 64, then 32 buckets per power
+ * of two (each at most 1/32 = 3.1 % wide), up to 2^64.  Fixed size, no
+ * allocation on the recording path: one per thread and series, merged at
+ * the end.  Not thread-safe.
+ */
+#define HIST_SUB_BITS 5
+#define HIST_BUCKETS (64 + (64 - HIST_SUB_BITS - 1) * (1 << HIST_SUB_BITS))
+
+struct hist {
+	uint64_t count, sum, min, max;
+	uint64_t b[HIST_BUCKETS];
+};
+
+void hist_init(struct hist *h);
+void hist_add(struct hist *h, uint64_t v);
+void hist_merge(struct hist *dst, const struct hist *src);
+/*
+ * The value at quantile q (0..1): the upper edge of the bucket holding it,
+ * capped by the largest value seen (so q = 1 is the exact max).  0 if empty.
+ */
+uint64_t hist_quantile(const struct hist *h, double q);
+
+/*
+ * Command-line options described once: getopt_long's table and --help are
+ * both made from it (and a manual page can be).  name NULL ends the table.
+ */
+struct bench_opt {
+	const char *name;       /* long option, without the dashes */
+	const char *arg;        /* the argument's placeholder; NULL: a flag */
+	int id;                 /* getopt_long's return value */
+	const char *help;       /* one or more sentences */
+};
+
+/* getopt_long's table for opts: malloc'd, NULL-terminated; NULL if out of memory. */
+struct option *bench_opts_getopt(const struct bench_opt *opts);
+/* head, then text from column 24, word-wrapped at 80 columns. */
+void bench_wrap(FILE *f, const char *head, const char *text);
+/* "  --name ARG   help", wrapped at 80 columns, one entry per option. */
+void bench_opts_help(FILE *f, const struct bench_opt *opts);
+
+/* What /proc says about a process. */
+struct proc_sample {
+	uint64_t t_ns;          /* bench_now_ns() when read */
+	uint64_t cpu_ns;        /* user + system */
+	uint64_t rss_bytes;
+	unsigned fds;           /* entries of /proc/PID/fd */
+};
+
+/* 0, or -errno (-ESRCH: the process is gone). */
+int proc_sample_read(pid_t pid, struct proc_sample *ret);
 
 #endif

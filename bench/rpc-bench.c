@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench/benchutil.h"
 #include "rpc/rpc.h"
 
 static const char *corrald_path = "build/daemon/corrald";
@@ -45,13 +46,7 @@ static const char *sim_path = "build/sim/corral-qmp-sim";
 static unsigned duration_ms = 2000;
 static const char *workers = NULL, *io_threads = NULL;
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
+#define now_ns bench_now_ns
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -607,20 +602,23 @@ static void scenario(const char *name, unsigned ndom)
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "corrald", required_argument, NULL, 'c' },
-		{ "sim", required_argument, NULL, 's' },
-		{ "domains", required_argument, NULL, 'd' },
-		{ "duration-ms", required_argument, NULL, 't' },
-		{ "scenarios", required_argument, NULL, 'S' },
-		{ "workers", required_argument, NULL, 'w' },
-		{ "io-threads", required_argument, NULL, 'i' },
-		{ NULL, 0, NULL, 0 },
+	static const struct bench_opt table[] = {
+		{ "corrald", "PATH", 'c', "corrald to start (default build/daemon/corrald)." },
+		{ "sim", "PATH", 's', "corral-qmp-sim (default build/sim/corral-qmp-sim)." },
+		{ "domains", "N,N...", 'd', "Domain counts (default 10,1000,10000)." },
+		{ "duration-ms", "MS", 't', "Each measurement's length (default 2000)." },
+		{ "scenarios", "LIST", 'S', "shutoff, hung10 (default both)." },
+		{ "workers", "N", 'w', "corrald --workers." },
+		{ "io-threads", "N", 'i', "corrald --io-threads." },
+		{ NULL, NULL, 0, NULL },
 	};
+	struct option *opts = bench_opts_getopt(table);
 	char domains[256] = "10,1000,10000", scenarios[64] = "shutoff,hung10";
 	struct rlimit rl = { 65536, 65536 };
 	int o;
 
+	if (!opts)
+		die("out of memory");
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': corrald_path = optarg; break;
@@ -631,12 +629,12 @@ int main(int argc, char **argv)
 		case 'w': workers = optarg; break;
 		case 'i': io_threads = optarg; break;
 		default:
-			fprintf(stderr, "usage: rpc-bench [--corrald PATH] [--sim PATH] "
-				"[--domains 10,1000,10000] [--duration-ms MS] "
-				"[--scenarios shutoff,hung10] [--workers N] [--io-threads N]\n");
+			fprintf(stderr, "usage: rpc-bench [options]\n");
+			bench_opts_help(stderr, table);
 			return 2;
 		}
 	}
+	free(opts);
 	/* 10,000 simulated monitors need 20,000 descriptors in the simulator. */
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;

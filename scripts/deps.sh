@@ -11,6 +11,8 @@ pkgs=(
 	ovmf ipxe-qemu seabios iproute2 xorriso isolinux syslinux-common
 	libsystemd-dev systemd python3-setuptools
 	debhelper dh-python dpkg-dev lintian fakeroot git
+	# corral-bench --target libvirt:... (bench/libvirtd-private.sh starts the daemon)
+	libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu
 )
 
 missing=()

@@ -27,7 +27,7 @@
 
 static const char usage[] =
 	"Usage: corral-qmp-sim --dir DIR --count N [--prefix vm] [knobs]\n"
-	"                      [--fault SEL:KNOB[=VALUE]]...\n"
+	"                      [--fault SEL:KNOB[=VALUE]]... [--fault-on-usr1 SEL:KNOB[=VALUE]]...\n"
 	"\n"
 	"Serves N simulated QEMU QMP monitors on UNIX sockets DIR/<prefix>0.qmp ..\n"
 	"DIR/<prefix>N-1.qmp (mode 0600), prints \"ready N\" on stdout once all of them\n"
@@ -77,6 +77,12 @@ static const char usage[] =
 	"  2-5      2 to 5          %K     every K-th: 0, K, 2K...\n"
 	"  %K+O     those with index % K == O\n"
 	"Examples: --fault 3:hang   --fault %10+9:delay-ms=500   --fault 0-1:garbage\n"
+	"\n"
+	"Faults mid-run: --fault-on-usr1 SEL:KNOB[=VALUE], the same syntax, is applied\n"
+	"when the simulator receives SIGUSR1 (each time), to the connected clients\n"
+	"too: hang makes a negotiated endpoint silent at once, disconnect-after K closes\n"
+	"a connection that has already answered K commands.  Then \"faulted N\" (the\n"
+	"endpoints changed) is printed on stdout.\n"
 	"\n"
 	"Each endpoint uses up to two descriptors; the soft RLIMIT_NOFILE is raised to\n"
 	"the hard limit at start.\n";
@@ -307,7 +313,40 @@ static int raise_nofile(uint32_t count)
 	return 0;
 }
 
-static void run(struct sim *s, int sfd)
+/* SIGUSR1: apply the --fault-on-usr1 knobs now, to live connections too. */
+static void apply_later(struct sim *s, const struct fault *later, size_t nlater)
+{
+	unsigned changed = 0;
+	char err[256];
+
+	for (uint32_t i = 0; i < s->count; i++) {
+		struct sim_ep *e = &s->eps[i];
+		bool hit = false;
+
+		for (size_t j = 0; j < nlater; j++) {
+			if (!fault_selects(&later[j], i))
+				continue;
+			/* Checked at start: cannot fail. */
+			BUG_ON(sim_knob_set(&e->k, later[j].knob, later[j].val, err,
+					    sizeof(err)) < 0);
+			hit = true;
+		}
+		if (!hit)
+			continue;
+		changed++;
+		if (e->cfd < 0)
+			continue;
+		if (e->k.hang == SIM_HANG_ALWAYS ||
+		    (e->k.hang == SIM_HANG_AFTER_CAPS && e->negotiated))
+			e->hung = true;
+		if (e->k.disconnect_after && e->ncmds >= e->k.disconnect_after)
+			sim_ep_disconnect(s, e);
+	}
+	printf("faulted %u\n", changed);
+	fflush(stdout);
+}
+
+static void run(struct sim *s, int sfd, const struct fault *later, size_t nlater)
 {
 	struct epoll_event evs[256];
 
@@ -339,13 +378,16 @@ static void run(struct sim *s, int sfd)
 			if (tag == SIM_TAG_SIGNAL) {
 				struct signalfd_siginfo si;
 
-				if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-					if (s->verbose)
-						fprintf(stderr, "corral-qmp-sim: signal %u, "
-							"exiting\n", si.ssi_signo);
-					return;
+				if (read(sfd, &si, sizeof(si)) != (ssize_t)sizeof(si))
+					continue;
+				if (si.ssi_signo == SIGUSR1) {
+					apply_later(s, later, nlater);
+					continue;
 				}
-				continue;
+				if (s->verbose)
+					fprintf(stderr, "corral-qmp-sim: signal %u, exiting\n",
+						si.ssi_signo);
+				return;
 			}
 			if (tag == SIM_TAG_LISTEN) {
 				if (e->listening)
@@ -369,7 +411,7 @@ static void run(struct sim *s, int sfd)
 int main(int argc, char **argv)
 {
 	enum { O_DIR = 256, O_COUNT, O_PREFIX, O_VERBOSE, O_HELP, O_DELAY, O_HANG, O_GARBAGE,
-	       O_DISC, O_STORM, O_EARLY, O_FAULT };
+	       O_DISC, O_STORM, O_EARLY, O_FAULT, O_LATER };
 	static const struct option opts[] = {
 		{ "dir", required_argument, NULL, O_DIR },
 		{ "count", required_argument, NULL, O_COUNT },
@@ -383,12 +425,13 @@ int main(int argc, char **argv)
 		{ "event-storm", required_argument, NULL, O_STORM },
 		{ "events-before-greeting", required_argument, NULL, O_EARLY },
 		{ "fault", required_argument, NULL, O_FAULT },
+		{ "fault-on-usr1", required_argument, NULL, O_LATER },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct sim s = { .epfd = -1 };
 	struct sim_knobs global = { 0 };
-	struct fault *faults = NULL;
-	size_t nfaults = 0;
+	struct fault *faults = NULL, *later = NULL;
+	size_t nfaults = 0, nlater = 0;
 	const char *dir = NULL, *prefix = "vm";
 	unsigned long count = 0;
 	struct epoll_event ev;
@@ -437,21 +480,27 @@ int main(int argc, char **argv)
 		case O_EARLY:
 			knob = "events-before-greeting";
 			break;
-		case O_FAULT: {
-			struct fault *nf = realloc(faults, (nfaults + 1) * sizeof(*nf));
+		case O_FAULT:
+		case O_LATER: {
+			struct fault **v = opt == O_FAULT ? &faults : &later;
+			size_t *nv = opt == O_FAULT ? &nfaults : &nlater;
+			struct fault *nf = realloc(*v, (*nv + 1) * sizeof(*nf));
+			struct sim_knobs probe = { 0 };
 
 			if (!nf) {
 				fprintf(stderr, "corral-qmp-sim: out of memory\n");
 				rc = 1;
 				goto out;
 			}
-			faults = nf;
-			if (parse_fault(optarg, &faults[nfaults], err, sizeof(err)) < 0) {
+			*v = nf;
+			if (parse_fault(optarg, &nf[*nv], err, sizeof(err)) < 0 ||
+			    sim_knob_set(&probe, nf[*nv].knob, nf[*nv].val, err,
+					 sizeof(err)) < 0) {
 				fprintf(stderr, "corral-qmp-sim: %s\n", err);
 				rc = 2;
 				goto out;
 			}
-			nfaults++;
+			(*nv)++;
 			break;
 		}
 		default:
@@ -524,6 +573,7 @@ int main(int argc, char **argv)
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGUSR1);
 	BUG_ON(sigprocmask(SIG_BLOCK, &mask, NULL) < 0);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -549,7 +599,7 @@ int main(int argc, char **argv)
 	printf("ready %u\n", s.count);
 	fflush(stdout);
 
-	run(&s, sfd);
+	run(&s, sfd, later, nlater);
 
 	remove_sockets(&s);
 out:
@@ -560,5 +610,6 @@ out:
 		close(s.epfd);
 	free(s.eps);
 	free(faults);
+	free(later);
 	return rc;
 }

@@ -507,3 +507,48 @@ Test(sim, sigterm_removes_the_sockets)
 	sim_path(path, sizeof(path), "guest", 0);
 	cr_assert_neq(stat(path, &st), 0);
 }
+
+/* --fault-on-usr1: nothing changes until SIGUSR1, then the live connections too. */
+Test(sim, faults_on_usr1_strike_live_connections)
+{
+	struct th_peer a, b, c;
+	struct qmp_msg *m;
+
+	sim_start(3, "--fault-on-usr1", "0:hang=after-caps", "--fault-on-usr1",
+		  "1:disconnect-after=1", NULL);
+	open_ep(&a, 0);
+	open_ep(&b, 1);
+	open_ep(&c, 2);
+	th_handshake(&a);
+	th_handshake(&b);
+	th_handshake(&c);
+	cr_assert_str_eq(status_of(&a), "running");
+	cr_assert_str_eq(status_of(&b), "running");
+	kill(sim, SIGUSR1);
+	th_wait_line(sim_out, "faulted 2\n");
+	/* 0 hangs at once, 1 has answered more than one command: closed. */
+	th_send_cmd(&a, "query-status", NULL);
+	expect_nothing(&a);
+	cr_assert_eq(th_next(&b, &m, TH_WAIT_MS), -EPIPE);
+	/* 2 was not selected. */
+	cr_assert_str_eq(status_of(&c), "running");
+	th_peer_close(&a);
+	th_peer_close(&b);
+	th_peer_close(&c);
+}
+
+Test(sim, fault_on_usr1_is_checked_at_start)
+{
+	{
+		const char *bin = getenv("CORRAL_QMP_SIM");
+		char *argv[] = { (char *)bin, "--dir", "/tmp/x-never", "--count", "1",
+				 "--fault-on-usr1", "0:hang=sometimes", NULL };
+		int out;
+		pid_t p = th_spawn(argv, &out);
+		int status;
+
+		waitpid(p, &status, 0);
+		close(out);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+	}
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/* bench/benchutil: the latency histogram and the option table. */
+#include <criterion/criterion.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench/benchutil.h"
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+Test(hist, small_values_are_exact)
+{
+	static struct hist h;
+
+	hist_init(&h);
+	for (uint64_t v = 0; v < 64; v++)
+		hist_add(&h, v);
+	cr_assert_eq(h.count, 64);
+	cr_assert_eq(hist_quantile(&h, 0), 0);
+	cr_assert_eq(hist_quantile(&h, 0.5), 32);
+	cr_assert_eq(hist_quantile(&h, 1), 63);
+	cr_assert_eq(h.min, 0);
+}
+
+/* Every quantile within one bucket (1/32) above the exact one, never below. */
+Test(hist, quantiles_within_one_bucket_of_exact)
+{
+	static struct hist h, a, b;
+	static uint64_t v[100000];
+	static const double qs[] = { 0, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999, 1 };
+	unsigned seed = 7;
+
+	hist_init(&h);
+	hist_init(&a);
+	hist_init(&b);
+	for (size_t i = 0; i < 100000; i++) {
+		/* log-uniform from 1 ns to about 10 s */
+		double e = (double)rand_r(&seed) / RAND_MAX * 23;
+
+		v[i] = (uint64_t)(1ULL << (unsigned)e) + (uint64_t)rand_r(&seed) % (1u << 20);
+		hist_add(&h, v[i]);
+		hist_add(i % 2 ? &a : &b, v[i]);
+	}
+	hist_merge(&a, &b);
+	qsort(v, 100000, sizeof(v[0]), cmp_u64);
+	for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
+		size_t rank = (size_t)(qs[k] * 100000);
+		uint64_t exact = v[rank >= 100000 ? 99999 : rank];
+		uint64_t got = hist_quantile(&h, qs[k]);
+
+		cr_assert_geq(got, exact, "q %g: %lu < exact %lu", qs[k], (unsigned long)got,
+			      (unsigned long)exact);
+		cr_assert_leq((double)got, (double)exact * (1 + 1.0 / 32) + 1,
+			      "q %g: %lu, exact %lu", qs[k], (unsigned long)got,
+			      (unsigned long)exact);
+		cr_assert_eq(hist_quantile(&a, qs[k]), got, "merged differs at q %g", qs[k]);
+	}
+	cr_assert_eq(hist_quantile(&h, 1), v[99999]);
+	cr_assert_eq(a.count, h.count);
+	cr_assert_eq(a.sum, h.sum);
+}
+
+Test(hist, huge_values_do_not_overflow)
+{
+	static struct hist h;
+
+	hist_init(&h);
+	hist_add(&h, UINT64_MAX);
+	hist_add(&h, 1ULL << 63);
+	cr_assert_eq(hist_quantile(&h, 0.99), UINT64_MAX);
+	cr_assert_eq(hist_quantile(&h, 0), 1ULL << 63 | ((1ULL << 58) - 1));
+}
+
+Test(hist, empty_is_zero)
+{
+	static struct hist h;
+
+	hist_init(&h);
+	cr_assert_eq(hist_quantile(&h, 0.5), 0);
+}
+
+static const struct bench_opt opts[] = {
+	{ "alpha", "N", 300, "The first option, with a help text long enough to need more than "
+			     "one line when it is wrapped at eighty columns." },
+	{ "beta", NULL, 301, "A flag." },
+	{ NULL, NULL, 0, NULL },
+};
+
+Test(opts, getopt_table_and_help_from_one_table)
+{
+	struct option *o = bench_opts_getopt(opts);
+	char *argv[] = { "x", "--beta", "--alpha", "5", NULL }, *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	int seen = 0, c;
+
+	cr_assert_not_null(o);
+	cr_assert_eq(o[1].has_arg, no_argument);
+	cr_assert_null(o[2].name);
+	optind = 1;
+	while ((c = getopt_long(4, argv, "", o, NULL)) != -1) {
+		cr_assert(c == 300 || c == 301);
+		if (c == 300)
+			cr_assert_str_eq(optarg, "5");
+		seen |= 1 << (c - 300);
+	}
+	cr_assert_eq(seen, 3);
+	free(o);
+	bench_opts_help(f, opts);
+	fclose(f);
+	cr_assert_not_null(strstr(buf, "  --alpha N "));
+	cr_assert_not_null(strstr(buf, "  --beta "));
+	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+		cr_assert_leq(strlen(line), 80, "line too long: '%s'", line);
+	free(buf);
+}
