@@ -858,7 +858,7 @@ int vm_def_replace(struct domain *d, uint64_t job_id, json_t *config, const stru
 		json_decref(config);
 		return -ENOMEM;
 	}
-	di->doc = definition_doc(config, owner, vm->autostart, NULL);
+	di->doc = vm_def_doc(config, owner, vm->autostart, NULL);
 	di->owner = *owner;
 	di->then = then;
 	if (!di->doc) {
