@@ -48,6 +48,7 @@
 
 #include "bench/benchutil.h"
 #include "bench/corral-bench-opts.h"
+#include "common/roff.h"
 #include "rpc/rpc.h"
 
 /* ---- configuration ------------------------------------------------------------ */
@@ -2469,6 +2470,54 @@ static void write_plot(const char *path)
 
 /* ---- main ------------------------------------------------------------------------------- */
 
+/* corral-bench(1), from the tables --help prints: corral-bench --dump-man. */
+static void dump_man(FILE *f)
+{
+	roff_head(f, "corral-bench", "1", CORRAL_VERSION, "corral manual",
+		  "load and faults for a VM daemon with many domains");
+	roff_macro(f, "SH", "SYNOPSIS");
+	fputs(".B corral-bench\n.I SCENARIO\n.RI [ OPTION ]...\n", f);
+	roff_macro(f, "SH", "DESCRIPTION");
+	roff_text(f, "corral-bench drives a VM daemon with many domains and faults, as its "
+		  "clients see it: operations per second, latency percentiles per operation "
+		  "(from a log-linear histogram; in open loop measured from each request's "
+		  "scheduled time), errors by code, and the daemon's CPU time, memory and "
+		  "descriptors sampled while it runs.  Its domains are attached to simulated "
+		  "QEMUs (corral-qmp-sim, many endpoints per process); with --real, real "
+		  "QEMUs are started too.  It drives the corrald given with --socket, or "
+		  "starts a private one; with --target libvirt:URI, libvirt instead.\n");
+	roff_macro(f, "SH", "SCENARIOS");
+	for (const struct bench_scenario_doc *s = corral_bench_scenarios; s->name; s++) {
+		roff_macro(f, "TP", NULL);
+		fputs("\\fB", f);
+		roff_text(f, s->name);
+		fputs("\\fR\n", f);
+		roff_text(f, s->help);
+		fputc('\n', f);
+	}
+	roff_macro(f, "SH", "OPTIONS");
+	for (const struct bench_opt *o = corral_bench_opts; o->name; o++) {
+		roff_macro(f, "TP", NULL);
+		fputs("\\fB\\-\\-", f);
+		roff_text(f, o->name);
+		fputs("\\fR", f);
+		if (o->arg) {
+			fputs(" \\fI", f);
+			roff_text(f, o->arg);
+			fputs("\\fR", f);
+		}
+		fputc('\n', f);
+		roff_text(f, o->help);
+		fputc('\n', f);
+	}
+	roff_macro(f, "SH", "EXIT STATUS");
+	roff_text(f, "0 when its own checks pass (every request answered, events in order, "
+		  "descriptors back after churn, every domain back after a restart); 1 when one "
+		  "does not; 2 on bad usage.\n");
+	roff_macro(f, "SH", "SEE ALSO");
+	fputs(".BR corral (1),\n.BR corrald (8)\n", f);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: corral-bench SCENARIO [options]\n\n"
@@ -2505,6 +2554,10 @@ int main(int argc, char **argv)
 
 	if (!lopts)
 		die("out of memory");
+	if (argc == 2 && !strcmp(argv[1], "--dump-man")) {
+		dump_man(stdout);
+		return fflush(stdout) ? 1 : 0;
+	}
 	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (o) {
 		case OPT_DOMAINS: cfg.domains = (unsigned)parse_num(optarg, "domains", 0, 200000); break;

@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 """The man pages name everything the programs take.
 
-    check-man.py CORRAL CORRALD corral.1 corrald.8 corral.conf.5 docs/daemon.md
+    check-man.py CORRAL CORRALD corral.1 corral-bench.1 corrald.8 corral.conf.5
+                 docs/daemon.md CORRAL-BENCH
 
 From sources other than the page generators: `corral --help` and
 `corral CMD --help` (commands, their options, the global options),
 `corrald --help` (flags), docs/daemon.md's table (config file keys) and
-`corrald --dump-api-md` (methods and error names).  Each must appear in
+`corrald --dump-api-md` (methods and error names), `corral-bench --help`
+(scenarios and options).  Each must appear in
 the page that documents it; groff must format every page without warnings.
 """
 import re
@@ -14,7 +16,7 @@ import shutil
 import subprocess
 import sys
 
-corral, corrald, page1, page8, page5, daemon_md = sys.argv[1:7]
+corral, corrald, page1, page1b, page8, page5, daemon_md, bench = sys.argv[1:9]
 failures = []
 
 
@@ -36,7 +38,7 @@ def run(*args):
     return subprocess.run(args, capture_output=True, text=True, check=True).stdout
 
 
-man1, man8, man5 = plain(page1), plain(page8), plain(page5)
+man1, man1b, man8, man5 = plain(page1), plain(page1b), plain(page8), plain(page5)
 
 # corral: the commands of its help, and each one's options.
 top = run(corral, "--help")
@@ -80,9 +82,20 @@ for method in re.findall(r"^### (\S+)", api, re.M):
 for name in re.findall(r"^\| \d+ \| `([a-z-]+)`", api, re.M):
     need(man8, name, page8, "error")
 
+# corral-bench(1): every scenario and option of its help.
+bhelp = run(bench, "--help")
+scenarios = re.findall(r"^  ([a-z][a-z0-9-]*)  +\S", bhelp.split("Scenarios:")[1].split("\n\n")[0],
+                       re.M)
+if len(scenarios) < 5:
+    failures.append("corral-bench --help lists only %r" % scenarios)
+for sc in scenarios:
+    need(man1b, sc, page1b, "scenario")
+for opt in re.findall(r"^  --([a-z][a-z-]*)", bhelp.split("Options:")[1], re.M):
+    need(man1b, "--" + opt, page1b, "corral-bench option")
+
 groff = shutil.which("groff")
 if groff:
-    for page in (page1, page8, page5):
+    for page in (page1, page1b, page8, page5):
         r = subprocess.run([groff, "-man", "-ww", "-z", page], capture_output=True, text=True)
         if r.returncode or r.stderr.strip():
             failures.append("groff on %s: %s" % (page, r.stderr.strip()))

@@ -68,7 +68,7 @@ check corrald usr/bin/corrald etc/corral/corrald.conf \
 	usr/lib/systemd/user/corrald.socket usr/lib/systemd/user/corrald-ro.socket \
 	usr/share/man/man8/corrald.8.gz usr/share/man/man5/corral.conf.5.gz
 check corral usr/bin/corral usr/share/bash-completion/completions/corral \
-	usr/share/man/man1/corral.1.gz
+	usr/share/man/man1/corral.1.gz usr/share/man/man1/corral-bench.1.gz
 check python3-corral usr/lib/python3/dist-packages/corral/__init__.py \
 	usr/lib/python3/dist-packages/corral/aio.py usr/lib/python3/dist-packages/corral/errors.py
 
