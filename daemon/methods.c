@@ -744,12 +744,15 @@ static int m_stats(struct req *r)
 {
 	const msgpack_object *names = rpc_map_get(r->params, "names");
 	struct list_acc acc = { .state = -1 };
-	msgpack_sbuffer body, tail;
-	msgpack_packer bpk, tpk;
+	msgpack_sbuffer body, tail, miss;
+	msgpack_packer bpk, tpk, mpk;
 	size_t nmissing = 0, n = 0, objects = 0, more_bytes = 0, i;
 	uint64_t now = now_ns();
 	int ret = 0;
 
+	/* One lookup per name: a domain defined meanwhile is in one list, never two. */
+	msgpack_sbuffer_init(&miss);
+	msgpack_packer_init(&mpk, &miss, msgpack_sbuffer_write);
 	if (names) {
 		for (uint32_t k = 0; k < names->via.array.size; k++) {
 			const msgpack_object *o = &names->via.array.ptr[k];
@@ -763,6 +766,8 @@ static int m_stats(struct req *r)
 			}
 			if (!d) {
 				nmissing++;
+				if (pack_name(&mpk, rpc_str_ptr(o), o->via.str.size) < 0)
+					acc.oom = true;
 				continue;
 			}
 			if (list_collect(d, &acc))
@@ -773,6 +778,7 @@ static int m_stats(struct req *r)
 	}
 	if (acc.oom) {
 		free(acc.v);
+		msgpack_sbuffer_destroy(&miss);
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	}
 	/* Room for every name in `more`, as if none fitted: a name is one object. */
@@ -797,20 +803,9 @@ static int m_stats(struct req *r)
 		objects += obj;
 	}
 	/* missing: the names asked for that are not defined; more: what did not fit. */
-	if (ret == 0 && msgpack_pack_array(&tpk, nmissing) < 0)
+	if (ret == 0 && (msgpack_pack_array(&tpk, nmissing) < 0 ||
+			 (miss.size && msgpack_sbuffer_write(&tail, miss.data, miss.size) < 0)))
 		ret = -1;
-	for (uint32_t k = 0; names && ret == 0 && k < names->via.array.size; k++) {
-		const msgpack_object *o = &names->via.array.ptr[k];
-		char name[DOM_NAME_MAX + 1];
-
-		if (o->via.str.size <= DOM_NAME_MAX) {
-			memcpy(name, rpc_str_ptr(o), o->via.str.size);
-			name[o->via.str.size] = '\0';
-			if (reg_lookup_name_rcu(r->srv->o.reg, name))
-				continue;
-		}
-		ret = pack_name(&tpk, rpc_str_ptr(o), o->via.str.size);
-	}
 	if (ret == 0 && (rpc_pack_cstr(&tpk, "more") < 0 ||
 			 msgpack_pack_array(&tpk, acc.n - n) < 0))
 		ret = -1;
@@ -827,6 +822,7 @@ static int m_stats(struct req *r)
 		ret = -1;
 	msgpack_sbuffer_destroy(&body);
 	msgpack_sbuffer_destroy(&tail);
+	msgpack_sbuffer_destroy(&miss);
 	if (ret < 0)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	return 0;
