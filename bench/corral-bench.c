@@ -2544,20 +2544,23 @@ static void usage(FILE *f)
 }
 
 
+/* File scope: a usage error exits from inside the option loop with the table still reachable. */
+static struct option *lopts;
+
 int main(int argc, char **argv)
 {
-	struct option *lopts = bench_opts_getopt(corral_bench_opts);
 	struct rlimit rl;
 	struct summary sm;
 	bool ok;
 	int o;
 
-	if (!lopts)
-		die("out of memory");
 	if (argc == 2 && !strcmp(argv[1], "--dump-man")) {
 		dump_man(stdout);
 		return fflush(stdout) ? 1 : 0;
 	}
+	lopts = bench_opts_getopt(corral_bench_opts);
+	if (!lopts)
+		die("out of memory");
 	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (o) {
 		case OPT_DOMAINS: cfg.domains = (unsigned)parse_num(optarg, "domains", 0, 200000); break;
@@ -2605,6 +2608,7 @@ int main(int argc, char **argv)
 		}
 	}
 	free(lopts);
+	lopts = NULL;
 	if (optind != argc - 1) {
 		usage(stderr);
 		return 2;
