@@ -65,16 +65,26 @@ static struct io_watch *watch_lookup_rcu(struct ioloop_thr *t, uint64_t id)
 	return container_of(node, struct io_watch, node);
 }
 
-static void run_tasks(struct ioloop_thr *t)
+static void kick(struct ioloop_thr *t);
+
+/*
+ * Run at most max posted tasks (0: all).  Returns whether some are left.
+ * A task posted while we run (an event task a publisher re-posts, say) goes
+ * to the back of the queue: the sockets get their turn in between.
+ */
+static bool run_tasks(struct ioloop_thr *t, unsigned max)
 {
 	struct cds_wfcq_node *node;
+	unsigned n = 0;
 
-	while ((node = wfcq_take(&t->tasks_head, &t->tasks_tail))) {
+	while ((!max || n < max) && (node = wfcq_take(&t->tasks_head, &t->tasks_tail))) {
 		struct io_task *task = container_of(node, struct io_task, node);
 
 		tsan_handoff_acquire(node);
 		task->fn(task);
+		n++;
 	}
+	return max && n == max && !cds_wfcq_empty(&t->tasks_head, &t->tasks_tail);
 }
 
 static void wake_cb(struct io_watch *w, uint32_t events)
@@ -85,7 +95,14 @@ static void wake_cb(struct io_watch *w, uint32_t events)
 	/* Drain the counter first: a post after this read writes again. */
 	while (read(t->evfd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
-	run_tasks(t);
+	/*
+	 * A bounded batch, then back to epoll_wait(): tasks left over make the
+	 * eventfd readable again, so they run on the next turn, after the
+	 * sockets that became ready meanwhile (a query is never starved by
+	 * tasks that keep being posted).
+	 */
+	if (run_tasks(t, IO_TASK_BATCH))
+		kick(t);
 }
 
 static void *loop_main(void *arg)
@@ -124,7 +141,7 @@ static void *loop_main(void *arg)
 		}
 		crcu_read_unlock();
 	}
-	run_tasks(t);
+	run_tasks(t, 0);
 	urcu_memb_unregister_thread();
 	return NULL;
 }
@@ -179,6 +196,11 @@ int ioloop_new(unsigned nthreads, struct ioloop **ret)
 	l->n = nthreads;
 	*ret = l;
 	return 0;
+}
+
+unsigned ioloop_thr_index(const struct ioloop *l, const struct ioloop_thr *thr)
+{
+	return (unsigned)(thr - l->thr);
 }
 
 static void kick(struct ioloop_thr *t)
