@@ -22,6 +22,8 @@ struct ioloop_thr {
 	struct cds_lfht *watches;
 	struct __cds_wfcq_head tasks_head;
 	struct cds_wfcq_tail tasks_tail;
+	struct cds_wfcq_node marker;    /* ends a turn's batch; loop thread only */
+	bool marker_queued;             /* loop thread only */
 	bool stopping;                  /* atomic */
 };
 
@@ -68,23 +70,36 @@ static struct io_watch *watch_lookup_rcu(struct ioloop_thr *t, uint64_t id)
 static void kick(struct ioloop_thr *t);
 
 /*
- * Run at most max posted tasks (0: all).  Returns whether some are left.
- * A task posted while we run (an event task a publisher re-posts, say) goes
- * to the back of the queue: the sockets get their turn in between.
+ * Run the tasks posted before this turn, at most max of them (0: every task,
+ * at the end).  Returns whether some are left.  A marker node queued behind
+ * them ends the batch: a task posted while the batch runs (a pump that
+ * re-posts itself, say) waits for the next turn, after the sockets.
  */
 static bool run_tasks(struct ioloop_thr *t, unsigned max)
 {
 	struct cds_wfcq_node *node;
 	unsigned n = 0;
 
+	if (max && !t->marker_queued) {
+		cds_wfcq_node_init(&t->marker);
+		cds_wfcq_enqueue(&t->tasks_head, &t->tasks_tail, &t->marker);
+		t->marker_queued = true;
+	}
 	while ((!max || n < max) && (node = wfcq_take(&t->tasks_head, &t->tasks_tail))) {
-		struct io_task *task = container_of(node, struct io_task, node);
+		struct io_task *task;
 
+		if (node == &t->marker) {
+			t->marker_queued = false;
+			if (max)
+				break;
+			continue;
+		}
+		task = container_of(node, struct io_task, node);
 		tsan_handoff_acquire(node);
 		task->fn(task);
 		n++;
 	}
-	return max && n == max && !cds_wfcq_empty(&t->tasks_head, &t->tasks_tail);
+	return max && !cds_wfcq_empty(&t->tasks_head, &t->tasks_tail);
 }
 
 static void wake_cb(struct io_watch *w, uint32_t events)

@@ -1,0 +1,409 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Every resource a client can make corrald hold is bounded, and queries are
+never starved (issue 12).  Each test says what it shows; each fails on the
+corrald before the bounds (0973fd6).
+
+Usage: bounds.py CORRALD SIM QEMU [TEST...]
+
+  partial_frames       40 clients on the read-only socket each send all but
+                       the last 16 bytes of a 4 MiB request and go quiet:
+                       corrald holds at most --client-input-total of them
+                       (the client over it gets an error naming the flag and
+                       is closed), the rest are closed with an error at
+                       --frame-timeout-ms, the memory goes back, and `info`
+                       answers throughout.  Before: +160 MiB held for ever.
+  event_storm          1,000 events/s from 4 simulated QEMUs; 4 connections x
+                       64 subscriptions reading as fast as they can, 2 that
+                       read slowly, 2 that read nothing: `info` on the
+                       read-write socket stays quick (under 2 s at worst,
+                       generous: it takes milliseconds), the slow readers get
+                       `events.dropped` and stay connected, the ones that read
+                       nothing are closed after --client-stall-timeout-ms, and
+                       corrald's memory stays bounded.  Before: `info` took
+                       10-30 s, slow readers were closed, non-readers pinned
+                       ~330 MiB each.
+  subscriptions_max    --subscriptions-max 3: the 4th subscription on a
+                       connection is refused, naming the bound.
+  inflight_max         --client-inflight-max 8: past 8 state changes in flight
+                       on one connection the next gets `busy` at once; queries
+                       still answer.
+  waiting_jobs         --waiting-jobs-max 1000: behind a job held by a
+                       SIGSTOPped QEMU, 1,000 jobs wait and the rest get
+                       `busy` at once; queueing 40,000 costs about 4 times the
+                       CPU of 10,000 (linear; before: 20-25 times, quadratic).
+
+Exits 0 when every test passes, 1 otherwise.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+
+import msgpack
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from corraltest import Client, Daemon, RpcError, check, wait_until  # noqa: E402
+
+CORRALD = SIM = QEMU = None
+ERR_INVALID_REQUEST, ERR_INVALID_ARGUMENT, ERR_BUSY = 1, 3, 6
+MIB = 1 << 20
+
+
+def rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_s(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_connect(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+
+
+def read_all_until_closed(s, timeout):
+    """Everything the peer sends until it closes; None if it does not close in time."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                return data
+            data += chunk
+    except socket.timeout:
+        return None
+    except ConnectionResetError:
+        return data
+
+
+def responses(data):
+    u = msgpack.Unpacker(raw=False)
+    u.feed(data)
+    return [m for m in u if m[0] == 1]
+
+
+def test_partial_frames():
+    d = Daemon(CORRALD, extra=["--frame-timeout-ms", "4000"]).start()
+    try:
+        q = d.client()
+        q.call("define", {"config": {"name": "p1", "machine": "none"}})
+        big = msgpack.packb([0, 7, "info", [{"name": "x" * (4 * MIB - 64)}]])
+        check(len(big) <= 4 * MIB, "the request is %d bytes" % len(big))
+        base = rss(d.proc.pid)
+        socks, refused = [], []
+        for _ in range(40):
+            s = raw_connect(d.ro)
+            try:
+                s.sendall(big[:-16])
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            socks.append(s)
+            # Queries answer while the partial requests pile up.
+            check(q.call("info", {"name": "p1"})["state"] == "shutoff", "info failed")
+        held = rss(d.proc.pid) - base
+        print("  40 partial 4 MiB requests: corrald's RSS grew by %.1f MiB" % (held / MIB))
+        check(held < 100 * MIB, "40 partial requests pin %.0f MiB (at most 64 MiB "
+              "may be held)" % (held / MIB))
+        # Some were refused at once, with an answer naming the bound; the rest
+        # are closed at their deadline, with an error saying so.
+        timed_out = 0
+        for s in socks:
+            data = read_all_until_closed(s, 30)
+            check(data is not None, "a partial request was held past its deadline")
+            r = responses(data)
+            check(r and r[0][1] == 7 and r[0][2][0] == ERR_INVALID_REQUEST, "closed with %r" % r)
+            if "--client-input-total" in r[0][2][1]:
+                refused.append(s)
+            else:
+                check("not complete" in r[0][2][1], "closed with %r" % r)
+                timed_out += 1
+        check(len(refused) >= 20, "only %d of 40 partial requests were refused (64 MiB of "
+              "160 may be held)" % len(refused))
+        check(timed_out >= 10, "only %d partial requests were held" % timed_out)
+        for s in socks:
+            s.close()
+        wait_until(lambda: rss(d.proc.pid) - base < 40 * MIB,
+                   "the partial requests' memory to go back (RSS +%.0f MiB)"
+                   % ((rss(d.proc.pid) - base) / MIB), timeout=30)
+        # A whole 4 MiB request is still fine.
+        s = raw_connect(d.ro)
+        s.sendall(big)
+        s.settimeout(30)
+        u = msgpack.Unpacker(raw=False)
+        while True:
+            u.feed(s.recv(1 << 16))
+            got = [m for m in u]
+            if got:
+                break
+        check(got[0][2][0] == ERR_INVALID_ARGUMENT, "a whole request: %r" % got[0][2])
+        s.close()
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+class Subscriber(threading.Thread):
+    """A connection with 64 subscriptions that reads fast, slowly or not at all."""
+
+    def __init__(self, path, mode, nsubs=64):
+        super().__init__(daemon=True)
+        self.c = Client(path)
+        for _ in range(nsubs):
+            self.c.call("events.subscribe", {})
+        self.mode = mode
+        self.stop = threading.Event()
+        self.bytes = 0
+        self.dropped = 0
+        self.events = 0
+        self.closed = False
+
+    def run(self):
+        s = self.c.sock
+        s.settimeout(1)
+        u = msgpack.Unpacker(raw=False)
+        while not self.stop.is_set():
+            if self.mode == "none":
+                time.sleep(0.1)
+                continue
+            if self.mode == "slow":
+                time.sleep(0.05)
+            try:
+                data = s.recv(1 << 20 if self.mode == "fast" else 16384)
+            except socket.timeout:
+                continue
+            except OSError:
+                self.closed = True
+                return
+            if not data:
+                self.closed = True
+                return
+            self.bytes += len(data)
+            if self.mode == "slow":
+                u.feed(data)
+                for m in u:
+                    if m[0] == 2 and m[1] == "events.dropped":
+                        self.dropped += m[2][0]["count"]
+                    elif m[0] == 2 and m[1] == "event":
+                        self.events += 1
+        self.unpacker = u
+
+
+def test_event_storm():
+    tmp_qmp = None
+    sim = None
+    d = Daemon(CORRALD, extra=["--client-stall-timeout-ms", "5000"])
+    try:
+        tmp_qmp = d.dir + "/qmp"
+        os.makedirs(d.dir, exist_ok=True)
+        sim = subprocess.Popen([SIM, "--dir", tmp_qmp, "--count", "4", "--event-storm", "250"],
+                               stdout=subprocess.PIPE, text=True)
+        check(sim.stdout.readline().strip() == "ready 4", "the simulator did not start")
+        d.start()
+        c = d.client()
+        for i in range(4):
+            c.call("attach", {"name": "vm%d" % i, "qmp_socket": "%s/vm%d.qmp" % (tmp_qmp, i)})
+        # The storm reaches a subscriber.
+        probe = d.client(ro=True)
+        probe.call("events.subscribe", {"name": "vm0"})
+        check(probe.note(10) is not None, "no event from the storm")
+        probe.close()
+
+        base = rss(d.proc.pid)
+        subs = ([Subscriber(d.ro, "fast") for _ in range(4)] +
+                [Subscriber(d.ro, "slow") for _ in range(2)] +
+                [Subscriber(d.ro, "none") for _ in range(2)])
+        for s in subs:
+            s.start()
+        worst, peak, t_end = 0.0, 0, time.monotonic() + 15
+        n = 0
+        while time.monotonic() < t_end:
+            t0 = time.monotonic()
+            c.call("info", {"name": "vm1"})
+            worst = max(worst, time.monotonic() - t0)
+            peak = max(peak, rss(d.proc.pid))
+            n += 1
+            time.sleep(0.05)
+        fast_mb = sum(s.bytes for s in subs if s.mode == "fast") / 15 / MIB
+        print("  %d info calls during the storm: worst %.1f ms; fast subscribers read "
+              "%.1f MiB/s in all; RSS peak +%.0f MiB" % (n, worst * 1000, fast_mb,
+                                                        (peak - base) / MIB))
+        check(worst < 2.0, "info took %.1f s during the event storm" % worst)
+        check(peak - base < 200 * MIB, "the storm pinned %.0f MiB" % ((peak - base) / MIB))
+        for s in subs:
+            if s.mode == "fast":
+                check(not s.closed and s.bytes > 0, "a fast subscriber was closed or starved")
+            if s.mode == "slow":
+                check(not s.closed, "a slow subscriber that reads was disconnected")
+                check(s.dropped > 0, "a slow subscriber got no events.dropped")
+        # Those that read nothing are closed once the stall timeout passes.
+        wait_until(lambda: d.log_text().count("has read nothing") >= 2,
+                   "the two clients that read nothing to be closed", timeout=30)
+        for s in subs:
+            s.stop.set()
+        for s in subs:
+            s.join(10)
+        # The slow ones are still served: ask and read until the answer comes.
+        for s in subs:
+            if s.mode != "slow":
+                continue
+            s.c.sock.settimeout(60)
+            s.c.notes = []
+            s.c.unpacker = s.unpacker
+            mid = s.c.send("daemon.info")
+            check(s.c.response(mid)[2] is None, "daemon.info on a slow subscriber failed")
+        for s in subs:
+            s.c.close()
+        wait_until(lambda: rss(d.proc.pid) - base < 100 * MIB,
+                   "memory to go back after the subscribers left", timeout=30)
+        d.stop()
+    finally:
+        if sim:
+            sim.terminate()
+            sim.wait()
+        d.cleanup()
+
+
+def test_subscriptions_max():
+    d = Daemon(CORRALD, extra=["--subscriptions-max", "3"]).start()
+    try:
+        c = d.client(ro=True)
+        for _ in range(3):
+            c.call("events.subscribe", {})
+        msg = c.err("events.subscribe", {}, ERR_INVALID_ARGUMENT).message
+        check("at most 3" in msg, msg)
+        check(d.client(ro=True).call("events.subscribe", {})["subscription"] == 1,
+              "another connection has its own subscriptions")
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def hung_vm(c, name):
+    """A running domain whose QEMU is SIGSTOPped, held by a suspend; returns the pid."""
+    c.call("define", {"config": {"name": name, "machine": "none", "accel": "tcg",
+                                 "memory": 32, "emulator": QEMU}})
+    pid = c.call("start", {"name": name})["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    c.send("suspend", {"name": name, "timeout_ms": 600000})
+    return pid
+
+
+def test_inflight_max():
+    d = Daemon(CORRALD, extra=["--client-inflight-max", "8"]).start()
+    try:
+        c = d.client()
+        hung_vm(c, "i1")
+        ids = [c.send("reset", {"name": "i1", "timeout_ms": 600000}) for _ in range(12)]
+        # 1 suspend + 7 resets in flight; the other 5 are refused at once.
+        refused = 0
+        for i in ids[7:]:
+            m = c.response(i)
+            check(m[2] is not None and m[2][0] == ERR_BUSY and "in flight" in m[2][1],
+                  "call %d: %r" % (i, m[2]))
+            refused += 1
+        wait_until(lambda: c.call("info", {"name": "i1"})["jobs_waiting"] == 7, "7 to wait")
+        check(refused == 5, "refused %d" % refused)
+        d.client().call("destroy", {"name": "i1"})
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def queue_jobs(c, d, name, n):
+    """Queue n resets behind the holder; the CPU corrald spent taking them."""
+    t0 = cpu_s(d.proc.pid)
+    for i in range(0, n, 1000):
+        c.sock.sendall(b"".join(
+            msgpack.packb([0, 100000 + i + k, "reset", [{"name": name, "timeout_ms": 600000}]])
+            for k in range(min(1000, n - i))))
+    wait_until(lambda: d.client().call("info", {"name": name})["jobs_waiting"] >= n,
+               "%d jobs to wait" % n, timeout=120)
+    return cpu_s(d.proc.pid) - t0
+
+
+def test_waiting_jobs():
+    d = Daemon(CORRALD, extra=["--waiting-jobs-max", "1000",
+                               "--client-inflight-max", "5000"]).start()
+    try:
+        c = d.client()
+        hung_vm(c, "w1")
+        wait_until(lambda: (c.call("info", {"name": "w1"})["job"] or {}).get("name")
+                   == "suspend", "the suspend to hold the domain")
+        ids = [c.send("reset", {"name": "w1", "timeout_ms": 600000}) for _ in range(1200)]
+        t0 = time.monotonic()
+        for i in ids[1000:]:
+            m = c.response(i)
+            check(m[2] is not None and m[2][0] == ERR_BUSY and "--waiting-jobs-max" in m[2][1],
+                  "call %d: %r" % (i, m[2]))
+        check(time.monotonic() - t0 < 30, "the refusals were not at once")
+        check(c.call("info", {"name": "w1"})["jobs_waiting"] == 1000, "not 1000 waiting")
+        d.client().call("destroy", {"name": "w1"})
+        d.stop()
+    finally:
+        d.cleanup()
+    # The cost per job does not grow with the queue.
+    costs = {}
+    for n in (10000, 40000):
+        d = Daemon(CORRALD, extra=["--client-inflight-max", "100000",
+                                   "--waiting-jobs-max", "100000"]).start()
+        try:
+            c = d.client()
+            hung_vm(c, "w2")
+            wait_until(lambda: (c.call("info", {"name": "w2"})["job"] or {}).get("name")
+                       == "suspend", "the suspend to hold the domain")
+            costs[n] = queue_jobs(c, d, "w2", n)
+            d.client().call("destroy", {"name": "w2"})
+            d.stop()
+        finally:
+            d.cleanup()
+    print("  CPU to queue 10,000 jobs: %.2f s; 40,000: %.2f s" % (costs[10000], costs[40000]))
+    check(costs[40000] < 8 * max(costs[10000], 0.05),
+          "40,000 waiting jobs cost %.2f s of CPU, 10,000 cost %.2f s: not linear"
+          % (costs[40000], costs[10000]))
+
+
+TESTS = [test_partial_frames, test_event_storm, test_subscriptions_max, test_inflight_max,
+         test_waiting_jobs]
+NEEDS_QEMU = {test_inflight_max, test_waiting_jobs}
+
+
+def main():
+    global CORRALD, SIM, QEMU
+    CORRALD, SIM, QEMU = sys.argv[1], sys.argv[2], sys.argv[3]
+    only = sys.argv[4:]
+    failed = 0
+    for t in TESTS:
+        name = t.__name__[len("test_"):]
+        if only and name not in only:
+            continue
+        if t in NEEDS_QEMU and not QEMU:
+            print("skip %s (no QEMU)" % name)
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
+        except (Exception, RpcError):  # noqa: BLE001 - report any failure, go on
+            failed += 1
+            print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
+            traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
