@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "actors/console.h"
@@ -216,12 +217,56 @@ static const char *state_after_job(struct domain *d)
 	return name;
 }
 
+/*
+ * A job that failed because something ran out says what, first: never a
+ * bare "Too many open files" or "No space left on device" the caller has
+ * to decode.  Returns msg, or buf with the name of what ran out in front.
+ */
+static const char *name_what_ran_out(int err, const char *msg, char *buf, size_t len,
+				     int *code)
+{
+	struct rlimit rl;
+
+	switch (-err) {
+	case EMFILE:
+		if (strstr(msg, "out of file descriptors"))
+			return msg;
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 0;
+		snprintf(buf, len, "corrald is out of file descriptors (at its limit of %llu "
+			 "open files: raise it, or close clients): %s",
+			 (unsigned long long)rl.rlim_cur, msg);
+		return buf;
+	case ENFILE:
+		if (strstr(msg, "out of file descriptors"))
+			return msg;
+		snprintf(buf, len, "the system is out of file descriptors: %s", msg);
+		return buf;
+	case ENOMEM:
+		if (strstr(msg, "out of memory"))
+			return msg;
+		snprintf(buf, len, "corrald is out of memory: %s", msg);
+		return buf;
+	case ENOSPC:
+	case EDQUOT:
+		*code = RPC_ERR_STORAGE;
+		if (strstr(msg, " full"))
+			return msg;
+		snprintf(buf, len, "disk full: %s", msg);
+		return buf;
+	}
+	return msg;
+}
+
 static int pack_job_reply(msgpack_packer *pk, struct call *cl, struct dom_job *job)
 {
 	if (job->err || job->code != DOM_ERR_NONE) {
 		const char *msg = job->errmsg[0] ? job->errmsg : strerror(-job->err);
+		char named[DOM_ERRMSG_MAX + 160];
+		int code = dom_err_to_rpc(job);
 
-		return rpc_pack_error_response(pk, cl->msgid, dom_err_to_rpc(job), msg);
+		msg = name_what_ran_out(job->err, msg, named, sizeof(named), &code);
+		return rpc_pack_error_response(pk, cl->msgid, code, msg);
 	}
 	if (rpc_pack_response_begin(pk, cl->msgid) < 0)
 		return -ENOMEM;

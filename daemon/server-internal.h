@@ -27,12 +27,13 @@
  * The bounds on what a client can make corrald hold (docs/daemon.md,
  * "Limits and clients that do not read") are in struct server_opts.  Events
  * are written to a connection while less than EV_OUT_MAX bytes of its
- * output wait, at most EV_TURN_MAX per subscription per turn of its thread:
+ * output wait, at most EV_TURN_MAX per connection per turn of its thread
+ * (shared among its subscriptions, at least 2 each):
  * a subscriber that cannot keep up falls behind in the bus's ring (and
  * later gets events.dropped), never in corrald's memory.
  */
 #define EV_OUT_MAX  (256u * 1024)
-#define EV_TURN_MAX 32
+#define EV_TURN_MAX 512
 
 struct obuf {
 	char *data;

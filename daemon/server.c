@@ -585,7 +585,7 @@ static bool out_events_full(const struct conn *c)
 
 /*
  * Move this turn's share of events into the output: at most EV_TURN_MAX
- * per subscription, while less than EV_OUT_MAX bytes wait (else
+ * for the connection, shared among its subscriptions, while less than EV_OUT_MAX bytes wait (else
  * ev_stalled: conn_service() comes back once the client reads).  Events a
  * subscriber has no room for wait in the bus's ring, where the oldest are
  * overwritten: the next one written is then preceded by events.dropped.
@@ -598,6 +598,10 @@ static bool pump_subs(struct conn *c, msgpack_packer *pk, bool *more)
 	struct esub *es;
 	bool progressed = false;
 
+	unsigned share = c->nesubs ? EV_TURN_MAX / c->nesubs : EV_TURN_MAX;
+
+	if (share < 2)
+		share = 2;
 	cds_list_for_each_entry(es, &c->subs, link) {
 		for (unsigned n = 0;; n++) {
 			const json_t *ev;
@@ -608,7 +612,7 @@ static bool pump_subs(struct conn *c, msgpack_packer *pk, bool *more)
 				c->ev_stalled = true;
 				return progressed;
 			}
-			if (n == EV_TURN_MAX) {
+			if (n == share) {
 				if (evbus_sub_pending(bus, es->sub))
 					*more = true;
 				break;

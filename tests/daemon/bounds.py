@@ -32,10 +32,21 @@ Usage: bounds.py CORRALD SIM QEMU [TEST...]
                        SIGSTOPped QEMU, 1,000 jobs wait and the rest get
                        `busy` at once; queueing 40,000 costs about 4 times the
                        CPU of 10,000 (linear; before: 20-25 times, quadratic).
+  state_dir_full       a state dir on a 3 MiB tmpfs, filled: define, autostart
+                       and start fail at once with `storage` and "state dir
+                       full" (before: start failed with QEMU's "cannot write
+                       to log"), queries answer, and once there is room again
+                       everything works.
+  out_of_fds           corrald with RLIMIT_NOFILE 48 and clients holding the
+                       rest: define and start say "corrald is out of file
+                       descriptors" (before: "too many open files", or
+                       "Too many open files" alone); a client over the limit
+                       is refused and the daemon goes on.
 
 Exits 0 when every test passes, 1 otherwise.
 """
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -47,7 +58,8 @@ import traceback
 import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Client, Daemon, RpcError, check, wait_until  # noqa: E402
+from corraltest import (Client, Daemon, RpcError, check, mount_tmpfs,  # noqa: E402
+                        wait_until)
 
 CORRALD = SIM = QEMU = None
 ERR_INVALID_REQUEST, ERR_INVALID_ARGUMENT, ERR_BUSY = 1, 3, 6
@@ -174,7 +186,12 @@ class Subscriber(threading.Thread):
     def run(self):
         s = self.c.sock
         s.settimeout(1)
-        u = msgpack.Unpacker(raw=False)
+        # The client's own unpacker: it may hold the start of a message.
+        u = self.c.unpacker
+        for m in self.c.notes:
+            if m[1] == "events.dropped":
+                self.dropped += m[2][0]["count"]
+        self.c.notes = []
         while not self.stop.is_set():
             if self.mode == "none":
                 time.sleep(0.1)
@@ -185,11 +202,11 @@ class Subscriber(threading.Thread):
                 data = s.recv(1 << 20 if self.mode == "fast" else 16384)
             except socket.timeout:
                 continue
-            except OSError:
-                self.closed = True
+            except OSError as e:
+                self.closed = "recv: %r" % e
                 return
             if not data:
-                self.closed = True
+                self.closed = "EOF"
                 return
             self.bytes += len(data)
             if self.mode == "slow":
@@ -199,7 +216,6 @@ class Subscriber(threading.Thread):
                         self.dropped += m[2][0]["count"]
                     elif m[0] == 2 and m[1] == "event":
                         self.events += 1
-        self.unpacker = u
 
 
 def test_event_storm():
@@ -241,13 +257,21 @@ def test_event_storm():
         print("  %d info calls during the storm: worst %.1f ms; fast subscribers read "
               "%.1f MiB/s in all; RSS peak +%.0f MiB" % (n, worst * 1000, fast_mb,
                                                         (peak - base) / MIB))
+        for s in subs:
+            if s.mode == "slow":
+                print("  a slow subscriber: %d events, %d dropped, %.1f MiB read"
+                      % (s.events, s.dropped, s.bytes / MIB))
         check(worst < 2.0, "info took %.1f s during the event storm" % worst)
         check(peak - base < 200 * MIB, "the storm pinned %.0f MiB" % ((peak - base) / MIB))
         for s in subs:
             if s.mode == "fast":
-                check(not s.closed and s.bytes > 0, "a fast subscriber was closed or starved")
+                check(not s.closed and s.bytes > 0, "a fast subscriber was closed (%r) or "
+                      "starved (%d bytes):\n%s" % (s.closed, s.bytes, "\n".join(
+                          l for l in d.log_text().splitlines() if "closed" in l or
+                          "read nothing" in l)))
             if s.mode == "slow":
-                check(not s.closed, "a slow subscriber that reads was disconnected")
+                check(not s.closed, "a slow subscriber that reads was disconnected (%r)"
+                      % s.closed)
                 check(s.dropped > 0, "a slow subscriber got no events.dropped")
         # Those that read nothing are closed once the stall timeout passes.
         wait_until(lambda: d.log_text().count("has read nothing") >= 2,
@@ -262,7 +286,6 @@ def test_event_storm():
                 continue
             s.c.sock.settimeout(60)
             s.c.notes = []
-            s.c.unpacker = s.unpacker
             mid = s.c.send("daemon.info")
             check(s.c.response(mid)[2] is None, "daemon.info on a slow subscriber failed")
         for s in subs:
@@ -376,9 +399,89 @@ def test_waiting_jobs():
           % (costs[40000], costs[10000]))
 
 
+ERR_STORAGE, ERR_INTERNAL = 15, 12
+
+
+def test_state_dir_full():
+    d = Daemon(CORRALD)
+    try:
+        os.makedirs(d.state, exist_ok=True)
+        mount_tmpfs(d.state, "3m")
+        d.start()
+        c = d.client()
+        vm = {"machine": "none", "accel": "tcg", "memory": 32, "emulator": QEMU}
+        c.call("define", {"config": dict(vm, name="f1")})
+        fill = d.state + "/fill"
+        subprocess.call(["dd", "if=/dev/zero", "of=" + fill, "bs=4k", "count=2000"],
+                        stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        for method, params in (("define", {"config": dict(vm, name="f2")}),
+                               ("autostart", {"name": "f1", "enable": True}),
+                               ("start", {"name": "f1"})):
+            e = c.err(method, params, ERR_STORAGE)
+            check("state dir full" in e.message and "No space left" in e.message,
+                  "%s: %s" % (method, e.message))
+        check(time.monotonic() - t0 < 20, "the failures were not at once")
+        listed = {x["name"]: x["state"] for x in c.call("list")}
+        check(listed == {"f1": "shutoff"}, "list: %r" % listed)
+        os.unlink(fill)
+        c.call("define", {"config": dict(vm, name="f2")})
+        c.call("autostart", {"name": "f1", "enable": True})
+        check(c.call("start", {"name": "f1"})["state"] == "running", "no start with room")
+        c.call("destroy", {"name": "f1"})
+        d.stop()
+    finally:
+        d.cleanup()
+
+
+def test_out_of_fds():
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+    d = Daemon(CORRALD)
+    popen = subprocess.Popen
+
+    class LimitedPopen(popen):
+        def __init__(self, *a, **k):
+            k["preexec_fn"] = lower
+            super().__init__(*a, **k)
+    subprocess.Popen = LimitedPopen
+    try:
+        d.start()
+    finally:
+        subprocess.Popen = popen
+    try:
+        c = d.client()
+        c.call("define", {"config": {"name": "e1", "machine": "none", "accel": "tcg",
+                                     "memory": 32, "emulator": QEMU}})
+        hogs = []
+        while len(hogs) < 100:
+            try:
+                h = d.client()
+                h.call("daemon.info")
+                hogs.append(h)
+            except (OSError, EOFError):
+                break
+        check(len(hogs) < 100, "the descriptor limit was never reached")
+        e = c.err("define", {"config": {"name": "e2", "machine": "none"}})
+        check("corrald is out of file descriptors" in e.message, e.message)
+        e = c.err("start", {"name": "e1"})
+        check("corrald is out of file descriptors" in e.message, e.message)
+        check(c.call("info", {"name": "e1"})["state"] == "shutoff", "info failed")
+        for h in hogs:
+            h.close()
+        wait_until(lambda: d.client().call("daemon.info"), "the daemon to take clients again")
+        c.call("define", {"config": {"name": "e2", "machine": "none"}})
+        check(c.call("start", {"name": "e1"})["state"] == "running", "no start with fds back")
+        c.call("destroy", {"name": "e1"})
+        check(d.log_text().count("out of file descriptors") >= 1, "nothing logged")
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 TESTS = [test_partial_frames, test_event_storm, test_subscriptions_max, test_inflight_max,
-         test_waiting_jobs]
-NEEDS_QEMU = {test_inflight_max, test_waiting_jobs}
+         test_waiting_jobs, test_state_dir_full, test_out_of_fds]
+NEEDS_QEMU = {test_inflight_max, test_waiting_jobs, test_state_dir_full, test_out_of_fds}
 
 
 def main():
