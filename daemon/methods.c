@@ -335,7 +335,9 @@ static const char *const err_docs[RPC_ERR_MAX + 1] = {
 	[RPC_ERR_INVALID_ARGUMENT] = "params missing, of the wrong type or out of range",
 	[RPC_ERR_NO_SUCH_DOMAIN] = "no domain of that name is defined",
 	[RPC_ERR_EXISTS] = "a domain of that name (or UUID) is already defined",
-	[RPC_ERR_BUSY] = "the domain was held by other jobs past the call's deadline",
+	[RPC_ERR_BUSY] = "the domain was held by other jobs past the call's deadline; or, at "
+			 "once, `waiting_jobs_max` jobs already wait for it, or the connection "
+			 "has `client_inflight_max` state changes in flight (docs/daemon.md)",
 	[RPC_ERR_TIMEOUT] = "the operation ran past its deadline",
 	[RPC_ERR_BAD_STATE] = "not valid in the domain's current state",
 	[RPC_ERR_PERMISSION] = "read-only socket, or the caller may not do this",
@@ -1346,7 +1348,11 @@ const struct method methods[] = {
 	  "Receive domain events on this connection as notifications `[2, \"event\", [{domain, "
 	  "event, timestamp, data, subscription}]]` (`timestamp`: corrald's Unix time; the "
 	  "events and their `data`: see [Events](#events)). A subscriber that does not keep up "
-	  "loses events; it is then sent `[2, \"events.dropped\", [{count, subscription}]]`.",
+	  "loses the oldest events (corrald keeps the last `event_queue`, docs/daemon.md) and "
+	  "is never disconnected for it while it reads; before the next event it gets it is "
+	  "sent `[2, \"events.dropped\", [{count, subscription}]]` (with `name`, `count` is an "
+	  "upper bound: it counts the lost events of every domain). At most "
+	  "`subscriptions_max` subscriptions (events and consoles) per connection.",
 	  (const struct param[]){ { "name", P_STR, false, "only this domain's events" }, END },
 	  "`{subscription}`" },
 	{ "console.attach", m_console_attach, true,
