@@ -586,42 +586,6 @@ static int pack_list_entry(msgpack_packer *pk, struct domain *d, uint64_t now)
 	return 0;
 }
 
-static int m_list(struct req *r)
-{
-	struct list_acc acc = { .state = -1 };
-	uint64_t now = now_ns();
-	char state[32], q[300];
-	bool have;
-	int ret = 0;
-
-	if (get_str(r, "state", state, sizeof(state), &have) < 0)
-		return -1;
-	if (have) {
-		for (int s = 0; s < DOM_STATE_COUNT; s++)
-			if (!strcmp(state, dom_state_name((enum dom_state)s)))
-				acc.state = s;
-		if (acc.state < 0)
-			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown state '%s' (one of "
-					"shutoff, starting, running, paused, shutting-down, "
-					"crashed, pmsuspended)",
-					quote(q, sizeof(q), state, strlen(state)));
-	}
-	reg_for_each_rcu(r->srv->o.reg, list_collect, &acc);
-	if (acc.oom) {
-		free(acc.v);
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	}
-	if (msgpack_pack_array(r->pk, acc.n) < 0)
-		ret = -1;
-	for (size_t i = 0; i < acc.n && ret == 0; i++)
-		if (pack_list_entry(r->pk, acc.v[i], now) < 0)
-			ret = -1;
-	free(acc.v);
-	if (ret < 0)
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	return 0;
-}
-
 static int m_info(struct req *r)
 {
 	struct domain *d = lookup(r);
@@ -739,8 +703,8 @@ static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
  * protocol's limits (RPC_MAX_FRAME, RPC_MAX_OBJECTS) can read it: the
  * entries that fit go in `domains`, the names of the others in `more`.
  */
-#define STATS_BYTES_MAX   (RPC_MAX_FRAME - 64 * 1024)
-#define STATS_OBJECTS_MAX (RPC_MAX_OBJECTS - 1024)
+#define PAGE_BYTES_MAX   (RPC_MAX_FRAME - 64 * 1024)
+#define PAGE_OBJECTS_MAX (RPC_MAX_OBJECTS - 1024)
 
 static int pack_name(msgpack_packer *pk, const char *s, size_t len)
 {
@@ -749,16 +713,14 @@ static int pack_name(msgpack_packer *pk, const char *s, size_t len)
 	return 0;
 }
 
-static int m_stats(struct req *r)
+/*
+ * The domains named in names (all, when NULL) into acc; *nmissing: the
+ * names not defined.  Inside the read section.  0, or -1 (out of memory).
+ */
+static int collect_named(struct req *r, const msgpack_object *names, struct list_acc *acc,
+			 size_t *nmissing)
 {
-	const msgpack_object *names = rpc_map_get(r->params, "names");
-	struct list_acc acc = { .state = -1 };
-	msgpack_sbuffer body, tail;
-	msgpack_packer bpk, tpk;
-	size_t nmissing = 0, n = 0, objects = 0, more_bytes = 0, i;
-	uint64_t now = now_ns();
-	int ret = 0;
-
+	*nmissing = 0;
 	if (names) {
 		for (uint32_t k = 0; k < names->via.array.size; k++) {
 			const msgpack_object *o = &names->via.array.ptr[k];
@@ -771,36 +733,55 @@ static int m_stats(struct req *r)
 				d = reg_lookup_name_rcu(r->srv->o.reg, name);
 			}
 			if (!d) {
-				nmissing++;
+				(*nmissing)++;
 				continue;
 			}
-			if (list_collect(d, &acc))
+			if (list_collect(d, acc))
 				break;
 		}
 	} else {
-		reg_for_each_rcu(r->srv->o.reg, list_collect, &acc);
+		reg_for_each_rcu(r->srv->o.reg, list_collect, acc);
 	}
-	if (acc.oom) {
-		free(acc.v);
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	if (acc->oom) {
+		free(acc->v);
+		return -1;
 	}
+	return 0;
+}
+
+typedef int (*entry_fn)(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects);
+
+/*
+ * Pack `domains: [entries that fit], missing: [names not defined], more:
+ * [names of the entries that did not fit]` into r->pk (the caller has
+ * begun a map and counts these three pairs).  Frees acc->v.
+ */
+static int pack_paged(struct req *r, const msgpack_object *names, struct list_acc *acc,
+		      size_t nmissing, entry_fn fn)
+{
+	msgpack_sbuffer body, tail;
+	msgpack_packer bpk, tpk;
+	size_t n = 0, objects, more_bytes = 0, i;
+	uint64_t now = now_ns();
+	int ret = 0;
+
 	/* Room for every name in `more`, as if none fitted: a name is one object. */
 	objects = 16 + nmissing;        /* the envelope, and `missing` */
-	for (i = 0; i < acc.n; i++)
-		more_bytes += 2 + strlen(dom_name(acc.v[i]));
+	for (i = 0; i < acc->n; i++)
+		more_bytes += 2 + strlen(dom_name(acc->v[i]));
 	msgpack_sbuffer_init(&body);
 	msgpack_sbuffer_init(&tail);
 	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
 	msgpack_packer_init(&tpk, &tail, msgpack_sbuffer_write);
-	for (n = 0; n < acc.n && ret == 0; n++) {
+	for (n = 0; n < acc->n && ret == 0; n++) {
 		size_t mark = body.size, obj;
 
-		ret = pack_stats_entry(&bpk, acc.v[n], now, &obj);
-		more_bytes -= 2 + strlen(dom_name(acc.v[n]));
-		if (ret == 0 && (body.size + more_bytes > STATS_BYTES_MAX ||
-				 objects + obj + (acc.n - n - 1) > STATS_OBJECTS_MAX)) {
+		ret = fn(&bpk, acc->v[n], now, &obj);
+		more_bytes -= 2 + strlen(dom_name(acc->v[n]));
+		if (ret == 0 && (body.size + more_bytes > PAGE_BYTES_MAX ||
+				 objects + obj + (acc->n - n - 1) > PAGE_OBJECTS_MAX)) {
 			body.size = mark;       /* it does not fit: it and the rest go in more */
-			more_bytes += 2 + strlen(dom_name(acc.v[n]));
+			more_bytes += 2 + strlen(dom_name(acc->v[n]));
 			break;
 		}
 		objects += obj;
@@ -821,22 +802,73 @@ static int m_stats(struct req *r)
 		ret = pack_name(&tpk, rpc_str_ptr(o), o->via.str.size);
 	}
 	if (ret == 0 && (rpc_pack_cstr(&tpk, "more") < 0 ||
-			 msgpack_pack_array(&tpk, acc.n - n) < 0))
+			 msgpack_pack_array(&tpk, acc->n - n) < 0))
 		ret = -1;
-	for (i = n; i < acc.n && ret == 0; i++)
-		ret = pack_name(&tpk, dom_name(acc.v[i]), strlen(dom_name(acc.v[i])));
-	free(acc.v);
-	if (ret == 0 && (msgpack_pack_map(r->pk, 4) < 0 ||
-			 pk_kv_double(r->pk, "interval_s",
-				      (double)r->srv->o.stats_interval_ms / 1e3) < 0 ||
-			 pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
+	for (i = n; i < acc->n && ret == 0; i++)
+		ret = pack_name(&tpk, dom_name(acc->v[i]), strlen(dom_name(acc->v[i])));
+	free(acc->v);
+	acc->v = NULL;
+	if (ret == 0 && (pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
 			 r->pk->callback(r->pk->data, body.data, body.size) < 0 ||
 			 pk_str(r->pk, "missing") < 0 ||
 			 r->pk->callback(r->pk->data, tail.data, tail.size) < 0))
 		ret = -1;
 	msgpack_sbuffer_destroy(&body);
 	msgpack_sbuffer_destroy(&tail);
-	if (ret < 0)
+	return ret;
+}
+
+static int m_stats(struct req *r)
+{
+	const msgpack_object *names = rpc_map_get(r->params, "names");
+	struct list_acc acc = { .state = -1 };
+	size_t nmissing;
+
+	if (collect_named(r, names, &acc, &nmissing) < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	if (msgpack_pack_map(r->pk, 4) < 0 ||
+	    pk_kv_double(r->pk, "interval_s", (double)r->srv->o.stats_interval_ms / 1e3) < 0) {
+		free(acc.v);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	if (pack_paged(r, names, &acc, nmissing, pack_stats_entry) < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	return 0;
+}
+
+static int list_entry(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects)
+{
+	*objects = 1 + 2 * 7 + 4;       /* the map, seven pairs, the monitor's two */
+	return pack_list_entry(pk, d, now);
+}
+
+static int m_list(struct req *r)
+{
+	const msgpack_object *names = rpc_map_get(r->params, "names");
+	struct list_acc acc = { .state = -1 };
+	char state[32], q[300];
+	size_t nmissing;
+	bool have;
+
+	if (get_str(r, "state", state, sizeof(state), &have) < 0)
+		return -1;
+	if (have) {
+		for (int s = 0; s < DOM_STATE_COUNT; s++)
+			if (!strcmp(state, dom_state_name((enum dom_state)s)))
+				acc.state = s;
+		if (acc.state < 0)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown state '%s' (one of "
+					"shutoff, starting, running, paused, shutting-down, "
+					"crashed, pmsuspended)",
+					quote(q, sizeof(q), state, strlen(state)));
+	}
+	if (collect_named(r, names, &acc, &nmissing) < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	if (msgpack_pack_map(r->pk, 3) < 0) {
+		free(acc.v);
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	}
+	if (pack_paged(r, names, &acc, nmissing, list_entry) < 0)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	return 0;
 }
@@ -1209,10 +1241,15 @@ const struct method methods[] = {
 	  "a domain).",
 	  (const struct param[]){ { "state", P_STR, false,
 				    "only domains in this state (`shutoff`, `running`, ...)" },
+				  { "names", P_STRV, false, "only these domains (default: all); "
+				    "names not defined are listed in `missing`" },
 				  END },
-	  "`[{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}]`; `job` "
-	  "is the name of the job holding the domain, or nil; `monitor` as in `info`; "
-	  "`autostart`: whether corrald starts it when it starts" },
+	  "`{domains: [{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}], "
+	  "missing: [name], more: [name]}`; `job` is the name of the job holding the domain, "
+	  "or nil; `monitor` as in `info`; `autostart`: whether corrald starts it when it "
+	  "starts.  `more`: domains that did not fit in this answer (it stays within the "
+	  "message limits, about 13,000 domains): ask again with `names` set to it, as "
+	  "`stats` does" },
 	{ "stats", m_stats, true,
 	  "Statistics of several domains, or all, in one call: what each running QEMU's "
 	  "monitor last read (every `stats_interval_ms`, docs/daemon.md), from the "

@@ -61,7 +61,7 @@ def info(c, name):
 
 
 def listed(c):
-    return {d["name"]: d for d in c.call("list")}
+    return {d["name"]: d for d in c.call("list")["domains"]}
 
 
 def definition(dmn, name):
@@ -79,7 +79,7 @@ def settled(c):
     """No job holds any domain and no monitor is still connecting."""
     def ok():
         return all(d["job"] is None and d["monitor"]["state"] != "connecting"
-                   for d in c.call("list"))
+                   for d in c.call("list")["domains"])
     wait_until(ok, "domains to settle")
     return listed(c)
 
@@ -310,7 +310,7 @@ def test_queries_while_starting():
         worst, seen_starting = 0.0, set()
         while time.monotonic() - t0 < delay - 0.5:
             t = time.monotonic()
-            doms = c.call("list")
+            doms = c.call("list")["domains"]
             info(c, names[0])
             worst = max(worst, time.monotonic() - t)
             seen_starting |= {x["name"] for x in doms if x["state"] == "starting"}

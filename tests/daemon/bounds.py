@@ -4,7 +4,7 @@
 never starved (issue 12).  Each test says what it shows; each fails on the
 corrald before the bounds (0973fd6).
 
-Usage: bounds.py CORRALD SIM QEMU [TEST...]
+Usage: bounds.py CORRALD SIM CLI QEMU [TEST...]
 
   partial_frames       40 clients on the read-only socket each send all but
                        the last 16 bytes of a 4 MiB request and go quiet:
@@ -37,6 +37,13 @@ Usage: bounds.py CORRALD SIM QEMU [TEST...]
                        full" (before: start failed with QEMU's "cannot write
                        to log"), queries answer, and once there is room again
                        everything works.
+  list_paging          18,000 domains (15 msgpack objects each: more than the
+                       262,144 a message may hold): one `list` answer stays
+                       within the protocol's limits and names the rest in
+                       `more`, asking for those by name gets them, and
+                       `corral list` (which reads with those limits) shows
+                       all.  Before: one answer corrald's own clients could
+                       not read.
   out_of_fds           corrald with RLIMIT_NOFILE 48 and clients holding the
                        rest: define and start say "corrald is out of file
                        descriptors" (before: "too many open files", or
@@ -61,7 +68,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corraltest import (Client, Daemon, RpcError, check, mount_tmpfs,  # noqa: E402
                         wait_until)
 
-CORRALD = SIM = QEMU = None
+CORRALD = SIM = CLI = QEMU = None
 ERR_INVALID_REQUEST, ERR_INVALID_ARGUMENT, ERR_BUSY = 1, 3, 6
 MIB = 1 << 20
 
@@ -423,7 +430,7 @@ def test_state_dir_full():
             check("state dir full" in e.message and "No space left" in e.message,
                   "%s: %s" % (method, e.message))
         check(time.monotonic() - t0 < 20, "the failures were not at once")
-        listed = {x["name"]: x["state"] for x in c.call("list")}
+        listed = {x["name"]: x["state"] for x in c.call("list")["domains"]}
         check(listed == {"f1": "shutoff"}, "list: %r" % listed)
         os.unlink(fill)
         c.call("define", {"config": dict(vm, name="f2")})
@@ -480,15 +487,56 @@ def test_out_of_fds():
         d.cleanup()
 
 
+def test_list_paging():
+    import json
+    import uuid
+    d = Daemon(CORRALD)
+    n = 18000
+    os.makedirs(d.state + "/domains", mode=0o700)
+    for i in range(n):
+        name = "l%05d" % i
+        with open("%s/domains/%s.json" % (d.state, name), "w") as f:
+            json.dump({"version": 2, "autostart": False,
+                       "owner": {"uid": 0, "gid": 0, "groups": []},
+                       "config": {"name": name, "machine": "none", "memory": 16,
+                                  "uuid": str(uuid.uuid4())}}, f)
+    d.start()
+    try:
+        c = d.client()
+        c.sock.settimeout(60)
+        # The answer as corrald's own clients read it: rpc/rpc.h's limits.
+        c.unpacker = msgpack.Unpacker(raw=False, max_buffer_size=4 * MIB,
+                                      max_array_len=262144, max_map_len=131072)
+        r = c.call("list", {})
+        got = [e["name"] for e in r["domains"]]
+        check(0 < len(got) < n and len(got) + len(r["more"]) == n,
+              "%d in the answer, %d in more" % (len(got), len(r["more"])))
+        check(not set(got) & set(r["more"]), "a domain both in the answer and in more")
+        r2 = c.call("list", {"names": r["more"] + ["nope"]})
+        check(r2["more"] == [] and r2["missing"] == ["nope"] and
+              len(r2["domains"]) == len(r["more"]), "the rest: %d, more %d" %
+              (len(r2["domains"]), len(r2["more"])))
+        check(len(c.call("list", {"state": "running"})["domains"]) == 0, "none runs")
+        out = subprocess.run([CLI, "--socket", d.rw, "--format", "json", "--timeout", "60",
+                              "list"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, timeout=120)
+        check(out.returncode == 0, out.stderr)
+        j = json.loads(out.stdout)
+        check(len(j) == n and len({e["name"] for e in j}) == n, "CLI: %d" % len(j))
+    finally:
+        d.stop()
+        d.cleanup()
+
+
 TESTS = [test_partial_frames, test_event_storm, test_subscriptions_max, test_inflight_max,
-         test_waiting_jobs, test_state_dir_full, test_out_of_fds]
+         test_waiting_jobs, test_state_dir_full, test_list_paging, test_out_of_fds]
 NEEDS_QEMU = {test_inflight_max, test_waiting_jobs, test_state_dir_full, test_out_of_fds}
 
 
 def main():
-    global CORRALD, SIM, QEMU
-    CORRALD, SIM, QEMU = sys.argv[1], sys.argv[2], sys.argv[3]
-    only = sys.argv[4:]
+    global CORRALD, SIM, CLI, QEMU
+    CORRALD, SIM, CLI, QEMU = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    only = sys.argv[5:]
     failed = 0
     for t in TESTS:
         name = t.__name__[len("test_"):]
