@@ -518,7 +518,7 @@ static int m_daemon_info(struct req *r)
 	uint64_t running = 0;
 
 	reg_for_each_rcu(s->o.reg, count_running, &running);
-	PK(msgpack_pack_map(pk, 10));
+	PK(msgpack_pack_map(pk, 12));
 	PK(pk_kv_str(pk, "version", CORRAL_VERSION));
 	PK(pk_kv_u64(pk, "pid", (uint64_t)getpid()));
 	PK(pk_kv_double(pk, "uptime_s", secs(now_ns() - s->started_ns)));
@@ -529,6 +529,8 @@ static int m_daemon_info(struct req *r)
 	PK(pk_kv_u64(pk, "io_threads", s->o.io_threads));
 	PK(pk_kv_u64(pk, "connections", server_connections(s)));
 	PK(pk_kv_u64(pk, "events_published", evbus_published(s->o.bus)));
+	PK(pk_kv_u64(pk, "input_bytes", __atomic_load_n(&s->in_total, __ATOMIC_RELAXED)));
+	PK(pk_kv_u64(pk, "output_bytes", __atomic_load_n(&s->out_total, __ATOMIC_RELAXED)));
 	return 0;
 }
 
@@ -1235,7 +1237,9 @@ const struct method methods[] = {
 	{ "daemon.info", m_daemon_info, true,
 	  "The daemon's own figures.", no_params,
 	  "`{version, pid, uptime_s, domains, running, rss_bytes, workers, io_threads, "
-	  "connections, events_published}`" },
+	  "connections, events_published, input_bytes, output_bytes}`; `input_bytes`: held "
+	  "by clients' unfinished requests (at most `client_input_total`), `output_bytes`: "
+	  "by output waiting for clients (`client_output_total` bounds it), docs/daemon.md" },
 	{ "list", m_list, true,
 	  "Every defined domain, in no particular order, from the snapshots (never waits for "
 	  "a domain).",
