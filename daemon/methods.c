@@ -810,8 +810,9 @@ static int pack_paged(struct req *r, const msgpack_object *names, struct list_ac
 		ret = pack_name(&tpk, dom_name(acc->v[i]), strlen(dom_name(acc->v[i])));
 	free(acc->v);
 	acc->v = NULL;
+	/* An empty sbuffer's data is NULL: the callback gets nothing to copy then. */
 	if (ret == 0 && (pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
-			 r->pk->callback(r->pk->data, body.data, body.size) < 0 ||
+			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0) ||
 			 pk_str(r->pk, "missing") < 0 ||
 			 r->pk->callback(r->pk->data, tail.data, tail.size) < 0))
 		ret = -1;

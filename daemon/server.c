@@ -81,6 +81,8 @@ static int obuf_write(void *data, const char *buf, size_t len)
 {
 	struct obuf *b = data;
 
+	if (!len)
+		return 0;       /* buf may be NULL (an empty buffer's) */
 	if (b->cap - b->len < len) {
 		size_t cap = b->cap ? b->cap : 4096;
 		char *p;

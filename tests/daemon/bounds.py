@@ -81,6 +81,15 @@ def rss(pid):
     return 0
 
 
+def sanitized(pid):
+    """A corrald built with ASan or TSan: its allocator keeps freed memory
+    (quarantine, shadow), so RSS says nothing about what corrald holds; the
+    tests then rely on daemon.info's exact counts."""
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read()
+    return "libasan" in maps or "libtsan" in maps
+
+
 def cpu_s(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -138,8 +147,8 @@ def test_partial_frames():
         held_in = q.call("daemon.info")["input_bytes"]
         check(32 * MIB <= held_in <= 64 * MIB, "daemon.info: %d bytes of input" % held_in)
         print("  40 partial 4 MiB requests: corrald's RSS grew by %.1f MiB" % (held / MIB))
-        check(held < 100 * MIB, "40 partial requests pin %.0f MiB (at most 64 MiB "
-              "may be held)" % (held / MIB))
+        check(held < 100 * MIB or sanitized(d.proc.pid), "40 partial requests pin %.0f MiB "
+              "(at most 64 MiB may be held)" % (held / MIB))
         # Some were refused at once, with an answer naming the bound; the rest
         # are closed at their deadline, with an error saying so.
         timed_out = 0
@@ -159,7 +168,7 @@ def test_partial_frames():
         for s in socks:
             s.close()
         wait_until(lambda: q.call("daemon.info")["input_bytes"] == 0, "the input to go")
-        wait_until(lambda: rss(d.proc.pid) - base < 40 * MIB,
+        wait_until(lambda: rss(d.proc.pid) - base < 40 * MIB or sanitized(d.proc.pid),
                    "the partial requests' memory to go back (RSS +%.0f MiB)"
                    % ((rss(d.proc.pid) - base) / MIB), timeout=30)
         # A whole 4 MiB request is still fine.
@@ -274,7 +283,8 @@ def test_event_storm():
                 print("  a slow subscriber: %d events, %d dropped, %.1f MiB read"
                       % (s.events, s.dropped, s.bytes / MIB))
         check(worst < 2.0, "info took %.1f s during the event storm" % worst)
-        check(peak - base < 200 * MIB, "the storm pinned %.0f MiB" % ((peak - base) / MIB))
+        check(peak - base < 200 * MIB or sanitized(d.proc.pid),
+              "the storm pinned %.0f MiB" % ((peak - base) / MIB))
         for s in subs:
             if s.mode == "fast":
                 check(not s.closed and s.bytes > 0, "a fast subscriber was closed (%r) or "
@@ -302,7 +312,9 @@ def test_event_storm():
             check(s.c.response(mid)[2] is None, "daemon.info on a slow subscriber failed")
         for s in subs:
             s.c.close()
-        wait_until(lambda: rss(d.proc.pid) - base < 100 * MIB,
+        wait_until(lambda: d.client().call("daemon.info")["output_bytes"] < MIB,
+                   "the subscribers' output to go")
+        wait_until(lambda: rss(d.proc.pid) - base < 100 * MIB or sanitized(d.proc.pid),
                    "memory to go back after the subscribers left", timeout=30)
         d.stop()
     finally:
