@@ -194,8 +194,11 @@ class Subscriber(threading.Thread):
     def __init__(self, path, mode, nsubs=64):
         super().__init__(daemon=True)
         self.c = Client(path)
-        for _ in range(nsubs):
-            self.c.call("events.subscribe", {})
+        # All at once: the answers come amid the events, read by run().
+        self.c.sock.sendall(b"".join(msgpack.packb([0, i + 1, "events.subscribe", [{}]])
+                                     for i in range(nsubs)))
+        self.c.next_id = nsubs
+        self.subscribed = 0
         self.mode = mode
         self.stop = threading.Event()
         self.bytes = 0
@@ -236,6 +239,8 @@ class Subscriber(threading.Thread):
                         self.dropped += m[2][0]["count"]
                     elif m[0] == 2 and m[1] == "event":
                         self.events += 1
+                    elif m[0] == 1 and m[2] is None:
+                        self.subscribed += 1
 
 
 def test_event_storm():
@@ -259,11 +264,12 @@ def test_event_storm():
         probe.close()
 
         base = rss(d.proc.pid)
-        subs = ([Subscriber(d.ro, "fast") for _ in range(4)] +
-                [Subscriber(d.ro, "slow") for _ in range(2)] +
-                [Subscriber(d.ro, "none") for _ in range(2)])
-        for s in subs:
-            s.start()
+        # Each starts reading as soon as it has subscribed: one that waited
+        # for the others would be a client that reads nothing.
+        subs = []
+        for mode in ["fast"] * 4 + ["slow"] * 2 + ["none"] * 2:
+            subs.append(Subscriber(d.ro, mode))
+            subs[-1].start()
         lat, peak, t_end = [], 0, time.monotonic() + 15
         while time.monotonic() < t_end:
             t0 = time.monotonic()
@@ -294,6 +300,7 @@ def test_event_storm():
             if s.mode == "slow":
                 check(not s.closed, "a slow subscriber that reads was disconnected (%r)"
                       % s.closed)
+                check(s.subscribed == 64, "%d subscriptions" % s.subscribed)
                 check(s.dropped > 0, "a slow subscriber got no events.dropped")
         # Those that read nothing are closed once the stall timeout passes.
         wait_until(lambda: d.log_text().count("has read nothing") >= 2,
