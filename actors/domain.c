@@ -58,8 +58,15 @@ struct domain {
 
 	/* Everything below: domain actor only. */
 	struct dom_job *holder;
-	struct cds_list_head waiting;
+	struct cds_list_head waiting;   /* FIFO: the order jobs take the domain */
 	uint32_t nwaiting;
+	/*
+	 * The same jobs by deadline: a binary min-heap, so that the next
+	 * deadline is found in O(1) and a job joins or leaves in O(log n),
+	 * however many wait.
+	 */
+	struct dom_job **heap;
+	uint32_t heap_cap;
 	uint64_t timer_at;              /* the armed deadline timer's time; 0: none */
 	struct cds_list_head ended;     /* jobs ended this turn, done not yet called */
 	bool dirty;                     /* publish at the end of this message */
@@ -78,6 +85,99 @@ struct domain {
 };
 
 static uint64_t next_job_id = 1;       /* atomic; job ids are daemon-wide */
+static uint32_t waiting_max = DOM_WAITING_MAX_DEFAULT;
+
+void dom_set_waiting_max(uint32_t max)
+{
+	waiting_max = max ? max : DOM_WAITING_MAX_DEFAULT;
+}
+
+/* ---- the waiting jobs' deadline heap (actor only) ------------------------ */
+
+static void heap_set(struct domain *d, uint32_t i, struct dom_job *job)
+{
+	d->heap[i] = job;
+	job->heap_idx = i;
+}
+
+static void heap_up(struct domain *d, uint32_t i)
+{
+	struct dom_job *job = d->heap[i];
+
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+
+		if (d->heap[parent]->deadline_ns <= job->deadline_ns)
+			break;
+		heap_set(d, i, d->heap[parent]);
+		i = parent;
+	}
+	heap_set(d, i, job);
+}
+
+static void heap_down(struct domain *d, uint32_t i)
+{
+	struct dom_job *job = d->heap[i];
+	uint32_t n = d->nwaiting;
+
+	for (;;) {
+		uint32_t l = 2 * i + 1, m = i;
+		uint64_t best = job->deadline_ns;
+
+		if (l < n && d->heap[l]->deadline_ns < best) {
+			m = l;
+			best = d->heap[l]->deadline_ns;
+		}
+		if (l + 1 < n && d->heap[l + 1]->deadline_ns < best)
+			m = l + 1;
+		if (m == i)
+			break;
+		heap_set(d, i, d->heap[m]);
+		i = m;
+	}
+	heap_set(d, i, job);
+}
+
+/* Queue job behind the others.  0, or -ENOMEM (nothing changed). */
+static int waiting_add(struct domain *d, struct dom_job *job)
+{
+	if (d->nwaiting == d->heap_cap) {
+		uint32_t cap = d->heap_cap ? d->heap_cap * 2 : 16;
+		struct dom_job **h = realloc(d->heap, cap * sizeof(*h));
+
+		if (!h)
+			return -ENOMEM;
+		d->heap = h;
+		d->heap_cap = cap;
+	}
+	cds_list_add_tail(&job->link, &d->waiting);
+	heap_set(d, d->nwaiting++, job);
+	heap_up(d, job->heap_idx);
+	return 0;
+}
+
+/* Take job out of the queue, wherever it is: O(log n). */
+static void waiting_del(struct domain *d, struct dom_job *job)
+{
+	uint32_t i = job->heap_idx;
+	struct dom_job *last;
+
+	BUG_ON(i >= d->nwaiting || d->heap[i] != job);
+	cds_list_del_init(&job->link);
+	last = d->heap[--d->nwaiting];
+	if (last != job) {
+		heap_set(d, i, last);
+		if (i > 0 && d->heap[(i - 1) / 2]->deadline_ns > last->deadline_ns)
+			heap_up(d, i);
+		else
+			heap_down(d, i);
+	}
+	if (!d->nwaiting && d->heap_cap > 64) {
+		free(d->heap);          /* a burst is over: give the memory back */
+		d->heap = NULL;
+		d->heap_cap = 0;
+	}
+}
 
 static const char *const state_names[DOM_STATE_COUNT] = {
 	[DOM_SHUTOFF] = "shutoff",
@@ -436,8 +536,7 @@ static void dom_kick(struct domain *d)
 		struct dom_job *job = cds_list_first_entry(&d->waiting, struct dom_job, link);
 		uint64_t now = now_ns();
 
-		cds_list_del_init(&job->link);
-		d->nwaiting--;
+		waiting_del(d, job);
 		d->dirty = true;
 		if (now > job->deadline_ns)
 			job_fail_busy(d, job, now);
@@ -470,11 +569,9 @@ static void dom_rearm(struct domain *d)
 {
 	uint64_t min = d->holder ? d->holder->deadline_ns : UINT64_MAX;
 	struct dom_deadline *dl;
-	struct dom_job *job;
 
-	cds_list_for_each_entry(job, &d->waiting, link)
-		if (job->deadline_ns < min)
-			min = job->deadline_ns;
+	if (d->nwaiting && d->heap[0]->deadline_ns < min)
+		min = d->heap[0]->deadline_ns;
 	if (min == UINT64_MAX || (d->timer_at && d->timer_at <= min))
 		return;         /* nothing to time, or a timer fires early enough */
 	dl = malloc(sizeof(*dl));
@@ -489,17 +586,16 @@ static void dom_rearm(struct domain *d)
 static void handle_deadline(struct domain *d, uint64_t at)
 {
 	uint64_t now = now_ns();
-	struct dom_job *job, *tmp;
 
 	if (at == d->timer_at)
 		d->timer_at = 0;        /* the armed one fired; dom_rearm arms the next */
-	/* Waiters first: their error names the holder. */
-	cds_list_for_each_entry_safe(job, tmp, &d->waiting, link) {
-		if (now >= job->deadline_ns) {
-			cds_list_del_init(&job->link);
-			d->nwaiting--;
-			job_fail_busy(d, job, now);
-		}
+	/* Waiters first: their error names the holder.  Only those due. */
+	while (d->nwaiting && now >= d->heap[0]->deadline_ns) {
+		struct dom_job *job = d->heap[0];
+
+		waiting_del(d, job);
+		d->dirty = true;
+		job_fail_busy(d, job, now);
 	}
 	if (d->holder && now >= d->holder->deadline_ns)
 		job_timeout_holder(d, d->holder);
@@ -523,8 +619,26 @@ static void handle_job(struct domain *d, struct dom_job *job)
 		job_start(d, job);      /* free domain: take it now */
 		return;
 	}
-	cds_list_add_tail(&job->link, &d->waiting);
-	d->nwaiting++;
+	if (d->nwaiting >= waiting_max) {
+		job->err = -EBUSY;
+		job->code = DOM_ERR_BUSY;
+		snprintf(job->errmsg, sizeof(job->errmsg),
+			 "domain '%s' is busy: job '%s' (id %" PRIu64 ") has held it for %.1f s "
+			 "and %u jobs wait already (at most %u, --waiting-jobs-max); '%s' is "
+			 "refused", d->name, d->holder->ops->name, d->holder->id,
+			 secs(now_ns() - d->holder->started_ns), d->nwaiting, waiting_max,
+			 job->ops->name);
+		job_end(d, job);
+		return;
+	}
+	if (waiting_add(d, job) < 0) {
+		job->err = -ENOMEM;
+		job->code = DOM_ERR_FAILED;
+		snprintf(job->errmsg, sizeof(job->errmsg), "domain '%s': corrald is out of "
+			 "memory: '%s' could not be queued", d->name, job->ops->name);
+		job_end(d, job);
+		return;
+	}
 	d->dirty = true;
 }
 
@@ -605,8 +719,7 @@ static void dom_stopping(struct actor *a)
 				       ") held it", d->name, job->ops->name, job->id);
 	}
 	cds_list_for_each_entry_safe(job, tmp, &d->waiting, link) {
-		cds_list_del_init(&job->link);
-		d->nwaiting--;
+		waiting_del(d, job);
 		job->err = -ESHUTDOWN;
 		job->code = shutdown ? DOM_ERR_UNAVAILABLE : DOM_ERR_GONE;
 		if (shutdown)
@@ -631,6 +744,7 @@ static void dom_free(struct actor *a)
 
 	if (d->free_ext)
 		d->free_ext(d->ext);
+	free(d->heap);
 	free(d->snap);
 	free(d);
 }

@@ -121,6 +121,7 @@ struct dom_job_ops {
 struct dom_job {
 	struct mbx_msg msg;             /* the request, while in the mailbox */
 	struct cds_list_head link;      /* in the waiting queue */
+	uint32_t heap_idx;              /* in the domain's deadline heap, while waiting */
 	const struct dom_job_ops *ops;
 	struct domain *dom;             /* set by dom_submit(), no reference */
 	uint64_t id;
@@ -187,6 +188,14 @@ void dom_job_free(struct dom_job *job);
  * gone; the job is still the caller's (done not called).  Any thread.
  */
 int dom_submit(struct domain *d, struct dom_job *job);
+
+/*
+ * At most max jobs wait behind a domain's holder (default
+ * DOM_WAITING_MAX_DEFAULT); one more fails `busy` at once.  Set at start-up,
+ * before any domain exists.
+ */
+#define DOM_WAITING_MAX_DEFAULT 4096
+void dom_set_waiting_max(uint32_t max);
 
 /*
  * Deliver a step to job id on d (e.g. a QMP reply).  A step for a job that

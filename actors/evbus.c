@@ -9,48 +9,71 @@
 #include <urcu/rculist.h>
 
 #include "common/rcu.h"
+#include "common/tsan.h"
 #include "common/util.h"
-#include "mailbox/mbx.h"
+
+/* One published event, immutable once in the ring. */
+struct evbus_ev {
+	uint64_t seq;
+	json_t *ev;
+	const char *domain;             /* inside ev */
+	struct rcu_head rcu;
+};
+
+struct evbus_listener {
+	struct cds_list_head link;
+	struct rcu_head rcu;
+	evbus_notify_fn fn;
+	void *arg;
+};
 
 struct evbus {
-	struct cds_list_head subs;      /* RCU list; writers hold lock */
-	pthread_mutex_t lock;           /* subscribe/unsubscribe only, no I/O */
+	unsigned cap;
+	struct evbus_ev **ring;         /* slot seq % cap; atomic pointers */
+	uint64_t head;                  /* atomic: the next sequence number */
 	uint64_t published;             /* atomic */
+	struct cds_list_head listeners; /* RCU list; writers hold lock */
+	pthread_mutex_t lock;           /* listen/unlisten only, no I/O */
 };
 
 struct evbus_sub {
-	struct cds_list_head link;
-	struct rcu_head rcu;
-	struct mbx q;                   /* publishers -> owner */
-	unsigned cap;
 	char *name;                     /* filter; NULL: all */
-	evbus_notify_fn notify;
-	void *arg;
-	uint64_t dropped;               /* atomic */
-	uint64_t taken;                 /* owner: received, not yet released */
-	bool dead;                      /* atomic: unsubscribed */
+	uint64_t next;                  /* owner: the next sequence number to read */
+	uint64_t dropped;               /* owner */
 };
 
-struct evbus_msg {
-	struct mbx_msg msg;
-	json_t *ev;
-};
-
-static void evmsg_drop(struct mbx_msg *m, int err)
+static void ev_free(struct evbus_ev *e)
 {
-	struct evbus_msg *em = container_of(m, struct evbus_msg, msg);
-
-	json_decref(em->ev);
-	free(em);
+	json_decref(e->ev);
+	free(e);
 }
 
-int evbus_new(struct evbus **ret)
+static void ev_free_rcu(struct rcu_head *head)
 {
-	struct evbus *bus = calloc(1, sizeof(*bus));
+	struct evbus_ev *e = container_of(head, struct evbus_ev, rcu);
 
+	crcu_reclaim_begin(head);
+	ev_free(e);
+}
+
+int evbus_new(unsigned cap, struct evbus **ret)
+{
+	struct evbus *bus;
+
+	if (cap == 0)
+		cap = EVBUS_DEFAULT_CAP;
+	if (cap > EVBUS_MAX_CAP)
+		return -EINVAL;
+	bus = calloc(1, sizeof(*bus));
 	if (!bus)
 		return -ENOMEM;
-	CDS_INIT_LIST_HEAD(&bus->subs);
+	bus->ring = calloc(cap, sizeof(*bus->ring));
+	if (!bus->ring) {
+		free(bus);
+		return -ENOMEM;
+	}
+	bus->cap = cap;
+	CDS_INIT_LIST_HEAD(&bus->listeners);
 	pthread_mutex_init(&bus->lock, NULL);
 	*ret = bus;
 	return 0;
@@ -60,13 +83,53 @@ void evbus_free(struct evbus *bus)
 {
 	if (!bus)
 		return;
-	BUG_ON(!cds_list_empty(&bus->subs));
+	BUG_ON(!cds_list_empty(&bus->listeners));
+	/* Nobody publishes or reads any more. */
+	for (unsigned i = 0; i < bus->cap; i++)
+		if (bus->ring[i])
+			ev_free(bus->ring[i]);
+	free(bus->ring);
 	pthread_mutex_destroy(&bus->lock);
 	free(bus);
 }
 
-int evbus_subscribe(struct evbus *bus, const char *name, unsigned cap, evbus_notify_fn notify,
-		    void *arg, struct evbus_sub **ret)
+unsigned evbus_cap(const struct evbus *bus)
+{
+	return bus->cap;
+}
+
+int evbus_listen(struct evbus *bus, evbus_notify_fn fn, void *arg, struct evbus_listener **ret)
+{
+	struct evbus_listener *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return -ENOMEM;
+	l->fn = fn;
+	l->arg = arg;
+	pthread_mutex_lock(&bus->lock);
+	cds_list_add_tail_rcu(&l->link, &bus->listeners);
+	pthread_mutex_unlock(&bus->lock);
+	*ret = l;
+	return 0;
+}
+
+static void listener_free_rcu(struct rcu_head *head)
+{
+	crcu_reclaim_begin(head);
+	free(container_of(head, struct evbus_listener, rcu));
+}
+
+void evbus_unlisten(struct evbus *bus, struct evbus_listener *l)
+{
+	if (!l)
+		return;
+	pthread_mutex_lock(&bus->lock);
+	cds_list_del_rcu(&l->link);
+	pthread_mutex_unlock(&bus->lock);
+	crcu_call(&l->rcu, listener_free_rcu);
+}
+
+int evbus_subscribe(struct evbus *bus, const char *name, struct evbus_sub **ret)
 {
 	struct evbus_sub *sub = calloc(1, sizeof(*sub));
 
@@ -76,103 +139,105 @@ int evbus_subscribe(struct evbus *bus, const char *name, unsigned cap, evbus_not
 		free(sub);
 		return -ENOMEM;
 	}
-	mbx_init(&sub->q);
-	sub->cap = cap ? cap : EVBUS_DEFAULT_CAP;
-	sub->notify = notify;
-	sub->arg = arg;
-	pthread_mutex_lock(&bus->lock);
-	cds_list_add_tail_rcu(&sub->link, &bus->subs);
-	pthread_mutex_unlock(&bus->lock);
+	sub->next = __atomic_load_n(&bus->head, __ATOMIC_ACQUIRE);
 	*ret = sub;
 	return 0;
-}
-
-static void sub_free_rcu_cb(struct rcu_head *head)
-{
-	struct evbus_sub *sub = container_of(head, struct evbus_sub, rcu);
-
-	crcu_reclaim_begin(head);
-	/* No publisher can reach it any more: drop what is left. */
-	mbx_drain(&sub->q, -ESHUTDOWN);
-	free(sub->name);
-	free(sub);
 }
 
 void evbus_unsubscribe(struct evbus *bus, struct evbus_sub *sub)
 {
 	if (!sub)
 		return;
-	__atomic_store_n(&sub->dead, true, __ATOMIC_RELEASE);
-	pthread_mutex_lock(&bus->lock);
-	cds_list_del_rcu(&sub->link);
-	pthread_mutex_unlock(&bus->lock);
-	crcu_call(&sub->rcu, sub_free_rcu_cb);
+	free(sub->name);
+	free(sub);
 }
 
 void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data)
 {
-	struct evbus_sub *sub;
-	json_t *ev;
+	struct evbus_listener *l;
+	struct evbus_ev *e, *old, **slot;
 
-	ev = json_pack("{s:s, s:s, s:f, s:o}", "domain", domain, "event", event, "timestamp",
-		       (double)wall_ns() / 1e9, "data", data ? data : json_object());
-	if (!ev)
+	e = malloc(sizeof(*e));
+	if (!e) {
+		json_decref(data);
 		return;
+	}
+	e->ev = json_pack("{s:s, s:s, s:f, s:o}", "domain", domain, "event", event, "timestamp",
+			  (double)wall_ns() / 1e9, "data", data ? data : json_object());
+	if (!e->ev) {
+		free(e);
+		return;
+	}
+	e->domain = json_string_value(json_object_get(e->ev, "domain"));
 	__atomic_fetch_add(&bus->published, 1, __ATOMIC_RELAXED);
 	crcu_read_lock();
-	cds_list_for_each_entry_rcu(sub, &bus->subs, link) {
-		struct evbus_msg *em;
-
-		if (__atomic_load_n(&sub->dead, __ATOMIC_ACQUIRE))
-			continue;
-		if (sub->name && strcmp(sub->name, domain) != 0)
-			continue;
-		if (mbx_pending(&sub->q) >= sub->cap || !(em = malloc(sizeof(*em)))) {
-			__atomic_fetch_add(&sub->dropped, 1, __ATOMIC_RELAXED);
-			continue;
+	e->seq = __atomic_fetch_add(&bus->head, 1, __ATOMIC_ACQ_REL);
+	slot = &bus->ring[e->seq % bus->cap];
+	/* Pairs with the acquire in evbus_sub_next(): e is complete. */
+	tsan_handoff_release(e);
+	old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	for (;;) {
+		if (old && old->seq > e->seq) {
+			/*
+			 * A publisher cap events later got here first: ours is
+			 * already too old to be kept.  Nobody saw it.
+			 */
+			ev_free(e);
+			e = NULL;
+			break;
 		}
-		mbx_msg_init(&em->msg, 1, evmsg_drop);
-		/*
-		 * Each subscriber gets its own copy: a json_t shared by two
-		 * threads is freed by whichever lets go last (THREADS.md).
-		 */
-		em->ev = json_deep_copy(ev);
-		if (!em->ev) {
-			free(em);
-			__atomic_fetch_add(&sub->dropped, 1, __ATOMIC_RELAXED);
-			continue;
-		}
-		if (mbx_send(&sub->q, &em->msg) == MBX_SCHEDULE && sub->notify)
-			sub->notify(sub, sub->arg);
+		if (__atomic_compare_exchange_n(slot, &old, e, false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE))
+			break;
 	}
+	if (e && old)
+		crcu_call(&old->rcu, ev_free_rcu);      /* readers may be looking at it */
+	cds_list_for_each_entry_rcu(l, &bus->listeners, link)
+		l->fn(l->arg);
 	crcu_read_unlock();
-	json_decref(ev);
 }
 
-json_t *evbus_sub_next(struct evbus_sub *sub)
+const json_t *evbus_sub_next(struct evbus *bus, struct evbus_sub *sub)
 {
-	struct evbus_msg *em;
-	json_t *ev;
+	for (;;) {
+		uint64_t head = __atomic_load_n(&bus->head, __ATOMIC_ACQUIRE);
+		struct evbus_ev *e;
 
-	if (sub->taken == mbx_pending(&sub->q)) {
-		/* Everything counted is taken: release, and stop if truly empty. */
-		if (sub->taken && (mbx_release(&sub->q, sub->taken) & MBX_COUNT_MASK)) {
-			sub->taken = 0;
-			return evbus_sub_next(sub);
+		if (sub->next >= head)
+			return NULL;
+		if (head - sub->next > bus->cap) {
+			/* Fallen behind by more than the ring holds: the oldest are gone. */
+			sub->dropped += head - bus->cap - sub->next;
+			sub->next = head - bus->cap;
 		}
-		sub->taken = 0;
-		return NULL;
+		e = __atomic_load_n(&bus->ring[sub->next % bus->cap], __ATOMIC_ACQUIRE);
+		if (!e || e->seq < sub->next)
+			return NULL;    /* numbered, not stored yet: its publisher tells us */
+		tsan_handoff_acquire(e);
+		if (e->seq > sub->next) {
+			/* Reused since we read head: gone. */
+			sub->dropped++;
+			sub->next++;
+			continue;
+		}
+		sub->next++;
+		if (sub->name && strcmp(sub->name, e->domain) != 0)
+			continue;
+		return e->ev;
 	}
-	em = container_of(mbx_recv(&sub->q), struct evbus_msg, msg);
-	sub->taken++;
-	ev = em->ev;
-	free(em);
-	return ev;
+}
+
+int evbus_sub_pending(struct evbus *bus, const struct evbus_sub *sub)
+{
+	return sub->next < __atomic_load_n(&bus->head, __ATOMIC_ACQUIRE) || sub->dropped;
 }
 
 uint64_t evbus_sub_take_dropped(struct evbus_sub *sub)
 {
-	return __atomic_exchange_n(&sub->dropped, 0, __ATOMIC_RELAXED);
+	uint64_t n = sub->dropped;
+
+	sub->dropped = 0;
+	return n;
 }
 
 uint64_t evbus_published(struct evbus *bus)

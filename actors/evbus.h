@@ -3,15 +3,21 @@
  * evbus: domain events (lifecycle changes and forwarded QMP events) fanned
  * out to subscribers, e.g. RPC connections that called events.subscribe.
  *
- * Publishing never blocks: each subscriber has a bounded queue (an mbx); a
- * publish to a full queue is counted as dropped instead, and the subscriber
- * learns how many it missed (evbus_sub_take_dropped) so it can send an
- * explicit "events dropped" marker.  A slow subscriber never stalls a
- * monitor or a domain actor.
+ * One ring of the last `cap` events, shared by every subscriber: a publish
+ * costs the same however many subscribe (one allocation, one slot, one call
+ * per listener), and a subscriber is only a cursor into the ring, read on
+ * its owner's thread.  A subscriber that falls more than `cap` events
+ * behind loses the oldest ones (their slots are reused) and learns how many
+ * (evbus_sub_take_dropped), so it can send an explicit "events dropped"
+ * marker.  Nothing a subscriber does (or fails to do) costs a publisher or
+ * another subscriber anything.
  *
- * The subscriber list is an RCU list: publishers walk it with no lock;
- * subscribe/unsubscribe take a short mutex among themselves (no I/O under
- * it) and free after a grace period.
+ * Events in the ring are immutable json_t values owned by the ring: readers
+ * look at them inside an RCU read section and never touch their reference
+ * counts; a replaced event is freed after a grace period.
+ *
+ * Listeners (a few: the RPC server has one) are told after each publish;
+ * they are an RCU list, changed under a short mutex (no I/O under it).
  */
 #ifndef CORRAL_ACTORS_EVBUS_H
 #define CORRAL_ACTORS_EVBUS_H
@@ -19,43 +25,58 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#define EVBUS_DEFAULT_CAP 1024
+#define EVBUS_DEFAULT_CAP 4096
+#define EVBUS_MAX_CAP (1u << 20)
 
 struct evbus;
 struct evbus_sub;
+struct evbus_listener;
 
 /*
- * Called when the subscriber's queue goes from empty to non-empty, on the
- * publisher's thread: must not block (post a task to the owner's thread).
+ * Called after each publish, on the publisher's thread, inside its read
+ * section: must not block (post a task to the owner's thread).
  */
-typedef void (*evbus_notify_fn)(struct evbus_sub *sub, void *arg);
+typedef void (*evbus_notify_fn)(void *arg);
 
-int evbus_new(struct evbus **ret);
-/* All subscribers must be gone.  Not inside a read section. */
+/* A bus keeping the last cap events (0: EVBUS_DEFAULT_CAP; at most EVBUS_MAX_CAP). */
+int evbus_new(unsigned cap, struct evbus **ret);
+/* All listeners must be gone.  Not inside a read section. */
 void evbus_free(struct evbus *bus);
+unsigned evbus_cap(const struct evbus *bus);
+
+/* Call fn(arg) after every publish.  Any thread. */
+int evbus_listen(struct evbus *bus, evbus_notify_fn fn, void *arg,
+		 struct evbus_listener **ret);
+/* fn is not called again once the next grace period ends. */
+void evbus_unlisten(struct evbus *bus, struct evbus_listener *l);
 
 /*
- * Subscribe to events of domain `name` (NULL: all domains), at most cap
- * queued (0: EVBUS_DEFAULT_CAP).  Any thread.
+ * Subscribe to events of domain `name` (NULL: all domains), from the next
+ * one published.  Any thread; the subscriber is then its owner's alone.
  */
-int evbus_subscribe(struct evbus *bus, const char *name, unsigned cap, evbus_notify_fn notify,
-		    void *arg, struct evbus_sub **ret);
-/* Stop delivery; queued events are freed after a grace period.  Owner. */
+int evbus_subscribe(struct evbus *bus, const char *name, struct evbus_sub **ret);
 void evbus_unsubscribe(struct evbus *bus, struct evbus_sub *sub);
 
 /*
  * Publish {"domain", "event", "timestamp", "data"}: data is stolen (may be
- * NULL).  Any registered thread; lock-free; never blocks.
+ * NULL).  Any registered thread; lock-free; never blocks; O(1) in the
+ * number of subscribers.
  */
 void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data);
 
 /*
- * Owner side.  Take the next event (caller owns the reference) or NULL when
- * the queue is empty.  When it returns NULL the subscriber is idle and the
- * next publish notifies again.  One owner thread at a time.
+ * Owner side, inside a read section.  The next event for sub, borrowed (it
+ * stays valid until the read section ends; do not change it or its
+ * reference count), or NULL when sub has seen everything published so far.
  */
-json_t *evbus_sub_next(struct evbus_sub *sub);
-/* Events dropped since the last call (queue was full).  Owner. */
+const json_t *evbus_sub_next(struct evbus *bus, struct evbus_sub *sub);
+/* Whether sub has events waiting (cheap; owner). */
+int evbus_sub_pending(struct evbus *bus, const struct evbus_sub *sub);
+/*
+ * Events sub lost (its slots were reused before it read them) since the
+ * last call.  With a domain filter this counts every event it lost, of any
+ * domain: an upper bound of its own.  Owner.
+ */
 uint64_t evbus_sub_take_dropped(struct evbus_sub *sub);
 
 uint64_t evbus_published(struct evbus *bus);

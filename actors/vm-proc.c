@@ -37,6 +37,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/crash.h"
@@ -1276,9 +1277,33 @@ static void spawn_io_work(struct vm_io *io)
 	logfd = openat(env->logs_fd, log_name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW |
 		       O_CLOEXEC | O_NOCTTY, 0600);
 	if (logfd < 0) {
-		set_err(io, -errno, DOM_ERR_STORAGE, "cannot open the QEMU log %s/logs/%s: %s",
+		set_err(io, -errno, DOM_ERR_STORAGE, "%scannot open the QEMU log %s/logs/%s: %s",
+			errno == ENOSPC || errno == EDQUOT ? "state dir full: " : "",
 			env->state_dir, log_name, strerror(errno));
 		goto fail;
+	}
+	/*
+	 * A line of our own first: a full state dir is found here and said so,
+	 * rather than by QEMU failing to write its log ("cannot write to log").
+	 */
+	{
+		char line[96];
+		time_t t = time(NULL);
+		struct tm tm;
+		int n;
+
+		gmtime_r(&t, &tm);
+		n = (int)strftime(line, sizeof(line), "corral: starting QEMU at %Y-%m-%dT%H:%M:%SZ\n",
+				  &tm);
+		errno = 0;
+		if (write(logfd, line, (size_t)n) != n) {
+			int e = errno ? errno : ENOSPC;
+
+			set_err(io, -e, DOM_ERR_STORAGE, "%scannot write the QEMU log %s/logs/%s: %s",
+				e == ENOSPC || e == EDQUOT ? "state dir full: " : "",
+				env->state_dir, log_name, strerror(e));
+			goto fail;
+		}
 	}
 	r = vm_console_prepare(env, si->rec.name, &si->cf, err, sizeof(err));
 	if (r < 0) {

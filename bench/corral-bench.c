@@ -1480,55 +1480,80 @@ static void lv_close(void)
 static struct conn ctl = { .fd = -1 };
 static uint32_t ctl_id;
 
-static struct rpc_msg *ctl_call(const char *method)
+/* One call on the control connection; names: its `names` parameter (NULL: none). */
+static struct rpc_msg *ctl_call_names(const char *method, const msgpack_object *names)
 {
 	struct rpc_msg *m;
 
 	if (ctl.fd < 0 && conn_open(&ctl, rw_path) < 0)
 		return NULL;
 	rpc_pack_request_begin(&ctl.pk, ++ctl_id, method);
-	rpc_pack_params_map_begin(&ctl.pk, 0);
+	rpc_pack_params_map_begin(&ctl.pk, names ? 1 : 0);
+	if (names) {
+		rpc_pack_cstr(&ctl.pk, "names");
+		msgpack_pack_object(&ctl.pk, *names);
+	}
 	m = conn_wait(&ctl, ctl_id);
 	if (!m)
 		conn_close(&ctl);
 	return m;
 }
 
+static struct rpc_msg *ctl_call(const char *method)
+{
+	return ctl_call_names(method, NULL);
+}
+
 /*
  * How many of our domains list shows, and how many of them have their
- * monitor up ("ok"), from one list call.  -1: no answer.
+ * monitor up ("ok"): list's pages, following `more` (the names that did
+ * not fit in one message) until none is left.  -1: no answer.
  */
 static int count_up(unsigned *ret_listed, unsigned *ret_ok)
 {
 	struct rpc_msg *m = ctl_call("list");
-	const msgpack_object *r;
 	size_t plen = strlen(prefix);
 	unsigned listed = 0, ok = 0;
 
 	if (!m)
 		return -1;
-	r = rpc_msg_result(m);
-	if (rpc_msg_error(m) || !r || r->type != MSGPACK_OBJECT_ARRAY) {
-		rpc_msg_free(m);
-		return -1;
-	}
-	for (uint32_t i = 0; i < r->via.array.size; i++) {
-		const msgpack_object *e = &r->via.array.ptr[i], *mon;
-		const char *s;
-		size_t len;
+	while (m) {
+		const msgpack_object *r = rpc_msg_result(m), *page, *more;
+		struct rpc_msg *next = NULL;
 
-		if (rpc_obj_str(rpc_map_get(e, "name"), &s, &len) < 0 || len <= plen ||
-		    memcmp(s, prefix, plen) || !memcmp(s + plen, "churn", 5))
-			continue;
-		listed++;
-		/* monitor: {state, since_s} (a bare state string before that). */
-		mon = rpc_map_get(e, "monitor");
-		if (mon && mon->type == MSGPACK_OBJECT_MAP)
-			mon = rpc_map_get(mon, "state");
-		if (rpc_obj_str(mon, &s, &len) == 0 && len == 2 && !memcmp(s, "ok", 2))
-			ok++;
+		page = r ? rpc_map_get(r, "domains") : NULL;
+		more = r ? rpc_map_get(r, "more") : NULL;
+		if (rpc_msg_error(m) || !page || page->type != MSGPACK_OBJECT_ARRAY) {
+			rpc_msg_free(m);
+			return -1;
+		}
+		for (uint32_t i = 0; i < page->via.array.size; i++) {
+			const msgpack_object *e = &page->via.array.ptr[i], *mon;
+			const char *s;
+			size_t len;
+
+			if (rpc_obj_str(rpc_map_get(e, "name"), &s, &len) < 0 || len <= plen ||
+			    memcmp(s, prefix, plen) || !memcmp(s + plen, "churn", 5))
+				continue;
+			listed++;
+			mon = rpc_map_get(e, "monitor");
+			if (mon && mon->type == MSGPACK_OBJECT_MAP)
+				mon = rpc_map_get(mon, "state");
+			if (rpc_obj_str(mon, &s, &len) == 0 && len == 2 && !memcmp(s, "ok", 2))
+				ok++;
+		}
+		/* A page that holds nothing but names more: no progress, stop there. */
+		if (more && more->type == MSGPACK_OBJECT_ARRAY && more->via.array.size &&
+		    page->via.array.size) {
+			next = ctl_call_names("list", more);
+			if (!next) {
+				rpc_msg_free(m);
+				return -1;
+			}
+		}
+		rpc_msg_free(m);
+		m = next;
 	}
-	rpc_msg_free(m);
 	*ret_listed = listed;
 	*ret_ok = ok;
 	return 0;

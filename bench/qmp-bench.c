@@ -362,7 +362,7 @@ static void env_setup(void)
 	if (qemu_accel_resolve(opt.accel_opt, &g.accel, err, sizeof(err)) < 0)
 		bail("accel %s: %s", opt.accel_opt, err);
 	if (rt_new(0, &g.rt) < 0 || ioloop_new(1, &g.io) < 0 || reg_new(&g.reg) < 0 ||
-	    evbus_new(&g.bus) < 0 || offload_new(0, &g.off) < 0)
+	    evbus_new(0, &g.bus) < 0 || offload_new(0, &g.off) < 0)
 		bail("cannot create the runtime");
 	o.rt = g.rt;
 	o.off = g.off;

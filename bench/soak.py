@@ -190,6 +190,20 @@ class Conn:
                 self.notes.append(m)
 
 
+def list_all(c):
+    """Every domain list answers: its pages, following `more` (the names
+    that did not fit in one message) until none is left."""
+    err, res = c.call("list")
+    out = []
+    while True:
+        if err or not isinstance(res, dict):
+            raise AssertionError("list: %r" % (err,))
+        out.extend(res["domains"])
+        if not res["more"] or not res["domains"]:
+            return out
+        err, res = c.call("list", {"names": res["more"]})
+
+
 def sample(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -260,8 +274,7 @@ class Soak:
                               "config": {"name": n}, "timeout_ms": 5000})
         c.drain()
         # Every attach defines its name, whether or not the monitor answers.
-        err, listed = c.call("list")
-        names = set(x["name"] for x in listed or [])
+        names = set(x["name"] for x in list_all(c))
         for n in self.sim_names:
             if n not in names:
                 raise AssertionError("attach did not define %s" % n)
@@ -583,8 +596,7 @@ class Soak:
             st.problem("corrald is not running at the end (exit %r)" % self.d.proc.poll())
         else:
             c = Conn(self.d.rw, st, "final")
-            err, listed = c.call("list")
-            names = set(x["name"] for x in listed or [])
+            names = set(x["name"] for x in list_all(c))
             with self.defined_lock:
                 want = set(self.defined)
             if want - names:

@@ -165,6 +165,54 @@ static int list_for_people(json_t *list)
 	return 0;
 }
 
+/*
+ * Every domain list answers (params: its filters, stolen; NULL: none), as
+ * one array in *ret: an answer holds what fits in one message, and names
+ * the rest in `more`, which is asked for by name until nothing is left.
+ */
+static int list_all(struct cli *c, json_t *params, json_t **ret)
+{
+	json_t *res, *all, *more;
+	int r;
+
+	r = cli_call(c, "list", params, &res);
+	if (r)
+		return r;
+	all = json_object_get(res, "domains");
+	if (!json_is_array(all)) {
+		json_decref(res);
+		return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's list has no domains");
+	}
+	json_incref(all);
+	more = json_incref(json_object_get(res, "more"));
+	json_decref(res);
+	while (json_array_size(more)) {
+		params = json_pack("{s:o}", "names", more);
+		more = NULL;
+		if (!params) {
+			json_decref(all);
+			return out_of_memory(c);
+		}
+		r = cli_call(c, "list", params, &res);
+		if (r) {
+			json_decref(all);
+			return r;
+		}
+		if (!json_array_size(json_object_get(res, "domains"))) {
+			json_decref(res);
+			json_decref(all);
+			return cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's list made no progress");
+		}
+		/* Domains undefined meanwhile are simply gone. */
+		json_array_extend(all, json_object_get(res, "domains"));
+		more = json_incref(json_object_get(res, "more"));
+		json_decref(res);
+	}
+	json_decref(more);
+	*ret = all;
+	return 0;
+}
+
 static int cmd_list(struct cli *c, const struct cli_args *a)
 {
 	static const struct cli_column cols[] = {
@@ -188,13 +236,11 @@ static int cmd_list(struct cli *c, const struct cli_args *a)
 		if (!params)
 			return out_of_memory(c);
 	}
-	r = cli_call(c, "list", params, &res);
+	r = list_all(c, params, &res);
 	if (r)
 		return r;
 	if (c->format == CLI_FORMAT_JSON)
 		r = cli_print_json(c, res);
-	else if (!json_is_array(res))
-		r = cli_fail(c, CLI_EXIT_ERROR, "error", "corrald's list is not an array");
 	else if (list_for_people(res) || cli_print_table(stdout, res, cols, ARRAY_SIZE(cols)))
 		r = out_of_memory(c);
 	json_decref(res);
@@ -450,7 +496,7 @@ static int cmd_complete_domains(struct cli *c, const struct cli_args *a)
 	c->may_autostart = false;
 	if (c->timeout_ms > 2000)
 		c->timeout_ms = 2000;
-	r = cli_call(c, "list", NULL, &res);
+	r = list_all(c, NULL, &res);
 	if (r)
 		return r;
 	json_array_foreach(res, i, d)

@@ -36,12 +36,16 @@ static void seterr(char *err, size_t errlen, const char *what, const char *verb,
 		snprintf(err, errlen, "%s is read-only: cannot %s %s: %s", what, verb, name, msg);
 		break;
 	case EMFILE:
+		snprintf(err, errlen, "corrald is out of file descriptors: cannot %s %s in the "
+			 "%s: %s", verb, name, what, msg);
+		break;
 	case ENFILE:
-		snprintf(err, errlen, "too many open files: cannot %s %s in the %s: %s", verb, name,
-			 what, msg);
+		snprintf(err, errlen, "the system is out of file descriptors: cannot %s %s in "
+			 "the %s: %s", verb, name, what, msg);
 		break;
 	case ENOMEM:
-		snprintf(err, errlen, "out of memory: cannot %s %s in the %s", verb, name, what);
+		snprintf(err, errlen, "corrald is out of memory: cannot %s %s in the %s", verb,
+			 name, what);
 		break;
 	case EIO:
 		snprintf(err, errlen, "I/O error in the %s: cannot %s %s: %s", what, verb, name,
@@ -58,7 +62,8 @@ const char *durable_errno_phrase(int e)
 	switch (e) {
 	case ENOSPC: case EDQUOT: return "full";
 	case EROFS: return "read-only";
-	case EMFILE: case ENFILE: return "too many open files";
+	case EMFILE: return "out of file descriptors";
+	case ENFILE: return "out of file descriptors (the system's)";
 	case ENOMEM: return "out of memory";
 	case EIO: return "I/O error";
 	}

@@ -22,6 +22,8 @@ struct ioloop_thr {
 	struct cds_lfht *watches;
 	struct __cds_wfcq_head tasks_head;
 	struct cds_wfcq_tail tasks_tail;
+	struct cds_wfcq_node marker;    /* ends a turn's batch; loop thread only */
+	bool marker_queued;             /* loop thread only */
 	bool stopping;                  /* atomic */
 };
 
@@ -65,16 +67,39 @@ static struct io_watch *watch_lookup_rcu(struct ioloop_thr *t, uint64_t id)
 	return container_of(node, struct io_watch, node);
 }
 
-static void run_tasks(struct ioloop_thr *t)
+static void kick(struct ioloop_thr *t);
+
+/*
+ * Run the tasks posted before this turn, at most max of them (0: every task,
+ * at the end).  Returns whether some are left.  A marker node queued behind
+ * them ends the batch: a task posted while the batch runs (a pump that
+ * re-posts itself, say) waits for the next turn, after the sockets.
+ */
+static bool run_tasks(struct ioloop_thr *t, unsigned max)
 {
 	struct cds_wfcq_node *node;
+	unsigned n = 0;
 
-	while ((node = wfcq_take(&t->tasks_head, &t->tasks_tail))) {
-		struct io_task *task = container_of(node, struct io_task, node);
+	if (max && !t->marker_queued) {
+		cds_wfcq_node_init(&t->marker);
+		cds_wfcq_enqueue(&t->tasks_head, &t->tasks_tail, &t->marker);
+		t->marker_queued = true;
+	}
+	while ((!max || n < max) && (node = wfcq_take(&t->tasks_head, &t->tasks_tail))) {
+		struct io_task *task;
 
+		if (node == &t->marker) {
+			t->marker_queued = false;
+			if (max)
+				break;
+			continue;
+		}
+		task = container_of(node, struct io_task, node);
 		tsan_handoff_acquire(node);
 		task->fn(task);
+		n++;
 	}
+	return max && !cds_wfcq_empty(&t->tasks_head, &t->tasks_tail);
 }
 
 static void wake_cb(struct io_watch *w, uint32_t events)
@@ -85,7 +110,14 @@ static void wake_cb(struct io_watch *w, uint32_t events)
 	/* Drain the counter first: a post after this read writes again. */
 	while (read(t->evfd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
-	run_tasks(t);
+	/*
+	 * A bounded batch, then back to epoll_wait(): tasks left over make the
+	 * eventfd readable again, so they run on the next turn, after the
+	 * sockets that became ready meanwhile (a query is never starved by
+	 * tasks that keep being posted).
+	 */
+	if (run_tasks(t, IO_TASK_BATCH))
+		kick(t);
 }
 
 static void *loop_main(void *arg)
@@ -124,7 +156,7 @@ static void *loop_main(void *arg)
 		}
 		crcu_read_unlock();
 	}
-	run_tasks(t);
+	run_tasks(t, 0);
 	urcu_memb_unregister_thread();
 	return NULL;
 }
@@ -179,6 +211,11 @@ int ioloop_new(unsigned nthreads, struct ioloop **ret)
 	l->n = nthreads;
 	*ret = l;
 	return 0;
+}
+
+unsigned ioloop_thr_index(const struct ioloop *l, const struct ioloop_thr *thr)
+{
+	return (unsigned)(thr - l->thr);
 }
 
 static void kick(struct ioloop_thr *t)

@@ -68,12 +68,19 @@ int io_watch_add_on(struct ioloop_thr *thr, struct io_watch *w, int fd, uint32_t
 int io_watch_mod(struct io_watch *w, uint32_t events);
 int io_watch_del(struct io_watch *w);
 
-/* Run t->fn on thread thr soon.  Any thread; lock-free. */
+/*
+ * Run t->fn on thread thr soon.  Any thread; lock-free.  A loop runs at most
+ * IO_TASK_BATCH tasks between two epoll_wait()s, in the order posted.
+ */
+#define IO_TASK_BATCH 64
+
 void io_post(struct ioloop_thr *thr, struct io_task *t);
 
 /* How many loop threads l has, and the i-th (i < that): to post to each. */
 unsigned ioloop_nthreads(const struct ioloop *l);
 struct ioloop_thr *ioloop_thr_at(struct ioloop *l, unsigned i);
+/* The index of thr among l's threads. */
+unsigned ioloop_thr_index(const struct ioloop *l, const struct ioloop_thr *thr);
 
 /* Is the caller thr's loop thread?  For assertions. */
 int ioloop_thr_is_current(const struct ioloop_thr *thr);

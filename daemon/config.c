@@ -44,7 +44,8 @@ enum key {
 	K_STATS_INTERVAL_MS,
 	K_MON_THRESHOLD_MS,
 	K_METRICS_LISTEN,
-	K_COUNT
+	K_LIMIT,                        /* the first of LIM_COUNT keys: enum dlimit */
+	K_COUNT = K_LIMIT + LIM_COUNT
 };
 
 _Static_assert(K_COUNT <= sizeof(((struct dconf *)0)->set), "dconf.set is too small");
@@ -71,6 +72,31 @@ static const char *const key_names[K_COUNT] = {
 	[K_STATS_INTERVAL_MS] = "stats_interval_ms",
 	[K_MON_THRESHOLD_MS] = "monitor_threshold_ms",
 	[K_METRICS_LISTEN] = "metrics_listen",
+	[K_LIMIT + LIM_FRAME_MAX] = "frame_max",
+	[K_LIMIT + LIM_FRAME_TIMEOUT_MS] = "frame_timeout_ms",
+	[K_LIMIT + LIM_INPUT_TOTAL] = "client_input_total",
+	[K_LIMIT + LIM_OUTPUT_MAX] = "client_output_max",
+	[K_LIMIT + LIM_OUTPUT_TOTAL] = "client_output_total",
+	[K_LIMIT + LIM_INFLIGHT_MAX] = "client_inflight_max",
+	[K_LIMIT + LIM_SUBS_MAX] = "subscriptions_max",
+	[K_LIMIT + LIM_EVENT_QUEUE] = "event_queue",
+	[K_LIMIT + LIM_WAITING_JOBS_MAX] = "waiting_jobs_max",
+};
+
+/* The limits' ranges and defaults (docs/daemon.md has the why). */
+static const struct {
+	uint64_t min, max, def;
+	const char *unit;
+} limits[LIM_COUNT] = {
+	[LIM_FRAME_MAX] = { 4096, 4u << 20, 4u << 20, "bytes" },
+	[LIM_FRAME_TIMEOUT_MS] = { 100, 3600000, 10000, "milliseconds" },
+	[LIM_INPUT_TOTAL] = { 1u << 20, 1ull << 40, 64u << 20, "bytes" },
+	[LIM_OUTPUT_MAX] = { 1u << 20, 1ull << 32, 16u << 20, "bytes" },
+	[LIM_OUTPUT_TOTAL] = { 1u << 20, 1ull << 40, 256u << 20, "bytes" },
+	[LIM_INFLIGHT_MAX] = { 1, 1u << 20, 1024, "requests" },
+	[LIM_SUBS_MAX] = { 1, 65536, 64, "subscriptions" },
+	[LIM_EVENT_QUEUE] = { 16, 1u << 20, 4096, "events" },
+	[LIM_WAITING_JOBS_MAX] = { 1, 1u << 20, 4096, "jobs" },
 };
 
 static int parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -282,6 +308,21 @@ static int dconf_set(struct dconf *c, enum key k, const char *value, const char 
 		return 0;
 	case K_COUNT:
 		break;
+	default:
+		if (k >= K_LIMIT && k < K_COUNT) {
+			unsigned i = (unsigned)(k - K_LIMIT);
+
+			if (parse_uint(value, limits[i].min, limits[i].max, &v) < 0) {
+				snprintf(errbuf, errlen, "%s: '%s' is not a number of %s from %" PRIu64
+					 " to %" PRIu64, where, value, limits[i].unit, limits[i].min,
+					 limits[i].max);
+				return -EINVAL;
+			}
+			c->lim[i] = v;
+			c->set[k] = true;
+			return 0;
+		}
+		break;
 	}
 	BUG_ON(1);
 	return -EINVAL;
@@ -392,8 +433,8 @@ static const struct dflag dflags[] = {
 	 "(mode 0660)", "none: the sockets are the daemon user's alone" },
 	{ "default-timeout-ms", "MS", OPT_KEY + K_DEFAULT_TIMEOUT_MS, "deadline of calls without "
 	 "timeout_ms", "30000" },
-	{ "client-stall-timeout-ms", "MS", OPT_KEY + K_CLIENT_STALL_MS, "close a client whose "
-	 "unread output stays over 16 MiB this long", "30000" },
+	{ "client-stall-timeout-ms", "MS", OPT_KEY + K_CLIENT_STALL_MS, "close a client that "
+	 "reads nothing this long while output waits for it", "30000" },
 	{ "emulator", "PATH", OPT_KEY + K_EMULATOR, "the emulator of a definition that names "
 	 "none (always allowed)", "qemu-system-x86_64" },
 	{ "allow-emulator", "PATH", OPT_KEY + K_ALLOW_EMULATOR, "an emulator definitions may "
@@ -420,6 +461,25 @@ static const struct dflag dflags[] = {
 	{ "metrics-listen", "[ADDR:]PORT", OPT_KEY + K_METRICS_LISTEN, "serve Prometheus "
 	 "metrics at http://ADDR:PORT/metrics (ADDR default 127.0.0.1)", "none: no listener" },
 	{ "log-level", "LEVEL", OPT_KEY + K_LOG_LEVEL, "error, warning, info or debug", "info" },
+	/* The limits: docs/daemon.md, "Limits and clients that do not read". */
+	{ "frame-max", "BYTES", OPT_KEY + K_LIMIT + LIM_FRAME_MAX, "the largest request (4096 to "
+	 "4194304, the protocol's)", "4194304" },
+	{ "frame-timeout-ms", "MS", OPT_KEY + K_LIMIT + LIM_FRAME_TIMEOUT_MS, "a request begun "
+	 "must be complete this long after its first byte", "10000" },
+	{ "client-input-total", "BYTES", OPT_KEY + K_LIMIT + LIM_INPUT_TOTAL, "bytes of "
+	 "unfinished requests of all clients together", "67108864" },
+	{ "client-output-max", "BYTES", OPT_KEY + K_LIMIT + LIM_OUTPUT_MAX, "output waiting for "
+	 "one client before its requests wait", "16777216" },
+	{ "client-output-total", "BYTES", OPT_KEY + K_LIMIT + LIM_OUTPUT_TOTAL, "output waiting "
+	 "for all clients together", "268435456" },
+	{ "client-inflight-max", "N", OPT_KEY + K_LIMIT + LIM_INFLIGHT_MAX, "state changes in "
+	 "flight per connection; more get busy", "1024" },
+	{ "subscriptions-max", "N", OPT_KEY + K_LIMIT + LIM_SUBS_MAX, "subscriptions (events "
+	 "and consoles) per connection", "64" },
+	{ "event-queue", "N", OPT_KEY + K_LIMIT + LIM_EVENT_QUEUE, "events a subscriber may "
+	 "fall behind before it loses the oldest", "4096" },
+	{ "waiting-jobs-max", "N", OPT_KEY + K_LIMIT + LIM_WAITING_JOBS_MAX, "jobs waiting per "
+	 "domain; more get busy at once", "4096" },
 	{ "no-autostart", NULL, OPT_NO_AUTOSTART, "do not start the domains marked autostart "
 	 "(they stay as they are; for recovery)", NULL },
 	{ "foreground", NULL, OPT_FOREGROUND, "stay in the foreground (always; kept for "
@@ -721,6 +781,9 @@ static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
 		c->stats_interval_ms = DEFAULT_STATS_INTERVAL_MS;
 	if (!c->set[K_MON_THRESHOLD_MS])
 		c->mon_threshold_ms = DEFAULT_MON_THRESHOLD_MS;
+	for (unsigned i = 0; i < LIM_COUNT; i++)
+		if (!c->set[K_LIMIT + i])
+			c->lim[i] = limits[i].def;
 	return 0;
 }
 

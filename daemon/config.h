@@ -14,6 +14,24 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/*
+ * What a client (or a domain's queue) can make corrald hold: docs/daemon.md,
+ * "Limits and clients that do not read".  config.c has each one's key, flag,
+ * range and default.
+ */
+enum dlimit {
+	LIM_FRAME_MAX,                  /* bytes of one request */
+	LIM_FRAME_TIMEOUT_MS,           /* a request begun must be complete by then */
+	LIM_INPUT_TOTAL,                /* bytes of unfinished requests, all clients */
+	LIM_OUTPUT_MAX,                 /* output bytes waiting for one client */
+	LIM_OUTPUT_TOTAL,               /* output bytes, all clients */
+	LIM_INFLIGHT_MAX,               /* state changes in flight per connection */
+	LIM_SUBS_MAX,                   /* subscriptions per connection */
+	LIM_EVENT_QUEUE,                /* events a subscriber may fall behind */
+	LIM_WAITING_JOBS_MAX,           /* jobs waiting per domain */
+	LIM_COUNT
+};
+
 struct dconf {
 	char *socket;                   /* read-write socket */
 	char *ro_socket;                /* read-only socket */
@@ -37,7 +55,8 @@ struct dconf {
 	uint64_t client_stall_ms;       /* close a client whose output stays over the cap */
 	uint64_t stats_interval_ms;     /* statistics rounds; 0: none */
 	uint64_t mon_threshold_ms;      /* heartbeat threshold; 0: none */
-	bool set[32];                   /* which keys were given (config.c's K_*) */
+	uint64_t lim[LIM_COUNT];        /* enum dlimit */
+	bool set[64];                   /* which keys were given (config.c's K_*) */
 	int log_level;                  /* enum log_level */
 	bool no_autostart;              /* --no-autostart: leave marked domains off */
 	/* What to do instead of serving. */

@@ -502,9 +502,11 @@ int main(int argc, char **argv)
 		log_info("QEMUs in control groups under %s (cgroup %s)", conf.cgroup_parent,
 			 cg_mode_name(cg));
 
+	dom_set_waiting_max((uint32_t)conf.lim[LIM_WAITING_JOBS_MAX]);
 	/* Threads from here on: they inherit the blocked signals. */
 	if ((r = rt_new(conf.workers, &rt)) < 0 || (r = ioloop_new(conf.io_threads, &io)) < 0 ||
-	    (r = reg_new(&reg)) < 0 || (r = evbus_new(&bus)) < 0 ||
+	    (r = reg_new(&reg)) < 0 ||
+	    (r = evbus_new((unsigned)conf.lim[LIM_EVENT_QUEUE], &bus)) < 0 ||
 	    (r = offload_new(0, &off)) < 0) {
 		log_err("cannot start: %s", strerror(-r));
 		goto out;
@@ -558,6 +560,13 @@ int main(int argc, char **argv)
 	passed_rw = passed_ro = -1;     /* the server's now, whatever happens */
 	so.default_timeout_ms = conf.default_timeout_ms;
 	so.client_stall_ms = conf.client_stall_ms;
+	so.frame_max = conf.lim[LIM_FRAME_MAX];
+	so.frame_timeout_ms = conf.lim[LIM_FRAME_TIMEOUT_MS];
+	so.input_total = conf.lim[LIM_INPUT_TOTAL];
+	so.output_max = conf.lim[LIM_OUTPUT_MAX];
+	so.output_total = conf.lim[LIM_OUTPUT_TOTAL];
+	so.inflight_max = (unsigned)conf.lim[LIM_INFLIGHT_MAX];
+	so.subs_max = (unsigned)conf.lim[LIM_SUBS_MAX];
 	so.stats_interval_ms = conf.stats_interval_ms;
 	so.workers = rt_nworkers(rt);
 	so.io_threads = conf.io_threads;

@@ -16,6 +16,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "actors/console.h"
@@ -216,12 +217,56 @@ static const char *state_after_job(struct domain *d)
 	return name;
 }
 
+/*
+ * A job that failed because something ran out says what, first: never a
+ * bare "Too many open files" or "No space left on device" the caller has
+ * to decode.  Returns msg, or buf with the name of what ran out in front.
+ */
+static const char *name_what_ran_out(int err, const char *msg, char *buf, size_t len,
+				     int *code)
+{
+	struct rlimit rl;
+
+	switch (-err) {
+	case EMFILE:
+		if (strstr(msg, "out of file descriptors"))
+			return msg;
+		if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 0;
+		snprintf(buf, len, "corrald is out of file descriptors (at its limit of %llu "
+			 "open files: raise it, or close clients): %s",
+			 (unsigned long long)rl.rlim_cur, msg);
+		return buf;
+	case ENFILE:
+		if (strstr(msg, "out of file descriptors"))
+			return msg;
+		snprintf(buf, len, "the system is out of file descriptors: %s", msg);
+		return buf;
+	case ENOMEM:
+		if (strstr(msg, "out of memory"))
+			return msg;
+		snprintf(buf, len, "corrald is out of memory: %s", msg);
+		return buf;
+	case ENOSPC:
+	case EDQUOT:
+		*code = RPC_ERR_STORAGE;
+		if (strstr(msg, " full"))
+			return msg;
+		snprintf(buf, len, "disk full: %s", msg);
+		return buf;
+	}
+	return msg;
+}
+
 static int pack_job_reply(msgpack_packer *pk, struct call *cl, struct dom_job *job)
 {
 	if (job->err || job->code != DOM_ERR_NONE) {
 		const char *msg = job->errmsg[0] ? job->errmsg : strerror(-job->err);
+		char named[DOM_ERRMSG_MAX + 160];
+		int code = dom_err_to_rpc(job);
 
-		return rpc_pack_error_response(pk, cl->msgid, dom_err_to_rpc(job), msg);
+		msg = name_what_ran_out(job->err, msg, named, sizeof(named), &code);
+		return rpc_pack_error_response(pk, cl->msgid, code, msg);
 	}
 	if (rpc_pack_response_begin(pk, cl->msgid) < 0)
 		return -ENOMEM;
@@ -321,7 +366,9 @@ static const char *const err_docs[RPC_ERR_MAX + 1] = {
 	[RPC_ERR_INVALID_ARGUMENT] = "params missing, of the wrong type or out of range",
 	[RPC_ERR_NO_SUCH_DOMAIN] = "no domain of that name is defined",
 	[RPC_ERR_EXISTS] = "a domain of that name (or UUID) is already defined",
-	[RPC_ERR_BUSY] = "the domain was held by other jobs past the call's deadline",
+	[RPC_ERR_BUSY] = "the domain was held by other jobs past the call's deadline; or, at "
+			 "once, `waiting_jobs_max` jobs already wait for it, or the connection "
+			 "has `client_inflight_max` state changes in flight (docs/daemon.md)",
 	[RPC_ERR_TIMEOUT] = "the operation ran past its deadline",
 	[RPC_ERR_BAD_STATE] = "not valid in the domain's current state",
 	[RPC_ERR_PERMISSION] = "read-only socket, or the caller may not do this",
@@ -502,7 +549,7 @@ static int m_daemon_info(struct req *r)
 	uint64_t running = 0;
 
 	reg_for_each_rcu(s->o.reg, count_running, &running);
-	PK(msgpack_pack_map(pk, 10));
+	PK(msgpack_pack_map(pk, 12));
 	PK(pk_kv_str(pk, "version", CORRAL_VERSION));
 	PK(pk_kv_u64(pk, "pid", (uint64_t)getpid()));
 	PK(pk_kv_double(pk, "uptime_s", secs(now_ns() - s->started_ns)));
@@ -513,6 +560,8 @@ static int m_daemon_info(struct req *r)
 	PK(pk_kv_u64(pk, "io_threads", s->o.io_threads));
 	PK(pk_kv_u64(pk, "connections", server_connections(s)));
 	PK(pk_kv_u64(pk, "events_published", evbus_published(s->o.bus)));
+	PK(pk_kv_u64(pk, "input_bytes", __atomic_load_n(&s->in_total, __ATOMIC_RELAXED)));
+	PK(pk_kv_u64(pk, "output_bytes", __atomic_load_n(&s->out_total, __ATOMIC_RELAXED)));
 	return 0;
 }
 
@@ -567,42 +616,6 @@ static int pack_list_entry(msgpack_packer *pk, struct domain *d, uint64_t now)
 	    pk_kv_str(pk, "job", sn->job.id ? sn->job.name : NULL) < 0 ||
 	    pack_monitor(pk, sn, now) < 0 || pk_kv_bool(pk, "autostart", sn->autostart) < 0)
 		return -ENOMEM;
-	return 0;
-}
-
-static int m_list(struct req *r)
-{
-	struct list_acc acc = { .state = -1 };
-	uint64_t now = now_ns();
-	char state[32], q[300];
-	bool have;
-	int ret = 0;
-
-	if (get_str(r, "state", state, sizeof(state), &have) < 0)
-		return -1;
-	if (have) {
-		for (int s = 0; s < DOM_STATE_COUNT; s++)
-			if (!strcmp(state, dom_state_name((enum dom_state)s)))
-				acc.state = s;
-		if (acc.state < 0)
-			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown state '%s' (one of "
-					"shutoff, starting, running, paused, shutting-down, "
-					"crashed, pmsuspended)",
-					quote(q, sizeof(q), state, strlen(state)));
-	}
-	reg_for_each_rcu(r->srv->o.reg, list_collect, &acc);
-	if (acc.oom) {
-		free(acc.v);
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	}
-	if (msgpack_pack_array(r->pk, acc.n) < 0)
-		ret = -1;
-	for (size_t i = 0; i < acc.n && ret == 0; i++)
-		if (pack_list_entry(r->pk, acc.v[i], now) < 0)
-			ret = -1;
-	free(acc.v);
-	if (ret < 0)
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	return 0;
 }
 
@@ -730,8 +743,8 @@ static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
  * protocol's limits (RPC_MAX_FRAME, RPC_MAX_OBJECTS) can read it: the
  * entries that fit go in `domains`, the names of the others in `more`.
  */
-#define STATS_BYTES_MAX   (RPC_MAX_FRAME - 64 * 1024)
-#define STATS_OBJECTS_MAX (RPC_MAX_OBJECTS - 1024)
+#define PAGE_BYTES_MAX   (RPC_MAX_FRAME - 64 * 1024)
+#define PAGE_OBJECTS_MAX (RPC_MAX_OBJECTS - 1024)
 
 static int pack_name(msgpack_packer *pk, const char *s, size_t len)
 {
@@ -740,19 +753,16 @@ static int pack_name(msgpack_packer *pk, const char *s, size_t len)
 	return 0;
 }
 
-static int m_stats(struct req *r)
+/*
+ * The domains named in names (all, when NULL) into acc; the names not
+ * defined packed into miss, *nmissing of them.  One lookup per name, so a
+ * domain defined meanwhile is in one list, never two.  Inside the read
+ * section.  0, or -1 (out of memory; acc->v freed).
+ */
+static int collect_named(struct req *r, const msgpack_object *names, struct list_acc *acc,
+			 msgpack_packer *miss, size_t *nmissing)
 {
-	const msgpack_object *names = rpc_map_get(r->params, "names");
-	struct list_acc acc = { .state = -1 };
-	msgpack_sbuffer body, tail, miss;
-	msgpack_packer bpk, tpk, mpk;
-	size_t nmissing = 0, n = 0, objects = 0, more_bytes = 0, i;
-	uint64_t now = now_ns();
-	int ret = 0;
-
-	/* One lookup per name: a domain defined meanwhile is in one list, never two. */
-	msgpack_sbuffer_init(&miss);
-	msgpack_packer_init(&mpk, &miss, msgpack_sbuffer_write);
+	*nmissing = 0;
 	if (names) {
 		for (uint32_t k = 0; k < names->via.array.size; k++) {
 			const msgpack_object *o = &names->via.array.ptr[k];
@@ -765,67 +775,151 @@ static int m_stats(struct req *r)
 				d = reg_lookup_name_rcu(r->srv->o.reg, name);
 			}
 			if (!d) {
-				nmissing++;
-				if (pack_name(&mpk, rpc_str_ptr(o), o->via.str.size) < 0)
-					acc.oom = true;
+				(*nmissing)++;
+				if (pack_name(miss, rpc_str_ptr(o), o->via.str.size) < 0)
+					acc->oom = true;
 				continue;
 			}
-			if (list_collect(d, &acc))
+			if (list_collect(d, acc))
 				break;
 		}
 	} else {
-		reg_for_each_rcu(r->srv->o.reg, list_collect, &acc);
+		reg_for_each_rcu(r->srv->o.reg, list_collect, acc);
 	}
-	if (acc.oom) {
-		free(acc.v);
-		msgpack_sbuffer_destroy(&miss);
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	if (acc->oom) {
+		free(acc->v);
+		acc->v = NULL;
+		return -1;
 	}
+	return 0;
+}
+
+typedef int (*entry_fn)(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects);
+
+/*
+ * Pack `domains: [entries that fit], missing: [names not defined], more:
+ * [names of the entries that did not fit]` into r->pk (the caller has
+ * begun a map and counts these three pairs).  miss holds the packed
+ * missing names.  Frees acc->v.
+ */
+static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer *miss,
+		      size_t nmissing, entry_fn fn)
+{
+	msgpack_sbuffer body, tail;
+	msgpack_packer bpk, tpk;
+	size_t n = 0, objects, more_bytes = 0, i;
+	uint64_t now = now_ns();
+	int ret = 0;
+
 	/* Room for every name in `more`, as if none fitted: a name is one object. */
 	objects = 16 + nmissing;        /* the envelope, and `missing` */
-	for (i = 0; i < acc.n; i++)
-		more_bytes += 2 + strlen(dom_name(acc.v[i]));
+	for (i = 0; i < acc->n; i++)
+		more_bytes += 2 + strlen(dom_name(acc->v[i]));
 	msgpack_sbuffer_init(&body);
 	msgpack_sbuffer_init(&tail);
 	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
 	msgpack_packer_init(&tpk, &tail, msgpack_sbuffer_write);
-	for (n = 0; n < acc.n && ret == 0; n++) {
+	for (n = 0; n < acc->n && ret == 0; n++) {
 		size_t mark = body.size, obj;
 
-		ret = pack_stats_entry(&bpk, acc.v[n], now, &obj);
-		more_bytes -= 2 + strlen(dom_name(acc.v[n]));
-		if (ret == 0 && (body.size + more_bytes > STATS_BYTES_MAX ||
-				 objects + obj + (acc.n - n - 1) > STATS_OBJECTS_MAX)) {
+		ret = fn(&bpk, acc->v[n], now, &obj);
+		more_bytes -= 2 + strlen(dom_name(acc->v[n]));
+		if (ret == 0 && (body.size + more_bytes > PAGE_BYTES_MAX ||
+				 objects + obj + (acc->n - n - 1) > PAGE_OBJECTS_MAX)) {
 			body.size = mark;       /* it does not fit: it and the rest go in more */
-			more_bytes += 2 + strlen(dom_name(acc.v[n]));
+			more_bytes += 2 + strlen(dom_name(acc->v[n]));
 			break;
 		}
 		objects += obj;
 	}
 	/* missing: the names asked for that are not defined; more: what did not fit. */
 	if (ret == 0 && (msgpack_pack_array(&tpk, nmissing) < 0 ||
-			 (miss.size && msgpack_sbuffer_write(&tail, miss.data, miss.size) < 0)))
+			 (miss->size && msgpack_sbuffer_write(&tail, miss->data, miss->size) < 0)))
 		ret = -1;
 	if (ret == 0 && (rpc_pack_cstr(&tpk, "more") < 0 ||
-			 msgpack_pack_array(&tpk, acc.n - n) < 0))
+			 msgpack_pack_array(&tpk, acc->n - n) < 0))
 		ret = -1;
-	for (i = n; i < acc.n && ret == 0; i++)
-		ret = pack_name(&tpk, dom_name(acc.v[i]), strlen(dom_name(acc.v[i])));
-	free(acc.v);
-	if (ret == 0 && (msgpack_pack_map(r->pk, 4) < 0 ||
-			 pk_kv_double(r->pk, "interval_s",
-				      (double)r->srv->o.stats_interval_ms / 1e3) < 0 ||
-			 pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
-			 r->pk->callback(r->pk->data, body.data, body.size) < 0 ||
+	for (i = n; i < acc->n && ret == 0; i++)
+		ret = pack_name(&tpk, dom_name(acc->v[i]), strlen(dom_name(acc->v[i])));
+	free(acc->v);
+	acc->v = NULL;
+	/* An empty sbuffer's data is NULL: the callback gets nothing to copy then. */
+	if (ret == 0 && (pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
+			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0) ||
 			 pk_str(r->pk, "missing") < 0 ||
 			 r->pk->callback(r->pk->data, tail.data, tail.size) < 0))
 		ret = -1;
 	msgpack_sbuffer_destroy(&body);
 	msgpack_sbuffer_destroy(&tail);
+	return ret;
+}
+
+/*
+ * A paged answer (stats, list) for the domains r asks for: the caller's
+ * head (a map of head_pairs + 3 pairs, its own pairs packed by head).
+ */
+static int answer_paged(struct req *r, struct list_acc *acc, uint32_t head_pairs,
+			int (*head)(struct req *r), entry_fn fn)
+{
+	const msgpack_object *names = rpc_map_get(r->params, "names");
+	msgpack_sbuffer miss;
+	msgpack_packer mpk;
+	size_t nmissing;
+	int ret = -1;
+
+	msgpack_sbuffer_init(&miss);
+	msgpack_packer_init(&mpk, &miss, msgpack_sbuffer_write);
+	if (collect_named(r, names, acc, &mpk, &nmissing) < 0)
+		goto out;
+	if (msgpack_pack_map(r->pk, head_pairs + 3) < 0 || (head && head(r) < 0)) {
+		free(acc->v);
+		goto out;
+	}
+	ret = pack_paged(r, acc, &miss, nmissing, fn);
+out:
 	msgpack_sbuffer_destroy(&miss);
 	if (ret < 0)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
 	return 0;
+}
+
+static int stats_head(struct req *r)
+{
+	return pk_kv_double(r->pk, "interval_s", (double)r->srv->o.stats_interval_ms / 1e3);
+}
+
+static int m_stats(struct req *r)
+{
+	struct list_acc acc = { .state = -1 };
+
+	return answer_paged(r, &acc, 1, stats_head, pack_stats_entry);
+}
+
+static int list_entry(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects)
+{
+	*objects = 1 + 2 * 7 + 4;       /* the map, seven pairs, the monitor's two */
+	return pack_list_entry(pk, d, now);
+}
+
+static int m_list(struct req *r)
+{
+	struct list_acc acc = { .state = -1 };
+	char state[32], q[300];
+	bool have;
+
+	if (get_str(r, "state", state, sizeof(state), &have) < 0)
+		return -1;
+	if (have) {
+		for (int s = 0; s < DOM_STATE_COUNT; s++)
+			if (!strcmp(state, dom_state_name((enum dom_state)s)))
+				acc.state = s;
+		if (acc.state < 0)
+			return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "unknown state '%s' (one of "
+					"shutoff, starting, running, paused, shutting-down, "
+					"crashed, pmsuspended)",
+					quote(q, sizeof(q), state, strlen(state)));
+	}
+	return answer_paged(r, &acc, 0, NULL, list_entry);
 }
 
 /* A synchronous refusal of the VM layer, as an RPC error. */
@@ -1236,16 +1330,23 @@ const struct method methods[] = {
 	{ "daemon.info", m_daemon_info, true,
 	  "The daemon's own figures.", no_params,
 	  "`{version, pid, uptime_s, domains, running, rss_bytes, workers, io_threads, "
-	  "connections, events_published}`" },
+	  "connections, events_published, input_bytes, output_bytes}`; `input_bytes`: held "
+	  "by clients' unfinished requests (at most `client_input_total`), `output_bytes`: "
+	  "by output waiting for clients (`client_output_total` bounds it), docs/daemon.md" },
 	{ "list", m_list, true,
 	  "Every defined domain, in no particular order, from the snapshots (never waits for "
 	  "a domain).",
 	  (const struct param[]){ { "state", P_STR, false,
 				    "only domains in this state (`shutoff`, `running`, ...)" },
+				  { "names", P_STRV, false, "only these domains (default: all); "
+				    "names not defined are listed in `missing`" },
 				  END },
-	  "`[{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}]`; `job` "
-	  "is the name of the job holding the domain, or nil; `monitor` as in `info`; "
-	  "`autostart`: whether corrald starts it when it starts" },
+	  "`{domains: [{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}], "
+	  "missing: [name], more: [name]}`; `job` is the name of the job holding the domain, "
+	  "or nil; `monitor` as in `info`; `autostart`: whether corrald starts it when it "
+	  "starts.  `more`: domains that did not fit in this answer (it stays within the "
+	  "message limits, about 13,000 domains): ask again with `names` set to it, as "
+	  "`stats` does" },
 	{ "stats", m_stats, true,
 	  "Statistics of several domains, or all, in one call: what each running QEMU's "
 	  "monitor last read (every `stats_interval_ms`, docs/daemon.md), from the "
@@ -1465,7 +1566,11 @@ const struct method methods[] = {
 	  "Receive domain events on this connection as notifications `[2, \"event\", [{domain, "
 	  "event, timestamp, data, subscription}]]` (`timestamp`: corrald's Unix time; the "
 	  "events and their `data`: see [Events](#events)). A subscriber that does not keep up "
-	  "loses events; it is then sent `[2, \"events.dropped\", [{count, subscription}]]`.",
+	  "loses the oldest events (corrald keeps the last `event_queue`, docs/daemon.md) and "
+	  "is never disconnected for it while it reads; before the next event it gets it is "
+	  "sent `[2, \"events.dropped\", [{count, subscription}]]` (with `name`, `count` is an "
+	  "upper bound: it counts the lost events of every domain). At most "
+	  "`subscriptions_max` subscriptions (events and consoles) per connection.",
 	  (const struct param[]){ { "name", P_STR, false, "only this domain's events" }, END },
 	  "`{subscription}`" },
 	{ "console.attach", m_console_attach, true,

@@ -24,21 +24,33 @@
 #include "daemon/server.h"
 
 /*
- * A client's output is capped: past OUT_CAP bytes waiting to be written the
- * connection stops reading requests (and taking events) until the client
- * reads; if it stays over the cap for client_stall_ms it is closed.
+ * The bounds on what a client can make corrald hold (docs/daemon.md,
+ * "Limits and clients that do not read") are in struct server_opts.  Events
+ * are written to a connection while less than EV_OUT_MAX bytes of its
+ * output wait, at most EV_TURN_MAX per connection per turn of its thread
+ * (shared among its subscriptions, at least 2 each):
+ * a subscriber that cannot keep up falls behind in the bus's ring (and
+ * later gets events.dropped), never in corrald's memory.
  */
-#define OUT_CAP (16u * 1024 * 1024)
-/* Subscriptions per connection. */
-#define SUBS_MAX 64
-/* Events queued per subscription before the bus drops (and counts) them. */
-#define SUB_QUEUE_CAP 4096
+#define EV_OUT_MAX  (256u * 1024)
+#define EV_TURN_MAX 512
 
 struct obuf {
 	char *data;
 	size_t off;                     /* bytes already written */
 	size_t len;                     /* bytes in data */
 	size_t cap;
+	uint64_t *total;                /* atomic: the server's output bytes, cap counted */
+};
+
+/* The event pump of one loop thread: the connections on it that subscribe. */
+struct evpump {
+	struct io_task task;
+	struct server *srv;
+	struct ioloop_thr *thr;
+	uint32_t posted;                /* atomic: task is queued */
+	uint32_t nconns;                /* atomic: connections on the list */
+	struct cds_list_head conns;     /* struct conn, by pump_link; thr only */
 };
 
 struct listener {
@@ -65,6 +77,12 @@ struct server {
 	bool stopping;
 	bool listeners_closed;
 	uint64_t next_conn_id;          /* under lock */
+
+	uint64_t in_total;              /* atomic: bytes of partial requests held */
+	uint64_t out_total;             /* atomic: bytes of output buffers */
+	struct evpump *pumps;           /* one per loop thread */
+	unsigned npumps;
+	struct evbus_listener *bus_l;
 };
 
 struct conn {
@@ -85,7 +103,7 @@ struct conn {
 	struct cds_wfcq_tail done_tail;
 	struct io_task done_task;
 	uint32_t done_posted;           /* atomic: done_task is queued */
-	/* Events waiting in a subscription: ev_task pumps them. */
+	/* Console output waiting for a viewer: ev_task pumps it. */
 	struct io_task ev_task;
 	uint32_t ev_posted;             /* atomic: ev_task is queued */
 	struct io_task close_task;      /* server_stop(): close from the loop thread */
@@ -95,18 +113,24 @@ struct conn {
 	bool closed;
 	bool draining;                  /* the daemon stops: no new requests, close when done */
 	bool rd_eof;                    /* the client shut down its side */
-	bool ev_stalled;                /* events left in a queue: output was full */
+	bool ev_stalled;                /* events or console output left: output was full */
+	bool on_pump;                   /* on its thread's evpump list */
 	uint32_t events;                /* current epoll mask */
-	char *in;
-	size_t in_len, in_cap;
+	char *in;                       /* a partial request (and frames behind it) */
+	size_t in_len, in_cap;          /* in_cap counted in srv->in_total */
+	uint64_t in_since_ns;           /* when in_len became non-zero */
 	struct rpc_scanner *scan;
 	struct obuf out;
 	uint32_t inflight;              /* calls submitted, not yet answered */
-	struct io_watch stall_w;        /* timerfd while the output is over the cap */
-	int stall_fd;
+	uint64_t blocked_since_ns;      /* output waits and the client read nothing since; 0: no */
+	struct cds_list_head pump_link; /* srv->pumps[thread].conns while it subscribes */
+	struct io_watch tmr_w;          /* timerfd: the partial request's and the stall deadlines */
+	int tmr_fd;
+	uint64_t tmr_at;                /* when tmr_fd fires; 0: disarmed */
 	struct cds_list_head subs;      /* struct esub */
 	struct cds_list_head csubs;     /* struct csub: console viewers */
 	unsigned nsubs;                 /* both kinds */
+	unsigned nesubs;                /* event subscriptions */
 	uint64_t next_sub_id;
 };
 

@@ -46,17 +46,14 @@
 #include "rpc/rpc.h"
 
 #define IN_CHUNK       (64u * 1024)
-#define IN_MAX         (RPC_MAX_FRAME + IN_CHUNK)
 #define READ_BUDGET    (1u * 1024 * 1024)      /* per callback, for fairness */
 #define ACCEPT_BUDGET  64
 #define STOP_WAIT_NS   (10 * NSEC_PER_SEC)
 
 struct esub {
 	struct cds_list_head link;      /* conn->subs; loop thread */
-	struct evbus_sub *sub;
-	struct conn *c;                 /* reference, dropped after a grace period */
+	struct evbus_sub *sub;          /* a cursor in the bus's ring */
 	uint64_t id;
-	struct rcu_head rcu;
 };
 
 /* A console viewer on a connection (console.attach). */
@@ -84,6 +81,8 @@ static int obuf_write(void *data, const char *buf, size_t len)
 {
 	struct obuf *b = data;
 
+	if (!len)
+		return 0;       /* buf may be NULL (an empty buffer's) */
 	if (b->cap - b->len < len) {
 		size_t cap = b->cap ? b->cap : 4096;
 		char *p;
@@ -104,6 +103,8 @@ static int obuf_write(void *data, const char *buf, size_t len)
 			if (!p)
 				return -1;
 			b->data = p;
+			if (b->total)
+				__atomic_add_fetch(b->total, cap - b->cap, __ATOMIC_RELAXED);
 			b->cap = cap;
 		}
 	}
@@ -138,8 +139,13 @@ static size_t obuf_since(const struct obuf *b, size_t mark)
 
 static void obuf_fini(struct obuf *b)
 {
+	uint64_t *total = b->total;
+
+	if (total)
+		__atomic_sub_fetch(total, b->cap, __ATOMIC_RELAXED);
 	free(b->data);
 	memset(b, 0, sizeof(*b));
+	b->total = total;
 }
 
 /* ---- references ---------------------------------------------------------- */
@@ -280,35 +286,52 @@ static void done_task_fn(struct io_task *t)
 
 /* ---- events -------------------------------------------------------------- */
 
-static void esub_notify(struct evbus_sub *sub, void *arg)
+/*
+ * After every publish, on the publisher's thread (inside its read section):
+ * wake the pump of each loop thread that has subscribers.  O(loop threads),
+ * whatever the number of subscriptions.
+ */
+static void bus_notify(void *arg)
 {
-	struct esub *es = arg;
-	struct conn *c = es->c;
+	struct server *s = arg;
 
-	/* Publisher's thread, inside its read section: es and c are alive. */
-	conn_ref(c);
-	if (!__atomic_exchange_n(&c->ev_posted, 1, __ATOMIC_SEQ_CST))
-		io_post(c->w.thr, &c->ev_task);
-	else
-		conn_unref(c);
+	for (unsigned i = 0; i < s->npumps; i++) {
+		struct evpump *p = &s->pumps[i];
+
+		if (!__atomic_load_n(&p->nconns, __ATOMIC_SEQ_CST))
+			continue;
+		if (!__atomic_exchange_n(&p->posted, 1, __ATOMIC_SEQ_CST))
+			io_post(p->thr, &p->task);
+	}
 }
 
-static void esub_free_rcu(struct rcu_head *head)
+static struct evpump *conn_pump(struct conn *c)
 {
-	struct esub *es = container_of(head, struct esub, rcu);
+	struct server *s = c->srv;
 
-	crcu_reclaim_begin(head);
-	conn_unref(es->c);
-	free(es);
+	return &s->pumps[ioloop_thr_index(s->o.io, c->w.thr) % s->npumps];
+}
+
+/* Run the pump of c's thread soon (again).  Any thread. */
+static void pump_kick(struct evpump *p)
+{
+	if (!__atomic_exchange_n(&p->posted, 1, __ATOMIC_SEQ_CST))
+		io_post(p->thr, &p->task);
 }
 
 static void esub_release(struct conn *c, struct esub *es)
 {
 	cds_list_del(&es->link);
 	c->nsubs--;
+	c->nesubs--;
+	/* A cursor, ours alone: no publisher ever touches it. */
 	evbus_unsubscribe(c->srv->o.bus, es->sub);
-	/* A publisher may still be in esub_notify(): free after a grace period. */
-	crcu_call(&es->rcu, esub_free_rcu);
+	free(es);
+	if (!c->nesubs && c->on_pump) {
+		cds_list_del(&c->pump_link);
+		__atomic_sub_fetch(&conn_pump(c)->nconns, 1, __ATOMIC_SEQ_CST);
+		c->on_pump = false;
+	}
 }
 
 int conn_subscribe(struct req *r, const char *name, uint64_t *ret_id)
@@ -317,23 +340,34 @@ int conn_subscribe(struct req *r, const char *name, uint64_t *ret_id)
 	struct esub *es;
 	int err;
 
-	if (c->nsubs >= SUBS_MAX)
+	if (c->nsubs >= c->srv->o.subs_max)
 		return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
-				"too many subscriptions on this connection (at most %d)", SUBS_MAX);
+				"too many subscriptions on this connection (at most %u)",
+				c->srv->o.subs_max);
 	es = calloc(1, sizeof(*es));
 	if (!es)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	es->c = c;
 	es->id = ++c->next_sub_id;
-	conn_ref(c);
-	err = evbus_subscribe(c->srv->o.bus, name, SUB_QUEUE_CAP, esub_notify, es, &es->sub);
+	err = evbus_subscribe(c->srv->o.bus, name, &es->sub);
 	if (err < 0) {
-		conn_unref(c);
 		free(es);
 		return req_fail(r, RPC_ERR_INTERNAL, "cannot subscribe: %s", strerror(-err));
 	}
 	cds_list_add_tail(&es->link, &c->subs);
 	c->nsubs++;
+	c->nesubs++;
+	if (!c->on_pump) {
+		struct evpump *p = conn_pump(c);
+
+		cds_list_add_tail(&c->pump_link, &p->conns);
+		__atomic_add_fetch(&p->nconns, 1, __ATOMIC_SEQ_CST);
+		c->on_pump = true;
+	}
+	/*
+	 * A publish that looked at nconns before we counted ourselves did not
+	 * wake the pump, but its event may be ours: look once.
+	 */
+	pump_kick(conn_pump(c));
 	*ret_id = es->id;
 	return 0;
 }
@@ -384,9 +418,10 @@ int conn_console_attach(struct req *r, const char *name, struct console *con, bo
 	struct csub *cs;
 	int err;
 
-	if (c->nsubs >= SUBS_MAX)
+	if (c->nsubs >= c->srv->o.subs_max)
 		return req_fail(r, RPC_ERR_INVALID_ARGUMENT,
-				"too many subscriptions on this connection (at most %d)", SUBS_MAX);
+				"too many subscriptions on this connection (at most %u)",
+				c->srv->o.subs_max);
 	cs = calloc(1, sizeof(*cs));
 	if (!cs)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
@@ -488,6 +523,8 @@ static bool pump_consoles(struct conn *c, msgpack_packer *pk)
 	return progressed;
 }
 
+static bool out_full(const struct conn *c);
+
 /* [2, "event", [{domain, event, timestamp, data, subscription}]] */
 static int pack_event(msgpack_packer *pk, const json_t *ev, uint64_t sub_id)
 {
@@ -532,63 +569,131 @@ static int pack_dropped(msgpack_packer *pk, uint64_t count, uint64_t sub_id)
 	return 0;
 }
 
-/*
- * Move queued events into the output, until the queues are empty (then the
- * bus notifies again on the next event) or the output is full (then
- * ev_stalled, and conn_service() calls us again once the client reads).
- * Returns whether anything was written.  Loop thread.
- */
-static bool pump_events(struct conn *c)
+/* Output bytes waiting: is there room for no more requests? */
+static bool out_full(const struct conn *c)
 {
+	size_t pending = obuf_pending(&c->out);
+	const struct server *s = c->srv;
+
+	return pending >= s->o.output_max ||
+	       (pending && __atomic_load_n(&s->out_total, __ATOMIC_RELAXED) >= s->o.output_total);
+}
+
+/* Is there room for more events? */
+static bool out_events_full(const struct conn *c)
+{
+	return obuf_pending(&c->out) >= EV_OUT_MAX || out_full(c);
+}
+
+/*
+ * Move this turn's share of events into the output: at most EV_TURN_MAX
+ * for the connection, shared among its subscriptions, while less than EV_OUT_MAX bytes wait (else
+ * ev_stalled: conn_service() comes back once the client reads).  Events a
+ * subscriber has no room for wait in the bus's ring, where the oldest are
+ * overwritten: the next one written is then preceded by events.dropped.
+ * Returns whether anything was written; *more: a subscription had more
+ * than its share.  Loop thread.
+ */
+static bool pump_subs(struct conn *c, msgpack_packer *pk, bool *more)
+{
+	struct evbus *bus = c->srv->o.bus;
 	struct esub *es;
-	msgpack_packer pk;
 	bool progressed = false;
 
-	msgpack_packer_init(&pk, &c->out, obuf_write);
-	c->ev_stalled = false;
+	unsigned share = c->nesubs ? EV_TURN_MAX / c->nesubs : EV_TURN_MAX;
+
+	if (share < 2)
+		share = 2;
 	cds_list_for_each_entry(es, &c->subs, link) {
-		uint64_t dropped;
-		json_t *ev;
+		for (unsigned n = 0;; n++) {
+			const json_t *ev;
+			uint64_t dropped;
+			size_t mark;
 
-		for (;;) {
-			size_t mark = obuf_mark(&c->out);
-
-			if (obuf_pending(&c->out) >= OUT_CAP) {
+			if (out_events_full(c)) {
 				c->ev_stalled = true;
 				return progressed;
 			}
-			ev = evbus_sub_next(es->sub);
+			if (n == share) {
+				if (evbus_sub_pending(bus, es->sub))
+					*more = true;
+				break;
+			}
+			ev = evbus_sub_next(bus, es->sub);
+			dropped = evbus_sub_take_dropped(es->sub);
+			if (dropped) {
+				mark = obuf_mark(&c->out);
+				if (pack_dropped(pk, dropped, es->id) < 0)
+					obuf_rewind(&c->out, mark);
+				progressed = true;
+			}
 			if (!ev)
 				break;
-			if (pack_event(&pk, ev, es->id) < 0) {
+			mark = obuf_mark(&c->out);
+			if (pack_event(pk, ev, es->id) < 0) {
 				obuf_rewind(&c->out, mark);     /* drop this one */
 				log_warn("client %" PRIu64 ": cannot pack an event; dropped", c->id);
 			}
-			json_decref(ev);
-			progressed = true;
-		}
-		dropped = evbus_sub_take_dropped(es->sub);
-		if (dropped) {
-			size_t mark = obuf_mark(&c->out);
-
-			if (pack_dropped(&pk, dropped, es->id) < 0)
-				obuf_rewind(&c->out, mark);
 			progressed = true;
 		}
 	}
+	return progressed;
+}
+
+/* Events and console output.  Loop thread. */
+static bool pump_events(struct conn *c, bool *more)
+{
+	msgpack_packer pk;
+	bool progressed;
+
+	msgpack_packer_init(&pk, &c->out, obuf_write);
+	c->ev_stalled = false;
+	progressed = pump_subs(c, &pk, more);
 	return pump_consoles(c, &pk) || progressed;
 }
 
+/*
+ * The pump of one loop thread: every subscribed connection on it gets its
+ * share; if one had more, the pump posts itself again, behind the tasks
+ * and sockets already waiting (ioloop's bounded batch), so a storm of
+ * events never keeps the thread from a query.
+ */
+static void pump_task_fn(struct io_task *t)
+{
+	struct evpump *p = container_of(t, struct evpump, task);
+	struct conn *c, *tmp;
+	bool more = false;
+
+	crcu_read_lock();
+	/* Clear, full fence, then read the ring: see done_task_fn. */
+	__atomic_store_n(&p->posted, 0, __ATOMIC_RELAXED);
+	cmm_smp_mb();
+	cds_list_for_each_entry_safe(c, tmp, &p->conns, pump_link) {
+		if (c->closed)
+			continue;
+		/* Only c itself can leave the list in here. */
+		if (pump_events(c, &more))
+			conn_service(c);
+	}
+	if (more)
+		pump_kick(p);
+	crcu_read_unlock();
+}
+
+/* Console output is ready for a viewer of c. */
 static void ev_task_fn(struct io_task *t)
 {
 	struct conn *c = container_of(t, struct conn, ev_task);
+	bool more = false;
 
 	crcu_read_lock();
-	/* Clear, full fence, then take events: see done_task_fn. */
+	/* Clear, full fence, then take the output: see done_task_fn. */
 	__atomic_store_n(&c->ev_posted, 0, __ATOMIC_RELAXED);
 	cmm_smp_mb();
 	if (!c->closed) {
-		pump_events(c);
+		pump_events(c, &more);
+		if (more)
+			pump_kick(conn_pump(c));
 		conn_service(c);
 	}
 	conn_unref(c);
@@ -711,6 +816,12 @@ static void dispatch(struct conn *c, struct rpc_msg *m)
 			 "method '%s' is not allowed on the read-only socket", name);
 		goto fail;
 	}
+	if (!r.m->ro_ok && c->inflight >= c->srv->o.inflight_max) {
+		req_fail(&r, RPC_ERR_BUSY, "%u requests of this connection are in flight already "
+			 "(at most %u, --client-inflight-max): wait for their answers",
+			 c->inflight, c->srv->o.inflight_max);
+		goto fail;
+	}
 	if (rpc_msg_params_map(m, &r.params, r.msg, sizeof(r.msg)) < 0) {
 		r.code = RPC_ERR_INVALID_ARGUMENT;
 		goto fail;
@@ -774,19 +885,19 @@ static void handle_frame(struct conn *c, const char *frame, size_t len)
 }
 
 /*
- * The stream broke (a frame over the limits, or bytes that are not
- * msgpack): there is no resynchronising.  Answer if the request's msgid can
- * be read, then close.
+ * The stream cannot go on (a frame over the limits, bytes that are not
+ * msgpack, a request that never completes, no room for it): there is no
+ * resynchronising.  Answer if the request's msgid can be read from buf (the
+ * start of the unfinished frame), then close.
  */
-static void stream_error(struct conn *c, int err)
+static void refuse_stream(struct conn *c, const char *buf, size_t len, const char *why)
 {
 	uint32_t msgid;
-	char msg[160];
+	char msg[256];
 
-	snprintf(msg, sizeof(msg), "message refused: %s; closing the connection",
-		 rpc_strerror_scan(err));
-	log_info("client %" PRIu64 ": %s", c->id, msg);
-	if (peek_header(c->in, c->in_len, &msgid) == RPC_REQUEST) {
+	snprintf(msg, sizeof(msg), "message refused: %s; closing the connection", why);
+	log_info("client %" PRIu64 " (pid %d): %s", c->id, (int)c->pid, msg);
+	if (peek_header(buf, len, &msgid) == RPC_REQUEST) {
 		pack_error(c, msgid, RPC_ERR_INVALID_REQUEST, msg);
 		if (!c->closed && obuf_pending(&c->out))
 			(void)!send(c->w.fd, c->out.data + c->out.off, obuf_pending(&c->out),
@@ -795,76 +906,149 @@ static void stream_error(struct conn *c, int err)
 	conn_close(c, NULL);
 }
 
+static void stream_error(struct conn *c, const char *buf, size_t len, int err)
+{
+	char why[160];
+
+	if (err == -EMSGSIZE && c->srv->o.frame_max < RPC_MAX_FRAME)
+		snprintf(why, sizeof(why), "the message is larger than %" PRIu64 " bytes "
+			 "(--frame-max)", c->srv->o.frame_max);
+	else
+		snprintf(why, sizeof(why), "%s", rpc_strerror_scan(err));
+	refuse_stream(c, buf, len, why);
+}
+
 static bool may_read(const struct conn *c)
 {
-	return !c->closed && !c->rd_eof && !c->draining && obuf_pending(&c->out) < OUT_CAP;
+	return !c->closed && !c->rd_eof && !c->draining && !out_full(c);
+}
+
+/* The partial-request buffer is empty: give it back. */
+static void in_release(struct conn *c)
+{
+	if (c->in_cap)
+		__atomic_sub_fetch(&c->srv->in_total, c->in_cap, __ATOMIC_RELAXED);
+	free(c->in);
+	c->in = NULL;
+	c->in_len = c->in_cap = 0;
+	c->in_since_ns = 0;
+}
+
+/*
+ * Keep n more bytes of an unfinished request, within the bytes all
+ * clients' unfinished requests may hold (input_total).  0, or -1 when the
+ * connection was refused and closed.
+ */
+static int in_append(struct conn *c, const char *data, size_t n)
+{
+	struct server *s = c->srv;
+	size_t need = c->in_len + n;
+
+	if (need > c->in_cap) {
+		size_t cap = c->in_cap ? c->in_cap : IN_CHUNK;
+		uint64_t total;
+		char *p;
+
+		while (cap < need)
+			cap *= 2;
+		total = __atomic_add_fetch(&s->in_total, cap - c->in_cap, __ATOMIC_RELAXED);
+		if (total > s->o.input_total) {
+			char why[200];
+
+			__atomic_sub_fetch(&s->in_total, cap - c->in_cap, __ATOMIC_RELAXED);
+			snprintf(why, sizeof(why), "corrald holds %" PRIu64 " bytes of unfinished "
+				 "requests from its clients, and may hold %" PRIu64
+				 " (--client-input-total): try again", total - (cap - c->in_cap),
+				 s->o.input_total);
+			refuse_stream(c, c->in_len ? c->in : data, c->in_len ? c->in_len : n, why);
+			return -1;
+		}
+		p = realloc(c->in, cap);
+		if (!p) {
+			__atomic_sub_fetch(&s->in_total, cap - c->in_cap, __ATOMIC_RELAXED);
+			log_err("client %" PRIu64 ": out of memory: closing", c->id);
+			conn_close(c, NULL);
+			return -1;
+		}
+		c->in = p;
+		c->in_cap = cap;
+	}
+	memcpy(c->in + c->in_len, data, n);
+	c->in_len += n;
+	return 0;
+}
+
+/*
+ * Handle the complete frames at the start of buf[0..len) while the output
+ * has room.  Returns the bytes handled, or -1 once the connection is closed.
+ * Notes when the rest is an unfinished request (its deadline runs from its
+ * first byte).  Loop thread.
+ */
+static ssize_t consume_frames(struct conn *c, const char *buf, size_t len, bool *progressed)
+{
+	uint64_t fmax = c->srv->o.frame_max;
+	size_t off = 0, flen = 0;
+	int r;
+
+	while (!c->closed && !out_full(c) && off < len) {
+		r = rpc_scanner_scan(c->scan, buf + off, len - off, &flen);
+		if (r == 0 && len - off > fmax)
+			r = -EMSGSIZE;          /* a smaller bound than the protocol's */
+		if (r == 0)
+			break;
+		if (r > 0 && flen > fmax)
+			r = -EMSGSIZE;
+		if (r < 0) {
+			stream_error(c, buf + off, len - off, r);
+			return -1;
+		}
+		handle_frame(c, buf + off, flen);
+		off += flen;
+		*progressed = true;
+	}
+	if (c->closed)
+		return -1;
+	if (off < len && !out_full(c)) {
+		if (off || !c->in_since_ns)
+			c->in_since_ns = now_ns();
+	} else {
+		c->in_since_ns = 0;
+	}
+	return (ssize_t)off;
 }
 
 /* Decode and handle the complete frames buffered.  Returns whether any was. */
 static bool process_frames(struct conn *c)
 {
-	size_t off = 0, flen = 0;
 	bool progressed = false;
-	int r;
+	ssize_t off = consume_frames(c, c->in, c->in_len, &progressed);
 
-	while (!c->closed && obuf_pending(&c->out) < OUT_CAP && off < c->in_len) {
-		r = rpc_scanner_scan(c->scan, c->in + off, c->in_len - off, &flen);
-		if (r == 0)
-			break;
-		if (r < 0) {
-			if (off) {
-				memmove(c->in, c->in + off, c->in_len - off);
-				c->in_len -= off;
-			}
-			stream_error(c, r);
-			return true;
-		}
-		handle_frame(c, c->in + off, flen);
-		off += flen;
-		progressed = true;
-	}
-	if (c->closed)
+	if (off < 0)
 		return true;
 	if (off) {
-		memmove(c->in, c->in + off, c->in_len - off);
-		c->in_len -= off;
+		memmove(c->in, c->in + off, c->in_len - (size_t)off);
+		c->in_len -= (size_t)off;
 	}
-	if (c->in_len == 0 && c->in_cap > 4 * IN_CHUNK) {
-		free(c->in);
-		c->in = NULL;
-		c->in_cap = 0;
-	}
+	if (c->in_len == 0)
+		in_release(c);
 	return progressed;
 }
 
-/* Read what the socket has (up to a budget), handling frames as they come. */
+/*
+ * Read what the socket has (up to a budget), handling frames as they come.
+ * Bytes are read into a buffer of the thread's; only an unfinished request
+ * is kept in the connection, so an idle client holds no input buffer.
+ */
 static void conn_read(struct conn *c)
 {
+	static __thread char scratch[IN_CHUNK];
 	size_t total = 0;
-	ssize_t n;
+	ssize_t n, used;
 
 	while (may_read(c) && total < READ_BUDGET) {
-		if (c->in_cap - c->in_len < IN_CHUNK && c->in_cap < IN_MAX) {
-			size_t cap = c->in_cap ? c->in_cap * 2 : 2 * IN_CHUNK;
-			char *p;
+		bool progressed = false;
 
-			if (cap > IN_MAX)
-				cap = IN_MAX;
-			p = realloc(c->in, cap);
-			if (!p) {
-				log_err("client %" PRIu64 ": out of memory: closing", c->id);
-				conn_close(c, NULL);
-				return;
-			}
-			c->in = p;
-			c->in_cap = cap;
-		}
-		if (c->in_len == c->in_cap) {
-			/* Cannot happen: the scanner refuses a frame this long. */
-			stream_error(c, -EMSGSIZE);
-			return;
-		}
-		n = read(c->w.fd, c->in + c->in_len, c->in_cap - c->in_len);
+		n = read(c->w.fd, scratch, sizeof(scratch));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -876,9 +1060,18 @@ static void conn_read(struct conn *c)
 			c->rd_eof = true;
 			return;
 		}
-		c->in_len += (size_t)n;
 		total += (size_t)n;
-		process_frames(c);
+		if (c->in_len == 0) {
+			used = consume_frames(c, scratch, (size_t)n, &progressed);
+			if (used < 0)
+				return;
+			if (used < n && in_append(c, scratch + used, (size_t)(n - used)) < 0)
+				return;
+		} else {
+			if (in_append(c, scratch, (size_t)n) < 0)
+				return;
+			process_frames(c);
+		}
 	}
 }
 
@@ -892,87 +1085,142 @@ static int conn_flush(struct conn *c)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN)
+			if (errno == EAGAIN) {
+				/* The client reads nothing for now: the stall clock runs. */
+				if (!c->blocked_since_ns)
+					c->blocked_since_ns = now_ns();
 				return 0;
+			}
 			conn_close(c, NULL);    /* EPIPE, ECONNRESET: the client left */
 			return -1;
 		}
 		c->out.off += (size_t)n;
+		c->blocked_since_ns = 0;
 	}
+	c->blocked_since_ns = 0;
 	c->out.off = c->out.len = 0;
 	if (c->out.cap > 4 * IN_CHUNK)
 		obuf_fini(&c->out);
 	return 0;
 }
 
-static void stall_cb(struct io_watch *w, uint32_t events)
-{
-	struct conn *c = container_of(w, struct conn, stall_w);
-	uint64_t ticks;
+static void conn_timer_update(struct conn *c);
 
-	if (c->closed || c->stall_fd < 0 || read(c->stall_fd, &ticks, sizeof(ticks)) <= 0)
+/*
+ * The connection's deadlines: an unfinished request must be complete
+ * frame_timeout_ms after its first byte; a client that reads nothing
+ * while output waits for it (its socket buffer full) is closed after
+ * client_stall_ms.  A slow reader is never closed: it reads.
+ */
+static void tmr_cb(struct io_watch *w, uint32_t events)
+{
+	struct conn *c = container_of(w, struct conn, tmr_w);
+	const struct server_opts *o = &c->srv->o;
+	uint64_t ticks, now = now_ns();
+
+	if (c->closed || c->tmr_fd < 0)
 		return;
-	log_warn("client %" PRIu64 " (pid %d) has not read its replies: %zu bytes over the "
-		 "%u byte cap for %" PRIu64 " ms; closing", c->id, (int)c->pid,
-		 obuf_pending(&c->out), OUT_CAP, c->srv->o.client_stall_ms);
-	conn_close(c, NULL);
+	(void)!read(c->tmr_fd, &ticks, sizeof(ticks));
+	c->tmr_at = 0;
+	if (c->in_since_ns && now - c->in_since_ns >= o->frame_timeout_ms * NSEC_PER_MSEC) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "the message was not complete %" PRIu64 " ms after "
+			 "its first byte (%zu bytes came; --frame-timeout-ms)", o->frame_timeout_ms,
+			 c->in_len);
+		refuse_stream(c, c->in, c->in_len, why);
+		return;
+	}
+	if (c->blocked_since_ns && now - c->blocked_since_ns >= o->client_stall_ms * NSEC_PER_MSEC) {
+		log_warn("client %" PRIu64 " (pid %d) has read nothing for %" PRIu64 " ms while "
+			 "%zu bytes waited for it; closing", c->id, (int)c->pid,
+			 o->client_stall_ms, obuf_pending(&c->out));
+		conn_close(c, NULL);
+		return;
+	}
+	conn_timer_update(c);
 }
 
-static void stall_timer_stop(struct conn *c)
+static void conn_timer_stop(struct conn *c)
 {
-	if (c->stall_fd < 0)
+	if (c->tmr_fd < 0)
 		return;
-	io_watch_del(&c->stall_w);
-	close(c->stall_fd);
-	c->stall_fd = -1;
+	io_watch_del(&c->tmr_w);
+	close(c->tmr_fd);
+	c->tmr_fd = -1;
+	c->tmr_at = 0;
 }
 
-static void stall_timer_start(struct conn *c)
+/* Arm the timer for the earliest deadline, or disarm it.  Loop thread. */
+static void conn_timer_update(struct conn *c)
 {
+	const struct server_opts *o = &c->srv->o;
 	struct itimerspec its = { 0 };
-	uint64_t ms = c->srv->o.client_stall_ms;
+	uint64_t at = UINT64_MAX;
 	int fd;
 
-	if (c->stall_fd >= 0)
+	if (c->in_since_ns)
+		at = c->in_since_ns + o->frame_timeout_ms * NSEC_PER_MSEC;
+	if (c->blocked_since_ns && c->blocked_since_ns + o->client_stall_ms * NSEC_PER_MSEC < at)
+		at = c->blocked_since_ns + o->client_stall_ms * NSEC_PER_MSEC;
+	if (at == UINT64_MAX)
+		at = 0;
+	if (at == c->tmr_at)
 		return;
-	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (fd < 0) {
-		log_warn("client %" PRIu64 ": no timer (%s): closing it now", c->id,
-			 strerror(errno));
+	if (c->tmr_fd < 0) {
+		if (!at)
+			return;
+		fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (fd < 0) {
+			log_warn("client %" PRIu64 ": no timer (%s): closing it now", c->id,
+				 strerror(errno));
+			conn_close(c, NULL);
+			return;
+		}
+		if (io_watch_add_on(c->w.thr, &c->tmr_w, fd, EPOLLIN, tmr_cb) < 0) {
+			close(fd);
+			conn_close(c, NULL);
+			return;
+		}
+		c->tmr_fd = fd;
+	}
+	its.it_value.tv_sec = (time_t)(at / NSEC_PER_SEC);
+	its.it_value.tv_nsec = (long)(at % NSEC_PER_SEC);
+	if (timerfd_settime(c->tmr_fd, at ? TFD_TIMER_ABSTIME : 0, &its, NULL) < 0) {
 		conn_close(c, NULL);
 		return;
 	}
-	its.it_value.tv_sec = (time_t)(ms / 1000);
-	its.it_value.tv_nsec = (long)(ms % 1000) * 1000000L;
-	if (timerfd_settime(fd, 0, &its, NULL) < 0 ||
-	    io_watch_add_on(c->w.thr, &c->stall_w, fd, EPOLLIN, stall_cb) < 0) {
-		close(fd);
-		conn_close(c, NULL);
-		return;
-	}
-	c->stall_fd = fd;
+	c->tmr_at = at;
 }
 
 /*
  * Bring the connection up to date after anything happened: write, handle
  * buffered frames and waiting events while the output has room, close when
- * the client has said all it will and got every answer, and set the epoll
- * mask (no EPOLLIN while over the cap: backpressure).  Loop thread.
+ * the client has said all it will and got every answer, set the epoll mask
+ * (no EPOLLIN while the output is full: backpressure) and the deadlines.
+ * Events are pumped at most once here: a fast reader gets the rest on the
+ * pump's next turn, behind everyone else.  Loop thread.
  */
 static void conn_service(struct conn *c)
 {
 	uint32_t want = 0;
-	bool more;
+	bool more, pumped = false;
 
 	do {
 		if (c->closed || conn_flush(c) < 0)
 			return;
 		more = false;
-		if (obuf_pending(&c->out) < OUT_CAP) {
+		if (!out_full(c)) {
 			if (c->in_len)
 				more |= process_frames(c);
-			if (c->ev_stalled && !c->closed)
-				more |= pump_events(c);
+			if (c->ev_stalled && !pumped && !c->closed) {
+				bool again = false;
+
+				pumped = true;
+				more |= pump_events(c, &again);
+				if (again)
+					pump_kick(conn_pump(c));
+			}
 		}
 	} while (more);
 	if (c->closed)
@@ -992,10 +1240,7 @@ static void conn_service(struct conn *c)
 		}
 		c->events = want;
 	}
-	if (obuf_pending(&c->out) >= OUT_CAP)
-		stall_timer_start(c);
-	else
-		stall_timer_stop(c);
+	conn_timer_update(c);
 }
 
 static void conn_cb(struct io_watch *w, uint32_t events)
@@ -1039,14 +1284,12 @@ static void conn_close(struct conn *c, const char *why)
 		log_debug("client %" PRIu64 " closed", c->id);
 	io_watch_del(&c->w);
 	close(c->w.fd);
-	stall_timer_stop(c);
+	conn_timer_stop(c);
 	cds_list_for_each_entry_safe(es, tmp, &c->subs, link)
 		esub_release(c, es);
 	cds_list_for_each_entry_safe(cs, ctmp, &c->csubs, link)
 		csub_release(c, cs);
-	free(c->in);
-	c->in = NULL;
-	c->in_len = c->in_cap = 0;
+	in_release(c);
 	obuf_fini(&c->out);
 	rpc_scanner_free(c->scan);
 	c->scan = NULL;
@@ -1135,7 +1378,8 @@ static void conn_new(struct server *s, int fd, bool ro)
 		c->creds.gid = cred.gid;
 	}
 	c->refs = 1;
-	c->stall_fd = -1;
+	c->tmr_fd = -1;
+	c->out.total = &s->out_total;
 	c->events = EPOLLIN | EPOLLRDHUP;
 	__cds_wfcq_init(&c->done_head, &c->done_tail);
 	c->done_task.fn = done_task_fn;
@@ -1144,6 +1388,7 @@ static void conn_new(struct server *s, int fd, bool ro)
 	c->drain_task.fn = drain_task_fn;
 	CDS_INIT_LIST_HEAD(&c->subs);
 	CDS_INIT_LIST_HEAD(&c->csubs);
+	CDS_INIT_LIST_HEAD(&c->pump_link);
 
 	pthread_mutex_lock(&s->lock);
 	if (s->stopping) {
@@ -1423,10 +1668,29 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 	CDS_INIT_LIST_HEAD(&s->conns);
 	s->stop_task.fn = stop_task_fn;
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	s->npumps = ioloop_nthreads(opts->io);
+	s->pumps = calloc(s->npumps, sizeof(*s->pumps));
+	if (!s->pumps) {
+		if (s->reserve_fd >= 0)
+			close(s->reserve_fd);
+		pthread_cond_destroy(&s->cond);
+		pthread_mutex_destroy(&s->lock);
+		free(s);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < s->npumps; i++) {
+		s->pumps[i].task.fn = pump_task_fn;
+		s->pumps[i].srv = s;
+		s->pumps[i].thr = ioloop_thr_at(opts->io, i);
+		CDS_INIT_LIST_HEAD(&s->pumps[i].conns);
+	}
 
-	if (opts->rw_fd >= 0)
+	r = evbus_listen(opts->bus, bus_notify, s, &s->bus_l);
+	if (r < 0)
+		snprintf(errbuf, errlen, "out of memory");
+	if (r == 0 && opts->rw_fd >= 0)
 		r = listener_take(s, &s->rw, opts->rw_fd, opts->rw_path, false, errbuf, errlen);
-	else
+	else if (r == 0)
 		r = listener_open(s, &s->rw, opts->rw_path, false, errbuf, errlen);
 	if (r == 0 && opts->ro_fd >= 0)
 		r = listener_take(s, &s->ro, opts->ro_fd, opts->ro_path, true, errbuf, errlen);
@@ -1457,8 +1721,14 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 		}
 		if (s->reserve_fd >= 0)
 			close(s->reserve_fd);
+		if (s->bus_l) {
+			evbus_unlisten(opts->bus, s->bus_l);
+			urcu_memb_synchronize_rcu();    /* no publisher is in bus_notify() */
+			urcu_memb_barrier();            /* the listener is freed */
+		}
 		pthread_cond_destroy(&s->cond);
 		pthread_mutex_destroy(&s->lock);
+		free(s->pumps);
 		free(s);
 		return r;
 	}
@@ -1560,6 +1830,9 @@ void server_stop(struct server *s)
 	if (!wait_locked(s, NULL, &s->nopen))
 		log_warn("%" PRIu64 " clients did not close in time", s->nopen);
 	pthread_mutex_unlock(&s->lock);
+	/* No more pumps posted; one already queued runs before the loops end. */
+	evbus_unlisten(s->o.bus, s->bus_l);
+	s->bus_l = NULL;
 	log_info("stopped listening; closed %u clients", posted);
 }
 
@@ -1587,6 +1860,9 @@ void server_free(struct server *s)
 	pthread_mutex_unlock(&s->lock);
 	if (left)
 		log_debug("freed %u connections whose jobs never ended", left);
+	if (s->bus_l)
+		evbus_unlisten(s->o.bus, s->bus_l);
+	free(s->pumps);
 	free(s->rw.path);
 	free(s->ro.path);
 	if (s->reserve_fd >= 0)

@@ -41,7 +41,14 @@ struct server_opts {
 	bool group_set;                 /* socket_group configured */
 	gid_t group;
 	uint64_t default_timeout_ms;
-	uint64_t client_stall_ms;
+	uint64_t client_stall_ms;       /* close a client that reads nothing this long */
+	uint64_t frame_max;             /* bytes of one request (at most RPC_MAX_FRAME) */
+	uint64_t frame_timeout_ms;      /* a request begun must be complete by then */
+	uint64_t input_total;           /* bytes of partial requests across clients */
+	uint64_t output_max;            /* output bytes waiting for one client */
+	uint64_t output_total;          /* output bytes across clients */
+	unsigned inflight_max;          /* state changes in flight per connection */
+	unsigned subs_max;              /* subscriptions per connection */
 	uint64_t stats_interval_ms;     /* the VM layer's statistics rounds (0: none) */
 	unsigned workers, io_threads;   /* for daemon.info */
 };

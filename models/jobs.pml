@@ -103,6 +103,9 @@
 #define KIND3 0         /* the third caller's job (0: start, shutdown or destroy) */
 #endif
 #define NJ NCLIENT      /* job ids 1..NJ */
+#ifndef WMAX
+#define WMAX NJ         /* waiting_jobs_max: one more is busy at once */
+#endif
 #ifndef REACH
 #define REACH 0
 #endif
@@ -509,9 +512,16 @@ inline handle_job(j)
 	:: holder == 0 -> job_start(j)
 	:: else ->
 		assert(kind[j] != J_DESTROY);           /* P3 destroy never waits */
-		assert(nw < NJ);
-		wq[nw] = j;
-		nw++
+		if
+		:: nw >= WMAX ->
+			/* the queue is full: busy at once, the only busy before a deadline */
+			WITNESS(13);
+			answer(j, C_BUSY)
+		:: else ->
+			assert(nw < NJ);
+			wq[nw] = j;
+			nw++
+		fi
 	fi;
 	/* P3: the holder it found was cancelled; destroy took the domain */
 	assert(kind[j] != J_DESTROY || (started[j] && (h == 0 || answered[h])));

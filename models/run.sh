@@ -77,6 +77,8 @@ jobs ltl all_answered (P6)|jobs.pml|pass||$LTL|-a -N all_answered
 jobs P8: definition file agrees with the registry|jobs.pml|pass|-DCHECK_DISK|$SAFE|
 jobs safety + daemon shutdown|jobs.pml|pass|-DSHUTDOWN=1 -DSUBMIT_MAX=0|$SAFE|
 jobs safety, 4 clients|jobs.pml|pass|-DNCLIENT=4 -DSUBMIT_MAX=0 -DCRASH=0 -DIOFAIL=0|$SAFE|
+jobs safety, at most 1 waiting (waiting_jobs_max)|jobs.pml|pass|-DWMAX=1|$SAFE|
+jobs ltl all_answered, at most 1 waiting|jobs.pml|pass|-DWMAX=1|$LTL|-a -N all_answered
 jobs OLD_UNDEFINE: orphan QEMU|jobs.pml|fail|-DOLD_UNDEFINE|quick -DSAFETY -DNOCLAIM -DBFS||undefined.*proc
 jobs bug: step to whoever holds|jobs.pml|fail|-DBUG_STEP_NO_ID|quick $SAFE||b==gen
 jobs bug: stale timer ends jobs|jobs.pml|fail|-DBUG_STALE_TIMER|quick $SAFE||now>=deadline
@@ -92,6 +94,7 @@ jobs witness 9: a removal completes after its undefine ended|jobs.pml|fail|-DREA
 jobs witness 10: destroy preempts an undefine|jobs.pml|fail|-DREACH=10|quick $SAFE||10!=10
 jobs witness 11: job sent behind the close ends gone|jobs.pml|fail|-DREACH=11|quick $SAFE||11!=11
 jobs witness 12: SHUTDOWN event ends a shutdown|jobs.pml|fail|-DREACH=12|quick $SAFE||12!=12
+jobs witness 13: a full waiting queue refuses at once|jobs.pml|fail|-DREACH=13 -DWMAX=1|quick $SAFE||13!=13
 EOF
 }
 

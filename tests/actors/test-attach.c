@@ -86,7 +86,7 @@ static struct domain *attach(const char *name, int idx, uint64_t ms, int want_co
 
 static struct completion got_event;
 
-static void on_event(struct evbus_sub *sub, void *arg)
+static void on_event(void *arg)
 {
 	completion_signal(&got_event);
 }
@@ -96,15 +96,16 @@ static bool find_event(struct evbus_sub *sub, const char *name, uint64_t ms)
 	uint64_t deadline = now_ns() + ms * NSEC_PER_MSEC;
 
 	while (now_ns() < deadline) {
-		json_t *ev;
+		const json_t *ev;
 
-		while ((ev = evbus_sub_next(sub))) {
-			bool hit = !strcmp(json_string_value(json_object_get(ev, "event")), name);
-
-			json_decref(ev);
-			if (hit)
+		crcu_read_lock();
+		while ((ev = evbus_sub_next(fx.bus, sub))) {
+			if (!strcmp(json_string_value(json_object_get(ev, "event")), name)) {
+				crcu_read_unlock();
 				return true;
+			}
 		}
+		crcu_read_unlock();
 		completion_wait(&got_event, 100 * NSEC_PER_MSEC);
 		completion_init(&got_event);
 	}
@@ -119,7 +120,10 @@ Test(attach, drives_simulated_vm_and_forwards_events, .init = setup, .fini = tea
 	struct dom_job *job;
 
 	completion_init(&got_event);
-	cr_assert_eq(evbus_subscribe(fx.bus, "sim0", 0, on_event, NULL, &sub), 0);
+	struct evbus_listener *l;
+
+	cr_assert_eq(evbus_listen(fx.bus, on_event, NULL, &l), 0);
+	cr_assert_eq(evbus_subscribe(fx.bus, "sim0", &sub), 0);
 	d = attach("sim0", 0, 10000, 0);
 	vmfix_wait_state(d, DOM_RUNNING);
 
@@ -140,6 +144,7 @@ Test(attach, drives_simulated_vm_and_forwards_events, .init = setup, .fini = tea
 	 */
 	vmfix_wait_state(d, DOM_SHUTOFF);
 	evbus_unsubscribe(fx.bus, sub);
+	evbus_unlisten(fx.bus, l);
 }
 
 Test(attach, monitor_that_never_answers_fails_at_deadline, .init = setup, .fini = teardown,
@@ -189,7 +194,10 @@ Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = tea
 	struct dom_job *job;
 
 	completion_init(&got_event);
-	cr_assert_eq(evbus_subscribe(fx.bus, "acpi", 0, on_event, NULL, &sub), 0);
+	struct evbus_listener *l;
+
+	cr_assert_eq(evbus_listen(fx.bus, on_event, NULL, &l), 0);
+	cr_assert_eq(evbus_subscribe(fx.bus, "acpi", &sub), 0);
 	d = attach_cfg(cfg, 4, 10000, 0);
 	json_decref(cfg);
 	vmfix_wait_state(d, DOM_RUNNING);
@@ -209,6 +217,7 @@ Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = tea
 	vmfix_wait_state(d, DOM_SHUTOFF);
 	cr_assert_str_eq(vmfix_snap(d).reason, "shutdown");
 	evbus_unsubscribe(fx.bus, sub);
+	evbus_unlisten(fx.bus, l);
 }
 
 /* An attached VM is found again by the next daemon too. */

@@ -30,7 +30,7 @@ void vmfix_setup(void)
 	cr_assert_eq(rt_new(2, &fx.rt), 0);
 	cr_assert_eq(ioloop_new(2, &fx.io), 0);     /* two loops: they race under TSan */
 	cr_assert_eq(reg_new(&fx.reg), 0);
-	cr_assert_eq(evbus_new(&fx.bus), 0);
+	cr_assert_eq(evbus_new(0, &fx.bus), 0);
 	cr_assert_eq(offload_new(2, &fx.off), 0);
 	o.rt = fx.rt;
 	o.off = fx.off;

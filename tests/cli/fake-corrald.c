@@ -17,10 +17,11 @@
 static void handle(const char *method, json_t *params, struct fake_reply *reply, void *arg)
 {
 	if (!strcmp(method, "list"))
-		reply->result = json_pack("[{s:s, s:s, s:s, s:s, s:n, s:{s:s, s:f}}]", "name",
-					  "auto", "uuid", "00000000-0000-4000-8000-000000000001",
+		reply->result = json_pack("{s:[{s:s, s:s, s:s, s:s, s:n, s:{s:s, s:f}}], s:[], s:[]}",
+					  "domains", "name", "auto",
+					  "uuid", "00000000-0000-4000-8000-000000000001",
 					  "state", "shutoff", "reason", "defined", "job",
-					  "monitor", "state", "none", "since_s", 0.0);
+					  "monitor", "state", "none", "since_s", 0.0, "missing", "more");
 }
 
 int main(int argc, char **argv)

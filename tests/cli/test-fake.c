@@ -48,8 +48,9 @@ static void handle(const char *method, json_t *params, struct fake_reply *reply,
 	if (strncmp(method, "events.", 7))
 		reply->action = script.action;
 	if (!strcmp(method, "list")) {
-		reply->result = json_pack("[o, o]", domain("web", "running", "start"),
-					  domain("database-primary", "shutoff", NULL));
+		reply->result = json_pack("{s:[o, o], s:[], s:[]}", "domains",
+					  domain("web", "running", "start"),
+					  domain("database-primary", "shutoff", NULL), "missing", "more");
 	} else if (!strcmp(method, "info")) {
 		unsigned n = script.info_calls++;
 		const char *state = "running";
