@@ -2158,7 +2158,17 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 		vj->op = VM_OP_START;
 		vj->restore = true;
 	}
-	vj->args = args ? json_incref(args) : NULL;
+	/*
+	 * A copy of its own: the job runs on a worker while the caller (an
+	 * I/O thread) drops its reference, and jansson's reference count is
+	 * no hand-off between threads (its final decrement only releases).
+	 */
+	vj->args = args ? json_deep_copy(args) : NULL;
+	if (args && !vj->args) {
+		free(vj);
+		snprintf(errbuf, errlen, "out of memory");
+		return -ENOMEM;
+	}
 	vj->found.pidfd = -1;
 	creds_self(&vj->creds);
 	r = dom_job_new(&vm_ops[op], vj, timeout_ns, done, done_arg, ret);
