@@ -262,6 +262,11 @@ static json_t *live_list(struct vm *vm, const char *kind)
 	return json_object_get(vm->live, kind);
 }
 
+json_t *vm_live_nics(struct vm *vm)
+{
+	return live_list(vm, "nics");
+}
+
 static json_t *live_find(struct vm *vm, const char *kind, const char *key, const char *val,
 			 size_t *ret_i)
 {

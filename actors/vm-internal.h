@@ -108,6 +108,8 @@ struct vm {
 	struct vm_env *env;
 	/* RCU-published by the domain actor; readers: vm_stats_rcu(). */
 	struct vm_pubstats *stats;
+	/* Domain actor: {mac: host tap device} of bridged NICs, found by address. */
+	json_t *nic_ifnames;
 	/* RCU-published by the domain actor; readers: vm_config_rcu(). */
 	struct vm_pubcfg *pub;
 
@@ -415,5 +417,7 @@ int vm_proc_recover(struct vm_env *env,
 void vm_stats_publish(struct domain *d, json_t *data);     /* steals data */
 void vm_stats_clear(struct domain *d);
 void vm_stats_free(struct vm *vm);
+/* The running QEMU's NICs (vm-hotplug.c): the live list, or NULL. */
+json_t *vm_live_nics(struct vm *vm);
 
 #endif /* CORRAL_ACTORS_VM_INTERNAL_H */

@@ -344,15 +344,33 @@ static void human_bytes(char *buf, size_t size, double v)
 		snprintf(buf, size, "%.1f %s", v, unit[u]);
 }
 
-/* One table row of a stats entry: figures summed over disks, "-" when none. */
+/* Bytes of key summed over list's entries into buf; "-" when none has it. */
+static void sum_bytes(char *buf, size_t size, const json_t *list, const char *key)
+{
+	const json_t *x;
+	double sum = 0;
+	bool any = false;
+	size_t i;
+
+	json_array_foreach(list, i, x) {
+		if (json_is_number(json_object_get(x, key))) {
+			sum += json_number_value(json_object_get(x, key));
+			any = true;
+		}
+	}
+	if (any)
+		human_bytes(buf, size, sum);
+	else
+		snprintf(buf, size, "-");
+}
+
+/* One table row of a stats entry: figures summed over disks and NICs, "-" when none. */
 static json_t *stats_row(const json_t *e)
 {
 	const json_t *cpu = json_object_get(e, "cpu"), *mem = json_object_get(e, "memory");
 	const json_t *mon = json_object_get(e, "monitor"), *age = json_object_get(e, "age_s");
-	const json_t *disk;
-	char b_age[32] = "-", b_cpu[32] = "-", b_rss[32] = "-", b_rd[32] = "-", b_wr[32] = "-";
-	double rd = 0, wr = 0;
-	size_t i;
+	char b_age[32] = "-", b_cpu[32] = "-", b_rss[32] = "-", b_rd[32], b_wr[32], b_rx[32];
+	char b_tx[32];
 
 	if (json_is_number(age))
 		snprintf(b_age, sizeof(b_age), "%.1fs%s", json_number_value(age),
@@ -363,18 +381,15 @@ static json_t *stats_row(const json_t *e)
 	if (json_is_number(json_object_get(mem, "rss_bytes")))
 		human_bytes(b_rss, sizeof(b_rss),
 			    json_number_value(json_object_get(mem, "rss_bytes")));
-	if (json_is_array(json_object_get(e, "disks"))) {
-		json_array_foreach(json_object_get(e, "disks"), i, disk) {
-			rd += json_number_value(json_object_get(disk, "rd_bytes"));
-			wr += json_number_value(json_object_get(disk, "wr_bytes"));
-		}
-		human_bytes(b_rd, sizeof(b_rd), rd);
-		human_bytes(b_wr, sizeof(b_wr), wr);
-	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+	sum_bytes(b_rd, sizeof(b_rd), json_object_get(e, "disks"), "rd_bytes");
+	sum_bytes(b_wr, sizeof(b_wr), json_object_get(e, "disks"), "wr_bytes");
+	sum_bytes(b_rx, sizeof(b_rx), json_object_get(e, "nics"), "rx_bytes");
+	sum_bytes(b_tx, sizeof(b_tx), json_object_get(e, "nics"), "tx_bytes");
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 			 "name", get_str(e, "name", "?"), "state", get_str(e, "state", "?"),
 			 "monitor", get_str(mon, "state", "?"), "age", b_age, "cpu", b_cpu,
-			 "rss", b_rss, "read", b_rd, "written", b_wr);
+			 "rss", b_rss, "read", b_rd, "written", b_wr, "net_rx", b_rx,
+			 "net_tx", b_tx);
 }
 
 static int cmd_stats(struct cli *c, const struct cli_args *a)
@@ -383,6 +398,7 @@ static int cmd_stats(struct cli *c, const struct cli_args *a)
 		{ "NAME", "name" },  { "STATE", "state" }, { "MONITOR", "monitor" },
 		{ "AGE", "age" },    { "CPU", "cpu" },     { "RSS", "rss" },
 		{ "DISK-READ", "read" }, { "DISK-WRITTEN", "written" },
+		{ "NET-RX", "net_rx" },  { "NET-TX", "net_tx" },
 	};
 	json_t *params = NULL, *names, *res, *rows, *e, *missing;
 	size_t i;

@@ -711,10 +711,10 @@ static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
 	uint64_t age;
 	bool stale;
 	const json_t *st = vm_stats_rcu(d, now, &age, &stale);
-	const char *keys[] = { "cpu", "memory", "disks" };
+	const char *keys[] = { "cpu", "memory", "disks", "nics" };
 
 	*objects = 1 + 2 * 5 + 4;       /* the map, five pairs, monitor's two */
-	PKE(msgpack_pack_map(pk, st ? 8 : 5));
+	PKE(msgpack_pack_map(pk, st ? 9 : 5));
 	PKE(pk_kv_str(pk, "name", sn->name));
 	PKE(pk_kv_str(pk, "state", dom_state_name(sn->state)));
 	PKE(pk_str(pk, "monitor"));
@@ -1354,19 +1354,25 @@ const struct method methods[] = {
 	  (const struct param[]){ { "names", P_STRV, false, "the domains (default: all); "
 				    "names not defined are listed in `missing`" }, END },
 	  "`{interval_s, domains: [{name, state, monitor: {state, since_s}, age_s, stale, "
-	  "cpu, memory, disks}], missing: [name], more: [name]}`.  `interval_s`: the daemon's "
+	  "cpu, memory, disks, nics}], missing: [name], more: [name]}`.  `interval_s`: the daemon's "
 	  "interval (a domain's config may set its own, `stats_interval_ms`).  `more`: domains whose "
 	  "figures did not fit in this answer (it stays within the message limits, about "
 	  "5,000 domains of one disk and one vCPU each): ask again with `names` set to it.  `age_s`: seconds since the figures "
 	  "were read, nil when there are none (not running, or no round done yet: then "
-	  "`cpu`, `memory` and `disks` are absent); `stale`: the monitor is not `ok`, or the "
+	  "`cpu`, `memory`, `disks` and `nics` are absent); `stale`: the monitor is not `ok`, or the "
 	  "figures are older than two intervals and a second.  `cpu: {time_ns, vcpus: "
 	  "[{index, thread, time_ns}]}`: QEMU's CPU time (user + system) and each vCPU "
 	  "thread's; `memory: {rss_bytes, balloon_bytes}` (the balloon only when the guest "
 	  "has one); `disks: [{device, node, rd_bytes, wr_bytes, rd_ops, wr_ops, "
 	  "flush_ops}]` from QEMU's `query-blockstats` (`device`: the guest device, "
-	  "`vd0` for `disks[0]`, `node`: QEMU's block node, `disk0`).  Counters are "
-	  "cumulative since QEMU started." },
+	  "`vd0` for `disks[0]`, `node`: QEMU's block node, `disk0`); `nics: [{device, mac, "
+	  "type, host_device, rx_bytes, tx_bytes, rx_packets, tx_packets, rx_dropped, "
+	  "tx_dropped}]`, each NIC of the running guest, its traffic as the guest sees it "
+	  "(`rx`: received by the guest) read from the host side of a bridged NIC's tap device "
+	  "(`host_device`, `crlN`); a `user` NIC has no counters (QEMU's user networking "
+	  "counts nothing a client can read), nor has a NIC of an attached QEMU whose tap "
+	  "corrald did not make.  Counters are cumulative since QEMU started (a tap's, since "
+	  "it was made: at the start, or at the NIC's hotplug)." },
 	{ "info", m_info, true,
 	  "One domain in detail, from its snapshot (never waits for the domain).", name_only,
 	  "`{name, uuid, state, reason, pid, autostart, job: nil | {id, name, held_s}, "

@@ -80,6 +80,7 @@ static int collect_one(struct domain *d, void *arg)
 		json_object_set_new(e, "cpu", json_deep_copy(json_object_get(st, "cpu")));
 		json_object_set_new(e, "memory", json_deep_copy(json_object_get(st, "memory")));
 		json_object_set_new(e, "disks", json_deep_copy(json_object_get(st, "disks")));
+		json_object_set_new(e, "nics", json_deep_copy(json_object_get(st, "nics")));
 	}
 	return json_array_append_new(c->doms, e) < 0;
 }

@@ -16,6 +16,7 @@ enum prom_src {
 	SRC_RSS,                /* memory.rss_bytes */
 	SRC_BALLOON,            /* memory.balloon_bytes */
 	SRC_DISK,               /* disks[].<key>, per disk */
+	SRC_NIC,                /* nics[].<key>, per NIC that has counters */
 };
 
 struct prom_metric {
@@ -23,7 +24,7 @@ struct prom_metric {
 	const char *type;       /* gauge or counter */
 	const char *help;
 	enum prom_src src;
-	const char *key;        /* SRC_DISK: the disk's field */
+	const char *key;        /* SRC_DISK, SRC_NIC: the disk's or NIC's field */
 };
 
 static const struct prom_metric metrics[] = {
@@ -51,6 +52,18 @@ static const struct prom_metric metrics[] = {
 	  SRC_DISK, "wr_ops" },
 	{ "corral_domain_disk_flushes_total", "counter", "Flush requests to a disk.",
 	  SRC_DISK, "flush_ops" },
+	{ "corral_domain_net_receive_bytes_total", "counter",
+	  "Bytes a NIC received, as the guest sees it.", SRC_NIC, "rx_bytes" },
+	{ "corral_domain_net_transmit_bytes_total", "counter",
+	  "Bytes a NIC sent, as the guest sees it.", SRC_NIC, "tx_bytes" },
+	{ "corral_domain_net_receive_packets_total", "counter",
+	  "Packets a NIC received.", SRC_NIC, "rx_packets" },
+	{ "corral_domain_net_transmit_packets_total", "counter",
+	  "Packets a NIC sent.", SRC_NIC, "tx_packets" },
+	{ "corral_domain_net_receive_drops_total", "counter",
+	  "Packets for a NIC that were dropped.", SRC_NIC, "rx_dropped" },
+	{ "corral_domain_net_transmit_drops_total", "counter",
+	  "Packets from a NIC that were dropped.", SRC_NIC, "tx_dropped" },
 };
 
 /* A label value: backslash, double quote and newline escaped. */
@@ -135,7 +148,8 @@ static void domain_samples(FILE *f, const struct prom_metric *m, const json_t *d
 		}
 		break;
 	case SRC_DISK:
-		json_array_foreach(json_object_get(d, "disks"), i, e) {
+	case SRC_NIC:
+		json_array_foreach(json_object_get(d, m->src == SRC_DISK ? "disks" : "nics"), i, e) {
 			const char *dev = json_string_value(json_object_get(e, "device"));
 
 			if (!dev || !num(e, m->key, &v))

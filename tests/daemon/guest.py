@@ -159,7 +159,8 @@ def check_user_network(d):
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     fwd = free_port()
     try:
-        con = boot(d, guest_config("net1", nics=["user,hostfwd=tcp:127.0.0.1:%d-:80" % fwd]))
+        con = boot(d, guest_config("net1", nics=["user,hostfwd=tcp:127.0.0.1:%d-:80" % fwd],
+                                   stats_interval_ms=500))
         check(b"ip=10.0.2.15" in con.buf, "no DHCP address: %r" % con.buf[-300:])
         # 10.0.2.2 is the host's loopback, seen from a user-mode guest.
         out = con.run("wget -q -O - http://10.0.2.2:%d/x" % srv.server_port)
@@ -172,6 +173,11 @@ def check_user_network(d):
         check(mac.startswith("52:54:00:"), "MAC %r" % mac)
         out = con.run("cat /sys/class/net/eth0/address")
         check(mac in out, "the guest's MAC is not %s: %r" % (mac, out))
+        # stats lists the NIC; user networking counts nothing corral can read.
+        nics = wait_until(lambda: (c.call("stats", {"names": ["net1"]})["domains"][0]
+                                   .get("nics")), "a statistics round", step=0.2)
+        check(len(nics) == 1 and nics[0]["mac"] == mac and nics[0]["type"] == "user" and
+              nics[0]["device"] == "nic0" and "rx_bytes" not in nics[0], "nics %r" % nics)
         cfg = c.call("info", {"name": "net1"})["config"]
         del cfg["nics"][0]["mac"]
         c.call("define", {"config": cfg})
@@ -203,15 +209,39 @@ def check_bridge():
         e = c.err("define", {"config": guest_config("x", nics=["bridge=br-other"])},
                   ERR_PERMISSION)
         check("allow-bridge" in e.message, e.message)
-        a = boot(d, guest_config("ba", nics=["bridge=br-t"],
+        a = boot(d, guest_config("ba", nics=["bridge=br-t"], stats_interval_ms=500,
                                  cmdline=GUEST["cmdline"] + " corral.ip=10.77.0.1/24"))
-        b = boot(d, guest_config("bb", nics=["bridge=br-t"],
+        b = boot(d, guest_config("bb", nics=["bridge=br-t"], stats_interval_ms=500,
                                  cmdline=GUEST["cmdline"] + " corral.ip=10.77.0.2/24"))
         check(b"ip=10.77.0.1" in a.buf and b"ip=10.77.0.2" in b.buf, "static addresses")
         out = a.run("wget -q -O - http://10.77.0.2/", timeout=WAIT)
         check("corral-guest ok" in out, "guest A did not reach B over the bridge: %r" % out)
         out = b.run("ping -c 1 -W 5 10.77.0.1 >/dev/null && echo ping""-ok")
         check("ping-ok" in out, "B did not reach A: %r" % out)
+        # Traffic one way: A downloads 400 KB from B.  stats shows it per NIC,
+        # as each guest sees it: A received it, B sent it.
+        b.run("dd if=/dev/zero of=/www/big bs=1024 count=400 2>/dev/null")
+        out = a.run("wget -q -O /dev/null http://10.77.0.2/big && echo got""-it")
+        check("got-it" in out, "A did not download from B: %r" % out)
+        big = 400 * 1024
+
+        def nic(name):
+            e = c.call("stats", {"names": [name]})["domains"][0]
+            return (e.get("nics") or [{}])[0]
+        wait_until(lambda: nic("ba").get("rx_bytes", 0) >= big and
+                   nic("bb").get("tx_bytes", 0) >= big, "the download in the statistics", step=0.2)
+        na, nb = nic("ba"), nic("bb")
+        print("     ba: %r\n     bb: %r" % (na, nb))
+        check(na["host_device"].startswith("crl") and na["type"] == "bridge" and
+              na["device"] == "nic0", "ba's NIC: %r" % na)
+        check(na["tx_bytes"] < big // 2 and nb["rx_bytes"] < big // 2,
+              "the counters' directions: A sent %d, B received %d" % (na["tx_bytes"],
+                                                                   nb["rx_bytes"]))
+        check(na["rx_packets"] > 0 and na["tx_packets"] > 0, "packets: %r" % na)
+        prom = subprocess.run([CLI, "--socket", d.rw, "stats", "--format", "prometheus"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        check('corral_domain_net_receive_bytes_total{domain="ba",device="nic0"}' in prom.stdout,
+              "prometheus: %s %s" % (prom.stdout[-2000:], prom.stderr))
         # The taps are on the bridge, and go with their QEMUs.
         links = subprocess.check_output(["ip", "netns", "exec", ns, "ip", "-o", "link",
                                          "show", "master", "br-t"]).decode()
