@@ -1861,7 +1861,9 @@ void server_dump_api_md(FILE *f)
 					p->required ? "yes" : "no", p->doc);
 			fprintf(f, "\n");
 		}
-		fprintf(f, "Result: %s.\n", m->result);
+		/* A result that ends its own sentence gets no second full stop. */
+		fprintf(f, "Result: %s%s\n", m->result,
+			m->result[0] && m->result[strlen(m->result) - 1] == '.' ? "" : ".");
 	}
 }
 
