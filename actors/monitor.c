@@ -550,6 +550,8 @@ static void on_poll_reply(struct monitor *m, struct mon_pending *p, struct qmp_m
 		on_blockstats(m, ret);
 	} else if (!strcmp(p->execute, "query-cpus-fast") && json_is_array(ret)) {
 		on_cpus(m, ret);
+	} else if (!strcmp(p->execute, "query-cpus-fast") && err && !m->vcpus) {
+		m->vcpus = json_array();        /* refused: no vCPU figures, never asked again */
 	} else if (!strcmp(p->execute, "query-balloon")) {
 		if (err)
 			m->no_balloon = true;   /* no balloon device: do not ask again */
