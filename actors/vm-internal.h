@@ -102,6 +102,7 @@ struct vm_pubstats {
 	json_t *data;
 	uint64_t collected_ns;
 	uint64_t interval_ns;           /* the rounds' interval: older than two is stale */
+	void *memo;                     /* a reader's rendering (vm_stats_memo_rcu), or NULL */
 };
 
 struct vm {

@@ -23,6 +23,7 @@ static void pubstats_free_rcu(struct rcu_head *head)
 
 	crcu_reclaim_begin(head);
 	json_decref(p->data);
+	free(p->memo);
 	free(p);
 }
 
@@ -199,6 +200,7 @@ void vm_stats_free(struct vm *vm)
 	/* The domain is freed after a grace period: nobody reads vm->stats. */
 	if (vm->stats) {
 		json_decref(vm->stats->data);
+		free(vm->stats->memo);
 		free(vm->stats);
 		vm->stats = NULL;
 	}
@@ -220,4 +222,13 @@ const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, boo
 	*stale = dom_snap_rcu(d)->mon != DOM_MON_OK ||
 		 *age_ns > 2 * p->interval_ns + NSEC_PER_SEC;
 	return p->data;
+}
+
+void **vm_stats_memo_rcu(struct domain *d, const json_t *figures)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_pubstats *p = vm ? crcu_dereference(vm->stats) : NULL;
+
+	/* Only the publication whose figures the caller holds. */
+	return p && p->data == figures ? &p->memo : NULL;
 }

@@ -300,6 +300,14 @@ const json_t *vm_config_rcu(struct domain *d);
 const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, bool *stale);
 
 /*
+ * The same publication's memo slot: a reader may keep one malloc'd
+ * rendering of these figures there (the RPC layer keeps them packed), set
+ * with a compare-and-swap from NULL (acquire-release) and read with an
+ * acquire load; it is freed with the publication.  NULL when there are no figures.  RCU reader.
+ */
+void **vm_stats_memo_rcu(struct domain *d, const json_t *figures);
+
+/*
  * The config's fields corral does not know, an array of names: [] unless
  * the domain was attached without a config (then `config` holds only what
  * QEMU told).  RCU reader, like vm_config_rcu().

@@ -703,6 +703,55 @@ static size_t json_objects(const json_t *j)
 	return n;
 }
 
+/*
+ * A publication's figures (cpu, memory, disks, nics: four key/value pairs),
+ * packed once: every later stats call copies these bytes.
+ */
+struct stats_packed {
+	size_t objects;
+	size_t len;
+	char data[];
+};
+
+static const struct stats_packed *stats_packed(struct domain *d, const json_t *st)
+{
+	static const char *const keys[] = { "cpu", "memory", "disks", "nics" };
+	void **slot = vm_stats_memo_rcu(d, st);
+	struct stats_packed *sp = slot ? __atomic_load_n(slot, __ATOMIC_ACQUIRE) : NULL;
+	void *expected = NULL;
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	size_t objects = 0;
+	int r = 0;
+
+	if (sp || !slot)
+		return sp;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	for (size_t i = 0; r == 0 && i < sizeof(keys) / sizeof(keys[0]); i++) {
+		const json_t *v = json_object_get(st, keys[i]);
+
+		r = pk_str(&pk, keys[i]) < 0 || rpc_pack_json(&pk, v) < 0 ? -1 : 0;
+		objects += 1 + json_objects(v);
+	}
+	sp = r == 0 ? malloc(sizeof(*sp) + sb.size) : NULL;
+	if (sp) {
+		sp->objects = objects;
+		sp->len = sb.size;
+		memcpy(sp->data, sb.data, sb.size);
+	}
+	msgpack_sbuffer_destroy(&sb);
+	if (!sp)
+		return NULL;
+	/* Another I/O thread may have packed the same figures meanwhile: keep one. */
+	if (!__atomic_compare_exchange_n(slot, &expected, sp, false, __ATOMIC_ACQ_REL,
+					 __ATOMIC_ACQUIRE)) {
+		free(sp);
+		return expected;
+	}
+	return sp;
+}
+
 /* One entry of a stats answer into pk; *objects: how many msgpack objects it holds. */
 static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
 			    size_t *objects)
@@ -711,8 +760,10 @@ static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
 	uint64_t age;
 	bool stale;
 	const json_t *st = vm_stats_rcu(d, now, &age, &stale);
-	const char *keys[] = { "cpu", "memory", "disks", "nics" };
+	const struct stats_packed *sp = st ? stats_packed(d, st) : NULL;
 
+	if (st && !sp)
+		return -1;
 	*objects = 1 + 2 * 5 + 4;       /* the map, five pairs, monitor's two */
 	PKE(msgpack_pack_map(pk, st ? 9 : 5));
 	PKE(pk_kv_str(pk, "name", sn->name));
@@ -727,13 +778,9 @@ static int pack_stats_entry(msgpack_packer *pk, struct domain *d, uint64_t now,
 	else
 		PKE(msgpack_pack_nil(pk));
 	PKE(pk_kv_bool(pk, "stale", stale));
-	for (size_t i = 0; st && i < sizeof(keys) / sizeof(keys[0]); i++) {
-		const json_t *v = json_object_get(st, keys[i]);
-
-		PKE(pk_str(pk, keys[i]));
-		if (rpc_pack_json(pk, v) < 0)
-			return -1;
-		*objects += 1 + json_objects(v);
+	if (sp) {
+		PKE(pk->callback(pk->data, sp->data, sp->len));
+		*objects += sp->objects;
 	}
 	return 0;
 }
