@@ -44,7 +44,7 @@ struct qemu_nic {
 	char mac[QEMU_MAC_LEN + 1];
 	char *bridge;           /* bridge: the host bridge's name */
 	size_t n_fwd;
-	char *fwd[QEMU_HOSTFWD_MAX];    /* user: port forwards, as QEMU takes them */
+	char **fwd;                     /* user: port forwards, as QEMU takes them */
 };
 
 struct qemu_config {
@@ -59,8 +59,9 @@ struct qemu_config {
 	char *kernel;           /* NULL, or an absolute path */
 	char *initrd;           /* NULL, or an absolute path; only with kernel */
 	char *cmdline;          /* NULL, or a string; only with kernel */
+	/* Arrays of just what the config has: one is kept per domain. */
 	size_t n_disks;
-	struct qemu_disk disks[QEMU_DISKS_MAX];
+	struct qemu_disk *disks;
 	const char *reboot;     /* static: "reset" or "acpi" */
 	bool has_limits;
 	uint64_t limit_memory_mib;      /* 0: the default */
@@ -69,7 +70,7 @@ struct qemu_config {
 	uint32_t stats_interval_ms;
 	unsigned int cpu_max_pct;       /* 0: no cap */
 	size_t n_nics;
-	struct qemu_nic nics[QEMU_NICS_MAX];
+	struct qemu_nic *nics;
 	const char *firmware;   /* static: "bios" or "uefi" */
 	char *cdrom;            /* NULL, or an absolute path */
 	size_t n_boot;
@@ -515,6 +516,11 @@ static int parse_disks(struct qemu_config *c, const char *field, const json_t *v
 			     QEMU_DISKS_MAX, json_array_size(v));
 		return -EINVAL;
 	}
+	if (json_array_size(v)) {
+		c->disks = calloc(json_array_size(v), sizeof(*c->disks));
+		if (!c->disks)
+			return oom(err, errlen);
+	}
 	for (i = 0; i < json_array_size(v); i++) {
 		struct qemu_disk *d = &c->disks[c->n_disks];
 		const json_t *e = json_array_get(v, i);
@@ -732,8 +738,14 @@ bool qemu_hostfwd_valid(const char *s)
 static int nic_add_fwd(struct qemu_nic *n, const char *field, const json_t *got, const char *s,
 		       char *err, size_t errlen)
 {
+	char **more;
+
 	if (n->n_fwd == QEMU_HOSTFWD_MAX)
 		return bad(err, errlen, field, NULL, "at most 16 port forwards per NIC");
+	more = realloc(n->fwd, (n->n_fwd + 1) * sizeof(*n->fwd));
+	if (!more)
+		return oom(err, errlen);
+	n->fwd = more;
 	if (!qemu_hostfwd_valid(s))
 		return bad(err, errlen, field, got, "must look like \"tcp:127.0.0.1:2222-:22\" "
 			   "(tcp or udp, IPv4 addresses optional, ports 1-65535)");
@@ -886,6 +898,11 @@ static int parse_nics(struct qemu_config *c, const char *field, const json_t *v,
 		qemu__seterr(err, errlen, "field '%s': at most %u NICs, got %zu", field,
 			     QEMU_NICS_MAX, json_array_size(v));
 		return -EINVAL;
+	}
+	if (json_array_size(v)) {
+		c->nics = calloc(json_array_size(v), sizeof(*c->nics));
+		if (!c->nics)
+			return oom(err, errlen);
 	}
 	for (size_t i = 0; i < json_array_size(v); i++) {
 		struct qemu_nic *n = &c->nics[c->n_nics];
@@ -1339,11 +1356,14 @@ void qemu_config_free(struct qemu_config *c)
 		return;
 	for (i = 0; i < c->n_disks; i++)
 		free(c->disks[i].path);
+	free(c->disks);
 	for (i = 0; i < c->n_nics; i++) {
 		free(c->nics[i].bridge);
 		for (size_t j = 0; j < c->nics[i].n_fwd; j++)
 			free(c->nics[i].fwd[j]);
+		free(c->nics[i].fwd);
 	}
+	free(c->nics);
 	free(c->cdrom);
 	free(c->name);
 	free(c->machine);
