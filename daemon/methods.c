@@ -285,6 +285,12 @@ static void job_done(struct dom_job *job, void *arg)
 	msgpack_packer pk;
 
 	msgpack_sbuffer_init(&sb);
+	/*
+	 * Most replies are tens of bytes: start small (the sbuffer doubles as
+	 * it needs) rather than at msgpack's 8 KiB, a large allocation per job.
+	 */
+	sb.data = malloc(256);
+	sb.alloc = sb.data ? 256 : 0;
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	if (pack_job_reply(&pk, cl, job) < 0 || sb.size > RPC_MAX_FRAME) {
 		msgpack_sbuffer_clear(&sb);
