@@ -1488,7 +1488,14 @@ static struct rpc_msg *ctl_call_names(const char *method, const msgpack_object *
 	if (ctl.fd < 0 && conn_open(&ctl, rw_path) < 0)
 		return NULL;
 	rpc_pack_request_begin(&ctl.pk, ++ctl_id, method);
-	rpc_pack_params_map_begin(&ctl.pk, names ? 1 : 0);
+	if (!strcmp(method, "list")) {
+		/* Pages: one array may not hold every domain. */
+		rpc_pack_params_map_begin(&ctl.pk, names ? 2 : 1);
+		rpc_pack_cstr(&ctl.pk, "paged");
+		msgpack_pack_true(&ctl.pk);
+	} else {
+		rpc_pack_params_map_begin(&ctl.pk, names ? 1 : 0);
+	}
 	if (names) {
 		rpc_pack_cstr(&ctl.pk, "names");
 		msgpack_pack_object(&ctl.pk, *names);

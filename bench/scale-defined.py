@@ -68,7 +68,7 @@ def pipelined(c, calls, window):
 
 
 def list_all(c):
-    r = c.call("list", {})
+    r = c.call("list", {"paged": True})
     out = list(r["domains"])
     while r["more"]:
         r = c.call("list", {"names": r["more"]})

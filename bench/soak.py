@@ -193,7 +193,7 @@ class Conn:
 def list_all(c):
     """Every domain list answers: its pages, following `more` (the names
     that did not fit in one message) until none is left."""
-    err, res = c.call("list")
+    err, res = c.call("list", {"paged": True})
     out = []
     while True:
         if err or not isinstance(res, dict):

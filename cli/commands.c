@@ -175,6 +175,12 @@ static int list_all(struct cli *c, json_t *params, json_t **ret)
 	json_t *res, *all, *more;
 	int r;
 
+	if (!params)
+		params = json_object();
+	if (!params || json_object_set_new(params, "paged", json_true()) < 0) {
+		json_decref(params);
+		return out_of_memory(c);
+	}
 	r = cli_call(c, "list", params, &res);
 	if (r)
 		return r;

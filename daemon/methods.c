@@ -936,6 +936,42 @@ out:
 	return 0;
 }
 
+/*
+ * Every domain r asks for as one array, when it fits in one message;
+ * else invalid-argument, naming `paged`.
+ */
+static int answer_array(struct req *r, struct list_acc *acc, entry_fn fn)
+{
+	msgpack_sbuffer body;
+	msgpack_packer bpk;
+	size_t objects = 16, n, obj, none;
+	uint64_t now = now_ns();
+	int ret = 0;
+
+	if (collect_named(r, NULL, acc, NULL, &none) < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	msgpack_sbuffer_init(&body);
+	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
+	for (n = 0; n < acc->n && ret == 0; n++) {
+		ret = fn(&bpk, acc->v[n], now, &obj);
+		objects += obj;
+		if (ret == 0 && (body.size > PAGE_BYTES_MAX || objects > PAGE_OBJECTS_MAX))
+			ret = 1;
+	}
+	free(acc->v);
+	acc->v = NULL;
+	if (ret == 0 && (msgpack_pack_array(r->pk, n) < 0 ||
+			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0)))
+		ret = -1;
+	msgpack_sbuffer_destroy(&body);
+	if (ret > 0)
+		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "%zu domains do not fit in one "
+				"answer: ask for pages (paged: true)", acc->n);
+	if (ret < 0)
+		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
+	return 0;
+}
+
 static int stats_head(struct req *r)
 {
 	return pk_kv_double(r->pk, "interval_s", (double)r->srv->o.stats_interval_ms / 1e3);
@@ -958,7 +994,7 @@ static int m_list(struct req *r)
 {
 	struct list_acc acc = { .state = -1 };
 	char state[32], q[300];
-	bool have;
+	bool have, paged = false;
 
 	if (get_str(r, "state", state, sizeof(state), &have) < 0)
 		return -1;
@@ -972,7 +1008,11 @@ static int m_list(struct req *r)
 					"crashed, pmsuspended)",
 					quote(q, sizeof(q), state, strlen(state)));
 	}
-	return answer_paged(r, &acc, 0, NULL, list_entry);
+	/* A bool when present: req_check_params() saw to it. */
+	rpc_obj_bool(rpc_map_get(r->params, "paged"), &paged);
+	if (paged || rpc_map_get(r->params, "names"))
+		return answer_paged(r, &acc, 0, NULL, list_entry);
+	return answer_array(r, &acc, list_entry);
 }
 
 /* A synchronous refusal of the VM layer, as an RPC error. */
@@ -1392,14 +1432,18 @@ const struct method methods[] = {
 	  (const struct param[]){ { "state", P_STR, false,
 				    "only domains in this state (`shutoff`, `running`, ...)" },
 				  { "names", P_STRV, false, "only these domains (default: all); "
-				    "names not defined are listed in `missing`" },
+				    "names not defined are listed in `missing`; implies `paged`" },
+				  { "paged", P_BOOL, false, "answer a page (a map, below) rather than "
+				    "an array: needed past about 13,000 domains" },
 				  END },
-	  "`{domains: [{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}], "
-	  "missing: [name], more: [name]}`; `job` is the name of the job holding the domain, "
-	  "or nil; `monitor` as in `info`; `autostart`: whether corrald starts it when it "
-	  "starts.  `more`: domains that did not fit in this answer (it stays within the "
-	  "message limits, about 13,000 domains): ask again with `names` set to it, as "
-	  "`stats` does" },
+	  "`[{name, uuid, state, reason, job, monitor: {state, since_s}, autostart}]`; `job` is "
+	  "the name of the job holding the domain, or nil; `monitor` as in `info`; `autostart`: "
+	  "whether corrald starts it when it starts.  An array must fit in one message (the "
+	  "protocol's limits: about 13,000 domains); past that the call fails with "
+	  "`invalid-argument`, and a client asks for pages: with `paged` (or `names`) the "
+	  "result is `{domains: [...], missing: [name], more: [name]}`, `domains` the entries "
+	  "that fit in this answer and `more` the names of the others: ask again with `names` "
+	  "set to it, as `stats` does (`corral list` does)." },
 	{ "stats", m_stats, true,
 	  "Statistics of several domains, or all, in one call: what each running QEMU's "
 	  "monitor last read (every `stats_interval_ms`, docs/daemon.md), from the "

@@ -61,7 +61,7 @@ def info(c, name):
 
 
 def listed(c):
-    return {d["name"]: d for d in c.call("list")["domains"]}
+    return {d["name"]: d for d in c.call("list")}
 
 
 def definition(dmn, name):
@@ -79,7 +79,7 @@ def settled(c):
     """No job holds any domain and no monitor is still connecting."""
     def ok():
         return all(d["job"] is None and d["monitor"]["state"] != "connecting"
-                   for d in c.call("list")["domains"])
+                   for d in c.call("list"))
     wait_until(ok, "domains to settle")
     return listed(c)
 
@@ -316,7 +316,7 @@ def test_queries_while_starting():
         while not together:
             check(time.monotonic() < deadline, "the five were never starting together")
             t = time.monotonic()
-            doms = c.call("list", {"timeout_ms": 10000})["domains"]
+            doms = c.call("list", {"timeout_ms": 10000})
             info(c, names[0])
             worst = max(worst, time.monotonic() - t)
             queries += 2
@@ -326,7 +326,7 @@ def test_queries_while_starting():
         for _ in range(20):
             c.call("list", {"timeout_ms": 10000})
             queries += 1
-        check(all(x["state"] == "starting" for x in c.call("list")["domains"] if x["name"] in names),
+        check(all(x["state"] == "starting" for x in c.call("list") if x["name"] in names),
               "a start ended before the gate opened")
         print("     %d queries answered while the starts waited (slowest %.3f s)"
               % (queries, worst))

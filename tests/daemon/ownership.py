@@ -62,13 +62,12 @@ def vm_config(name, **kw):
 def settled(c):
     """Every domain free of jobs and of monitor hand-shakes: the re-attaches are done."""
     def ok():
-        for d in c.call("list")["domains"]:
+        for d in c.call("list"):
             if d["job"] is not None or d["monitor"]["state"] == "connecting":
                 return False
         return True
     wait_until(ok, "domains to settle")
-    return {d["name"]: c.call("info", {"name": d["name"]})
-            for d in c.call("list")["domains"]}
+    return {d["name"]: c.call("info", {"name": d["name"]}) for d in c.call("list")}
 
 
 def check_invariants(dmn, c, what):
@@ -311,7 +310,7 @@ def test_define_undefine_race():
             ra, rb = a.response(sa), b.response(sb)
             check(ra[2] is None, "define failed: %r" % (ra[2],))
             # Whichever ran last decides: the list says which, and so must the disk.
-            names = [d["name"] for d in a.call("list")["domains"]]
+            names = [d["name"] for d in a.call("list")]
             present = "race" in names
             if rb[2] is not None:
                 check(rb[2][0] == 4, "undefine: %r" % (rb[2],))
@@ -323,7 +322,7 @@ def test_define_undefine_race():
         dmn.stop()
         dmn.start()
         c = dmn.client()
-        names = [d["name"] for d in c.call("list")["domains"]]
+        names = [d["name"] for d in c.call("list")]
         check(("race" in names) == present, "after a restart the domain is %s, before it was "
               "%s" % ("back" if "race" in names else "gone", present))
         dmn.stop()
@@ -346,12 +345,10 @@ def test_readonly_state_dir():
         remount(dmn.state, "ro")
         e = c.err("undefine", {"name": "keep"}, ERR_STORAGE)
         check("read-only" in e.message, e.message)
-        check([d["name"] for d in c.call("list")["domains"]] == ["keep"],
-              "undefine changed the list")
+        check([d["name"] for d in c.call("list")] == ["keep"], "undefine changed the list")
         e = c.err("define", {"config": vm_config("new")}, ERR_STORAGE)
         check("read-only" in e.message, e.message)
-        check([d["name"] for d in c.call("list")["domains"]] == ["keep"],
-              "a failed define is listed")
+        check([d["name"] for d in c.call("list")] == ["keep"], "a failed define is listed")
         e = c.err("define", {"config": vm_config("keep", memory=64)}, ERR_STORAGE)
         check(c.call("info", {"name": "keep"})["config"]["memory"] == 32,
               "a failed redefine changed the config")
@@ -360,7 +357,7 @@ def test_readonly_state_dir():
         remount(dmn.state, "rw")
         dmn.start()
         c = dmn.client()
-        check([d["name"] for d in c.call("list")["domains"]] == ["keep"], "after a restart")
+        check([d["name"] for d in c.call("list")] == ["keep"], "after a restart")
         dmn.stop()
     finally:
         dmn.cleanup()
@@ -476,7 +473,7 @@ def test_orphan_of_undefined():
         c = dmn.client()
         wait_until(lambda: not dmn.qemus(), "the orphan to be stopped")
         check("undefined domain 'lost'" in dmn.log_text(), "not reported:\n" + dmn.log_text())
-        check(c.call("list")["domains"] == [], "listed")
+        check(c.call("list") == [], "listed")
         dmn.stop()
     finally:
         dmn.cleanup()
@@ -503,8 +500,7 @@ def test_startup_robust():
         dmn.start()
         check(time.monotonic() - t0 < 20, "start-up took too long")
         c = dmn.client()
-        check([x["name"] for x in c.call("list")["domains"]] == ["fine"],
-              "loaded: %r" % c.call("list")["domains"])
+        check([x["name"] for x in c.call("list")] == ["fine"], "loaded: %r" % c.call("list"))
         log = dmn.log_text()
         for n in ("fifo.json", "link.json", "broken.json", "liar.json"):
             check(n in log, "%s not reported:\n%s" % (n, log))

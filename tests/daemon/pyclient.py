@@ -119,7 +119,7 @@ def main():
         r = c.ok("define", {"config": {"name": "py1", "machine": "none", "memory": "128M"}})
         check(r["name"] == "py1" and len(r["uuid"]) == 36, "define: %r" % r)
         c.ok("define", {"config": {"name": "py2"}})
-        listed = sorted(d["name"] for d in c.ok("list")["domains"])
+        listed = sorted(d["name"] for d in c.ok("list"))
         check(listed == ["py1", "py2"], "list: %r" % listed)
         info = c.ok("info", {"name": "py1"})
         check(info["state"] == "shutoff" and info["config"]["memory"] == 128,
@@ -157,7 +157,7 @@ def main():
 
         c.ok("undefine", {"name": "py1"})
         c.ok("undefine", {"name": "py2"})
-        check([x["name"] for x in c.ok("list")["domains"]] == ["hung"], "list after undefine")
+        check([x["name"] for x in c.ok("list")] == ["hung"], "list after undefine")
 
         d.send_signal(signal.SIGTERM)
         check(d.wait(timeout=WAIT) == 0, "corrald did not exit 0 on SIGTERM")

@@ -148,7 +148,7 @@ def test_own_emulator():
                                   ["list", {}]])
         perm_error(r[0], "own emulator", "not one this daemon runs")
         perm_error(r[1], "/bin/sh as emulator")
-        check(r[2]["result"]["domains"] == [], "something was defined: %r" % r[2])
+        check(r[2]["result"] == [], "something was defined: %r" % r[2])
         check(not os.path.exists(d.dir + "/pwned"), "the script ran")
         d.stop()
     finally:
@@ -172,8 +172,7 @@ def test_foreign_files():
         perm_error(r[1], "disk /etc/shadow declared raw", "Permission denied")
         check(r[2]["error"] is None, "define f3: %r" % r[2])
         perm_error(r[3], "start with kernel /etc/shadow", "Permission denied")
-        check([x["name"] for x in r[5]["result"]["domains"]] == ["f3", "f4"],
-              "defined: %r" % r[5])
+        check([x["name"] for x in r[5]["result"]] == ["f3", "f4"], "defined: %r" % r[5])
         check(not d.qemus(), "a QEMU was started: %r" % d.qemus())
         # The owner is recorded: root starting f3 later still opens files as the owner.
         c = d.client()

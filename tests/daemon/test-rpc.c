@@ -19,8 +19,6 @@
 #include <unistd.h>
 
 #include "helpers.h"
-
-#define DOMAINS(r) json_object_get((r), "domains")
 #include "rpc/json-conv.h"
 
 static struct dt_daemon dd;
@@ -130,16 +128,14 @@ Test(e2e, define_list_info_undefine)
 	}
 
 	r = dt_call_ok(&c, "list", NULL);
-	cr_assert_eq(json_array_size(DOMAINS(r)), 1);
-	cr_assert_eq(json_array_size(json_object_get(r, "more")), 0);
-	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(DOMAINS(r), 0), "name")),
-			 "web1");
-	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(DOMAINS(r), 0), "state")),
+	cr_assert_eq(json_array_size(r), 1);
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "name")), "web1");
+	cr_assert_str_eq(json_string_value(json_object_get(json_array_get(r, 0), "state")),
 			 "shutoff");
-	cr_assert(json_is_null(json_object_get(json_array_get(DOMAINS(r), 0), "job")));
+	cr_assert(json_is_null(json_object_get(json_array_get(r, 0), "job")));
 	json_decref(r);
 	r = dt_call_ok(&c, "list", "{\"state\": \"running\"}");
-	cr_assert_eq(json_array_size(DOMAINS(r)), 0);
+	cr_assert_eq(json_array_size(r), 0);
 	json_decref(r);
 	dt_call_err(&c, "list", "{\"state\": \"sleepy\"}", RPC_ERR_INVALID_ARGUMENT, "sleepy");
 
@@ -161,7 +157,7 @@ Test(e2e, define_list_info_undefine)
 		    "no such domain 'web1'");
 	dt_call_err(&c, "undefine", "{\"name\": \"web1\"}", RPC_ERR_NO_SUCH_DOMAIN, NULL);
 	r = dt_call_ok(&c, "list", NULL);
-	cr_assert_eq(json_array_size(DOMAINS(r)), 0);
+	cr_assert_eq(json_array_size(r), 0);
 	json_decref(r);
 	dt_close(&c);
 	dt_stop(&dd);
@@ -202,7 +198,7 @@ Test(e2e, hostile_domain_names_refused)
 		dt_call_err(&c, "info", params, RPC_ERR_INVALID_ARGUMENT, "invalid domain name");
 	}
 	r = dt_call_ok(&c, "list", NULL);
-	cr_assert_eq(json_array_size(DOMAINS(r)), 0);
+	cr_assert_eq(json_array_size(r), 0);
 	json_decref(r);
 	dt_close(&c);
 	dt_stop(&dd);
@@ -381,7 +377,7 @@ Test(e2e, read_only_socket)
 	dt_call_err(&ro, "qmp", "{\"name\": \"vm1\", \"command\": \"{}\"}", RPC_ERR_PERMISSION,
 		    NULL);
 	r = dt_call_ok(&ro, "list", NULL);
-	cr_assert_eq(json_array_size(DOMAINS(r)), 1);
+	cr_assert_eq(json_array_size(r), 1);
 	json_decref(r);
 	json_decref(dt_call_ok(&ro, "info", "{\"name\": \"vm1\"}"));
 	json_decref(dt_call_ok(&ro, "api.info", NULL));
