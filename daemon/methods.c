@@ -1683,7 +1683,8 @@ const struct method methods[] = {
 	  "wrote them). A viewer that does not keep up loses its oldest waiting output (it "
 	  "keeps the newest 256 KiB and so catches up), and is first told `[2, "
 	  "\"console.dropped\", [{subscription, name, bytes}]]`; it never slows the guest or "
-	  "other viewers. When the console ends (the guest stops, corrald stops) it is told "
+	  "other viewers (a connection that reads nothing at all for `client_stall_timeout_ms` "
+	  "is closed, docs/daemon.md). When the console ends (the guest stops, corrald stops) it is told "
 	  "`[2, \"console.closed\", [{subscription, name, reason}]]` and the subscription is "
 	  "over. Allowed on the read-only socket (a view: input needs `console.write` on the "
 	  "read-write socket).",
