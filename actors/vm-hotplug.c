@@ -1295,7 +1295,7 @@ static void save_synced(struct domain *d, struct vm_io *io)
 	vm->saved = true;
 	vm->killing = true;
 	((struct vm_job *)job->priv)->phase = VP_WAIT_EXIT;
-	if (vm_proc_kill(vm) < 0)
+	if (vm_proc_kill(d) < 0)
 		x_cmd_bg(vm, "quit", NULL);
 }
 
@@ -1396,7 +1396,7 @@ static void migrate_status(struct domain *d, struct dom_job *job, json_t *ret)
 			progress_clear(vm);
 			vm->start_failed = true;
 			vm->killing = true;
-			vm_proc_kill(vm);
+			vm_proc_kill(d);
 			dom_job_finish(d, job, -EIO, DOM_ERR_QEMU, NULL, "domain '%s': QEMU could not "
 				       "load the saved state %s: %s", dom_name(d), x->path,
 				       desc ? desc : status);
@@ -1589,7 +1589,7 @@ bool vm_x_step(struct domain *d, struct dom_job *job, int err, json_t *data)
 			progress_clear(vm);
 			vm->start_failed = true;
 			vm->killing = true;
-			vm_proc_kill(vm);
+			vm_proc_kill(d);
 			dom_job_finish(d, job, err, DOM_ERR_QEMU, NULL, "%s", msg);
 		} else if (vj->op == VM_OP_SAVE) {
 			snprintf(x->msg, sizeof(x->msg), "%s; the guest runs on as before", msg);

@@ -75,10 +75,13 @@ struct vm_env {
 enum vm_proc {
 	VPROC_NONE = 0,         /* no QEMU */
 	VPROC_SPAWNING,         /* an offload thread is writing the record and spawning */
-	VPROC_RUNNING,          /* pid known and watched */
+	VPROC_RUNNING,          /* pid known; its end seen by the monitor or a pidfd */
 };
 
-/* Watches one QEMU process through a pidfd on the ioloop. */
+/*
+ * Watches one QEMU process through a pidfd on the ioloop: only while no
+ * monitor is up to tell its end (see vm-proc.c, "the process watch").
+ */
 struct pidwatch {
 	struct io_watch watch;
 	struct rcu_head rcu;
@@ -136,9 +139,11 @@ struct vm {
 	struct monitor *mon;
 	bool mon_ready;                 /* its handshake is done */
 	uint64_t poll_ns;               /* its statistics rounds' interval (mon_set_poll) */
-	struct pidwatch *pw;
+	struct pidwatch *pw;            /* NULL while the monitor is up (vm_proc_watch()) */
 	pid_t pid;
 	unsigned long long starttime;   /* of pid, from /proc: pid + start time name one process */
+	uint32_t proc_gen;              /* bumped when the process is let go: stale calls */
+	bool watch_retry;               /* a watch could not be opened: tried again soon */
 	enum vm_proc proc;
 	bool child;                     /* corral's child: reaped, exit status known */
 	bool signalable;                /* verified to be a QEMU: destroy may kill it */
@@ -221,9 +226,9 @@ enum vm_phase {
 struct vm_found {
 	pid_t pid;
 	unsigned long long starttime;
-	int pidfd;                      /* opened after the checks; the job owns it */
 	bool attached;
 	bool signalable;
+	bool rewrite;                   /* the record does not name this process: write it again */
 	char run_id[VM_RUN_ID_LEN + 1];
 	char qmp_path[VM_SOCK_PATH_MAX];
 	bool qmp_path_ours;
@@ -367,8 +372,22 @@ void vm_proc_attach(struct domain *d, struct dom_job *job);
 void vm_proc_reattach(struct domain *d, struct dom_job *job);
 /* The status query of attach / re-attach answered.  Domain actor only. */
 void vm_proc_status(struct domain *d, struct dom_job *job, json_t *ret);
-/* SIGKILL through the pidfd.  Domain actor only. */
-int vm_proc_kill(struct vm *vm);
+/*
+ * SIGKILL through a pidfd opened (if none is open) and checked against
+ * the pid's start time, so never to a process that reused the pid; the
+ * pidfd then stays, watched, until the end is seen.  -ESRCH: gone already
+ * (its end follows in a turn of its own).  Domain actor only.
+ */
+int vm_proc_kill(struct domain *d);
+/*
+ * Make sure the process's end will be seen without the monitor: open and
+ * watch a checked pidfd if none is (the monitor closed, could not be
+ * reached, a kill); a process found gone ends in a turn of its own.
+ * Domain actor only.
+ */
+void vm_proc_watch(struct domain *d);
+/* The monitor's handshake is done: its end will tell QEMU's, the pidfd goes.  Domain actor only. */
+void vm_proc_monitor_up(struct domain *d);
 /*
  * shutdown --force: shortly before job's deadline, destroy the guest if it
  * is still on; the shutdown then ends with forced: true.  Domain actor only.

@@ -68,13 +68,13 @@ static int pidfd_kill(int pidfd, int sig)
 
 /*
  * The start time of pid in clock ticks since boot (/proc/PID/stat, field
- * 22), or 0.  A pid can be reused; a pid and its start time together name
- * one process.
+ * 22) to *ret: 0, -ESRCH when there is no such process, or another -errno
+ * when it cannot be told (out of descriptors, say).  A pid can be reused;
+ * a pid and its start time together name one process.
  */
-static unsigned long long proc_starttime(pid_t pid)
+static int proc_starttime_r(pid_t pid, unsigned long long *ret)
 {
 	char path[64], buf[1024];
-	unsigned long long t = 0;
 	const char *p;
 	ssize_t n;
 	int fd;
@@ -82,22 +82,66 @@ static unsigned long long proc_starttime(pid_t pid)
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return errno == ENOENT ? -ESRCH : -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		int e = errno;
+
+		close(fd);
+		return e == ESRCH ? -ESRCH : -e;
+	}
 	close(fd);
-	if (n <= 0)
-		return 0;
+	if (n == 0)
+		return -ESRCH;
 	buf[n] = '\0';
 	/* After "pid (comm) ": the comm may hold spaces, so skip to its last ')'. */
 	p = strrchr(buf, ')');
 	if (!p)
-		return 0;
+		return -EIO;
 	/* Fields 3..21 follow; the start time is the 20th after ")". */
 	for (int field = 0; field < 20 && p; field++)
 		p = strchr(p + 1, ' ');
-	if (p)
-		t = strtoull(p + 1, NULL, 10);
-	return t;
+	if (!p)
+		return -EIO;
+	*ret = strtoull(p + 1, NULL, 10);
+	return 0;
+}
+
+/* The start time of pid, or 0 when it cannot be read. */
+static unsigned long long proc_starttime(pid_t pid)
+{
+	unsigned long long t = 0;
+
+	return proc_starttime_r(pid, &t) < 0 ? 0 : t;
+}
+
+/*
+ * A pidfd for the process pid and starttime name, to *ret: 0; -ESRCH when
+ * that process is gone (no such pid, or the pid is another process's now);
+ * another -errno when it cannot be told.  Opened first, then checked: the
+ * pidfd names the process that had pid when it was opened, and the check
+ * that follows proves it was ours, so a signal through it can never reach
+ * a process that reused the pid.
+ */
+static int pidfd_open_checked(pid_t pid, unsigned long long starttime, int *ret)
+{
+	unsigned long long now = 0;
+	int fd, r;
+
+	if (pid <= 0 || !starttime)
+		return -ESRCH;
+	fd = pidfd_open(pid);
+	if (fd < 0)
+		return fd;
+	r = proc_starttime_r(pid, &now);
+	if (r == 0 && now != starttime)
+		r = -ESRCH;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	*ret = fd;
+	return 0;
 }
 
 /* The value of key in /proc/PID/environ, copied to out; false if absent/unreadable. */
@@ -311,6 +355,17 @@ void vm_proc_record(struct domain *d, uint64_t job_id,
 
 /* ---- the process watch ------------------------------------------------------------ */
 
+/*
+ * A QEMU costs one descriptor while all is well: its monitor's socket,
+ * whose end (EOF) is how its exit is normally seen, since the kernel
+ * closes QEMU's end when it exits.  A pidfd is opened only when that
+ * cannot tell: while a start or an attach waits for the monitor, when the
+ * monitor closed or could not be reached (QEMU may be exiting, or may live
+ * on without it), and to kill.  Then the pidfd's readiness says the
+ * process is gone, and a child is reaped (waitid) before its end is
+ * reported.  The watch goes again once a monitor is up.
+ */
+
 static void pidwatch_free_rcu_cb(struct rcu_head *head)
 {
 	struct pidwatch *pw = container_of(head, struct pidwatch, rcu);
@@ -391,12 +446,95 @@ static int watch_pid(struct domain *d, pid_t pid, int pidfd, bool child)
 	return r;
 }
 
-int vm_proc_kill(struct vm *vm)
+/* The process was found gone when a watch was to be opened: its end, in a turn of its own. */
+static void gone_call(struct domain *d, void *arg)
 {
+	struct vm *vm = vm_of(d);
+
+	if (vm->proc_gen != (uint32_t)(uintptr_t)arg || vm->proc != VPROC_RUNNING || vm->pw)
+		return;
+	vm_proc_gone(d, 0, false);
+}
+
+/* A watch that could not be opened (out of descriptors): try again, kill again. */
+static void watch_retry_call(struct domain *d, void *arg)
+{
+	struct vm *vm = vm_of(d);
+
+	if (vm->proc_gen != (uint32_t)(uintptr_t)arg || vm->proc != VPROC_RUNNING)
+		return;
+	vm->watch_retry = false;
+	vm_proc_watch(d);
+	if (vm->pw && vm->killing)
+		pidfd_kill(vm->pw->pidfd, SIGKILL);
+}
+
+static void proc_watch_retry(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+
+	if (vm->watch_retry)
+		return;
+	vm->watch_retry = true;
+	dom_call_at(d, watch_retry_call, (void *)(uintptr_t)vm->proc_gen, NULL,
+		    now_ns() + 200 * NSEC_PER_MSEC);
+}
+
+void vm_proc_watch(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+	int fd = -1, r;
+
+	if (vm->pw || vm->proc != VPROC_RUNNING)
+		return;
+	if (vm->child) {
+		/* Not reaped yet, so the pid is still its own, a zombie's at worst. */
+		fd = pidfd_open(vm->pid);
+		r = fd < 0 ? fd : 0;
+	} else {
+		r = pidfd_open_checked(vm->pid, vm->starttime, &fd);
+	}
+	if (r == -ESRCH) {
+		/*
+		 * Gone already (a zombie child still has its pid, so this is
+		 * not a child of ours: nothing to reap).  Said in a turn of its
+		 * own, so that the caller finishes what it does first.
+		 */
+		dom_call(d, gone_call, (void *)(uintptr_t)vm->proc_gen, NULL);
+		return;
+	}
+	if (r == 0)
+		r = watch_pid(d, vm->pid, fd, vm->child);
+	if (r < 0)
+		/* Cannot tell now (EMFILE, ENOMEM): the process is not forgotten; again soon. */
+		proc_watch_retry(d);
+}
+
+/* The monitor is up: its end says when QEMU ends, so the pidfd goes (one descriptor). */
+static void proc_unwatch(struct vm *vm)
+{
+	pidwatch_release(vm->pw);
+	vm->pw = NULL;
+}
+
+int vm_proc_kill(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+
+	vm_proc_watch(d);
 	if (!vm->pw)
-		return -ESRCH;
-	/* Through the pidfd: never a reused pid. */
+		return -ESRCH;  /* gone, or again in a moment (watch_retry_call) */
+	/* Through the checked pidfd: never a process that reused the pid. */
 	return pidfd_kill(vm->pw->pidfd, SIGKILL);
+}
+
+void vm_proc_monitor_up(struct domain *d)
+{
+	struct vm *vm = vm_of(d);
+
+	if (vm->pw && vm->proc == VPROC_RUNNING && !vm->killing &&
+	    vm->quitting == VR_COUNT && !__atomic_load_n(&vm->pw->fired, __ATOMIC_ACQUIRE))
+		proc_unwatch(vm);
 }
 
 static void drop_monitor(struct vm *vm)
@@ -413,10 +551,12 @@ void vm_proc_release(struct vm *vm)
 	vm_console_drop(vm, "corrald let go of the domain (it is stopping)");
 	vm->con_gen++;
 	drop_monitor(vm);
-	pidwatch_release(vm->pw);
-	vm->pw = NULL;
+	proc_unwatch(vm);
 	vm->proc = VPROC_NONE;
 	vm->pid = 0;
+	vm->starttime = 0;
+	vm->proc_gen++;         /* cancels a pending gone_call or watch retry */
+	vm->watch_retry = false;
 	vm->mon_gen++;          /* cancels a pending monitor retry */
 }
 
@@ -553,7 +693,7 @@ static void force_call(struct domain *d, void *arg)
 		/* The guest did not power off in time: shutdown --force destroys it. */
 		vm->forced = true;
 		vm->killing = true;
-		vm_proc_kill(vm);
+		vm_proc_kill(d);
 		vj->phase = VP_WAIT_EXIT;
 	}
 	free(fa);
@@ -740,6 +880,8 @@ static void monitor_failed(struct domain *d, const char *why)
 
 	dom_set_monitor(d, DOM_MON_BROKEN);
 	vm->mon_lost[0] = '\0';
+	/* No monitor to tell QEMU's end: its pidfd does, until one is up. */
+	vm_proc_watch(d);
 	/* Once per failure: each retry that fails again changes nothing. */
 	if (!vm->mon_said_broken)
 		vm_publish(d, VE_MONITOR, json_pack("{s:s, s:s}", "state", "broken", "reason",
@@ -829,6 +971,11 @@ void vm_proc_monitor_lost(struct domain *d)
 		vm_proc_gone(d, 0, false);
 		return;
 	}
+	/*
+	 * The monitor's end is not QEMU's: it may be exiting, or live on
+	 * without it.  Its pidfd tells which (and reaps a child).
+	 */
+	vm_proc_watch(d);
 	schedule_retry(d);
 }
 
@@ -1508,12 +1655,12 @@ static void spawn_io_complete(struct domain *d, struct vm_io *io)
 		/* destroy (or the start's deadline) came first: it ends now. */
 		vm->kill_on_spawn = false;
 		vm->killing = true;
-		vm_proc_kill(vm);
+		vm_proc_kill(d);
 		return;
 	}
 	if (monitor_on(d, si->mon_fd, job->deadline_ns) < 0) {
 		vm->killing = true;
-		vm_proc_kill(vm);
+		vm_proc_kill(d);
 		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch QEMU's monitor",
 			dom_name(d));
 		return;
@@ -1593,7 +1740,7 @@ static void split_io_complete(struct domain *d, struct vm_io *io)
 		return;
 	if (io->err) {
 		vm->killing = true;
-		vm_proc_kill(vm);
+		vm_proc_kill(d);
 		dom_job_finish(d, job, io->err, io->code, NULL, "domain '%s': %s", dom_name(d),
 			       io->errmsg);
 		return;
@@ -1932,19 +2079,11 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job)
 	vm->qmp_path_ours = f->qmp_path_ours;
 	vm->proc = VPROC_RUNNING;
 	dom_set_pid(d, vm->pid);
-	if (watch_pid(d, f->pid, f->pidfd, false) < 0) {
-		f->pidfd = -1;
-		vm->proc = VPROC_NONE;
-		vm->pid = 0;
-		dom_set_pid(d, 0);
-		vm_fail(d, job, DOM_ERR_FAILED, "domain '%s': cannot watch process %d",
-			dom_name(d), (int)f->pid);
-		return;
-	}
-	f->pidfd = -1;
+	/* Its end is seen through the monitor, once connected (or a pidfd if it cannot be). */
 	vm_lifecycle(d, DOM_RUNNING, VR_REATTACHED);
-	/* The record again: it may have missed the pid (a crash right after the spawn). */
-	vm_proc_record(d, 0, NULL);
+	/* The record again if it missed the pid (a crash right after the spawn). */
+	if (f->rewrite)
+		vm_proc_record(d, 0, NULL);
 	ci = conn_io_new(d, job->id, reattach_conn_complete);
 	if (!ci) {
 		monitor_failed(d, "out of memory");
@@ -1958,6 +2097,130 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job)
 }
 
 /* ---- recovery at start-up ---------------------------------------------------------------------- */
+
+/*
+ * Main thread, before serving.  Every step is linear in the records and
+ * processes: each /proc file is read once (a simulator serving thousands
+ * of monitors is one process), names and run ids are looked up in hash
+ * tables, and nothing is flushed per record (the removals of records that
+ * name dead processes share one flush of the directory).
+ */
+
+/* A small open-addressing map from strings (not copied) to indexes. */
+struct strmap {
+	const char **key;
+	size_t *val;
+	size_t cap, n;
+};
+
+static uint64_t str_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+	return h;
+}
+
+static bool strmap_get(const struct strmap *m, const char *key, size_t *val)
+{
+	if (!m->cap)
+		return false;
+	for (size_t i = str_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->key[i])
+			return false;
+		if (!strcmp(m->key[i], key)) {
+			if (val)
+				*val = m->val[i];
+			return true;
+		}
+	}
+}
+
+static int strmap_put(struct strmap *m, const char *key, size_t val)
+{
+	size_t i;
+
+	if (2 * (m->n + 1) > m->cap) {
+		struct strmap g = { .cap = m->cap ? 2 * m->cap : 64 };
+
+		g.key = calloc(g.cap, sizeof(*g.key));
+		g.val = calloc(g.cap, sizeof(*g.val));
+		if (!g.key || !g.val) {
+			free(g.key);
+			free(g.val);
+			return -ENOMEM;
+		}
+		for (size_t j = 0; j < m->cap; j++)
+			if (m->key[j])
+				strmap_put(&g, m->key[j], m->val[j]);
+		free(m->key);
+		free(m->val);
+		*m = g;
+	}
+	for (i = str_hash(key) & (m->cap - 1); m->key[i]; i = (i + 1) & (m->cap - 1))
+		if (!strcmp(m->key[i], key)) {
+			m->val[i] = val;
+			return 0;
+		}
+	m->key[i] = key;
+	m->val[i] = val;
+	m->n++;
+	return 0;
+}
+
+static void strmap_free(struct strmap *m)
+{
+	free(m->key);
+	free(m->val);
+	memset(m, 0, sizeof(*m));
+}
+
+/* What /proc says of one pid, read once however many records name it. */
+struct pidinfo {
+	pid_t pid;                      /* 0: a free slot */
+	int err;                        /* of the start time: 0, -ESRCH gone, ... */
+	unsigned long long starttime;
+	int allowed;                    /* an allowed emulator: -1 not asked yet, 0, 1 */
+	size_t seen;                    /* 1 + its index in the /proc scan's list, or 0 */
+};
+
+struct pidmap {
+	struct pidinfo *v;
+	size_t cap, n;
+};
+
+static struct pidinfo *pidmap_get(struct pidmap *m, pid_t pid)
+{
+	size_t i;
+
+	if (2 * (m->n + 1) > m->cap) {
+		struct pidmap g = { .cap = m->cap ? 2 * m->cap : 64 };
+
+		g.v = calloc(g.cap, sizeof(*g.v));
+		if (!g.v)
+			return NULL;
+		for (size_t j = 0; j < m->cap; j++) {
+			if (!m->v[j].pid)
+				continue;
+			for (i = ((uint32_t)m->v[j].pid * 2654435761u) & (g.cap - 1); g.v[i].pid;
+			     i = (i + 1) & (g.cap - 1))
+				;
+			g.v[i] = m->v[j];
+		}
+		g.n = m->n;
+		free(m->v);
+		*m = g;
+	}
+	for (i = ((uint32_t)pid * 2654435761u) & (m->cap - 1); m->v[i].pid; i = (i + 1) & (m->cap - 1))
+		if (m->v[i].pid == pid)
+			return &m->v[i];
+	m->v[i].pid = pid;
+	m->v[i].err = proc_starttime_r(pid, &m->v[i].starttime);
+	m->v[i].allowed = -1;
+	m->n++;
+	return &m->v[i];
+}
 
 /* A QEMU of this runtime directory seen in /proc. */
 struct seen {
@@ -1973,29 +2236,64 @@ struct seen_list {
 	size_t n, cap;
 };
 
+/* The value of key in an environment block of len bytes, copied to out. */
+static bool environ_find(const char *buf, size_t len, const char *key, char *out, size_t outlen)
+{
+	size_t klen = strlen(key);
+
+	for (size_t i = 0; i < len;) {
+		const char *e = buf + i;
+		size_t n = strnlen(e, len - i);
+
+		if (n > klen && !memcmp(e, key, klen) && e[klen] == '=') {
+			snprintf(out, outlen, "%.*s", (int)(n - klen - 1), e + klen + 1);
+			return true;
+		}
+		i += n + 1;
+	}
+	return false;
+}
+
 /* Every process whose environment says it is a QEMU of this runtime directory. */
 static void scan_proc(struct vm_env *env, struct seen_list *out)
 {
 	struct dirent *de;
 	DIR *dp = opendir("/proc");
-	char val[PATH_MAX];
+	char val[PATH_MAX], path[64];
+	char *buf = malloc(ENVIRON_MAX + 1);
 
-	if (!dp)
+	if (!dp || !buf) {
+		if (dp)
+			closedir(dp);
+		free(buf);
 		return;
+	}
 	while ((de = readdir(dp))) {
 		char *end;
 		long pid = strtol(de->d_name, &end, 10);
 		struct seen s = { 0 };
+		size_t off = 0;
+		ssize_t n;
+		int fd;
 
 		if (*end || pid <= 0 || pid == getpid())
 			continue;
-		if (!proc_environ_get((pid_t)pid, "CORRAL_RUNTIME_DIR", val, sizeof(val)) ||
+		/* One read of the environment for all three keys. */
+		snprintf(path, sizeof(path), "/proc/%ld/environ", pid);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		while (off < ENVIRON_MAX && (n = read(fd, buf + off, ENVIRON_MAX - off)) > 0)
+			off += (size_t)n;
+		close(fd);
+		buf[off] = '\0';
+		if (!environ_find(buf, off, "CORRAL_RUNTIME_DIR", val, sizeof(val)) ||
 		    strcmp(val, env->runtime_dir) != 0)
 			continue;
 		s.pid = (pid_t)pid;
 		s.starttime = proc_starttime(s.pid);
-		proc_environ_get(s.pid, "CORRAL_RUN_ID", s.run_id, sizeof(s.run_id));
-		proc_environ_get(s.pid, "CORRAL_DOMAIN", s.domain, sizeof(s.domain));
+		environ_find(buf, off, "CORRAL_RUN_ID", s.run_id, sizeof(s.run_id));
+		environ_find(buf, off, "CORRAL_DOMAIN", s.domain, sizeof(s.domain));
 		if (!s.starttime)
 			continue;       /* gone meanwhile */
 		if (out->n == out->cap) {
@@ -2010,26 +2308,30 @@ static void scan_proc(struct vm_env *env, struct seen_list *out)
 		out->v[out->n++] = s;
 	}
 	closedir(dp);
+	free(buf);
 }
 
 /* Stop a QEMU nobody may keep, and wait (bounded) for it to be gone. */
-static void stop_stray(pid_t pid, int pidfd)
+static void stop_stray(pid_t pid, unsigned long long starttime)
 {
-	struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+	struct pollfd pfd = { .fd = -1, .events = POLLIN };
 
-	if (pidfd < 0)
+	if (pidfd_open_checked(pid, starttime, &pfd.fd) < 0)
 		return;
-	pidfd_kill(pidfd, SIGKILL);
+	pidfd_kill(pfd.fd, SIGKILL);
 	poll(&pfd, 1, STOP_WAIT_MS);
+	close(pfd.fd);
 }
 
 struct recover {
 	struct vm_env *env;
 	struct seen_list seen;
+	struct strmap seen_pid_run;     /* run id -> index in seen */
+	struct pidmap pids;
 	void (*report)(const char *path, const char *why, void *arg);
 	void *arg;
-	char **adopted;                 /* domain names already given a QEMU */
-	size_t nadopted, capadopted;
+	struct strmap adopted;          /* domain names already given a QEMU (keys owned) */
+	bool vms_dirty, runtime_dirty;  /* records removed: flush the directory once */
 };
 
 static void say(struct recover *rc, const char *path, const char *fmt, ...)
@@ -2050,26 +2352,15 @@ static void say(struct recover *rc, const char *path, const char *fmt, ...)
 
 static bool adopted(struct recover *rc, const char *name)
 {
-	for (size_t i = 0; i < rc->nadopted; i++)
-		if (!strcmp(rc->adopted[i], name))
-			return true;
-	return false;
+	return strmap_get(&rc->adopted, name, NULL);
 }
 
 static void mark_adopted(struct recover *rc, const char *name)
 {
-	if (rc->nadopted == rc->capadopted) {
-		size_t cap = rc->capadopted ? rc->capadopted * 2 : 64;
-		char **v = realloc(rc->adopted, cap * sizeof(*v));
+	char *k = strdup(name);
 
-		if (!v)
-			return;
-		rc->adopted = v;
-		rc->capadopted = cap;
-	}
-	rc->adopted[rc->nadopted] = strdup(name);
-	if (rc->adopted[rc->nadopted])
-		rc->nadopted++;
+	if (k && strmap_put(&rc->adopted, k, 0) < 0)
+		free(k);
 }
 
 /*
@@ -2082,39 +2373,44 @@ static void recovered(struct vm_env *env)
 		futex_wake(&env->recovering, INT_MAX);
 }
 
-/* After the snapshot with the job's effect is published (see dom_job_done_fn). */
 static void reattach_done(struct dom_job *job, void *arg)
 {
-	struct vm_env *env = arg;
-
 	dom_job_free(job);
-	recovered(env);
 }
 
-static void reattach_drop(void *arg)
+/*
+ * Sent right behind the re-attach job: it runs after the job's first turn,
+ * whose snapshot (running, the pid, the monitor connecting) is published
+ * by then.
+ */
+static void published_call(struct domain *d, void *arg)
 {
 	recovered(arg);
 }
 
-/* Hand a found QEMU to its domain's actor (pidfd taken). */
+static void published_drop(void *arg)
+{
+	recovered(arg);
+}
+
+/* Hand a found QEMU to its domain's actor. */
 static int adopt(struct recover *rc, struct domain *d, const struct vm_found *f)
 {
 	struct dom_job *job;
 	char err[128];
 
-	if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, rc->env, &job,
-		       err, sizeof(err)) < 0) {
-		close(f->pidfd);
+	if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, NULL, &job,
+		       err, sizeof(err)) < 0)
 		return -ENOMEM;
-	}
 	((struct vm_job *)job->priv)->found = *f;
-	__atomic_fetch_add(&rc->env->recovering, 1, __ATOMIC_RELAXED);
 	if (vm_submit(d, job) < 0) {
-		dom_job_free(job);      /* closes the pidfd */
-		recovered(rc->env);
+		dom_job_free(job);
 		return -ESHUTDOWN;
 	}
 	mark_adopted(rc, dom_name(d));
+	__atomic_fetch_add(&rc->env->recovering, 1, __ATOMIC_RELAXED);
+	if (dom_call(d, published_call, rc->env, published_drop) < 0)
+		recovered(rc->env);
 	return 0;
 }
 
@@ -2140,27 +2436,52 @@ static void set_reason_call(struct domain *d, void *arg)
 	recovered(vm->env);
 }
 
-/* Does the process pid still match what the record says? */
-static bool rec_matches(const struct rec *r, pid_t pid, unsigned long long starttime)
+static void set_reason_drop(void *arg)
 {
-	char run_id[VM_RUN_ID_LEN + 1];
+	recovered(arg);
+}
 
-	if (pid <= 0 || !starttime || proc_starttime(pid) != starttime)
+/* Is the process pid the one the record names (its start time, its run id)? */
+static bool rec_matches(struct recover *rc, const struct rec *r, pid_t pid,
+			unsigned long long starttime)
+{
+	struct pidinfo *pi;
+	char run_id[VM_RUN_ID_LEN + 1];
+	size_t i;
+
+	if (pid <= 0 || !starttime)
+		return false;
+	pi = pidmap_get(&rc->pids, pid);
+	if (!pi || pi->err || pi->starttime != starttime)
 		return false;
 	if (r->attached)
 		return true;
+	/* A QEMU of this runtime directory was seen in /proc with its run id. */
+	if (strmap_get(&rc->seen_pid_run, r->run_id, &i))
+		return rc->seen.v[i].pid == pid;
 	return proc_environ_get(pid, "CORRAL_RUN_ID", run_id, sizeof(run_id)) &&
 	       !strcmp(run_id, r->run_id);
+}
+
+/* A record that names no live process goes; the directory is flushed once, at the end. */
+static void rec_drop(struct recover *rc, int dirfd, const char *file)
+{
+	if (unlinkat(dirfd, file, 0) == 0) {
+		if (dirfd == rc->env->vms_fd)
+			rc->vms_dirty = true;
+		else
+			rc->runtime_dirty = true;
+	}
 }
 
 static void recover_record(struct recover *rc, int dirfd, const char *file, bool legacy)
 {
 	struct vm_env *env = rc->env;
 	char path[PATH_MAX], err[256], *text = NULL;
-	struct vm_found f = { .pidfd = -1 };
+	struct vm_found f = { 0 };
 	struct domain *d;
 	struct rec r;
-	size_t len;
+	size_t len, i;
 	pid_t pid = 0;
 	unsigned long long starttime = 0;
 	char uuid[37];
@@ -2185,30 +2506,19 @@ static void recover_record(struct recover *rc, int dirfd, const char *file, bool
 		snprintf(r.name, sizeof(r.name), "%.*s", (int)n, file);
 	}
 	/* Which process: the recorded one, or the one carrying the record's run id. */
-	if (rec_matches(&r, r.pid, r.starttime)) {
+	if (rec_matches(rc, &r, r.pid, r.starttime)) {
 		pid = r.pid;
 		starttime = r.starttime;
-	} else if (!r.attached) {
-		for (size_t i = 0; i < rc->seen.n; i++) {
-			if (!rc->seen.v[i].claimed && !strcmp(rc->seen.v[i].run_id, r.run_id)) {
-				pid = rc->seen.v[i].pid;
-				starttime = rc->seen.v[i].starttime;
-				break;
-			}
-		}
+	} else if (!r.attached && r.run_id[0] && strmap_get(&rc->seen_pid_run, r.run_id, &i) &&
+		   !rc->seen.v[i].claimed) {
+		pid = rc->seen.v[i].pid;
+		starttime = rc->seen.v[i].starttime;
 	}
-	for (size_t i = 0; pid && i < rc->seen.n; i++)
-		if (rc->seen.v[i].pid == pid)
-			rc->seen.v[i].claimed = true;
 	if (pid) {
-		f.pidfd = pidfd_open(pid);
-		/* Opened, then checked again: a pid reused in between is caught here. */
-		if (f.pidfd >= 0 && proc_starttime(pid) != starttime) {
-			close(f.pidfd);
-			f.pidfd = -1;
-		}
-		if (f.pidfd < 0)
-			pid = 0;
+		struct pidinfo *pi = pidmap_get(&rc->pids, pid);
+
+		if (pi && pi->seen)
+			rc->seen.v[pi->seen - 1].claimed = true;
 	}
 	d = dom_name_valid(r.name) ? find_domain(env, r.name) : NULL;
 	if (d && r.uuid[0]) {
@@ -2222,12 +2532,13 @@ static void recover_record(struct recover *rc, int dirfd, const char *file, bool
 		/* Ended while no daemon watched: say so, and forget the record. */
 		if (!r.attached && r.qmp_socket[0])
 			unlink(r.qmp_socket);
-		durable_unlink(dirfd, "runtime dir", file, NULL, NULL, 0);
+		rec_drop(rc, dirfd, file);
 		if (d) {
 			say(rc, path, "the QEMU of domain '%s' (pid %d) ended while corrald was not "
 			    "running", r.name, (int)r.pid);
 			__atomic_fetch_add(&env->recovering, 1, __ATOMIC_RELAXED);
-			dom_call(d, set_reason_call, env, reattach_drop);
+			if (dom_call(d, set_reason_call, env, set_reason_drop) < 0)
+				recovered(env);
 			dom_unref(d);
 		}
 		return;
@@ -2235,8 +2546,7 @@ static void recover_record(struct recover *rc, int dirfd, const char *file, bool
 	if (!d || adopted(rc, r.name)) {
 		say(rc, path, "QEMU pid %d belongs to %s: stopped", (int)pid,
 		    d ? "a domain that already has one" : "no defined domain");
-		stop_stray(pid, f.pidfd);
-		close(f.pidfd);
+		stop_stray(pid, starttime);
 		if (!r.attached && r.qmp_socket[0] && !d)
 			unlink(r.qmp_socket);
 		if (!d)
@@ -2248,10 +2558,20 @@ static void recover_record(struct recover *rc, int dirfd, const char *file, bool
 	f.pid = pid;
 	f.starttime = starttime;
 	f.attached = r.attached;
-	f.signalable = !r.attached || is_allowed_emulator(env, pid);
+	if (r.attached) {
+		struct pidinfo *pi = pidmap_get(&rc->pids, pid);
+
+		if (pi && pi->allowed < 0)
+			pi->allowed = is_allowed_emulator(env, pid);
+		f.signalable = pi && pi->allowed > 0;
+	} else {
+		f.signalable = true;
+	}
 	memcpy(f.run_id, r.run_id, sizeof(f.run_id));
 	snprintf(f.qmp_path, sizeof(f.qmp_path), "%s", r.qmp_socket);
 	f.qmp_path_ours = !r.attached;
+	/* Written again only when it does not name this process (or is of the old layout). */
+	f.rewrite = legacy || r.pid != pid || r.starttime != starttime;
 	if (legacy) {
 		/* Written anew under vms/ by the re-attach; this one goes. */
 		unlinkat(dirfd, file, 0);
@@ -2334,29 +2654,33 @@ int vm_proc_recover(struct vm_env *env,
 	char path[PATH_MAX];
 
 	scan_proc(env, &rc.seen);
+	for (size_t i = 0; i < rc.seen.n; i++) {
+		struct pidinfo *pi = pidmap_get(&rc.pids, rc.seen.v[i].pid);
+
+		if (pi)
+			pi->seen = i + 1;
+		if (rc.seen.v[i].run_id[0])
+			strmap_put(&rc.seen_pid_run, rc.seen.v[i].run_id, i);
+	}
 	recover_dir(&rc, env->vms_fd, false);
 	recover_dir(&rc, env->runtime_fd, true);
 	/* QEMUs of ours without a record (lost, or never written): adopt or stop. */
 	for (size_t i = 0; i < rc.seen.n; i++) {
 		struct seen *s = &rc.seen.v[i];
-		struct vm_found f = { .pidfd = -1 };
+		struct vm_found f = { 0 };
 		struct domain *d;
+		unsigned long long now = 0;
 
 		if (s->claimed)
 			continue;
-		f.pidfd = pidfd_open(s->pid);
-		if (f.pidfd < 0 || proc_starttime(s->pid) != s->starttime) {
-			if (f.pidfd >= 0)
-				close(f.pidfd);
+		if (proc_starttime_r(s->pid, &now) < 0 || now != s->starttime)
 			continue;       /* gone meanwhile */
-		}
 		snprintf(path, sizeof(path), "/proc/%d", (int)s->pid);
 		d = dom_name_valid(s->domain) ? find_domain(env, s->domain) : NULL;
 		if (!d || adopted(&rc, s->domain) || !s->run_id[0]) {
 			say(&rc, path, "QEMU of %s '%s' with no run record: stopped",
 			    d ? "domain" : "undefined domain", s->domain);
-			stop_stray(s->pid, f.pidfd);
-			close(f.pidfd);
+			stop_stray(s->pid, s->starttime);
 			if (d)
 				dom_unref(d);
 			continue;
@@ -2364,6 +2688,7 @@ int vm_proc_recover(struct vm_env *env,
 		f.pid = s->pid;
 		f.starttime = s->starttime;
 		f.signalable = true;
+		f.rewrite = true;
 		memcpy(f.run_id, s->run_id, sizeof(f.run_id));
 		qmp_sock_path(env, s->domain, f.qmp_path, sizeof(f.qmp_path));
 		f.qmp_path_ours = true;
@@ -2371,12 +2696,19 @@ int vm_proc_recover(struct vm_env *env,
 		adopt(&rc, d, &f);
 		dom_unref(d);
 	}
+	/* The removals of records naming dead processes, flushed once per directory. */
+	if (rc.vms_dirty)
+		fsync(env->vms_fd);
+	if (rc.runtime_dirty)
+		fsync(env->runtime_fd);
 	remove_stale_sockets(&rc, env->qmp_fd);
 	remove_stale_sockets(&rc, env->console_fd);
 	/*
 	 * Serve only once every adopted QEMU is on record in its domain's
-	 * snapshot: the first list a client sees shows them running.  Bounded:
-	 * a re-attach takes a connect() on an offload thread.
+	 * snapshot: the first list a client sees shows them running.  That is
+	 * one turn of each such domain (the re-attach's first), not its
+	 * monitor: connecting and the QMP handshake go on while serving, and
+	 * jobs sent meanwhile wait behind the re-attach.  Bounded all the same.
 	 */
 	{
 		uint64_t deadline = now_ns() + 10 * NSEC_PER_SEC;
@@ -2387,8 +2719,8 @@ int vm_proc_recover(struct vm_env *env,
 			struct timespec ts;
 
 			if (now >= deadline) {
-				say(&rc, env->runtime_dir, "%u re-attaches still running after 10 s: "
-				    "serving anyway", n);
+				say(&rc, env->runtime_dir, "%u domains have not taken their QEMU after "
+				    "10 s: serving anyway", n);
 				break;
 			}
 			ts = ns_to_timespec(deadline - now);
@@ -2397,9 +2729,11 @@ int vm_proc_recover(struct vm_env *env,
 	}
 	/* Control groups of QEMUs that are gone. */
 	cg_for_each(env->cg, remove_stale_cgroup, &rc);
-	for (size_t i = 0; i < rc.nadopted; i++)
-		free(rc.adopted[i]);
-	free(rc.adopted);
+	for (size_t i = 0; i < rc.adopted.cap; i++)
+		free((char *)rc.adopted.key[i]);
+	strmap_free(&rc.adopted);
+	strmap_free(&rc.seen_pid_run);
+	free(rc.pids.v);
 	free(rc.seen.v);
 	return 0;
 }

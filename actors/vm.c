@@ -1673,6 +1673,8 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 			vm_publish(d, VE_MONITOR, json_pack("{s:s}", "state", "ok"));
 		}
 		vm->mon_retries = 0;
+		/* Its end will say when QEMU ends: the pidfd of the start or attach goes. */
+		vm_proc_monitor_up(d);
 		if (vj && vj->phase == VP_WAIT_MON)
 			job_monitor_ready(d, job);
 		else
@@ -1746,7 +1748,7 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 			 */
 			vm->start_failed = true;
 			vm->killing = true;
-			vm_proc_kill(vm);
+			vm_proc_kill(d);
 			vj->phase = VP_WAIT_EXIT;
 		} else if (vj && vj->phase == VP_WAIT_MON) {
 			/* The handshake failed: the job waiting for it fails now. */
@@ -1767,8 +1769,6 @@ static void vm_job_free_priv(void *p)
 
 	if (!vj)
 		return;
-	if (vj->op == VM_OP_REATTACH && vj->found.pidfd >= 0)
-		close(vj->found.pidfd);
 	vm_x_free(vj->x);
 	json_decref(vj->args);
 	json_decref(vj->found_cfg);
@@ -1880,7 +1880,7 @@ static void vmj_start(struct domain *d, struct dom_job *job)
 		}
 		vm->killing = true;
 		/* SIGKILL works on a stopped process too: no cooperation needed. */
-		vm_proc_kill(vm);
+		vm_proc_kill(d);
 		crash_point("destroy.after-kill");
 		vj->phase = VP_WAIT_EXIT;
 		return;
@@ -1994,7 +1994,7 @@ static void vmj_step(struct domain *d, struct dom_job *job, int err, json_t *dat
 		    dom_state_actor(d) == DOM_STARTING) {
 			/* A half-started VM is no use to anyone. */
 			vm->killing = true;
-			vm_proc_kill(vm);
+			vm_proc_kill(d);
 		}
 		return;
 	}
@@ -2093,7 +2093,7 @@ static void vmj_abort(struct domain *d, struct dom_job *job, int err)
 		} else if (vm->proc == VPROC_RUNNING && dom_state_actor(d) == DOM_STARTING) {
 			vm->start_failed = true;
 			vm->killing = true;
-			vm_proc_kill(vm);
+			vm_proc_kill(d);
 		}
 		break;
 	case VM_OP_ATTACH:
@@ -2169,7 +2169,6 @@ int vm_job_new(enum vm_op op, json_t *args, uint64_t timeout_ns, dom_job_done_fn
 		snprintf(errbuf, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	vj->found.pidfd = -1;
 	creds_self(&vj->creds);
 	r = dom_job_new(&vm_ops[op], vj, timeout_ns, done, done_arg, ret);
 	if (r < 0) {
