@@ -2063,7 +2063,6 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job)
 	struct vm *vm = vm_of(d);
 	struct vm_job *vj = job->priv;
 	struct vm_found *f = &vj->found;
-	struct conn_io *ci;
 
 	if (vm->proc != VPROC_NONE) {
 		vm_fail(d, job, DOM_ERR_STATE, "domain '%s' already has a QEMU", dom_name(d));
@@ -2081,18 +2080,42 @@ void vm_proc_reattach(struct domain *d, struct dom_job *job)
 	dom_set_pid(d, vm->pid);
 	/* Its end is seen through the monitor, once connected (or a pidfd if it cannot be). */
 	vm_lifecycle(d, DOM_RUNNING, VR_REATTACHED);
+	dom_set_monitor(d, DOM_MON_CONNECTING);
 	/* The record again if it missed the pid (a crash right after the spawn). */
 	if (f->rewrite)
 		vm_proc_record(d, 0, NULL);
-	ci = conn_io_new(d, job->id, reattach_conn_complete);
-	if (!ci) {
-		monitor_failed(d, "out of memory");
-		dom_job_finish(d, job, 0, 0, NULL, NULL);
+	/*
+	 * The monitor is connected when vm_proc_reattach_connect() says so:
+	 * the start-up first lets every domain show its QEMU, then the
+	 * connects and handshakes run while the daemon serves.  Jobs sent
+	 * meanwhile wait behind this one.
+	 */
+	vj->phase = VP_IO;
+}
+
+/* The re-attach's second step: connect the monitor (and the console).  Domain actor. */
+static void reattach_connect_call(struct domain *d, void *arg)
+{
+	struct vm *vm = vm_of(d);
+	struct dom_job *job;
+	struct vm_job *vj = vm_held_job(d, &job);
+	bool mine = vj && vj->op == VM_OP_REATTACH && vj->phase == VP_IO;
+	struct conn_io *ci;
+
+	if (vm->proc != VPROC_RUNNING || vm->mon || !vm->qmp_path[0]) {
+		if (mine)
+			dom_job_finish(d, job, 0, 0, NULL, NULL);
 		return;
 	}
-	vj->phase = VP_IO;
+	ci = conn_io_new(d, mine ? job->id : 0, reattach_conn_complete);
+	if (!ci) {
+		monitor_failed(d, "out of memory");
+		if (mine)
+			dom_job_finish(d, job, 0, 0, NULL, NULL);
+		return;
+	}
 	vm_io_submit(d, &ci->io);
-	if (!f->attached)
+	if (!vm->attached)
 		vm_console_reconnect(d);
 }
 
@@ -2331,6 +2354,11 @@ struct recover {
 	void (*report)(const char *path, const char *why, void *arg);
 	void *arg;
 	struct strmap adopted;          /* domain names already given a QEMU (keys owned) */
+	struct found_dom {
+		struct domain *d;       /* referenced */
+		struct vm_found f;
+	} *found;                       /* handed over once every record is read */
+	size_t nfound, capfound;
 	bool vms_dirty, runtime_dirty;  /* records removed: flush the directory once */
 };
 
@@ -2393,25 +2421,62 @@ static void published_drop(void *arg)
 	recovered(arg);
 }
 
-/* Hand a found QEMU to its domain's actor. */
+/*
+ * Note a found QEMU for its domain (handed over by submit_adopted(), once
+ * every record is read: the reads do not compete with the domains' turns).
+ */
 static int adopt(struct recover *rc, struct domain *d, const struct vm_found *f)
 {
-	struct dom_job *job;
-	char err[128];
+	if (rc->nfound == rc->capfound) {
+		size_t cap = rc->capfound ? 2 * rc->capfound : 256;
+		struct found_dom *v = realloc(rc->found, cap * sizeof(*v));
 
-	if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, NULL, &job,
-		       err, sizeof(err)) < 0)
-		return -ENOMEM;
-	((struct vm_job *)job->priv)->found = *f;
-	if (vm_submit(d, job) < 0) {
-		dom_job_free(job);
-		return -ESHUTDOWN;
+		if (!v)
+			return -ENOMEM;
+		rc->found = v;
+		rc->capfound = cap;
 	}
+	dom_ref(d);
+	rc->found[rc->nfound].d = d;
+	rc->found[rc->nfound].f = *f;
+	rc->nfound++;
 	mark_adopted(rc, dom_name(d));
-	__atomic_fetch_add(&rc->env->recovering, 1, __ATOMIC_RELAXED);
-	if (dom_call(d, published_call, rc->env, published_drop) < 0)
-		recovered(rc->env);
 	return 0;
+}
+
+/* Hand each found QEMU to its domain's actor: a reattach job, then a call behind it. */
+static void submit_adopted(struct recover *rc)
+{
+	for (size_t i = 0; i < rc->nfound; i++) {
+		struct found_dom *fd = &rc->found[i];
+		struct dom_job *job;
+		char err[128];
+
+		if (vm_job_new(VM_OP_REATTACH, NULL, 30 * NSEC_PER_SEC, reattach_done, NULL,
+			       &job, err, sizeof(err)) < 0) {
+			say(rc, rc->env->runtime_dir, "cannot re-attach domain '%s' to pid %d: out of "
+			    "memory", dom_name(fd->d), (int)fd->f.pid);
+			continue;
+		}
+		((struct vm_job *)job->priv)->found = fd->f;
+		if (vm_submit(fd->d, job) < 0) {
+			dom_job_free(job);
+			continue;
+		}
+		__atomic_fetch_add(&rc->env->recovering, 1, __ATOMIC_RELAXED);
+		if (dom_call(fd->d, published_call, rc->env, published_drop) < 0)
+			recovered(rc->env);
+	}
+}
+
+/* Every domain shows its QEMU: now connect the monitors, while serving. */
+static void connect_adopted(struct recover *rc)
+{
+	for (size_t i = 0; i < rc->nfound; i++) {
+		dom_call(rc->found[i].d, reattach_connect_call, NULL, NULL);
+		dom_unref(rc->found[i].d);
+	}
+	free(rc->found);
 }
 
 /* The domain of that name, referenced, or NULL. */
@@ -2696,6 +2761,7 @@ int vm_proc_recover(struct vm_env *env,
 		adopt(&rc, d, &f);
 		dom_unref(d);
 	}
+	submit_adopted(&rc);
 	/* The removals of records naming dead processes, flushed once per directory. */
 	if (rc.vms_dirty)
 		fsync(env->vms_fd);
@@ -2727,6 +2793,7 @@ int vm_proc_recover(struct vm_env *env,
 			futex_wait(&env->recovering, n, &ts);
 		}
 	}
+	connect_adopted(&rc);
 	/* Control groups of QEMUs that are gone. */
 	cg_for_each(env->cg, remove_stale_cgroup, &rc);
 	for (size_t i = 0; i < rc.adopted.cap; i++)

@@ -2705,11 +2705,11 @@ int main(int argc, char **argv)
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    (uint64_t)cfg.domains * 2 + 200 > rl.rlim_cur)
-		die("%u attached domains need about %u descriptors in corrald (two each: the QMP "
-		    "socket and a pidfd); RLIMIT_NOFILE is %llu, so at most %llu domains per daemon",
-		    cfg.domains, cfg.domains * 2 + 200, (unsigned long long)rl.rlim_cur,
-		    (unsigned long long)(rl.rlim_cur - 200) / 2);
+	    (uint64_t)cfg.domains + 200 > rl.rlim_cur)
+		die("%u attached domains need about %u descriptors in corrald (one each: the QMP "
+		    "socket); RLIMIT_NOFILE is %llu, so at most %llu domains per daemon",
+		    cfg.domains, cfg.domains + 200, (unsigned long long)rl.rlim_cur,
+		    (unsigned long long)(rl.rlim_cur - 200));
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_sigint);
 

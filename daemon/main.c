@@ -541,12 +541,15 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		/* The definitions saved by earlier runs, and every QEMU still running. */
+		uint64_t t0 = now_ns();
+
 		r = vm_env_load(env, report_bad_definition, NULL, stop_requested);
 		if (r < 0)
 			log_warn("cannot read %s/domains: %s", conf.state_dir, strerror(-r));
 		else if (r > 0)
-			log_info("loaded %d domain definitions from %s/domains", r,
-				 conf.state_dir);
+			log_info("loaded %d domain definitions from %s/domains and found their "
+				 "QEMUs in %.3f s", r, conf.state_dir,
+				 (double)(now_ns() - t0) / 1e9);
 	}
 	so.io = io;
 	so.rt = rt;
