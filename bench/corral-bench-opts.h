@@ -18,8 +18,8 @@ enum {
 
 static const struct bench_opt corral_bench_opts[] = {
 	{ "domains", "N", OPT_DOMAINS,
-	  "Domains attached to simulated QEMUs (default 100). corrald holds two descriptors "
-	  "per attached domain, so N is at most (its RLIMIT_NOFILE - 200) / 2." },
+	  "Domains attached to simulated QEMUs (default 100). corrald holds one descriptor "
+	  "per attached domain (its QMP socket), so N is at most its RLIMIT_NOFILE - 200." },
 	{ "duration", "S", OPT_DURATION, "Seconds of load, after setup (default 10)." },
 	{ "connections", "C", OPT_CONNECTIONS,
 	  "Client connections, one thread each (default 4)." },
