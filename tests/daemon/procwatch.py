@@ -20,6 +20,11 @@ The tests:
   closed_monitor    an attached process that closes its QMP connection and
                     lives on stays running (its pid watched), and its end
                     is seen later;
+  restart_serves    after kill -9, a new corrald lists every QEMU running with
+                    its pid as soon as it listens (monitors still connecting
+                    or frozen); jobs sent at once wait behind the re-attach:
+                    start is refused, suspend and resume work, destroy of a
+                    SIGSTOPped QEMU kills it; no second QEMU is started;
   pid_reuse         destroy of an attached process whose pid now belongs to
                     another process: the start time does not match, so the
                     other process is not signalled (needs root, to pick the
@@ -356,7 +361,58 @@ def test_pid_reuse():
         dmn.cleanup()
 
 
-TESTS = [test_descriptors, test_killed_outside, test_closed_monitor, test_pid_reuse]
+def test_restart_serves():
+    dmn = Daemon(CORRALD).start()
+    qemus = []
+    try:
+        c = dmn.client()
+        for i in range(10):
+            p, sock = own_qemu(dmn, "a%d" % i)
+            qemus.append(p)
+            c.call("attach", {"name": "a%d" % i, "qmp_socket": sock,
+                              "config": vm_config("a%d" % i)})
+        for n in ("s0", "frozen"):
+            c.call("define", {"config": vm_config(n)})
+            c.call("start", {"name": n})
+        before = {d["name"]: c.call("info", {"name": d["name"]})["pid"]
+                  for d in c.call("list")}
+        own = set(dmn.qemus())
+        c.close()
+        dmn.kill9()
+        os.kill(before["frozen"], signal.SIGSTOP)
+        dmn.start()
+        c = dmn.client()
+        # The first answers already show every QEMU, with its pid.
+        now = {d["name"]: d["state"] for d in c.call("list")}
+        check(now == {n: "running" for n in before},
+              "first list after the restart: %r" % now)
+        now = {n: c.call("info", {"name": n})["pid"] for n in before}
+        check(now == before, "pids after the restart: %r, not %r" % (now, before))
+        # Sent at once: they wait behind the re-attach, then decide.
+        ids = {n: c.send("start", {"name": n}) for n in before}
+        for n, msgid in ids.items():
+            m = c.response(msgid)
+            check(m[2] is not None and "already" in m[2][1],
+                  "start of %s after the restart: %r" % (n, m))
+        r = c.call("suspend", {"name": "a1"})
+        check(r["state"] == "paused", "suspend a1: %r" % r)
+        r = c.call("resume", {"name": "a1"})
+        check(r["state"] == "running", "resume a1: %r" % r)
+        check(set(dmn.qemus()) == own, "QEMUs %r, not %r" % (set(dmn.qemus()), own))
+        r = c.call("destroy", {"name": "frozen"})
+        check(r["state"] == "shutoff" and r["reason"] == "destroyed", "destroy frozen: %r" % r)
+        check(before["frozen"] not in dmn.qemus(), "frozen QEMU still there")
+        c.call("destroy", {"name": "s0"})
+        dmn.stop()
+    finally:
+        for p in qemus:
+            p.kill()
+            p.wait()
+        dmn.cleanup()
+
+
+TESTS = [test_descriptors, test_killed_outside, test_closed_monitor, test_restart_serves,
+         test_pid_reuse]
 
 
 def main():
