@@ -106,8 +106,17 @@ int evbus_listen(struct evbus *bus, evbus_notify_fn fn, void *arg, struct evbus_
 		return -ENOMEM;
 	l->fn = fn;
 	l->arg = arg;
+	/*
+	 * cds_list_add_tail_rcu, spelled with crcu_assign_pointer so that
+	 * ThreadSanitizer sees the publication: publishers may run already
+	 * (domains re-attaching while the server starts).  Readers follow
+	 * ->next only; ->prev is the writers', under the lock.
+	 */
 	pthread_mutex_lock(&bus->lock);
-	cds_list_add_tail_rcu(&l->link, &bus->listeners);
+	l->link.next = &bus->listeners;
+	l->link.prev = bus->listeners.prev;
+	crcu_assign_pointer(bus->listeners.prev->next, &l->link);
+	bus->listeners.prev = &l->link;
 	pthread_mutex_unlock(&bus->lock);
 	*ret = l;
 	return 0;
@@ -124,7 +133,9 @@ void evbus_unlisten(struct evbus *bus, struct evbus_listener *l)
 	if (!l)
 		return;
 	pthread_mutex_lock(&bus->lock);
-	cds_list_del_rcu(&l->link);
+	/* cds_list_del_rcu, as evbus_listen spells the add. */
+	crcu_assign_pointer(l->link.prev->next, l->link.next);
+	l->link.next->prev = l->link.prev;
 	pthread_mutex_unlock(&bus->lock);
 	crcu_call(&l->rcu, listener_free_rcu);
 }
@@ -192,8 +203,11 @@ void evbus_publish(struct evbus *bus, const char *domain, const char *event, jso
 	}
 	if (e && old)
 		crcu_call(&old->rcu, ev_free_rcu);      /* readers may be looking at it */
-	cds_list_for_each_entry_rcu(l, &bus->listeners, link)
+	for (struct cds_list_head *p = crcu_dereference(bus->listeners.next);
+	     p != &bus->listeners; p = crcu_dereference(p->next)) {
+		l = cds_list_entry(p, struct evbus_listener, link);
 		l->fn(l->arg);
+	}
 	crcu_read_unlock();
 }
 
