@@ -1448,6 +1448,13 @@ static int req_run(struct vm_req *req, char *errbuf, size_t errlen)
 		}
 		/* Reserved: the define job writes the file (or removes the name again). */
 		r = req_submit_define(req, d, errbuf, errlen);
+		if (r == -ESHUTDOWN)
+			/*
+			 * An undefine on another thread found the reserved name
+			 * and removed it before this job reached it: define it
+			 * afresh.
+			 */
+			continue;
 		if (r < 0)
 			vm_domain_remove(req->env, d);
 		return r;
