@@ -123,7 +123,10 @@ def test_figures():
         e = stats(c, ["s1"])[0]["s1"]
         check(e["age_s"] is None and "cpu" not in e, "figures after destroy: %r" % e)
     finally:
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 def test_hung_never_waits():
@@ -160,7 +163,10 @@ def test_hung_never_waits():
     finally:
         if pid:
             os.kill(pid, signal.SIGCONT)
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 def test_heartbeat_job():
@@ -192,7 +198,10 @@ def test_heartbeat_job():
     finally:
         if pid:
             os.kill(pid, signal.SIGCONT)
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 def cli(d, *args):
@@ -229,7 +238,10 @@ def test_cli():
         r = cli(d, "--format", "prometheus", "list")
         check(r.returncode == 2, "--format prometheus on list: %r" % (r,))
     finally:
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 def check_prometheus(text):
@@ -269,7 +281,10 @@ def test_interval_off():
             cfg["stats_interval_ms"] = bad
             c.err("define", {"config": cfg}, ERR_INVALID_ARGUMENT)
     finally:
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 def free_port():
@@ -350,7 +365,10 @@ def test_metrics():
     finally:
         if pid:
             os.kill(pid, signal.SIGCONT)
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 def test_paging():
@@ -386,7 +404,10 @@ def test_paging():
         j = json.loads(out.stdout)
         check(len(j["domains"]) == n and j["more"] == [], "CLI: %d" % len(j["domains"]))
     finally:
-        d.stop()
+        try:
+            d.stop()
+        finally:
+            d.cleanup()    # the QEMUs a SIGTERM leaves running, and the directory
 
 
 TESTS = [test_figures, test_hung_never_waits, test_heartbeat_job, test_cli,
