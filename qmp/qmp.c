@@ -35,9 +35,14 @@
 #include "common/util.h"
 #include "qmp/qmp-internal.h"
 
-/* Smallest buffer allocated, and the most an idle conn keeps. */
-#define QMP_BUF_MIN  4096u
-#define QMP_BUF_KEEP (64u * 1024)
+/*
+ * Smallest buffer allocated, and the most an idle conn keeps.  corrald
+ * keeps one conn per running QEMU, and most of QMP's messages (replies,
+ * events) are under 512 bytes: a bigger buffer kept per domain would be
+ * most of a domain's memory.
+ */
+#define QMP_BUF_MIN  512u
+#define QMP_BUF_KEEP 512u
 
 #define QMP_ERR_LEN 320
 
