@@ -307,7 +307,12 @@ static void job_done(struct dom_job *job, void *arg)
 	call_complete(cl);
 }
 
-static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *args)
+/*
+ * Queue op on d, answered when it ends.  as_caller: a job that opens files
+ * (hotplug, save, restore) opens them with the caller's rights
+ * (SO_PEERCRED), as define and start open a definition's.
+ */
+static int submit(struct req *r, struct domain *d, enum vm_op op, json_t *args, bool as_caller)
 {
 	struct dom_job *job;
 	struct call *cl;
@@ -324,6 +329,8 @@ static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *ar
 		return req_fail(r, ret == -EINVAL ? RPC_ERR_INVALID_ARGUMENT : RPC_ERR_INTERNAL,
 				"%s", err[0] ? err : strerror(-ret));
 	}
+	if (as_caller)
+		vm_job_set_caller(job, &r->c->creds);
 	ret = vm_submit(d, job);
 	if (ret < 0) {
 		dom_job_free(job);
@@ -333,35 +340,14 @@ static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *ar
 	return REQ_ASYNC;
 }
 
-/*
- * A job that opens files (hotplug, save, restore): they are opened with the
- * caller's rights (SO_PEERCRED), as define and start open a definition's.
- */
+static int submit_job(struct req *r, struct domain *d, enum vm_op op, json_t *args)
+{
+	return submit(r, d, op, args, false);
+}
+
 static int submit_job_as(struct req *r, struct domain *d, enum vm_op op, json_t *args)
 {
-	struct dom_job *job;
-	struct call *cl;
-	char err[DOM_ERRMSG_MAX];
-	int ret;
-
-	cl = call_new(r, d);
-	if (!cl)
-		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	err[0] = '\0';
-	ret = vm_job_new(op, args, r->timeout_ns, job_done, cl, &job, err, sizeof(err));
-	if (ret < 0) {
-		call_cancel(cl);
-		return req_fail(r, ret == -EINVAL ? RPC_ERR_INVALID_ARGUMENT : RPC_ERR_INTERNAL,
-				"%s", err[0] ? err : strerror(-ret));
-	}
-	vm_job_set_caller(job, &r->c->creds);
-	ret = vm_submit(d, job);
-	if (ret < 0) {
-		dom_job_free(job);
-		call_cancel(cl);
-		return req_fail(r, RPC_ERR_NO_SUCH_DOMAIN, "domain '%s' is gone", dom_name(d));
-	}
-	return REQ_ASYNC;
+	return submit(r, d, op, args, true);
 }
 
 /* ---- methods ---------------------------------------------------------------- */
