@@ -33,7 +33,7 @@ struct creds {
 /* The peer of a connected UNIX socket.  0 or -errno.  Any thread. */
 int creds_from_socket(int fd, struct creds *ret, pid_t *ret_pid);
 
-/* The calling process's own identity.  Any thread. */
+/* The process's own identity (read once: it never changes).  Any thread. */
 void creds_self(struct creds *ret);
 
 /* Is uid 0?  */

@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(
 	build-essential pkg-config meson ninja-build clang libclang-rt-14-dev
 	liburcu-dev libck-dev libmsgpack-dev libjansson-dev libcriterion-dev libmicrohttpd-dev
+	libjemalloc-dev
 	qemu-system-x86 qemu-utils python3 python3-msgpack procps
 	busybox-static xz-utils util-linux spin
 	ovmf ipxe-qemu seabios iproute2 xorriso isolinux syslinux-common
