@@ -408,7 +408,11 @@ static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t le
 	snprintf(p->execute, sizeof(p->execute), "%s", execute ? execute : "?");
 	cds_list_add_tail(&p->link, &m->pending);
 	mon_rearm_timer(m);
-	if (flush_out(m) == 0)
+	/*
+	 * The watch is armed, or it fired and handle_io will re-arm it: only
+	 * output left over needs a change (EPOLLOUT), not every command.
+	 */
+	if (flush_out(m) == 0 && m->out_off < m->out_len)
 		rearm(m);
 	return 0;
 }
