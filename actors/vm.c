@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -447,39 +448,60 @@ static void io_complete_call(struct domain *d, void *arg)
 
 /* ---- domains ------------------------------------------------------------------ */
 
+static void pubcfg_free(struct vm_pubcfg *p)
+{
+	if (p) {
+		json_decref(p->config);
+		json_decref(p->unknown);
+		free(p);
+	}
+}
+
 static void pubcfg_free_rcu(struct rcu_head *head)
 {
-	struct vm_pubcfg *p = container_of(head, struct vm_pubcfg, rcu);
-
 	crcu_reclaim_begin(head);
-	json_decref(p->config);
-	json_decref(p->unknown);
-	free(p);
+	pubcfg_free(container_of(head, struct vm_pubcfg, rcu));
 }
 
 /*
- * Publish cfg's canonical JSON for readers, without the fields corral does
- * not know; the old one goes after a grace period.
+ * cfg's canonical JSON for readers, without the fields corral does not
+ * know (unknown: NULL or an array of names).  NULL when out of memory.
+ * A pure function of its arguments: the definition loaders call it.
  */
-static int vm_publish_config(struct vm *vm)
+static struct vm_pubcfg *pubcfg_new(const struct qemu_config *cfg, const json_t *unknown)
 {
-	struct vm_pubcfg *p = calloc(1, sizeof(*p)), *old = vm->pub;
+	struct vm_pubcfg *p = calloc(1, sizeof(*p));
 	json_t *f;
 	size_t i;
 
-	if (!p || !(p->config = qemu_config_to_json(vm->cfg)) ||
-	    !(p->unknown = vm->unknown ? json_deep_copy(vm->unknown) : json_array())) {
-		if (p)
-			json_decref(p->config);
-		free(p);
-		return -ENOMEM;
+	if (!p || !(p->config = qemu_config_to_json(cfg)) ||
+	    !(p->unknown = unknown ? json_deep_copy(unknown) : json_array())) {
+		pubcfg_free(p);
+		return NULL;
 	}
 	json_array_foreach(p->unknown, i, f)
 		json_object_del(p->config, json_string_value(f));
+	return p;
+}
+
+/* Publish p (NULL: make it from vm's config); the old one goes after a grace period. */
+static int vm_publish_pubcfg(struct vm *vm, struct vm_pubcfg *p)
+{
+	struct vm_pubcfg *old = vm->pub;
+
+	if (!p)
+		p = pubcfg_new(vm->cfg, vm->unknown);
+	if (!p)
+		return -ENOMEM;
 	crcu_assign_pointer(vm->pub, p);
 	if (old)
 		crcu_call(&old->rcu, pubcfg_free_rcu);
 	return 0;
+}
+
+static int vm_publish_config(struct vm *vm)
+{
+	return vm_publish_pubcfg(vm, NULL);
 }
 
 const json_t *vm_config_rcu(struct domain *d)
@@ -559,8 +581,14 @@ static void vm_on_stop(struct domain *d)
 	vm_proc_release(vm);
 }
 
-int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct creds *owner,
-		  struct domain **ret, char *errbuf, size_t errlen)
+/*
+ * A domain for cfg, its unknown fields (NULL, or an array of names: taken)
+ * and, when pre is not NULL, the publication of its config made beforehand
+ * (taken; used if the domain's UUID is the one cfg named, else made again).
+ */
+static int domain_new(struct vm_env *env, struct qemu_config *cfg, const struct creds *owner,
+		      json_t *unknown, struct vm_pubcfg *pre, struct domain **ret, char *errbuf,
+		      size_t errlen)
 {
 	const char *uuid_txt = qemu_config_uuid(cfg);
 	struct domain *d;
@@ -571,35 +599,55 @@ int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct cred
 
 	if (uuid_txt && uuid_parse(uuid_txt, uuid) < 0) {
 		snprintf(errbuf, errlen, "field 'uuid': not a UUID");
-		return -EINVAL;
+		r = -EINVAL;
+		goto fail;
 	}
 	r = dom_new(env->rt, qemu_config_name(cfg), uuid_txt ? uuid : NULL, &d, errbuf, errlen);
 	if (r < 0)
-		return r;
+		goto fail;
 	uuid_format(dom_uuid(d), txt);
+	if (pre && (!uuid_txt || strcmp(uuid_txt, txt) != 0)) {
+		pubcfg_free(pre);       /* it shows another UUID text */
+		pre = NULL;
+	}
 	qemu_config_set_uuid(cfg, txt);
 	vm = calloc(1, sizeof(*vm));
 	if (!vm) {
 		actor_stop(dom_actor(d));
 		snprintf(errbuf, errlen, "out of memory");
-		return -ENOMEM;
+		r = -ENOMEM;
+		goto fail;
 	}
 	vm->env = env;
 	vm->quitting = VR_COUNT;
 	vm->cfg = cfg;
 	vm->owner = *owner;
+	vm->unknown = unknown && json_array_size(unknown) ? json_incref(unknown) : NULL;
 	CDS_INIT_LIST_HEAD(&vm->io_queue);
-	if (vm_publish_config(vm) < 0) {
+	r = vm_publish_pubcfg(vm, pre);
+	pre = NULL;             /* published: a given one always is */
+	if (r < 0) {
 		vm->cfg = NULL;         /* still the caller's */
 		vm_free_ext(vm);
 		actor_stop(dom_actor(d));
 		snprintf(errbuf, errlen, "out of memory");
-		return -ENOMEM;
+		goto fail;
 	}
+	json_decref(unknown);
 	/* Not yet shared: plain stores, published by reg_add's ordering. */
 	dom_set_ext(d, vm, vm_on_stop, vm_free_ext);
 	*ret = d;
 	return 0;
+fail:
+	pubcfg_free(pre);
+	json_decref(unknown);
+	return r;
+}
+
+int vm_domain_new(struct vm_env *env, struct qemu_config *cfg, const struct creds *owner,
+		  struct domain **ret, char *errbuf, size_t errlen)
+{
+	return domain_new(env, cfg, owner, NULL, NULL, ret, errbuf, errlen);
 }
 
 /*
@@ -2280,78 +2328,163 @@ static void set_aside(struct vm_env *env, const char *file,
 		report(path, msg, arg);
 }
 
-/* One definition file: read, parse and check (vm-def.c), define (without writing it back). */
-static int load_one(struct vm_env *env, const char *file,
-		    void (*report)(const char *path, const char *why, void *arg), void *arg)
-{
-	char err[DOM_ERRMSG_MAX], path[PATH_MAX], *text = NULL;
+/*
+ * Definitions are read and parsed on several threads (a file's read and
+ * jansson's parse are most of a restart's time, and touch nothing shared),
+ * a batch at a time so that a state dir of 100,000 holds only a batch of
+ * parsed definitions at once; each batch is then defined on the main
+ * thread, in directory order.
+ */
+#define LOAD_BATCH 1024
+#define LOAD_THREADS_MAX 4
+
+struct load_slot {
+	char *file;
+	int r;                  /* 0: def is filled; < 0: err says why */
+	bool unreadable;        /* skipped and left alone (not set aside) */
+	char *err;
 	struct vm_def def;
+	struct vm_pubcfg *pub;  /* its config's publication, made here too (or NULL) */
+};
+
+struct load_batch {
+	struct vm_env *env;
+	struct load_slot *v;
+	size_t n;
+	size_t next;            /* atomic: the next slot to take */
+};
+
+/* Read, parse and check one definition file (vm-def.c).  Any thread. */
+static void load_parse(struct vm_env *env, struct load_slot *sl)
+{
+	char err[DOM_ERRMSG_MAX], *text = NULL;
+	size_t len;
+
+	err[0] = '\0';
+	sl->r = durable_read(env->domains_fd, "state dir", sl->file, VM_DEF_MAX, &text, &len,
+			     err, sizeof(err));
+	if (sl->r < 0) {
+		/* Not a regular file, a link, unreadable: skipped, left alone. */
+		sl->unreadable = true;
+	} else {
+		sl->r = vm_def_parse(sl->file, text, len, &sl->def, err, sizeof(err));
+		free(text);
+		if (sl->r == 0)
+			sl->pub = pubcfg_new(sl->def.cfg, sl->def.unknown);
+	}
+	if (sl->r < 0)
+		sl->err = strdup(err[0] ? err : strerror(-sl->r));
+}
+
+static void *load_worker(void *arg)
+{
+	struct load_batch *b = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) < b->n)
+		load_parse(b->env, &b->v[i]);
+	return NULL;
+}
+
+/* Parse the batch on up to nthreads threads, this one among them. */
+static void load_parse_batch(struct load_batch *b, unsigned nthreads)
+{
+	pthread_t th[LOAD_THREADS_MAX];
+	unsigned started = 0;
+
+	b->next = 0;
+	while (started + 1 < nthreads && (size_t)(started + 1) * 16 < b->n &&
+	       pthread_create(&th[started], NULL, load_worker, b) == 0)
+		started++;      /* none started: this thread parses them all */
+	load_worker(b);
+	for (unsigned t = 0; t < started; t++)
+		BUG_ON(pthread_join(th[t], NULL) != 0);
+}
+
+/* Define one parsed definition (without writing it back).  The main thread. */
+static int load_define(struct vm_env *env, struct load_slot *sl,
+		       void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	char err[DOM_ERRMSG_MAX], path[PATH_MAX];
+	const char *why = sl->err ? sl->err : "out of memory";
+	struct vm_def *def = &sl->def;
 	struct domain *d;
 	struct vm *vm;
-	size_t len;
 	int r;
 
-	snprintf(path, sizeof(path), "%s/domains/%s", env->state_dir, file);
-	r = durable_read(env->domains_fd, "state dir", file, VM_DEF_MAX, &text, &len, err,
-			 sizeof(err));
-	if (r < 0) {
-		/* Not a regular file, a link, unreadable: skipped, left alone. */
-		if (report)
-			report(path, err, arg);
-		return r;
+	snprintf(path, sizeof(path), "%s/domains/%s", env->state_dir, sl->file);
+	if (sl->r < 0) {
+		if (!sl->unreadable)
+			set_aside(env, sl->file, report, arg, why);
+		else if (report)
+			report(path, why, arg);
+		return sl->r;
 	}
-	r = vm_def_parse(file, text, len, &def, err, sizeof(err));
-	free(text);
+	if (!def->has_owner)
+		creds_self(&def->owner);
+	r = domain_new(env, def->cfg, &def->owner, def->unknown, sl->pub, &d, err, sizeof(err));
+	sl->pub = NULL;         /* taken, as def->unknown */
 	if (r < 0) {
-		set_aside(env, file, report, arg, err);
-		return r;
-	}
-	if (!def.has_owner)
-		creds_self(&def.owner);
-	r = vm_domain_new(env, def.cfg, &def.owner, &d, err, sizeof(err));
-	if (r < 0) {
-		json_decref(def.unknown);
-		qemu_config_free(def.cfg);
+		qemu_config_free(def->cfg);
 		if (report)
 			report(path, err, arg);
 		return r;
 	}
 	vm = vm_of(d);
 	vm->defined = true;
-	vm->autostart = def.autostart;
-	if (def.unknown && json_array_size(def.unknown)) {
-		/* Not shared yet: published again before anyone reads it. */
-		vm->unknown = def.unknown;
-		vm_publish_config(vm);
-	} else {
-		json_decref(def.unknown);
-	}
+	vm->autostart = def->autostart;
 	/* Not shared yet: its first snapshot shows the flag before anyone sees it. */
 	dom_set_autostart(d, vm->autostart);
 	r = reg_add(env->reg, d);
 	if (r < 0) {
 		actor_stop(dom_actor(d));
-		set_aside(env, file, report, arg, "its name or UUID is taken by another definition");
+		set_aside(env, sl->file, report, arg,
+			  "its name or UUID is taken by another definition");
 		return r;
 	}
 	return 0;
+}
+
+/* Parse the batch, then define it in order; the number defined. */
+static int load_batch_run(struct load_batch *b, unsigned nthreads,
+			  void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	int n = 0;
+
+	load_parse_batch(b, nthreads);
+	for (size_t i = 0; i < b->n; i++) {
+		if (load_define(b->env, &b->v[i], report, arg) == 0)
+			n++;
+		free(b->v[i].err);
+		free(b->v[i].file);
+	}
+	memset(b->v, 0, b->n * sizeof(*b->v));
+	b->n = 0;
+	return n;
 }
 
 int vm_env_load(struct vm_env *env,
 		void (*report)(const char *path, const char *why, void *arg), void *arg,
 		bool (*stop)(void *arg))
 {
+	struct load_batch b = { .env = env };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS_MAX ? LOAD_THREADS_MAX : (unsigned)cpus;
 	struct dirent *de;
 	int n = 0, dfd;
 	DIR *dp;
 
+	b.v = calloc(LOAD_BATCH, sizeof(*b.v));
+	if (!b.v)
+		return -ENOMEM;
 	dfd = fcntl(env->domains_fd, F_DUPFD_CLOEXEC, 0);
-	if (dfd < 0)
-		return -errno;
-	dp = fdopendir(dfd);
-	if (!dp) {
-		close(dfd);
-		return -errno;
+	if (dfd < 0 || !(dp = fdopendir(dfd))) {
+		int e = errno;
+
+		if (dfd >= 0)
+			close(dfd);
+		free(b.v);
+		return -e;
 	}
 	rewinddir(dp);
 	while ((de = readdir(dp))) {
@@ -2366,9 +2499,20 @@ int vm_env_load(struct vm_env *env,
 		}
 		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
 			continue;       /* ., .., NAME.json.corrupt */
-		if (load_one(env, de->d_name, report, arg) == 0)
-			n++;
+		b.v[b.n].file = strdup(de->d_name);
+		if (!b.v[b.n].file) {
+			if (report)
+				report(de->d_name, "out of memory: not loaded", arg);
+			continue;
+		}
+		if (++b.n == LOAD_BATCH)
+			n += load_batch_run(&b, nthreads, report, arg);
 	}
+	if (b.n && !(stop && stop(arg)))
+		n += load_batch_run(&b, nthreads, report, arg);
+	for (size_t i = 0; i < b.n; i++)
+		free(b.v[i].file);      /* a batch left unparsed by a stop */
+	free(b.v);
 	closedir(dp);
 	if (!(stop && stop(arg)))
 		vm_proc_recover(env, report, arg);
