@@ -426,7 +426,7 @@ static const struct dflag dflags[] = {
 	{ "config", "FILE", OPT_CONFIG, "key = value settings (corral.conf(5)); flags "
 	 "override them", "none" },
 	{ "workers", "N", OPT_KEY + K_WORKERS, "actor worker threads (1 to 256)",
-	 "online CPUs" },
+	 "online CPUs less the I/O threads, at least 1" },
 	{ "io-threads", "N", OPT_KEY + K_IO_THREADS, "socket I/O threads (1 to 256)",
 	 "CPUs / 2, at least 1, at most 4" },
 	{ "socket-group", "NAME", OPT_KEY + K_SOCKET_GROUP, "let this group use the sockets "
@@ -769,10 +769,15 @@ static int fill_defaults(struct dconf *c, char *errbuf, size_t errlen)
 		if (!c->cgroup_parent)
 			return -ENOMEM;
 	}
-	if (!c->workers)
-		c->workers = (unsigned)ncpu;
 	if (!c->io_threads)
 		c->io_threads = ncpu / 2 < 1 ? 1 : ncpu / 2 > 4 ? 4 : (unsigned)(ncpu / 2);
+	/*
+	 * One busy thread per CPU in all: with a worker more, the two contend
+	 * for the CPU the I/O thread needs (2 CPUs, 10,000 domains: 23,800
+	 * jobs/s with one worker, 19,000 with two; BENCHMARKS.md).
+	 */
+	if (!c->workers)
+		c->workers = ncpu > (long)c->io_threads ? (unsigned)(ncpu - (long)c->io_threads) : 1;
 	if (!c->default_timeout_ms)
 		c->default_timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (!c->client_stall_ms)
