@@ -26,7 +26,9 @@ static const struct bench_opt corral_bench_opts[] = {
 	{ "in-flight", "K", OPT_IN_FLIGHT,
 	  "Closed loop: requests in flight per connection (default 16). Open loop: the "
 	  "most in flight per connection (default 4096); later sends wait, their latency "
-	  "counted from the time they were due." },
+	  "counted from the time they were due. Setup (the attach or start storm) keeps "
+	  "K in flight, at least 64 and at most 512 (corrald refuses more than its "
+	  "client_inflight_max, 1024 by default)." },
 	{ "rate", "R", OPT_RATE,
 	  "Open loop: R requests per second in all, on a fixed schedule; latency is "
 	  "measured from each request's scheduled time (default 0: closed loop)." },

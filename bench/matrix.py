@@ -118,6 +118,7 @@ def main():
             cmd = [a.bench, sc, "--domains", str(n), "--duration", "%g" % a.duration,
                    "--json"] + extra
             print("# " + " ".join(cmd), file=sys.stderr, flush=True)
+            load = os.getloadavg()[0]
             p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
             path = os.path.join(a.out, "%s-%d.json" % (sc, n))
             with open(path, "w") as f:
@@ -128,6 +129,7 @@ def main():
                 rows.append("| %s | %d | corral-bench exited %d without JSON |"
                             % (sc, n, p.returncode))
                 continue
+            d.setdefault("machine", {}).setdefault("loadavg_start", load)
             rows.append(row(d))
             print(rows[-1], file=sys.stderr, flush=True)
     print(HEADER)

@@ -29,6 +29,10 @@ Real corrald, real QEMU (-machine none, TCG).  The tests:
   orphan_of_undefined a QEMU whose definition is gone is stopped and reported;
   startup_robust      a FIFO and a symlink named *.json are skipped, a corrupt
                       definition is moved aside, the others load, SIGTERM works;
+  startup_many        2,600 definitions (three of the start-up's batches of
+                      1,024, parsed on several threads): each comes back with
+                      its own config and UUID, three corrupt ones spread
+                      among them are moved aside;
   disk_formats        a qcow2 image given without a format is attached as
                       qcow2; a declared format that does not match, and a
                       backing file, are refused.
@@ -512,6 +516,61 @@ def test_startup_robust():
         dmn.cleanup()
 
 
+def windowed(c, calls, window=128):
+    """Each (method, params) of calls with window in flight; the answers, in order."""
+    out, pending = [], []
+    for method, params in calls:
+        pending.append(c.send(method, params))
+        if len(pending) >= window:
+            out.append(c.response(pending.pop(0)))
+    out.extend(c.response(m) for m in pending)
+    return out
+
+
+def test_startup_many():
+    n, bad = 2600, ("m00007", "m01300", "m02599")
+    dmn = Daemon(CORRALD, extra=["--client-inflight-max", "512"])
+    try:
+        dmn.start()
+        c = dmn.client()
+        names = ["m%05d" % i for i in range(n)]
+        for r in windowed(c, [("define", {"config": vm_config(x, memory=16 + i)})
+                              for i, x in enumerate(names)]):
+            check(r[2] is None, "define: %r" % (r[2],))
+        before = {x: c.call("info", {"name": x}) for x in names[::97]}
+        c.close()
+        dmn.stop()
+        d = dmn.state + "/domains"
+        for name in bad:
+            with open("%s/%s.json" % (d, name), "w") as f:
+                f.write('{"version": 2, "config": {"name": "%s", "memory": ' % name)
+        dmn.start()
+        c = dmn.client()
+        want = {x: 16 + i for i, x in enumerate(names) if x not in bad}
+        for x, r in zip(want, windowed(c, [("info", {"name": x}) for x in want])):
+            check(r[2] is None, "%s: %r" % (x, r[2]))
+            info = r[3]
+            check(info["config"]["memory"] == want[x] and info["config"]["name"] == x,
+                  "%s came back with another config: %r" % (x, info["config"]))
+            if x in before:
+                check(info["uuid"] == before[x]["uuid"] and
+                      info["config"]["uuid"] == before[x]["config"]["uuid"],
+                      "%s: UUID changed across the restart" % x)
+        r = c.call("list", {"paged": True})
+        got = len(r["domains"])
+        while r["more"]:
+            r = c.call("list", {"names": r["more"]})
+            got += len(r["domains"])
+        check(got == len(want), "%d domains listed, want %d" % (got, len(want)))
+        for name in bad:
+            check(os.path.exists("%s/%s.json.corrupt" % (d, name)), "%s not moved aside" % name)
+            check(c.err("info", {"name": name}) is not None, "%s loaded" % name)
+        c.close()
+        dmn.stop()
+    finally:
+        dmn.cleanup()
+
+
 # ---- disk formats ---------------------------------------------------------------------------------
 
 def qemu_img(*args):
@@ -553,7 +612,7 @@ def test_disk_formats():
 TESTS = [test_crash_points, test_undefine_behind_start, test_define_undefine_race,
          test_readonly_state_dir, test_runtime_dir_full, test_hung_qemu_kept,
          test_ended_while_away, test_orphan_of_undefined, test_startup_robust,
-         test_disk_formats]
+         test_startup_many, test_disk_formats]
 
 
 def main():
