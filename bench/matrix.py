@@ -12,6 +12,7 @@ and the table is printed all the same.
     bench/matrix.py [--bench build/bench/corral-bench] [--sizes 100,1000,10000]
                     [--scenarios boot-storm,...] [--duration 10] [--out DIR]
                     [-- EXTRA corral-bench ARGS]
+    bench/matrix.py --from DIR      (the table of runs kept in DIR, again)
 """
 
 import argparse
@@ -28,7 +29,8 @@ def series(d, op, phase="before"):
     """The healthy domains' series (all domains' in a run without faults)."""
     for s in d.get("series", []):
         if (s["op"] == op and s["stage"] == "load" and s["count"] and
-                (s["phase"], s["domains"]) in ((phase, "healthy"), ("-", "all"))):
+                (s["phase"], s["domains"]) in ((phase, "healthy"), (phase, "all"),
+                                               ("-", "all"))):
             return s
     return None
 
@@ -110,7 +112,18 @@ def main():
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--out", default="matrix-%s" % time.strftime("%Y%m%d-%H%M%S"))
+    ap.add_argument("--from", dest="src", metavar="DIR",
+                    help="run nothing: print the table of the runs kept in DIR")
     a = ap.parse_args(argv)
+    if a.src:
+        print(HEADER)
+        for sc in a.scenarios.split(","):
+            for n in (int(x) for x in a.sizes.split(",")):
+                path = os.path.join(a.src, "%s-%d.json" % (sc, n))
+                if os.path.exists(path):
+                    with open(path) as f:
+                        print(row(json.load(f)))
+        return
     os.makedirs(a.out, exist_ok=True)
     rows = []
     for sc in a.scenarios.split(","):
