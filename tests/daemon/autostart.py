@@ -40,11 +40,10 @@ import shutil
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from corraltest import (Daemon, can_mount, check, json_files_valid,  # noqa: E402
-                        mount_tmpfs, remount, wait_until)
+                        mount_tmpfs, remount, run_tests, wait_until)
 
 CORRALD = QEMU = None
 ERR_INVALID_ARGUMENT, ERR_NO_SUCH_DOMAIN, ERR_PERMISSION, ERR_STORAGE = 3, 4, 9, 15
@@ -464,21 +463,7 @@ def main():
         print("autostart: skipped (no QEMU)")
         return 0
     only = sys.argv[3:]
-    failed = 0
-    for t in TESTS:
-        name = t.__name__[len("test_"):]
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            t()
-            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-        except Exception:  # noqa: BLE001 - report any failure, go on
-            failed += 1
-            print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
-            traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return run_tests(TESTS, only)
 
 
 if __name__ == "__main__":

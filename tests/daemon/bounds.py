@@ -60,12 +60,11 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 
 import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import (Client, Daemon, RpcError, check, mount_tmpfs,  # noqa: E402
+from corraltest import (Client, Daemon, check, mount_tmpfs, run_tests,  # noqa: E402
                         wait_until)
 
 CORRALD = SIM = CLI = QEMU = None
@@ -563,24 +562,8 @@ def main():
     global CORRALD, SIM, CLI, QEMU
     CORRALD, SIM, CLI, QEMU = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     only = sys.argv[5:]
-    failed = 0
-    for t in TESTS:
-        name = t.__name__[len("test_"):]
-        if only and name not in only:
-            continue
-        if t in NEEDS_QEMU and not QEMU:
-            print("skip %s (no QEMU)" % name)
-            continue
-        t0 = time.monotonic()
-        try:
-            t()
-            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-        except (Exception, RpcError):  # noqa: BLE001 - report any failure, go on
-            failed += 1
-            print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
-            traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return run_tests(TESTS, only,
+                     lambda t: "no QEMU" if t in NEEDS_QEMU and not QEMU else None)
 
 
 if __name__ == "__main__":

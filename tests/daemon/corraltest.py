@@ -16,8 +16,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 
 import msgpack
 
@@ -311,3 +313,29 @@ def json_files_valid(d):
                     raise AssertionError("%s is not valid JSON: %s" % (p, e))
             names.append(n)
     return names
+
+
+def run_tests(tests, only, skip=None):
+    """Run each test of tests (only those named in only, when it names any):
+    an "ok" or "FAIL" line each, with the time and any traceback, or "skip"
+    with the reason skip(test) gives; then 0 if every one passed, else 1.
+    Every test runs even after a failure."""
+    failed = 0
+    for t in tests:
+        name = t.__name__[len("test_"):]
+        if only and name not in only:
+            continue
+        why = skip(t) if skip else None
+        if why:
+            print("skip %s (%s)" % (name, why))
+            continue
+        t0 = time.monotonic()
+        try:
+            t()
+            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
+        except Exception:  # noqa: BLE001 - report any failure, go on
+            failed += 1
+            print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
+            traceback.print_exc(file=sys.stdout)
+        sys.stdout.flush()
+    return 1 if failed else 0

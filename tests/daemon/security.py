@@ -35,10 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Daemon, check, wait_until  # noqa: E402
+from corraltest import Daemon, check, run_tests, wait_until  # noqa: E402
 
 CORRALD = CLI = QEMU = None
 ERR_PERMISSION = 9
@@ -468,25 +467,11 @@ def main():
         print("security: skipped (no QEMU)")
         return 0
     only = sys.argv[4:]
-    failed = 0
     try:
         setup_users()
-        for t in TESTS:
-            name = t.__name__[len("test_"):]
-            if only and name not in only:
-                continue
-            t0 = time.monotonic()
-            try:
-                t()
-                print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-            except Exception:  # noqa: BLE001 - report any failure, go on
-                failed += 1
-                print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
-                traceback.print_exc(file=sys.stdout)
-            sys.stdout.flush()
+        return run_tests(TESTS, only)
     finally:
         teardown_users()
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

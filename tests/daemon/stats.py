@@ -38,12 +38,11 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Daemon, RpcError, check, wait_until  # noqa: E402
+from corraltest import Daemon, check, run_tests, wait_until  # noqa: E402
 
 CORRALD = CLI = QEMU = None
 ERR_INVALID_ARGUMENT = 3
@@ -421,21 +420,7 @@ def main():
         print("stats: skipped (no QEMU)")
         return 0
     only = sys.argv[4:]
-    failed = 0
-    for t in TESTS:
-        name = t.__name__[len("test_"):]
-        if only and name not in only:
-            continue
-        t0 = time.monotonic()
-        try:
-            t()
-            print("ok   %s (%.1f s)" % (name, time.monotonic() - t0))
-        except (Exception, RpcError):  # noqa: BLE001 - report any failure, go on
-            failed += 1
-            print("FAIL %s (%.1f s)" % (name, time.monotonic() - t0))
-            traceback.print_exc(file=sys.stdout)
-        sys.stdout.flush()
-    return 1 if failed else 0
+    return run_tests(TESTS, only)
 
 
 if __name__ == "__main__":
