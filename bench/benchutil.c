@@ -3,11 +3,15 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -273,4 +277,56 @@ int proc_sample_read(pid_t pid, struct proc_sample *ret)
 	closedir(d);
 	*ret = s;
 	return 0;
+}
+
+pid_t bench_spawn(char *const argv[], int *out_fd, const char *log, bool own_group)
+{
+	int p[2] = { -1, -1 };
+	pid_t pid;
+
+	if ((out_fd && pipe2(p, O_CLOEXEC) < 0) || (pid = fork()) < 0) {
+		fprintf(stderr, "%s: cannot start %s: %s\n", program_invocation_short_name,
+			argv[0], strerror(errno));
+		exit(1);
+	}
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (own_group)
+			setpgid(0, 0);
+		if (out_fd)
+			dup2(p[1], STDOUT_FILENO);
+		if (log) {
+			int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+			if (fd >= 0) {
+				dup2(fd, STDERR_FILENO);
+				if (!out_fd)
+					dup2(fd, STDOUT_FILENO);
+			}
+		}
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (out_fd) {
+		close(p[1]);
+		*out_fd = p[0];
+	}
+	return pid;
+}
+
+int bench_stop(pid_t pid, bool *killed)
+{
+	int status = 0;
+
+	*killed = false;
+	kill(pid, SIGTERM);
+	for (int i = 0; i < 3000; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return status;
+		usleep(10000);
+	}
+	*killed = true;
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return status;
 }

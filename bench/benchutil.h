@@ -77,4 +77,20 @@ struct proc_sample {
 /* 0, or -errno (-ESRCH: the process is gone). */
 int proc_sample_read(pid_t pid, struct proc_sample *ret);
 
+/*
+ * fork and exec argv (argv[0] looked up on PATH when it has no '/').  The
+ * child gets SIGTERM when this process dies, and its own process group when
+ * own_group (a ^C to the benchmark is then not its).  Its stdout goes to a
+ * pipe whose read end is *out_fd when out_fd is not NULL; its stderr (and
+ * its stdout, without out_fd) is appended to log when log is not NULL.  The
+ * pid; when the pipe or the fork fails, the benchmark exits with a message.
+ */
+pid_t bench_spawn(char *const argv[], int *out_fd, const char *log, bool own_group);
+
+/*
+ * SIGTERM to pid, then SIGKILL if it has not exited 30 s later; reaps it.
+ * Its wait status; *killed says whether SIGKILL was needed.
+ */
+int bench_stop(pid_t pid, bool *killed);
+
 #endif

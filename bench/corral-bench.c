@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -479,56 +478,16 @@ static pid_t daemon_pid;
 static bool private_daemon;
 static char rw_path[300];
 
-static pid_t spawn(char *const argv[], int *out_fd, const char *log)
-{
-	int p[2] = { -1, -1 };
-	pid_t pid;
-
-	if (out_fd && pipe2(p, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		setpgid(0, 0);          /* a ^C to corral-bench is not theirs */
-		if (out_fd)
-			dup2(p[1], STDOUT_FILENO);
-		if (log) {
-			int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-			if (fd >= 0) {
-				dup2(fd, STDERR_FILENO);
-				if (!out_fd)
-					dup2(fd, STDOUT_FILENO);
-			}
-		}
-		execvp(argv[0], argv);
-		_exit(127);
-	}
-	if (out_fd) {
-		close(p[1]);
-		*out_fd = p[0];
-	}
-	return pid;
-}
-
 /* SIGTERM, and SIGKILL after 30 s. */
 static void stop_proc(pid_t pid, const char *what)
 {
-	int status;
+	bool killed;
 
 	if (pid <= 0)
 		return;
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 3000; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			return;
-		usleep(10000);
-	}
-	warn("%s did not exit within 30 s of SIGTERM: killed", what);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
+	bench_stop(pid, &killed);
+	if (killed)
+		warn("%s did not exit within 30 s of SIGTERM: killed", what);
 }
 
 /* A line from fd (blocking), without its newline. */
@@ -591,7 +550,7 @@ static void start_daemon(void)
 	for (unsigned i = 0; i < cfg.ndaemon_args; i++)
 		argv[n++] = (char *)cfg.daemon_args[i];
 	argv[n] = NULL;
-	daemon_pid = spawn(argv, NULL, log);
+	daemon_pid = bench_spawn(argv, NULL, log, true);
 	/* Up when the read-only socket exists (the last one made) and answers. */
 	for (int i = 0; i < 6000; i++) {
 		struct conn c = { .fd = -1 };
@@ -711,7 +670,7 @@ static void start_sims(void)
 			s->faults = used > 0;
 		}
 		argv[n] = NULL;
-		s->pid = spawn(argv, &s->out, NULL);
+		s->pid = bench_spawn(argv, &s->out, NULL, true);
 		read_line(s->out, line, sizeof(line));
 		if (strncmp(line, "ready", 5))
 			die("%s did not start: '%s'", cfg.sim, line);

@@ -29,7 +29,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -210,57 +209,16 @@ static uint32_t next_response(struct client *c, bool *ret_err)
 
 /* ---- processes ------------------------------------------------------------------ */
 
-static pid_t spawn(char *const argv[], int *out_fd, const char *log)
-{
-	int p[2] = { -1, -1 };
-	pid_t pid;
-
-	if (out_fd && pipe2(p, O_CLOEXEC) < 0)
-		die("pipe: %s", strerror(errno));
-	pid = fork();
-	if (pid < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (out_fd)
-			dup2(p[1], STDOUT_FILENO);
-		if (log) {
-			int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-			if (fd >= 0) {
-				dup2(fd, STDERR_FILENO);
-				if (!out_fd)
-					dup2(fd, STDOUT_FILENO);
-			}
-		}
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	if (out_fd) {
-		close(p[1]);
-		*out_fd = p[0];
-	}
-	return pid;
-}
-
 /* SIGTERM, and SIGKILL if it has not exited after 30 s. */
 static void stop(pid_t pid, const char *what)
 {
-	int status;
+	bool killed;
+	int status = bench_stop(pid, &killed);
 
-	kill(pid, SIGTERM);
-	for (int i = 0; i < 3000; i++) {
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			if (!WIFEXITED(status) || WEXITSTATUS(status))
-				fprintf(stderr, "rpc-bench: %s exited with status 0x%x\n", what,
-					status);
-			return;
-		}
-		usleep(10000);
-	}
-	fprintf(stderr, "rpc-bench: %s did not exit within 30 s of SIGTERM: killed\n", what);
-	kill(pid, SIGKILL);
-	waitpid(pid, &status, 0);
+	if (killed)
+		fprintf(stderr, "rpc-bench: %s did not exit within 30 s of SIGTERM: killed\n", what);
+	else if (!WIFEXITED(status) || WEXITSTATUS(status))
+		fprintf(stderr, "rpc-bench: %s exited with status 0x%x\n", what, status);
 }
 
 static pid_t start_corrald(const char *dir, char *rw, size_t rwlen)
@@ -295,7 +253,7 @@ static pid_t start_corrald(const char *dir, char *rw, size_t rwlen)
 		argv[n++] = (char *)io_threads;
 	}
 	argv[n] = NULL;
-	pid = spawn(argv, NULL, log);
+	pid = bench_spawn(argv, NULL, log, false);
 	for (int i = 0; i < 3000 && access(ro, F_OK) != 0; i++)
 		usleep(10000);
 	if (access(ro, F_OK) != 0)
@@ -314,7 +272,7 @@ static pid_t start_sim(const char *dir, unsigned n)
 	pid_t pid;
 
 	snprintf(count, sizeof(count), "%u", n);
-	pid = spawn(argv, &out, NULL);
+	pid = bench_spawn(argv, &out, NULL, false);
 	while (len < sizeof(line) - 1 && (r = read(out, line + len, 1)) == 1 && line[len] != '\n')
 		len++;
 	line[len] = '\0';
