@@ -833,6 +833,26 @@ static int collect_named(struct req *r, const msgpack_object *names, struct list
 	return 0;
 }
 
+/*
+ * After the first entry of a page is packed into body (first bytes): room
+ * for all n like it, up to a page, so that the page is not copied again
+ * and again as it grows (a 10,000-domain list is megabytes).  Best effort.
+ */
+static void page_reserve(msgpack_sbuffer *body, size_t first, size_t n)
+{
+	size_t want = first && n <= (PAGE_BYTES_MAX + 65536) / first ? first * n + 1024
+								    : PAGE_BYTES_MAX + 65536;
+	char *p;
+
+	if (want <= body->alloc)
+		return;
+	p = realloc(body->data, want);
+	if (p) {
+		body->data = p;
+		body->alloc = want;
+	}
+}
+
 typedef int (*entry_fn)(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects);
 
 /*
@@ -862,6 +882,8 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 		size_t mark = body.size, obj;
 
 		ret = fn(&bpk, acc->v[n], now, &obj);
+		if (n == 0)
+			page_reserve(&body, body.size, acc->n);
 		more_bytes -= 2 + strlen(dom_name(acc->v[n]));
 		if (ret == 0 && (body.size + more_bytes > PAGE_BYTES_MAX ||
 				 objects + obj + (acc->n - n - 1) > PAGE_OBJECTS_MAX)) {
@@ -883,6 +905,8 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 	free(acc->v);
 	acc->v = NULL;
 	/* An empty sbuffer's data is NULL: the callback gets nothing to copy then. */
+	if (ret == 0)
+		req_out_reserve(r, body.size + tail.size + 64);
 	if (ret == 0 && (pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
 			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0) ||
 			 pk_str(r->pk, "missing") < 0 ||
@@ -940,12 +964,16 @@ static int answer_array(struct req *r, struct list_acc *acc, entry_fn fn)
 	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
 	for (n = 0; n < acc->n && ret == 0; n++) {
 		ret = fn(&bpk, acc->v[n], now, &obj);
+		if (n == 0)
+			page_reserve(&body, body.size, acc->n);
 		objects += obj;
 		if (ret == 0 && (body.size > PAGE_BYTES_MAX || objects > PAGE_OBJECTS_MAX))
 			ret = 1;
 	}
 	free(acc->v);
 	acc->v = NULL;
+	if (ret == 0)
+		req_out_reserve(r, body.size + 16);
 	if (ret == 0 && (msgpack_pack_array(r->pk, n) < 0 ||
 			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0)))
 		ret = -1;

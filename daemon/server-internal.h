@@ -162,6 +162,8 @@ struct req {
 #define REQ_ASYNC 1
 
 int req_fail(struct req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Room for len more bytes of r's answer in its connection's output, at once.  Best effort. */
+void req_out_reserve(struct req *r, size_t len);
 
 enum param_type { P_STR, P_UINT, P_MAP, P_BOOL, P_DATA /* bin or str: bytes */,
 		  P_STRV /* array of strings */ };

@@ -702,6 +702,24 @@ static void ev_task_fn(struct io_task *t)
 
 /* ---- requests ------------------------------------------------------------ */
 
+void req_out_reserve(struct req *r, size_t len)
+{
+	struct obuf *b = &r->c->out;
+	size_t cap;
+	char *p;
+
+	if (b->cap - b->len >= len || b->len > SIZE_MAX - len)
+		return;
+	cap = b->len + len;
+	p = realloc(b->data, cap);
+	if (!p)
+		return;         /* obuf_write grows it as it goes, or fails */
+	b->data = p;
+	if (b->total)
+		__atomic_add_fetch(b->total, cap - b->cap, __ATOMIC_RELAXED);
+	b->cap = cap;
+}
+
 int req_fail(struct req *r, int code, const char *fmt, ...)
 {
 	va_list ap;
