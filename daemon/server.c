@@ -165,8 +165,13 @@ void conn_ref(struct conn *c)
 
 void conn_unref(struct conn *c)
 {
-	uint32_t left = __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
+	/*
+	 * Read before the decrement: once it is done, another thread may drop
+	 * the last reference and free c, and this thread need not be in a
+	 * read section that would hold the free back.
+	 */
 	struct server *s = c->srv;
+	uint32_t left = __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL);
 
 	BUG_ON(left == UINT32_MAX);
 	if (left)
