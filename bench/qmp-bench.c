@@ -775,7 +775,7 @@ static void own_qemu_start(const char *name, char *sock, size_t socklen, pid_t *
 		"qemu-system-x86_64", "-machine", "none", "-accel", (char *)g.accel,
 		"-nodefaults", "-no-user-config", "-display", "none",
 		"-chardev", "socket,id=qmp0,fd=3,server=on,wait=off",
-		"-mon", "chardev=qmp0,mode=control", "-pidfile", pidfile, NULL,
+		"-mon", "chardev=qmp0,mode=control", "-pidfile", pidfile, "-S", NULL,
 	};
 	int lfd, r;
 

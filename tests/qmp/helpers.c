@@ -96,6 +96,22 @@ struct qmp_msg *th_expect(struct th_peer *p)
 	return m;
 }
 
+/*
+ * QEMU may write an event before its greeting: one emitted (RESUME at
+ * start-up, say) after it accepted the connection but before it ran the
+ * code that greets.  A client skips such events, as corrald's monitor does.
+ */
+struct qmp_msg *th_expect_greeting(struct th_peer *p)
+{
+	struct qmp_msg *m = th_expect(p);
+
+	while (qmp_msg_kind(m) == QMP_MSG_EVENT) {
+		qmp_msg_free(m);
+		m = th_expect(p);
+	}
+	return m;
+}
+
 static void send_all(int fd, const char *buf, size_t len)
 {
 	while (len) {
@@ -137,7 +153,12 @@ struct qmp_msg *th_call(struct th_peer *p, const char *execute, json_t *args)
 			qmp_msg_free(m);
 			continue;
 		}
-		cr_assert(qmp_msg_kind(m) == QMP_MSG_RETURN || qmp_msg_kind(m) == QMP_MSG_ERROR);
+		if (qmp_msg_kind(m) != QMP_MSG_RETURN && qmp_msg_kind(m) != QMP_MSG_ERROR) {
+			char *text = json_dumps(qmp_msg_json(m), JSON_COMPACT);
+
+			cr_assert_fail("expected the reply to %s, got %s", execute,
+				       text ? text : "?");
+		}
 		cr_assert(qmp_msg_id(m, &got), "reply to %s without our id", execute);
 		cr_assert_eq(got, id);
 		return m;
@@ -146,9 +167,13 @@ struct qmp_msg *th_call(struct th_peer *p, const char *execute, json_t *args)
 
 void th_handshake(struct th_peer *p)
 {
-	struct qmp_msg *m = th_expect(p);
+	struct qmp_msg *m = th_expect_greeting(p);
 
-	cr_assert_eq(qmp_msg_kind(m), QMP_MSG_GREETING);
+	if (qmp_msg_kind(m) != QMP_MSG_GREETING) {
+		char *text = json_dumps(qmp_msg_json(m), JSON_COMPACT);
+
+		cr_assert_fail("expected the greeting, got %s", text ? text : "?");
+	}
 	qmp_msg_free(m);
 	m = th_call(p, "qmp_capabilities", NULL);
 	cr_assert_eq(qmp_msg_kind(m), QMP_MSG_RETURN, "qmp_capabilities failed: %s",

@@ -37,6 +37,9 @@ int th_next(struct th_peer *p, struct qmp_msg **ret, int timeout_ms);
 /* The next message, which must arrive within TH_WAIT_MS. */
 struct qmp_msg *th_expect(struct th_peer *p);
 
+/* The first message that is not an event (the greeting, unless broken). */
+struct qmp_msg *th_expect_greeting(struct th_peer *p);
+
 /* Encode and send a command; returns its id. */
 uint64_t th_send_cmd(struct th_peer *p, const char *execute, json_t *args);
 void th_send_raw(struct th_peer *p, const char *bytes);

@@ -3,8 +3,9 @@
  * qmp_conn against a real QEMU: the reference the simulator imitates.
  *
  * Each test starts its own qemu-system-x86_64 with "-machine none" (no
- * guest, no KVM needed) and a QMP socket in a temp dir, and kills it in
- * the fini; the child also has PR_SET_PDEATHSIG, so no QEMU outlives a
+ * guest, no KVM needed), paused (-S: no RESUME of its own start-up races
+ * the test's first commands) and a QMP socket in a temp dir, and kills it
+ * in the fini; the child also has PR_SET_PDEATHSIG, so no QEMU outlives a
  * crashed test.  $CORRAL_QEMU names the binary (meson passes the one it
  * found); without one the tests are skipped.
  */
@@ -38,7 +39,7 @@ static void qemu_start(void)
 	{
 		char *const argv[] = {
 			(char *)bin, "-machine", "none", "-nodefaults", "-display", "none",
-			"-qmp", qmp_arg, NULL,
+			"-qmp", qmp_arg, "-S", NULL,
 		};
 
 		qemu = th_spawn(argv, NULL);
@@ -76,7 +77,7 @@ TestSuite(qemu, .init = setup, .fini = qemu_stop, .timeout = 120);
 
 Test(qemu, greeting_then_capabilities_then_query_status)
 {
-	struct qmp_msg *m = th_expect(&peer);
+	struct qmp_msg *m = th_expect_greeting(&peer);
 	int major = 0, minor = 0;
 	json_t *ret;
 
@@ -101,7 +102,7 @@ Test(qemu, greeting_then_capabilities_then_query_status)
 
 Test(qemu, command_before_capabilities_is_command_not_found)
 {
-	struct qmp_msg *m = th_expect(&peer);
+	struct qmp_msg *m = th_expect_greeting(&peer);
 
 	qmp_msg_free(m);
 	m = th_call(&peer, "query-status", NULL);
@@ -165,28 +166,36 @@ Test(qemu, raw_passthrough_round_trip)
 	qmp_msg_free(m);
 }
 
-Test(qemu, stop_emits_stop_event)
+/* Send execute; wait for both its reply and the event it must emit. */
+static void call_expect_event(const char *execute, const char *event)
 {
 	bool saw_event = false, saw_reply = false;
-	uint64_t id, got;
+	uint64_t id = th_send_cmd(&peer, execute, NULL), got;
 
-	th_handshake(&peer);
-	id = th_send_cmd(&peer, "stop", NULL);
 	while (!saw_event || !saw_reply) {
 		struct qmp_msg *m = th_expect(&peer);
 
-		if (qmp_msg_kind(m) == QMP_MSG_EVENT && !strcmp(qmp_msg_event_name(m), "STOP")) {
+		if (qmp_msg_kind(m) == QMP_MSG_EVENT && !strcmp(qmp_msg_event_name(m), event)) {
 			saw_event = true;
 			cr_assert_gt(qmp_msg_event_seconds(m), 0);
 			cr_assert_geq(qmp_msg_event_microseconds(m), 0);
 			cr_assert_lt(qmp_msg_event_microseconds(m), 1000000);
-		} else if (qmp_msg_kind(m) == QMP_MSG_RETURN) {
+		} else if (qmp_msg_kind(m) == QMP_MSG_RETURN || qmp_msg_kind(m) == QMP_MSG_ERROR) {
+			cr_assert_eq(qmp_msg_kind(m), QMP_MSG_RETURN, "%s: %s", execute,
+				     qmp_msg_error_desc(m));
 			cr_assert(qmp_msg_id(m, &got));
 			cr_assert_eq(got, id);
 			saw_reply = true;
 		}
 		qmp_msg_free(m);
 	}
+}
+
+Test(qemu, stop_emits_stop_event)
+{
+	th_handshake(&peer);
+	call_expect_event("cont", "RESUME");
+	call_expect_event("stop", "STOP");
 
 	{
 		struct qmp_msg *m = th_call(&peer, "query-status", NULL);
