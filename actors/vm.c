@@ -2331,12 +2331,14 @@ static void set_aside(struct vm_env *env, const char *file,
 /*
  * Definitions are read and parsed on several threads (a file's read and
  * jansson's parse are most of a restart's time, and touch nothing shared),
- * a batch at a time so that a state dir of 100,000 holds only a batch of
- * parsed definitions at once; each batch is then defined on the main
- * thread, in directory order.
+ * a batch at a time so that a state dir of 100,000 holds at most two
+ * batches of parsed definitions at once.  The main thread defines each
+ * batch, in directory order, while the loaders parse the next one, then
+ * helps them finish it: parsing and defining overlap.
  */
 #define LOAD_BATCH 1024
 #define LOAD_THREADS_MAX 4
+#define LOAD_STOP_EVERY 64      /* directory entries between two looks at stop() */
 
 struct load_slot {
 	char *file;
@@ -2352,6 +2354,8 @@ struct load_batch {
 	struct load_slot *v;
 	size_t n;
 	size_t next;            /* atomic: the next slot to take */
+	pthread_t th[LOAD_THREADS_MAX];
+	unsigned started;       /* loader threads on this batch */
 };
 
 /* Read, parse and check one definition file (vm-def.c).  Any thread. */
@@ -2386,19 +2390,23 @@ static void *load_worker(void *arg)
 	return NULL;
 }
 
-/* Parse the batch on up to nthreads threads, this one among them. */
-static void load_parse_batch(struct load_batch *b, unsigned nthreads)
+/* Set up to nthreads threads parsing the batch; none for a small one (or on 1 CPU). */
+static void load_parse_start(struct load_batch *b, unsigned nthreads)
 {
-	pthread_t th[LOAD_THREADS_MAX];
-	unsigned started = 0;
-
 	b->next = 0;
-	while (started + 1 < nthreads && (size_t)(started + 1) * 16 < b->n &&
-	       pthread_create(&th[started], NULL, load_worker, b) == 0)
-		started++;      /* none started: this thread parses them all */
+	b->started = 0;
+	while (b->started < nthreads && (size_t)(b->started + 1) * 16 < b->n &&
+	       pthread_create(&b->th[b->started], NULL, load_worker, b) == 0)
+		b->started++;
+}
+
+/* Parse what the loaders have not taken yet on this thread; then wait for them. */
+static void load_parse_finish(struct load_batch *b)
+{
 	load_worker(b);
-	for (unsigned t = 0; t < started; t++)
-		BUG_ON(pthread_join(th[t], NULL) != 0);
+	for (unsigned t = 0; t < b->started; t++)
+		BUG_ON(pthread_join(b->th[t], NULL) != 0);
+	b->started = 0;
 }
 
 /* Define one parsed definition (without writing it back).  The main thread. */
@@ -2445,13 +2453,12 @@ static int load_define(struct vm_env *env, struct load_slot *sl,
 	return 0;
 }
 
-/* Parse the batch, then define it in order; the number defined. */
-static int load_batch_run(struct load_batch *b, unsigned nthreads,
-			  void (*report)(const char *path, const char *why, void *arg), void *arg)
+/* Define a parsed batch in order and empty it; the number defined. */
+static int load_define_batch(struct load_batch *b,
+			     void (*report)(const char *path, const char *why, void *arg), void *arg)
 {
 	int n = 0;
 
-	load_parse_batch(b, nthreads);
 	for (size_t i = 0; i < b->n; i++) {
 		if (load_define(b->env, &b->v[i], report, arg) == 0)
 			n++;
@@ -2463,35 +2470,60 @@ static int load_batch_run(struct load_batch *b, unsigned nthreads,
 	return n;
 }
 
+/*
+ * The full batch cur goes to the loaders; the main thread defines the one
+ * parsed before it (prev) meanwhile, then helps with cur.
+ */
+static int load_step(struct load_batch *cur, struct load_batch *prev, unsigned nthreads,
+		     void (*report)(const char *path, const char *why, void *arg), void *arg)
+{
+	int n;
+
+	load_parse_start(cur, nthreads - 1);
+	n = load_define_batch(prev, report, arg);
+	load_parse_finish(cur);
+	return n;
+}
+
 int vm_env_load(struct vm_env *env,
 		void (*report)(const char *path, const char *why, void *arg), void *arg,
 		bool (*stop)(void *arg))
 {
-	struct load_batch b = { .env = env };
+	struct load_batch bb[2] = { { .env = env }, { .env = env } };
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS_MAX ? LOAD_THREADS_MAX : (unsigned)cpus;
+	unsigned cur = 0, seen = 0;
+	bool stopped = false;
 	struct dirent *de;
 	int n = 0, dfd;
 	DIR *dp;
 
-	b.v = calloc(LOAD_BATCH, sizeof(*b.v));
-	if (!b.v)
+	bb[0].v = calloc(LOAD_BATCH, sizeof(*bb[0].v));
+	bb[1].v = calloc(LOAD_BATCH, sizeof(*bb[1].v));
+	if (!bb[0].v || !bb[1].v) {
+		free(bb[0].v);
+		free(bb[1].v);
 		return -ENOMEM;
+	}
 	dfd = fcntl(env->domains_fd, F_DUPFD_CLOEXEC, 0);
 	if (dfd < 0 || !(dp = fdopendir(dfd))) {
 		int e = errno;
 
 		if (dfd >= 0)
 			close(dfd);
-		free(b.v);
+		free(bb[0].v);
+		free(bb[1].v);
 		return -e;
 	}
 	rewinddir(dp);
 	while ((de = readdir(dp))) {
+		struct load_batch *b = &bb[cur];
 		size_t len = strlen(de->d_name);
 
-		if (stop && stop(arg))
+		if (stop && ++seen % LOAD_STOP_EVERY == 0 && stop(arg)) {
+			stopped = true;
 			break;
+		}
 		if (len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
 			/* A write cut short by a crash: the file it was to replace is whole. */
 			unlinkat(env->domains_fd, de->d_name, 0);
@@ -2499,22 +2531,31 @@ int vm_env_load(struct vm_env *env,
 		}
 		if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
 			continue;       /* ., .., NAME.json.corrupt */
-		b.v[b.n].file = strdup(de->d_name);
-		if (!b.v[b.n].file) {
+		b->v[b->n].file = strdup(de->d_name);
+		if (!b->v[b->n].file) {
 			if (report)
 				report(de->d_name, "out of memory: not loaded", arg);
 			continue;
 		}
-		if (++b.n == LOAD_BATCH)
-			n += load_batch_run(&b, nthreads, report, arg);
+		if (++b->n == LOAD_BATCH) {
+			n += load_step(b, &bb[cur ^ 1], nthreads, report, arg);
+			cur ^= 1;
+		}
 	}
-	if (b.n && !(stop && stop(arg)))
-		n += load_batch_run(&b, nthreads, report, arg);
-	for (size_t i = 0; i < b.n; i++)
-		free(b.v[i].file);      /* a batch left unparsed by a stop */
-	free(b.v);
+	if (stop && !stopped)
+		stopped = stop(arg);
+	/* The batch parsed last is defined even on a stop: parsed, it is owned here. */
+	if (bb[cur].n && !stopped)
+		n += load_step(&bb[cur], &bb[cur ^ 1], nthreads, report, arg);
+	else
+		cur ^= 1;
+	n += load_define_batch(&bb[cur], report, arg);
+	for (size_t i = 0; i < bb[cur ^ 1].n; i++)
+		free(bb[cur ^ 1].v[i].file);    /* a batch left unparsed by a stop */
+	free(bb[0].v);
+	free(bb[1].v);
 	closedir(dp);
-	if (!(stop && stop(arg)))
+	if (!stopped)
 		vm_proc_recover(env, report, arg);
 	return n;
 }
