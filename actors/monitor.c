@@ -72,7 +72,7 @@ struct mon_deadline {
 
 struct mon_pollset {
 	struct mbx_msg msg;
-	uint64_t interval_ns, late_ns;
+	uint64_t interval_ns, late_ns, first_ns;
 	int pid;
 };
 
@@ -101,6 +101,7 @@ struct monitor {
 	bool unresponsive;
 	/* Statistics rounds (mon_set_poll). */
 	uint64_t poll_interval_ns, late_ns;
+	uint64_t poll_first_ns;         /* the first round's delay after the handshake */
 	int pid;
 	uint32_t tick_gen;              /* bumped when the interval changes: old ticks die */
 	uint64_t round_id;              /* the current round's number */
@@ -697,7 +698,7 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 			m->phase = PH_READY;
 			if (n)
 				notify(m, n);
-			tick_schedule(m, now_ns());
+			tick_schedule(m, now_ns() + m->poll_first_ns);
 		}
 	} else if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
 		step(m, p->job_id, -EIO,
@@ -889,10 +890,11 @@ static void mon_handle(struct actor *a, struct mbx_msg *msg)
 
 		m->poll_interval_ns = ps->interval_ns;
 		m->late_ns = ps->late_ns;
+		m->poll_first_ns = ps->first_ns;
 		m->pid = ps->pid;
 		m->tick_gen++;
 		if (m->phase == PH_READY)
-			tick_schedule(m, now_ns());
+			tick_schedule(m, now_ns() + m->poll_first_ns);
 		free(ps);
 		break;
 	}
@@ -1090,7 +1092,8 @@ static void pollset_drop(struct mbx_msg *msg, int err)
 	free(container_of(msg, struct mon_pollset, msg));
 }
 
-int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t late_ns, int pid)
+int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t first_ns, uint64_t late_ns,
+		 int pid)
 {
 	struct mon_pollset *ps = malloc(sizeof(*ps));
 	int r;
@@ -1099,6 +1102,7 @@ int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t late_ns, int 
 		return -ENOMEM;
 	mbx_msg_init(&ps->msg, MON_MSG_POLL_SET, pollset_drop);
 	ps->interval_ns = interval_ns;
+	ps->first_ns = first_ns;
 	ps->late_ns = late_ns;
 	ps->pid = pid;
 	r = actor_send(&m->actor, &ps->msg);

@@ -84,8 +84,8 @@ int mon_cmd_fd(struct monitor *m, uint64_t job_id, const char *execute, json_t *
 	       uint64_t deadline_ns, const char *raw_json);
 
 /*
- * Statistics and heartbeat.  Once the handshake is done, every interval_ns
- * the monitor asks QEMU for its figures (query-blockstats; query-cpus-fast
+ * Statistics and heartbeat.  first_ns after the handshake, then every
+ * interval_ns, the monitor asks QEMU for its figures (query-blockstats; query-cpus-fast
  * for the vCPU threads, once; query-balloon while QEMU has a balloon) and
  * reads QEMU's CPU time and RSS, and each vCPU thread's CPU time, from
  * /proc/PID (pid 0: unknown, no /proc figures).  A complete round goes to
@@ -96,7 +96,9 @@ int mon_cmd_fd(struct monitor *m, uint64_t job_id, const char *execute, json_t *
  *    "disks": [{"device": QEMU device id (vd0), "node": node name, "rd_bytes": n, "wr_bytes": n,
  *               "rd_ops": n, "wr_ops": n, "flush_ops": n}]}
  * A round is not begun while the previous one is unanswered, so a hung
- * QEMU costs one outstanding round, never a pile.
+ * QEMU costs one outstanding round, never a pile.  A first_ns spread over
+ * the interval keeps monitors that came up together (a restart's
+ * thousands) from polling together, then and at every later interval.
  *
  * The same queries are the heartbeat: any command (a job's or a round's)
  * unanswered for late_ns makes the monitor report DOM_MON_UNRESPONSIVE at
@@ -104,7 +106,8 @@ int mon_cmd_fd(struct monitor *m, uint64_t job_id, const char *execute, json_t *
  * reply makes it DOM_MON_OK again.  interval_ns 0: no rounds; late_ns 0:
  * only a passed deadline makes it unresponsive.  Any thread.
  */
-int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t late_ns, int pid);
+int mon_set_poll(struct monitor *m, uint64_t interval_ns, uint64_t first_ns, uint64_t late_ns,
+		 int pid);
 
 /* Close the connection, fail pending commands (-EPIPE), drop the ref.  Any thread. */
 void mon_close(struct monitor *m);

@@ -856,11 +856,19 @@ static void conn_io_work(struct vm_io *io)
 
 static void schedule_retry(struct domain *d);
 
-/* Start the monitor on fd (taken).  Domain actor only. */
-static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline)
+/*
+ * Start the monitor on fd (taken).  spread: its first statistics round
+ * comes at a point of the interval fixed by the domain's UUID, not at once:
+ * for the monitors that come up together (a restart's re-attaches,
+ * background reconnects), whose rounds would otherwise all fall at the same
+ * instant of every interval.  A start or attach asked for by a client polls
+ * at once: its figures are there when the client looks.  Domain actor only.
+ */
+static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline, bool spread)
 {
 	struct vm *vm = vm_of(d);
 	int r = mon_new(vm->env->rt, vm->env->io, d, fd, vm_on_note, ready_deadline, &vm->mon);
+	uint64_t first = 0;
 
 	if (r < 0)
 		return r;
@@ -870,7 +878,15 @@ static int monitor_on(struct domain *d, int fd, uint64_t ready_deadline)
 	vm_stats_clear(d);
 	vm->poll_ns = qemu_config_stats_interval_ms(vm->cfg, vm->env->stats_interval_ns /
 						    NSEC_PER_MSEC) * NSEC_PER_MSEC;
-	mon_set_poll(vm->mon, vm->poll_ns, vm->env->mon_late_ns, vm->pid);
+	if (spread && vm->poll_ns) {
+		const uint8_t *u = dom_uuid(d);
+		uint64_t h = 0;
+
+		for (int i = 0; i < 8; i++)
+			h = h << 8 | u[i];
+		first = h % vm->poll_ns;
+	}
+	mon_set_poll(vm->mon, vm->poll_ns, first, vm->env->mon_late_ns, vm->pid);
 	return 0;
 }
 
@@ -901,7 +917,7 @@ static void retry_conn_complete(struct domain *d, struct vm_io *io)
 		monitor_failed(d, io->errmsg);
 		return;
 	}
-	if (monitor_on(d, ci->fd, now_ns() + 30 * NSEC_PER_SEC) == 0)
+	if (monitor_on(d, ci->fd, now_ns() + 30 * NSEC_PER_SEC, true) == 0)
 		ci->fd = -1;
 	else
 		monitor_failed(d, "cannot watch the monitor socket");
@@ -1658,7 +1674,7 @@ static void spawn_io_complete(struct domain *d, struct vm_io *io)
 		vm_proc_kill(d);
 		return;
 	}
-	if (monitor_on(d, si->mon_fd, job->deadline_ns) < 0) {
+	if (monitor_on(d, si->mon_fd, job->deadline_ns, false) < 0) {
 		vm->killing = true;
 		vm_proc_kill(d);
 		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch QEMU's monitor",
@@ -1902,7 +1918,7 @@ static void attach_io_complete(struct domain *d, struct vm_io *io)
 		return;
 	}
 	ai->pidfd = -1;
-	if (monitor_on(d, ai->fd, job->deadline_ns) < 0) {
+	if (monitor_on(d, ai->fd, job->deadline_ns, false) < 0) {
 		vm_proc_release(vm);
 		dom_set_pid(d, 0);
 		vm_fail(d, job, DOM_ERR_MONITOR, "domain '%s': cannot watch the monitor",
@@ -2040,7 +2056,7 @@ static void reattach_conn_complete(struct domain *d, struct vm_io *io)
 	bool mine = vj && job->id == io->job_id;
 
 	if (vm->proc == VPROC_RUNNING && !vm->mon) {
-		if (!io->err && monitor_on(d, ci->fd, now_ns() + 30 * NSEC_PER_SEC) == 0)
+		if (!io->err && monitor_on(d, ci->fd, now_ns() + 30 * NSEC_PER_SEC, true) == 0)
 			ci->fd = -1;
 		else
 			/*
