@@ -229,6 +229,57 @@ void bench_opts_help(FILE *f, const struct bench_opt *opts)
 	}
 }
 
+int bench_only(const char *name, const char *const names[], unsigned n, bool run[])
+{
+	for (unsigned i = 0; i < n; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			run[i] = true;
+			return (int)i;
+		}
+	}
+	return -1;
+}
+
+void bench_only_default(bool run[], unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (run[i])
+			return;
+	for (unsigned i = 0; i < n; i++)
+		run[i] = true;
+}
+
+/* ---- messages ------------------------------------------------------------------ */
+
+void bench_vwarn(const char *fmt, va_list ap)
+{
+	/* stderr is unbuffered: three writes, kept together against other stdio users. */
+	flockfile(stderr);
+	fprintf(stderr, "%s: ", program_invocation_short_name);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	funlockfile(stderr);
+}
+
+void bench_warn(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bench_vwarn(fmt, ap);
+	va_end(ap);
+}
+
+void bench_die(int status, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bench_vwarn(fmt, ap);
+	va_end(ap);
+	exit(status);
+}
+
 /* ---- /proc ------------------------------------------------------------------------ */
 
 int proc_sample_read(pid_t pid, struct proc_sample *ret)

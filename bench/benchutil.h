@@ -6,6 +6,7 @@
 #ifndef CORRAL_BENCH_BENCHUTIL_H
 #define CORRAL_BENCH_BENCHUTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -65,6 +66,25 @@ struct option *bench_opts_getopt(const struct bench_opt *opts);
 void bench_wrap(FILE *f, const char *head, const char *text);
 /* "  --name ARG   help", wrapped at 80 columns, one entry per option. */
 void bench_opts_help(FILE *f, const struct bench_opt *opts);
+
+/*
+ * --only NAME, which a program takes more than once: marks run[i] for the
+ * i with names[i] equal to name, of the n, and returns i; -1 (run[] left
+ * alone) if name is none of them, for the caller to print its usage.
+ */
+int bench_only(const char *name, const char *const names[], unsigned n, bool run[]);
+/* After the options: without any --only, every one of the n sections runs. */
+void bench_only_default(bool run[], unsigned n);
+
+/*
+ * "PROGRAM: message" and a newline on stderr, PROGRAM being
+ * program_invocation_short_name; one line even when threads print at once.
+ */
+void bench_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bench_vwarn(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+/* bench_warn, then exit(status): each program documents its own status. */
+void bench_die(int status, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
 
 /* What /proc says about a process. */
 struct proc_sample {

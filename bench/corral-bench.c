@@ -71,32 +71,9 @@ static struct {
 	.slow_ms = 200, .timeout_ms = 5000, .target = "corral", .seed = 1,
 };
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "corral-bench: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-	exit(2);
-}
-
-static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void warn(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "corral-bench: ");
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
-	va_end(ap);
-}
+/* Bad usage or a failed setup exits 2 (see --help); a failed check exits 1. */
+#define die(...) bench_die(2, __VA_ARGS__)
+#define warn bench_warn
 
 /* ---- operations and results ---------------------------------------------------- */
 
@@ -1782,7 +1759,7 @@ static void remove_tmpdir(void)
 		return;
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	if (system(cmd) != 0)
-		fprintf(stderr, "corral-bench: cannot remove %s\n", tmpdir);
+		warn("cannot remove %s", tmpdir);
 	tmpdir[0] = '\0';
 }
 

@@ -47,19 +47,8 @@ static const char *workers = NULL, *io_threads = NULL;
 
 #define now_ns bench_now_ns
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-
-static void die(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	fprintf(stderr, "rpc-bench: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	exit(1);
-}
+/* Any failure exits 1; bad usage exits 2. */
+#define die(...) bench_die(1, __VA_ARGS__)
 
 /* ---- a minimal blocking client ------------------------------------------------ */
 
@@ -216,9 +205,9 @@ static void stop(pid_t pid, const char *what)
 	int status = bench_stop(pid, &killed);
 
 	if (killed)
-		fprintf(stderr, "rpc-bench: %s did not exit within 30 s of SIGTERM: killed\n", what);
+		bench_warn("%s did not exit within 30 s of SIGTERM: killed", what);
 	else if (!WIFEXITED(status) || WEXITSTATUS(status))
-		fprintf(stderr, "rpc-bench: %s exited with status 0x%x\n", what, status);
+		bench_warn("%s exited with status 0x%x", what, status);
 }
 
 static pid_t start_corrald(const char *dir, char *rw, size_t rwlen)
@@ -488,7 +477,7 @@ static void wait_held(struct client *c, unsigned n)
 			    ((unsigned char)last_frame[i + 4] & 0xe0) == 0xa0)
 				held++;
 		if (held >= n) {
-			fprintf(stderr, "rpc-bench: %u domains held by hung jobs\n", held);
+			bench_warn("%u domains held by hung jobs", held);
 			return;
 		}
 		usleep(100000);
@@ -555,7 +544,7 @@ static void scenario(const char *name, unsigned ndom)
 	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
-		fprintf(stderr, "rpc-bench: cannot remove %s\n", dir);
+		bench_warn("cannot remove %s", dir);
 }
 
 int main(int argc, char **argv)

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* bench/benchutil: the latency histogram and the option table. */
+/* bench/benchutil: the latency histogram, the option table, --only and messages. */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,4 +122,52 @@ Test(opts, getopt_table_and_help_from_one_table)
 	for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
 		cr_assert_leq(strlen(line), 80, "line too long: '%s'", line);
 	free(buf);
+}
+
+static const char *const sections[] = { "mailbox", "snapshot", "timers" };
+
+Test(only, known_names_mark_their_section_and_repeat)
+{
+	bool run[3] = { false };
+
+	cr_assert_eq(bench_only("timers", sections, 3, run), 2);
+	cr_assert_eq(bench_only("mailbox", sections, 3, run), 0);
+	cr_assert_eq(bench_only("timers", sections, 3, run), 2);
+	cr_assert(run[0] && !run[1] && run[2]);
+	bench_only_default(run, 3);
+	cr_assert(run[0] && !run[1] && run[2], "an --only given: the others stay off");
+}
+
+Test(only, unknown_name_is_minus_one_and_marks_nothing)
+{
+	bool run[3] = { false };
+
+	cr_assert_eq(bench_only("timer", sections, 3, run), -1);
+	cr_assert_eq(bench_only("", sections, 3, run), -1);
+	cr_assert_eq(bench_only("mailboxes", sections, 3, run), -1);
+	cr_assert(!run[0] && !run[1] && !run[2]);
+	bench_only_default(run, 3);
+	cr_assert(run[0] && run[1] && run[2], "no --only: every section runs");
+}
+
+/* Under Criterion the worker's name is boxfort-worker: compare with whatever it is. */
+Test(msg, warn_prefixes_the_program_name, .init = cr_redirect_stderr)
+{
+	char want[256];
+
+	cr_assert_gt(strlen(program_invocation_short_name), 0);
+	snprintf(want, sizeof(want), "%s: connect: 7\n", program_invocation_short_name);
+	bench_warn("%s: %d", "connect", 7);
+	fflush(stderr);
+	cr_assert_stderr_eq_str(want);
+}
+
+Test(msg, die_exits_with_the_status_given, .init = cr_redirect_stderr, .exit_code = 2)
+{
+	bench_die(2, "bad usage");
+}
+
+Test(msg, die_exits_with_another_status, .init = cr_redirect_stderr, .exit_code = 1)
+{
+	bench_die(1, "failed");
 }
