@@ -22,6 +22,7 @@
  */
 #include <ck_fifo.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -207,10 +208,8 @@ static void start_thread(pthread_t *th, void *(*fn)(void *), void *arg)
 {
 	int r = pthread_create(th, NULL, fn, arg);
 
-	if (r) {
-		fprintf(stderr, "core-bench: pthread_create: %s\n", strerror(r));
-		exit(1);
-	}
+	if (r)
+		bench_die(1, "pthread_create: %s", strerror(r));
 }
 
 /* ---- 1. mailbox: raw mbx, ck_fifo_mpmc, actor_send ----------------------- */
@@ -740,10 +739,8 @@ static void bench_snapshot(void)
 		char name[16];
 
 		snprintf(name, sizeof(name), "s%06u", i);
-		if (dom_new(rt, name, NULL, &doms[i], err, sizeof(err)) < 0) {
-			fprintf(stderr, "core-bench: dom_new: %s\n", err);
-			exit(1);
-		}
+		if (dom_new(rt, name, NULL, &doms[i], err, sizeof(err)) < 0)
+			bench_die(1, "dom_new: %s", err);
 	}
 	for (unsigned hot = 0; hot < 2; hot++) {
 		for (unsigned wr = 0; wr < 2; wr++) {
@@ -824,10 +821,8 @@ static void reg_build(struct reg_build *b, unsigned n)
 	b->rss_before = proc_rss_bytes();
 	t0 = now_ns();
 	for (unsigned i = 0; i < n; i++) {
-		if (dom_new(b->rt, b->names[i], NULL, &b->doms[i], err, sizeof(err)) < 0) {
-			fprintf(stderr, "core-bench: dom_new: %s\n", err);
-			exit(1);
-		}
+		if (dom_new(b->rt, b->names[i], NULL, &b->doms[i], err, sizeof(err)) < 0)
+			bench_die(1, "dom_new: %s", err);
 		BUG_ON(reg_add(b->reg, b->doms[i]) < 0);
 	}
 	b->create_ns = now_ns() - t0;
@@ -1168,50 +1163,65 @@ static void bench_timers(void)
 	free(c);
 }
 
+enum { OPT_QUICK = 256, OPT_NO_PIN, OPT_ONLY, OPT_HELP };
+
+static const struct bench_opt opts[] = {
+	{ "quick", NULL, OPT_QUICK, "Smaller runs (about 10 s; 10^5 domains at most)." },
+	{ "no-pin", NULL, OPT_NO_PIN, "Let the scheduler place the raw queue threads." },
+	{ "only", "SECTION", OPT_ONLY,
+	  "Run this section only: mailbox, snapshot, registry, memory or timers (may be "
+	  "given more than once)." },
+	{ "help", NULL, OPT_HELP, "Print this help and exit (also -h)." },
+	{ NULL, NULL, 0, NULL },
+};
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: core-bench [--quick] [--no-pin] "
 		   "[--only mailbox|snapshot|registry|memory|timers]\n"
-		   "  --quick   smaller runs (about 10 s; 10^5 domains at most)\n"
-		   "  --no-pin  let the scheduler place the raw queue threads\n"
-		   "  --only    run one section (may be given more than once)\n");
+		   "Exits 0; 1 if a thread or domain cannot be made; 2 on bad usage.\n");
+	bench_opts_help(f, opts);
 }
+
+/* File scope: a usage error returns from inside the option loop with the table still reachable. */
+static struct option *lopts;
 
 int main(int argc, char **argv)
 {
-	bool only = false;
 	double load0;
 	char cpu[128];
+	int o;
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--quick") == 0) {
-			opt.quick = true;
-		} else if (strcmp(argv[i], "--no-pin") == 0) {
-			opt.no_pin = true;
-		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-			unsigned s;
-
-			for (s = 0; s < SEC_COUNT; s++)
-				if (strcmp(argv[i + 1], section_names[s]) == 0)
-					break;
-			if (s == SEC_COUNT) {
+	lopts = bench_opts_getopt(opts);
+	if (!lopts)
+		bench_die(1, "out of memory");
+	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (o) {
+		case OPT_QUICK: opt.quick = true; break;
+		case OPT_NO_PIN: opt.no_pin = true; break;
+		case OPT_ONLY:
+			if (bench_only(optarg, section_names, SEC_COUNT, opt.run) < 0) {
+				bench_warn("--only: no section '%s'", optarg);
 				usage(stderr);
 				return 2;
 			}
-			opt.run[s] = true;
-			only = true;
-			i++;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			break;
+		case OPT_HELP:
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else {
+		default:
 			usage(stderr);
 			return 2;
 		}
 	}
-	if (!only)
-		for (unsigned s = 0; s < SEC_COUNT; s++)
-			opt.run[s] = true;
+	free(lopts);
+	lopts = NULL;
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	bench_only_default(opt.run, SEC_COUNT);
 	if (opt.quick) {
 		opt.mbx_msgs = 200000;
 		opt.repeats = 3;
@@ -1234,7 +1244,7 @@ int main(int argc, char **argv)
 	urcu_memb_register_thread();
 	cpu_model(cpu, sizeof(cpu));
 	load0 = loadavg();
-	fprintf(stderr, "core-bench: %s run\n", opt.quick ? "quick" : "full");
+	bench_warn("%s run", opt.quick ? "quick" : "full");
 
 	/* The big registry first: its RSS delta wants a heap nobody has grown yet. */
 	if (opt.run[SEC_REGISTRY] || opt.run[SEC_MEMORY])
