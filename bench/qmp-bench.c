@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
@@ -107,9 +108,7 @@ static void progress(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	fputs("qmp-bench: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	bench_vwarn(fmt, ap);
 	va_end(ap);
 }
 
@@ -235,9 +234,7 @@ static void bail(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	fputs("qmp-bench: ", stderr);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	bench_vwarn(fmt, ap);
 	va_end(ap);
 	emergency_cleanup();
 	/* Not exit(): the runtime's threads still run; no destructor may race them. */
@@ -1139,7 +1136,7 @@ static void shell_reap(unsigned n)
 		snprintf(path, sizeof(path), "%s/%u.pid", g.shell, i);
 		f = fopen(path, "r");
 		if (!f || fscanf(f, "%d", &pid) != 1 || pid <= 0) {
-			fprintf(stderr, "qmp-bench: no pid in %s\n", path);
+			bench_warn("no pid in %s", path);
 			if (f)
 				fclose(f);
 			continue;
@@ -1580,10 +1577,30 @@ static void section_attach(void)
 
 /* ---- main ---------------------------------------------------------------------------- */
 
+enum { OPT_QUICK = 256, OPT_ONLY, OPT_ACCEL, OPT_SIM, OPT_HELP };
+
+static const struct bench_opt opts[] = {
+	{ "quick", NULL, OPT_QUICK,
+	  "Smaller runs (about 5 s: 300 round trips, 20 VMs at once, 10 VMs for pairs, 200 "
+	  "endpoints)." },
+	{ "only", "SECTION", OPT_ONLY,
+	  "Run this section only: rtt, start, pairs or attach (may be given more than "
+	  "once)." },
+	{ "accel", "ACCEL", OPT_ACCEL,
+	  "QEMU's accelerator for -machine none: auto (the default), kvm or tcg." },
+	{ "sim", "PATH", OPT_SIM,
+	  "corral-qmp-sim (default: $CORRAL_QMP_SIM, else ../sim/corral-qmp-sim next to "
+	  "this program)." },
+	{ "help", NULL, OPT_HELP, "Print this help and exit (also -h)." },
+	{ NULL, NULL, 0, NULL },
+};
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: qmp-bench [--quick] [--only rtt|start|pairs|attach] "
-		"[--accel auto|kvm|tcg] [--sim PATH]\n");
+		"[--accel auto|kvm|tcg] [--sim PATH]\n"
+		"Exits 0; 1 if a job or the set-up fails; 2 on bad usage.\n");
+	bench_opts_help(f, opts);
 }
 
 static const char *default_sim(void)
@@ -1642,47 +1659,50 @@ static void print_tables(const char *cpu, double total_s, double load0, const ch
 	printf("Left behind: %s\n", pgrep);
 }
 
+/* File scope: a usage error returns from inside the option loop with the table still reachable. */
+static struct option *lopts;
+
 int main(int argc, char **argv)
 {
 	/* The order the sections run in: attach first, in a heap nobody has grown. */
 	static const enum section order[] = { SEC_ATTACH, SEC_RTT, SEC_START, SEC_PAIRS };
-	bool only = false;
 	char cpu[128], pgrep[256];
 	uint64_t t0 = now_ns();
 	double load0 = loadavg();
+	int o;
 
 	opt.accel_opt = "auto";
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--quick") == 0) {
-			opt.quick = true;
-		} else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
-			unsigned s;
-
-			for (s = 0; s < SEC_COUNT; s++)
-				if (strcmp(argv[i + 1], section_names[s]) == 0)
-					break;
-			if (s == SEC_COUNT) {
+	lopts = bench_opts_getopt(opts);
+	if (!lopts)
+		bail("out of memory");
+	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (o) {
+		case OPT_QUICK: opt.quick = true; break;
+		case OPT_ONLY:
+			if (bench_only(optarg, section_names, SEC_COUNT, opt.run) < 0) {
+				bench_warn("--only: no section '%s'", optarg);
 				usage(stderr);
 				return 2;
 			}
-			opt.run[s] = true;
-			only = true;
-			i++;
-		} else if (strcmp(argv[i], "--accel") == 0 && i + 1 < argc) {
-			opt.accel_opt = argv[++i];
-		} else if (strcmp(argv[i], "--sim") == 0 && i + 1 < argc) {
-			opt.sim = argv[++i];
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			break;
+		case OPT_ACCEL: opt.accel_opt = optarg; break;
+		case OPT_SIM: opt.sim = optarg; break;
+		case OPT_HELP:
+		case 'h':
 			usage(stdout);
 			return 0;
-		} else {
+		default:
 			usage(stderr);
 			return 2;
 		}
 	}
-	if (!only)
-		for (unsigned s = 0; s < SEC_COUNT; s++)
-			opt.run[s] = true;
+	free(lopts);
+	lopts = NULL;
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	bench_only_default(opt.run, SEC_COUNT);
 	if (!opt.sim)
 		opt.sim = default_sim();
 	opt.rtt_n = opt.quick ? 300 : 2000;
