@@ -15,7 +15,7 @@
  *
  *   rpc-bench [--corrald PATH] [--sim PATH] [--domains 10,1000,10000]
  *             [--duration-ms 2000] [--scenarios shutoff,hung10]
- *             [--workers N] [--io-threads N]
+ *             [--workers N] [--io-threads N] [--help]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -547,6 +547,16 @@ static void scenario(const char *name, unsigned ndom)
 		bench_warn("cannot remove %s", dir);
 }
 
+static void usage(FILE *f, const struct bench_opt *table)
+{
+	fprintf(f, "usage: rpc-bench [options]\n"
+		   "Exits 0; 1 if a daemon, a simulator or a call fails; 2 on bad usage.\n");
+	bench_opts_help(f, table);
+}
+
+/* File scope: a usage error returns from inside the option loop with the table still reachable. */
+static struct option *lopts;
+
 int main(int argc, char **argv)
 {
 	static const struct bench_opt table[] = {
@@ -557,16 +567,17 @@ int main(int argc, char **argv)
 		{ "scenarios", "LIST", 'S', "shutoff, hung10 (default both)." },
 		{ "workers", "N", 'w', "corrald --workers." },
 		{ "io-threads", "N", 'i', "corrald --io-threads." },
+		{ "help", NULL, 'h', "Print this help and exit (also -h)." },
 		{ NULL, NULL, 0, NULL },
 	};
-	struct option *opts = bench_opts_getopt(table);
 	char domains[256] = "10,1000,10000", scenarios[64] = "shutoff,hung10";
 	struct rlimit rl = { 65536, 65536 };
 	int o;
 
-	if (!opts)
+	lopts = bench_opts_getopt(table);
+	if (!lopts)
 		die("out of memory");
-	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (o) {
 		case 'c': corrald_path = optarg; break;
 		case 's': sim_path = optarg; break;
@@ -575,13 +586,20 @@ int main(int argc, char **argv)
 		case 'S': snprintf(scenarios, sizeof(scenarios), "%s", optarg); break;
 		case 'w': workers = optarg; break;
 		case 'i': io_threads = optarg; break;
+		case 'h':
+			usage(stdout, table);
+			return 0;
 		default:
-			fprintf(stderr, "usage: rpc-bench [options]\n");
-			bench_opts_help(stderr, table);
+			usage(stderr, table);
 			return 2;
 		}
 	}
-	free(opts);
+	free(lopts);
+	lopts = NULL;
+	if (optind != argc) {
+		usage(stderr, table);
+		return 2;
+	}
 	/* 10,000 simulated monitors need 20,000 descriptors in the simulator. */
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;
