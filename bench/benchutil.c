@@ -249,6 +249,47 @@ void bench_only_default(bool run[], unsigned n)
 		run[i] = true;
 }
 
+/* The table of the bench_getopt() calls under way; reachable while the program exits. */
+static struct option *getopt_table;
+
+int bench_getopt(int argc, char **argv, const struct bench_opt *opts, void (*usage)(FILE *f))
+{
+	int o, help = -1;
+
+	if (!getopt_table) {
+		getopt_table = bench_opts_getopt(opts);
+		if (!getopt_table)
+			bench_die(1, "out of memory");
+	}
+	for (const struct bench_opt *p = opts; p->name; p++)
+		if (strcmp(p->name, "help") == 0)
+			help = p->id;
+	o = getopt_long(argc, argv, "h", getopt_table, NULL);
+	if (o == -1) {
+		free(getopt_table);
+		getopt_table = NULL;
+	} else if (o == 'h' || o == help) {
+		usage(stdout);
+		exit(0);
+	} else if (o == '?' || o == ':') {
+		/* getopt_long has said what was wrong. */
+		usage(stderr);
+		exit(2);
+	}
+	return o;
+}
+
+void bench_usage_error(void (*usage)(FILE *f), const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bench_vwarn(fmt, ap);
+	va_end(ap);
+	usage(stderr);
+	exit(2);
+}
+
 /* ---- messages ------------------------------------------------------------------ */
 
 void bench_vwarn(const char *fmt, va_list ap)

@@ -68,6 +68,20 @@ void bench_wrap(FILE *f, const char *head, const char *text);
 void bench_opts_help(FILE *f, const struct bench_opt *opts);
 
 /*
+ * getopt_long over opts, with what every program does alike: the option
+ * named "help" and -h print usage on stdout and exit 0; an unknown option
+ * or a missing argument prints usage on stderr and exits 2.  The id of the
+ * next other option, optarg set; -1 after the last one (optind is then the
+ * first argument that is not an option).  Call with the same argv and opts
+ * until it returns -1; it exits 1 when out of memory.  No id may be 'h',
+ * '?' or ':' but the help option's.
+ */
+int bench_getopt(int argc, char **argv, const struct bench_opt *opts, void (*usage)(FILE *f));
+/* Bad usage: "PROGRAM: message", then usage on stderr; exits 2. */
+void bench_usage_error(void (*usage)(FILE *f), const char *fmt, ...)
+	__attribute__((format(printf, 2, 3), noreturn));
+
+/*
  * --only NAME, which a program takes more than once: marks run[i] for the
  * i with names[i] equal to name, of the n, and returns i; -1 (run[] left
  * alone) if name is none of them, for the caller to print its usage.

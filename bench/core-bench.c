@@ -1183,44 +1183,25 @@ static void usage(FILE *f)
 	bench_opts_help(f, opts);
 }
 
-/* File scope: a usage error returns from inside the option loop with the table still reachable. */
-static struct option *lopts;
-
 int main(int argc, char **argv)
 {
 	double load0;
 	char cpu[128];
 	int o;
 
-	lopts = bench_opts_getopt(opts);
-	if (!lopts)
-		bench_die(1, "out of memory");
-	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((o = bench_getopt(argc, argv, opts, usage)) != -1) {
 		switch (o) {
 		case OPT_QUICK: opt.quick = true; break;
 		case OPT_NO_PIN: opt.no_pin = true; break;
 		case OPT_ONLY:
-			if (bench_only(optarg, section_names, SEC_COUNT, opt.run) < 0) {
-				bench_warn("--only: no section '%s'", optarg);
-				usage(stderr);
-				return 2;
-			}
+			if (bench_only(optarg, section_names, SEC_COUNT, opt.run) < 0)
+				bench_usage_error(usage, "--only: no section '%s'", optarg);
 			break;
-		case OPT_HELP:
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		default: BUG_ON(true);
 		}
 	}
-	free(lopts);
-	lopts = NULL;
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		bench_usage_error(usage, "unexpected argument '%s'", argv[optind]);
 	bench_only_default(opt.run, SEC_COUNT);
 	if (opt.quick) {
 		opt.mbx_msgs = 200000;

@@ -2517,9 +2517,6 @@ static void usage(FILE *f)
 }
 
 
-/* File scope: a usage error exits from inside the option loop with the table still reachable. */
-static struct option *lopts;
-
 int main(int argc, char **argv)
 {
 	struct rlimit rl;
@@ -2531,10 +2528,7 @@ int main(int argc, char **argv)
 		dump_man(stdout);
 		return fflush(stdout) ? 1 : 0;
 	}
-	lopts = bench_opts_getopt(corral_bench_opts);
-	if (!lopts)
-		die("out of memory");
-	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((o = bench_getopt(argc, argv, corral_bench_opts, usage)) != -1) {
 		switch (o) {
 		case OPT_DOMAINS: cfg.domains = (unsigned)parse_num(optarg, "domains", 0, 200000); break;
 		case OPT_MACHINE: cfg.machine = optarg; break;
@@ -2571,21 +2565,13 @@ int main(int argc, char **argv)
 			break;
 		case OPT_SEED: cfg.seed = (unsigned)parse_num(optarg, "seed", 0, 4e9); break;
 		case OPT_QUIET: cfg.quiet = true; break;
-		case OPT_HELP:
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		default: abort();
 		}
 	}
-	free(lopts);
-	lopts = NULL;
-	if (optind != argc - 1) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind == argc)
+		bench_usage_error(usage, "no scenario");
+	if (optind < argc - 1)
+		bench_usage_error(usage, "unexpected argument '%s'", argv[optind + 1]);
 	cfg.sc_name = argv[optind];
 	{
 		static const char *const names[] = { "boot-storm", "steady-query", "mixed",

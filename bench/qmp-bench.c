@@ -1659,9 +1659,6 @@ static void print_tables(const char *cpu, double total_s, double load0, const ch
 	printf("Left behind: %s\n", pgrep);
 }
 
-/* File scope: a usage error returns from inside the option loop with the table still reachable. */
-static struct option *lopts;
-
 int main(int argc, char **argv)
 {
 	/* The order the sections run in: attach first, in a heap nobody has grown. */
@@ -1672,36 +1669,20 @@ int main(int argc, char **argv)
 	int o;
 
 	opt.accel_opt = "auto";
-	lopts = bench_opts_getopt(opts);
-	if (!lopts)
-		bail("out of memory");
-	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((o = bench_getopt(argc, argv, opts, usage)) != -1) {
 		switch (o) {
 		case OPT_QUICK: opt.quick = true; break;
 		case OPT_ONLY:
-			if (bench_only(optarg, section_names, SEC_COUNT, opt.run) < 0) {
-				bench_warn("--only: no section '%s'", optarg);
-				usage(stderr);
-				return 2;
-			}
+			if (bench_only(optarg, section_names, SEC_COUNT, opt.run) < 0)
+				bench_usage_error(usage, "--only: no section '%s'", optarg);
 			break;
 		case OPT_ACCEL: opt.accel_opt = optarg; break;
 		case OPT_SIM: opt.sim = optarg; break;
-		case OPT_HELP:
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
+		default: BUG_ON(true);
 		}
 	}
-	free(lopts);
-	lopts = NULL;
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	if (optind != argc)
+		bench_usage_error(usage, "unexpected argument '%s'", argv[optind]);
 	bench_only_default(opt.run, SEC_COUNT);
 	if (!opt.sim)
 		opt.sim = default_sim();

@@ -547,37 +547,32 @@ static void scenario(const char *name, unsigned ndom)
 		bench_warn("cannot remove %s", dir);
 }
 
-static void usage(FILE *f, const struct bench_opt *table)
+static const struct bench_opt opts[] = {
+	{ "corrald", "PATH", 'c', "corrald to start (default build/daemon/corrald)." },
+	{ "sim", "PATH", 's', "corral-qmp-sim (default build/sim/corral-qmp-sim)." },
+	{ "domains", "N,N...", 'd', "Domain counts (default 10,1000,10000)." },
+	{ "duration-ms", "MS", 't', "Each measurement's length (default 2000)." },
+	{ "scenarios", "LIST", 'S', "shutoff, hung10 (default both)." },
+	{ "workers", "N", 'w', "corrald --workers." },
+	{ "io-threads", "N", 'i', "corrald --io-threads." },
+	{ "help", NULL, 'h', "Print this help and exit (also -h)." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static void usage(FILE *f)
 {
 	fprintf(f, "usage: rpc-bench [options]\n"
 		   "Exits 0; 1 if a daemon, a simulator or a call fails; 2 on bad usage.\n");
-	bench_opts_help(f, table);
+	bench_opts_help(f, opts);
 }
-
-/* File scope: a usage error returns from inside the option loop with the table still reachable. */
-static struct option *lopts;
 
 int main(int argc, char **argv)
 {
-	static const struct bench_opt table[] = {
-		{ "corrald", "PATH", 'c', "corrald to start (default build/daemon/corrald)." },
-		{ "sim", "PATH", 's', "corral-qmp-sim (default build/sim/corral-qmp-sim)." },
-		{ "domains", "N,N...", 'd', "Domain counts (default 10,1000,10000)." },
-		{ "duration-ms", "MS", 't', "Each measurement's length (default 2000)." },
-		{ "scenarios", "LIST", 'S', "shutoff, hung10 (default both)." },
-		{ "workers", "N", 'w', "corrald --workers." },
-		{ "io-threads", "N", 'i', "corrald --io-threads." },
-		{ "help", NULL, 'h', "Print this help and exit (also -h)." },
-		{ NULL, NULL, 0, NULL },
-	};
 	char domains[256] = "10,1000,10000", scenarios[64] = "shutoff,hung10";
 	struct rlimit rl = { 65536, 65536 };
 	int o;
 
-	lopts = bench_opts_getopt(table);
-	if (!lopts)
-		die("out of memory");
-	while ((o = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+	while ((o = bench_getopt(argc, argv, opts, usage)) != -1) {
 		switch (o) {
 		case 'c': corrald_path = optarg; break;
 		case 's': sim_path = optarg; break;
@@ -586,20 +581,11 @@ int main(int argc, char **argv)
 		case 'S': snprintf(scenarios, sizeof(scenarios), "%s", optarg); break;
 		case 'w': workers = optarg; break;
 		case 'i': io_threads = optarg; break;
-		case 'h':
-			usage(stdout, table);
-			return 0;
-		default:
-			usage(stderr, table);
-			return 2;
+		default: abort();
 		}
 	}
-	free(lopts);
-	lopts = NULL;
-	if (optind != argc) {
-		usage(stderr, table);
-		return 2;
-	}
+	if (optind != argc)
+		bench_usage_error(usage, "unexpected argument '%s'", argv[optind]);
 	/* 10,000 simulated monitors need 20,000 descriptors in the simulator. */
 	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
 		rl.rlim_cur = rl.rlim_max;

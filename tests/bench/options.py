@@ -41,7 +41,7 @@ def expect(prog, args, code, out=None):
                                                                   p.stderr))
         return
     text = p.stdout if code == 0 else p.stderr
-    if "usage:" not in text:
+    if "usage:" not in text.lower():
         failures.append("%s: no usage on %s:\n%s" % (what, "stdout" if code == 0 else "stderr",
                                                     text))
     if out is not None and out not in text:
@@ -66,7 +66,7 @@ for prog, opts in OPTIONS.items():
     # Should a stray argument be let through, rpc-bench fails at once on these paths
     # instead of running its whole matrix.
     guard = ["--corrald", "/nonexistent/corrald", "--sim", "/nonexistent/sim"] if prog == rpc else []
-    expect(prog, guard + ["stray-argument"], 2)
+    expect(prog, guard + ["stray-argument"], 2, "unexpected argument 'stray-argument'")
 
 for prog, sections in SECTIONS.items():
     # Each section, repeated, and the --only=NAME spelling: accepted (then --help stops it).
@@ -87,6 +87,8 @@ if p.returncode != 0 or "Usage: corral-bench SCENARIO" not in p.stdout:
 p = run(corral, "--no-such-option")
 if p.returncode != 2:
     failures.append("corral-bench --no-such-option: exit %d, expected 2" % p.returncode)
+expect(corral, [], 2, "no scenario")
+expect(corral, ["mixed", "steady-query"], 2, "unexpected argument 'steady-query'")
 p = run(corral, "no-such-scenario")
 if p.returncode != 2 or not p.stderr.startswith("corral-bench: unknown scenario"):
     failures.append("corral-bench no-such-scenario: exit %d, stderr %r" % (p.returncode, p.stderr))

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bench/benchutil: the latency histogram, the option table, --only and messages. */
+/* bench/benchutil: the latency histogram, the option table and its parser, --only, messages. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <errno.h>
@@ -170,4 +170,80 @@ Test(msg, die_exits_with_the_status_given, .init = cr_redirect_stderr, .exit_cod
 Test(msg, die_exits_with_another_status, .init = cr_redirect_stderr, .exit_code = 1)
 {
 	bench_die(1, "failed");
+}
+
+static const struct bench_opt parse_opts[] = {
+	{ "only", "NAME", 300, "A section." },
+	{ "quick", NULL, 301, "A flag." },
+	{ "help", NULL, 302, "This help." },
+	{ NULL, NULL, 0, NULL },
+};
+
+static int usage_calls;
+
+static void test_usage(FILE *f)
+{
+	usage_calls++;
+	fprintf(f, "usage: test\n");
+}
+
+/* Options come back by id, in order; -1 leaves optind at the first operand. */
+Test(getopt, returns_ids_then_minus_one_at_the_operands)
+{
+	char *argv[] = { "x", "--only", "a", "--quick", "--only=b", "operand", NULL };
+	int got[4], n = 0, o;
+
+	optind = 1;
+	while ((o = bench_getopt(6, argv, parse_opts, test_usage)) != -1) {
+		cr_assert_lt(n, 3);
+		got[n++] = o;
+		if (o == 300)
+			cr_assert_str_eq(optarg, n == 1 ? "a" : "b");
+	}
+	cr_assert_eq(n, 3);
+	cr_assert(got[0] == 300 && got[1] == 301 && got[2] == 300);
+	cr_assert_eq(optind, 5);
+	cr_assert_eq(usage_calls, 0);
+	/* The table was freed at -1; a second parse makes it again. */
+	optind = 1;
+	cr_assert_eq(bench_getopt(3, (char *[]){ "x", "--quick", "y", NULL }, parse_opts,
+				  test_usage), 301);
+	cr_assert_eq(bench_getopt(3, (char *[]){ "x", "--quick", "y", NULL }, parse_opts,
+				  test_usage), -1);
+}
+
+/* Parse "x arg": bench_getopt must exit (the test says with what status), not return. */
+static void parse_one(char *arg)
+{
+	char *argv[] = { "x", arg, NULL };
+
+	optind = 1;
+	bench_getopt(2, argv, parse_opts, test_usage);
+	cr_assert_fail("%s: bench_getopt returned", arg);
+}
+
+Test(getopt, help_prints_usage_on_stdout_and_exits_0, .init = cr_redirect_stdout,
+     .exit_code = 0)
+{
+	parse_one("--help");
+}
+
+Test(getopt, short_h_is_help_too, .init = cr_redirect_stdout, .exit_code = 0)
+{
+	parse_one("-h");
+}
+
+Test(getopt, unknown_option_exits_2, .init = cr_redirect_stderr, .exit_code = 2)
+{
+	parse_one("--no-such");
+}
+
+Test(getopt, missing_argument_exits_2, .init = cr_redirect_stderr, .exit_code = 2)
+{
+	parse_one("--only");
+}
+
+Test(getopt, usage_error_exits_2, .init = cr_redirect_stderr, .exit_code = 2)
+{
+	bench_usage_error(test_usage, "unexpected argument '%s'", "y");
 }
