@@ -1743,6 +1743,7 @@ static void sample(void)
 static struct results *setup_res;
 static double t_attach, t_start_real, t_all_up, t_listed;
 static struct {
+	double kill_to_reaped;  /* the old corrald's exit: the kernel's teardown of it */
 	double kill_to_listen, kill_to_listed, kill_to_all_up;
 	bool back;
 } rs;
@@ -1937,6 +1938,7 @@ static void restart_daemon(void)
 
 	kill(daemon_pid, SIGKILL);
 	waitpid(daemon_pid, NULL, 0);
+	rs.kill_to_reaped = (double)(bench_now_ns() - t0) / 1e9;
 	conn_close(&ctl);
 	start_daemon();
 	rs.kill_to_listen = (double)(bench_now_ns() - t0) / 1e9;
@@ -2249,12 +2251,14 @@ static void print_human(const struct summary *sm, bool ok)
 		       churn.settled ? "" : " (descriptors did not come back within 10 s)");
 	if (cfg.sc == SC_RESTART) {
 		if (rs.back)
-			printf("restart: kill -9 to listening %.3f s, every domain listed %.3f s, "
-			       "every monitor up %.3f s\n", rs.kill_to_listen, rs.kill_to_listed,
+			printf("restart: kill -9 to the old corrald reaped %.3f s, to listening %.3f s, "
+			       "every domain listed %.3f s, every monitor up %.3f s\n",
+			       rs.kill_to_reaped, rs.kill_to_listen, rs.kill_to_listed,
 			       rs.kill_to_all_up);
 		else
-			printf("restart: kill -9 to listening %.3f s; NOT every monitor back within "
-			       "60 s\n", rs.kill_to_listen);
+			printf("restart: kill -9 to the old corrald reaped %.3f s, to listening %.3f s; "
+			       "NOT every monitor back within 60 s\n", rs.kill_to_reaped,
+			       rs.kill_to_listen);
 	}
 	if (total_stats_rounds)
 		printf("stats: %" PRIu64 " further calls for the domains an answer named in "
@@ -2337,8 +2341,9 @@ static void print_json(const struct summary *sm, bool ok)
 		       churn.before.rss_bytes, churn.before.fds, churn.after.rss_bytes,
 		       churn.after.fds, churn.settled ? "true" : "false");
 	if (cfg.sc == SC_RESTART)
-		printf(" \"restart\": {\"listening_s\": %.4f, \"listed_s\": %.4f, "
-		       "\"all_up_s\": %.4f, \"back\": %s},\n", rs.kill_to_listen, rs.kill_to_listed,
+		printf(" \"restart\": {\"reaped_s\": %.4f, \"listening_s\": %.4f, "
+		       "\"listed_s\": %.4f, \"all_up_s\": %.4f, \"back\": %s},\n",
+		       rs.kill_to_reaped, rs.kill_to_listen, rs.kill_to_listed,
 		       rs.kill_to_all_up, rs.back ? "true" : "false");
 	printf(" \"stats_more_calls\": %" PRIu64 ",\n", total_stats_rounds);
 	printf(" \"machine\": {\"bench_cpu_s\": %.3f, \"sims_cpu_s\": %.3f, \"loadavg_start\": "

@@ -57,8 +57,9 @@ def notes(d):
         out.append("attach %.1f s" % st["attach_s"])
     rs = d.get("restart")
     if rs:
-        out.append("kill -9 to listening %.2f s, every domain listed %.2f s, every monitor "
-                   "up %.2f s" % (rs["listening_s"], rs["listed_s"], rs["all_up_s"]))
+        reaped = ("old corrald reaped %.2f s, " % rs["reaped_s"]) if "reaped_s" in rs else ""
+        out.append("kill -9 to %slistening %.2f s, every domain listed %.2f s, every monitor "
+                   "up %.2f s" % (reaped, rs["listening_s"], rs["listed_s"], rs["all_up_s"]))
     ev = d.get("events")
     if ev:
         out.append("%d events, %d out of order, %d missing" %
