@@ -85,11 +85,11 @@ int mon_cmd_fd(struct monitor *m, uint64_t job_id, const char *execute, json_t *
 
 /*
  * Statistics and heartbeat.  first_ns after the handshake, then every
- * interval_ns, the monitor asks QEMU for its figures (query-blockstats; query-cpus-fast
- * for the vCPU threads, once; query-balloon while QEMU has a balloon) and
- * reads QEMU's CPU time and RSS, and each vCPU thread's CPU time, from
- * /proc/PID (pid 0: unknown, no /proc figures).  A complete round goes to
- * the domain as MON_NOTE_STATS, data:
+ * interval_ns, the monitor asks QEMU for its figures (query-blockstats;
+ * query-cpus-fast for the vCPU threads, once; query-balloon while QEMU has
+ * a balloon) and reads QEMU's CPU time and RSS, and each vCPU thread's CPU
+ * time, from /proc/PID (pid 0: unknown, no /proc figures).  A complete
+ * round goes to the domain as MON_NOTE_STATS, data:
  *   {"collected_ns": monotonic ns,
  *    "cpu": {"time_ns": n, "vcpus": [{"index": i, "thread": tid, "time_ns": n}]},
  *    "memory": {"rss_bytes": n, "balloon_bytes": n (only with a balloon)},
