@@ -546,6 +546,10 @@ int main(int argc, char **argv)
 		r = vm_env_load(env, report_bad_definition, NULL, stop_requested);
 		if (r < 0)
 			log_warn("cannot read %s/domains: %s", conf.state_dir, strerror(-r));
+		else if (r > 0 && stop_signal)
+			log_info("loaded %d domain definitions from %s/domains in %.3f s, then "
+				 "stopped by a signal before looking for their QEMUs", r,
+				 conf.state_dir, (double)(now_ns() - t0) / 1e9);
 		else if (r > 0)
 			log_info("loaded %d domain definitions from %s/domains and found their "
 				 "QEMUs in %.3f s", r, conf.state_dir,
