@@ -27,7 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Daemon, RpcError, check, wait_until, WAIT, mount_tmpfs  # noqa: E402
+from corraltest import Daemon, check, wait_until, WAIT, mount_tmpfs  # noqa: E402
 
 BOOT = 240.0
 ERR_INVALID, ERR_BAD_STATE, ERR_TIMEOUT, ERR_STORAGE = 3, 8, 7, 15

@@ -42,13 +42,12 @@ Exits 0 when every test passes, 1 otherwise.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import (Daemon, RpcError, can_mount, check, json_files_valid,  # noqa: E402
+from corraltest import (Daemon, can_mount, check, json_files_valid,  # noqa: E402
                         mount_tmpfs, remount, run_tests, wait_until, zombies_of)
 
 CORRALD = QEMU = None

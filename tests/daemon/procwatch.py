@@ -34,7 +34,6 @@ Exits 0 when every test passes, 1 otherwise.
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time

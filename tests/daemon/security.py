@@ -24,12 +24,9 @@ its calls as one of those users.  Each attack must fail with a clear error
 Exits 0 when every test passes (or 0 with "skipped" when not root), 1
 otherwise.
 """
-import glob
 import json
 import os
 import pwd
-import grp
-import signal
 import socket
 import subprocess
 import sys
@@ -37,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Daemon, check, run_tests, wait_until  # noqa: E402
+from corraltest import Daemon, check, run_tests  # noqa: E402
 
 CORRALD = CLI = QEMU = None
 ERR_PERMISSION = 9
