@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -404,6 +405,37 @@ pid_t bench_spawn(char *const argv[], int *out_fd, const char *log, bool own_gro
 		*out_fd = p[0];
 	}
 	return pid;
+}
+
+pid_t bench_spawn_corrald(const char *corrald, const char *dir, char *rw, size_t rwlen,
+			  const char *const extra[], unsigned nextra, bool own_group)
+{
+	char ro[PATH_MAX], state[PATH_MAX], run[PATH_MAX], log[PATH_MAX];
+	char *argv[12 + BENCH_CORRALD_EXTRA_MAX];
+	int n = 0;
+
+	if (nextra > BENCH_CORRALD_EXTRA_MAX)
+		bench_die(2, "at most %d arguments for corrald", BENCH_CORRALD_EXTRA_MAX);
+	snprintf(rw, rwlen, "%s/rw.sock", dir);
+	snprintf(ro, sizeof(ro), "%s/ro.sock", dir);
+	snprintf(state, sizeof(state), "%s/state", dir);
+	snprintf(run, sizeof(run), "%s/run", dir);
+	snprintf(log, sizeof(log), "%s/corrald.log", dir);
+	argv[n++] = (char *)corrald;
+	argv[n++] = "--socket";
+	argv[n++] = rw;
+	argv[n++] = "--ro-socket";
+	argv[n++] = ro;
+	argv[n++] = "--state-dir";
+	argv[n++] = state;
+	argv[n++] = "--runtime-dir";
+	argv[n++] = run;
+	argv[n++] = "--log-level";
+	argv[n++] = "warning";
+	for (unsigned i = 0; i < nextra; i++)
+		argv[n++] = (char *)extra[i];
+	argv[n] = NULL;
+	return bench_spawn(argv, NULL, log, own_group);
 }
 
 int bench_stop(pid_t pid, bool *killed)

@@ -122,6 +122,17 @@ int proc_sample_read(pid_t pid, struct proc_sample *ret);
 pid_t bench_spawn(char *const argv[], int *out_fd, const char *log, bool own_group);
 
 /*
+ * A private corrald for a benchmark: its read-write socket (written to
+ * rw[rwlen]), read-only socket, state and runtime directories and log
+ * (corrald.log) all in dir, log level warning, then the nextra extra
+ * arguments.  Spawned as bench_spawn does; the caller waits for it to
+ * listen (the read-only socket, made last).
+ */
+#define BENCH_CORRALD_EXTRA_MAX 32
+pid_t bench_spawn_corrald(const char *corrald, const char *dir, char *rw, size_t rwlen,
+			  const char *const extra[], unsigned nextra, bool own_group);
+
+/*
  * SIGTERM to pid, then SIGKILL if it has not exited 30 s later; reaps it.
  * Its wait status; *killed says whether SIGKILL was needed.
  */

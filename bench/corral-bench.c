@@ -504,30 +504,12 @@ static const char *find_prog(const char *name, const char *build_rel)
 
 static void start_daemon(void)
 {
-	char ro[300], state[300], run[300], log[300];
-	char *argv[64];
-	int n = 0;
+	char ro[300], log[300];
 
-	snprintf(rw_path, sizeof(rw_path), "%s/rw.sock", tmpdir);
 	snprintf(ro, sizeof(ro), "%s/ro.sock", tmpdir);
-	snprintf(state, sizeof(state), "%s/state", tmpdir);
-	snprintf(run, sizeof(run), "%s/run", tmpdir);
 	snprintf(log, sizeof(log), "%s/corrald.log", tmpdir);
-	argv[n++] = (char *)cfg.corrald;
-	argv[n++] = "--socket";
-	argv[n++] = rw_path;
-	argv[n++] = "--ro-socket";
-	argv[n++] = ro;
-	argv[n++] = "--state-dir";
-	argv[n++] = state;
-	argv[n++] = "--runtime-dir";
-	argv[n++] = run;
-	argv[n++] = "--log-level";
-	argv[n++] = "warning";
-	for (unsigned i = 0; i < cfg.ndaemon_args; i++)
-		argv[n++] = (char *)cfg.daemon_args[i];
-	argv[n] = NULL;
-	daemon_pid = bench_spawn(argv, NULL, log, true);
+	daemon_pid = bench_spawn_corrald(cfg.corrald, tmpdir, rw_path, sizeof(rw_path),
+					 cfg.daemon_args, cfg.ndaemon_args, true);
 	/* Up when the read-only socket exists (the last one made) and answers. */
 	for (int i = 0; i < 6000; i++) {
 		struct conn c = { .fd = -1 };

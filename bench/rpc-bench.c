@@ -212,37 +212,22 @@ static void stop(pid_t pid, const char *what)
 
 static pid_t start_corrald(const char *dir, char *rw, size_t rwlen)
 {
-	char ro[256], state[256], run[256], log[256];
-	char *argv[20];
-	int n = 0;
+	char ro[256], log[256];
+	const char *extra[4];
+	unsigned n = 0;
 	pid_t pid;
 
-	snprintf(rw, rwlen, "%s/rw.sock", dir);
 	snprintf(ro, sizeof(ro), "%s/ro.sock", dir);
-	snprintf(state, sizeof(state), "%s/state", dir);
-	snprintf(run, sizeof(run), "%s/run", dir);
 	snprintf(log, sizeof(log), "%s/corrald.log", dir);
-	argv[n++] = (char *)corrald_path;
-	argv[n++] = "--socket";
-	argv[n++] = rw;
-	argv[n++] = "--ro-socket";
-	argv[n++] = ro;
-	argv[n++] = "--state-dir";
-	argv[n++] = state;
-	argv[n++] = "--runtime-dir";
-	argv[n++] = run;
-	argv[n++] = "--log-level";
-	argv[n++] = "warning";
 	if (workers) {
-		argv[n++] = "--workers";
-		argv[n++] = (char *)workers;
+		extra[n++] = "--workers";
+		extra[n++] = workers;
 	}
 	if (io_threads) {
-		argv[n++] = "--io-threads";
-		argv[n++] = (char *)io_threads;
+		extra[n++] = "--io-threads";
+		extra[n++] = io_threads;
 	}
-	argv[n] = NULL;
-	pid = bench_spawn(argv, NULL, log, false);
+	pid = bench_spawn_corrald(corrald_path, dir, rw, rwlen, extra, n, false);
 	for (int i = 0; i < 3000 && access(ro, F_OK) != 0; i++)
 		usleep(10000);
 	if (access(ro, F_OK) != 0)
