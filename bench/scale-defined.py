@@ -3,6 +3,7 @@
 """scale-defined: corrald's own costs with many domains and no QEMU at all.
 
 Usage: scale-defined.py [--corrald PATH] [--domains N] [--dir DIR] [--window W]
+                        [--restarts K] [--compare PATH]
 
 A private corrald whose state and runtime directories are under DIR
 (default: a new directory in /dev/shm, so that the disk's fsyncs do not
@@ -15,8 +16,10 @@ definitions in flight on one connection, then measures:
   (RSS per domain = the difference / N);
 - `list` of every domain (following `more`), `info` of random domains
   (5,000 calls, one at a time), `stats` of every domain;
-- a restart: SIGTERM, a new corrald on the same directories, the time to
-  listen and the time until `list` shows all N; its RSS then;
+- restarts (K of them, default 1): SIGTERM, a new corrald on the same
+  directories, the time to listen and the load's own time (corrald's log
+  line), then the time until `list` shows all N and its RSS; with
+  --compare PATH each restart starts the two corralds in turn;
 - undefine of every domain, and the RSS after.
 
 A program, not a test: it checks only that every call succeeded and that
@@ -25,6 +28,7 @@ every domain came back.  Prints a markdown table for BENCHMARKS.md.
 import argparse
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -93,6 +97,10 @@ def main():
     ap.add_argument("--domains", type=int, default=100000)
     ap.add_argument("--dir", default=None)
     ap.add_argument("--window", type=int, default=512)
+    ap.add_argument("--restarts", type=int, default=1,
+                    help="start corrald this many times on the defined domains")
+    ap.add_argument("--compare", default=None, metavar="PATH",
+                    help="another corrald, started in turn with --corrald at each restart")
     a = ap.parse_args()
     base = a.dir or "/dev/shm"
     tmp = tempfile.mkdtemp(prefix="scale-", dir=base)
@@ -138,18 +146,41 @@ def main():
                      "p99 %.3f ms, max %.3f ms" % (pct(lat, 99) * 1e3, max(lat) * 1e3)))
         c.close()
 
-        d.stop()
+        # Restarts, alternating the corralds compared: start to listening, and
+        # the load's own time from corrald's log line.
+        bins = [a.corrald] + ([a.compare] if a.compare else [])
+        starts = {b: [] for b in bins}
+        for i in range(a.restarts):
+            for b in bins:
+                d.stop()
+                d.corrald = b
+                t0 = time.monotonic()
+                d.start()
+                t_listen = time.monotonic() - t0
+                with open(d.logs[-1]) as f:
+                    m = re.findall(r"loaded \d+ domain definitions .* in ([0-9.]+) s",
+                                   f.read())
+                starts[b].append((t_listen, float(m[-1]) if m else float("nan")))
+        d.corrald = a.corrald
+        if len(bins) > 1:
+            d.stop()
+            d.start()
         t0 = time.monotonic()
-        d.start()
-        t_listen = time.monotonic() - t0
         c = d.client()
         wait_until(lambda: len(list_all(c)) == a.domains, "every domain after the restart",
                    timeout=600, step=0.05)
         t_back = time.monotonic() - t0
         pid = d.proc.pid
         rss2 = status(pid, "VmRSS")
-        rows.append(("restart: start to listening", "%.2f s" % t_listen,
-                     "every domain listed %.2f s; RSS %.1f MiB" % (t_back, rss2 / 2**20)))
+        for b in bins:
+            v = starts[b]
+            who = "" if len(bins) == 1 else " (%s)" % b
+            rows.append(("restart%s: start to listening" % who,
+                         "%.2f-%.2f s" % (min(x[0] for x in v), max(x[0] for x in v)),
+                         "the load (its log line) %.3f-%.3f s, %d starts" %
+                         (min(x[1] for x in v), max(x[1] for x in v), len(v))))
+        rows.append(("restart: every domain listed", "%.2f s after listening" % t_back,
+                     "RSS %.1f MiB" % (rss2 / 2**20)))
 
         t0 = time.monotonic()
         pipelined(c, [("undefine", {"name": n}) for n in names], a.window)
