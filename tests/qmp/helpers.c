@@ -159,7 +159,11 @@ struct qmp_msg *th_call(struct th_peer *p, const char *execute, json_t *args)
 			cr_assert_fail("expected the reply to %s, got %s", execute,
 				       text ? text : "?");
 		}
-		cr_assert(qmp_msg_id(m, &got), "reply to %s without our id", execute);
+		if (!qmp_msg_id(m, &got)) {
+			char *text = json_dumps(qmp_msg_json(m), JSON_COMPACT);
+
+			cr_assert_fail("reply to %s without our id: %s", execute, text ? text : "?");
+		}
 		cr_assert_eq(got, id);
 		return m;
 	}

@@ -26,6 +26,37 @@ static char sock[512];
 static pid_t qemu = -1;
 static struct th_peer peer = { .fd = -1 };
 
+/*
+ * A client that connects while QEMU is still starting may be greeted
+ * twice (the monitor greets again when QEMU moves it to its own thread),
+ * or see an event first.  So a first connection waits for QEMU's main
+ * loop: a command's reply (any, even CommandNotFound before
+ * qmp_capabilities) comes only from there, after QEMU's start-up.  A
+ * greeting seen meanwhile may have reset the monitor: the command is sent
+ * again.  The tests then connect to a QEMU that greets once.
+ */
+static void qemu_wait_ready(void)
+{
+	struct th_peer probe = { .fd = -1 };
+	uint64_t id = 0, got;
+
+	/* QEMU creates the socket before it serves; connect retries until then. */
+	th_peer_open(&probe, sock, TH_WAIT_MS);
+	for (;;) {
+		struct qmp_msg *m = th_expect(&probe);
+		enum qmp_msg_kind k = qmp_msg_kind(m);
+		bool done = (k == QMP_MSG_RETURN || k == QMP_MSG_ERROR) && id &&
+			    qmp_msg_id(m, &got) && got == id;
+
+		qmp_msg_free(m);
+		if (done)
+			break;
+		if (k == QMP_MSG_GREETING)
+			id = th_send_cmd(&probe, "query-status", NULL);
+	}
+	th_peer_close(&probe);
+}
+
 static void qemu_start(void)
 {
 	const char *bin = getenv("CORRAL_QEMU");
@@ -44,7 +75,7 @@ static void qemu_start(void)
 
 		qemu = th_spawn(argv, NULL);
 	}
-	/* QEMU creates the socket before it serves; connect retries until then. */
+	qemu_wait_ready();
 	th_peer_open(&peer, sock, TH_WAIT_MS);
 }
 
