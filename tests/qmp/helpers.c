@@ -48,6 +48,12 @@ void th_peer_open(struct th_peer *p, const char *path, int timeout_ms)
 	}
 }
 
+void th_peer_adopt(struct th_peer *p, int fd)
+{
+	cr_assert_eq(qmp_conn_new(&p->c), 0);
+	p->fd = fd;
+}
+
 void th_peer_close(struct th_peer *p)
 {
 	if (p->fd >= 0)

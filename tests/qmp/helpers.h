@@ -25,6 +25,8 @@ struct th_peer {
 
 /* Connect to path, retrying until it accepts or timeout_ms passes. */
 void th_peer_open(struct th_peer *p, const char *path, int timeout_ms);
+/* A peer on an already connected socket, which it now owns. */
+void th_peer_adopt(struct th_peer *p, int fd);
 void th_peer_close(struct th_peer *p);
 
 /*

@@ -4,79 +4,59 @@
  *
  * Each test starts its own qemu-system-x86_64 with "-machine none" (no
  * guest, no KVM needed), paused (-S: no RESUME of its own start-up races
- * the test's first commands) and a QMP socket in a temp dir, and kills it
+ * the test's first commands) and its monitor on a socketpair, and kills it
  * in the fini; the child also has PR_SET_PDEATHSIG, so no QEMU outlives a
  * crashed test.  $CORRAL_QEMU names the binary (meson passes the one it
  * found); without one the tests are skipped.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "qmp/qmp.h"
 #include "tests/qmp/helpers.h"
 
-static char dir[256];
-static char sock[512];
 static pid_t qemu = -1;
 static struct th_peer peer = { .fd = -1 };
 
 /*
- * A client that connects while QEMU is still starting may be greeted
- * twice (the monitor greets again when QEMU moves it to its own thread),
- * or see an event first.  So a first connection waits for QEMU's main
- * loop: a command's reply (any, even CommandNotFound before
- * qmp_capabilities) comes only from there, after QEMU's start-up.  A
- * greeting seen meanwhile may have reset the monitor: the command is sent
- * again.  The tests then connect to a QEMU that greets once.
+ * QEMU gets its monitor as one end of a connected socketpair
+ * (-chardev socket,fd=N), as corrald hands it: the connection exists
+ * before the monitor does, so QEMU greets exactly once.  A client that
+ * connects to a listening QMP socket while QEMU is still starting may
+ * instead be greeted twice (once more when the monitor moves to its own
+ * thread) or see an event first; that is not how corrald talks
+ * to QEMU, so these tests do not depend on it.
  */
-static void qemu_wait_ready(void)
-{
-	struct th_peer probe = { .fd = -1 };
-	uint64_t id = 0, got;
-
-	/* QEMU creates the socket before it serves; connect retries until then. */
-	th_peer_open(&probe, sock, TH_WAIT_MS);
-	for (;;) {
-		struct qmp_msg *m = th_expect(&probe);
-		enum qmp_msg_kind k = qmp_msg_kind(m);
-		bool done = (k == QMP_MSG_RETURN || k == QMP_MSG_ERROR) && id &&
-			    qmp_msg_id(m, &got) && got == id;
-
-		qmp_msg_free(m);
-		if (done)
-			break;
-		if (k == QMP_MSG_GREETING)
-			id = th_send_cmd(&probe, "query-status", NULL);
-	}
-	th_peer_close(&probe);
-}
-
 static void qemu_start(void)
 {
 	const char *bin = getenv("CORRAL_QEMU");
-	char qmp_arg[600];
+	char chardev[64];
+	int sv[2];
 
 	if (!bin || !*bin)
 		bin = "qemu-system-x86_64";
-	th_mkdtemp(dir, sizeof(dir));
-	snprintf(sock, sizeof(sock), "%s/qemu.qmp", dir);
-	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", sock);
+	/* QEMU's end is inherited (no CLOEXEC); the test's end is not. */
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0, "socketpair: %s",
+		     strerror(errno));
+	cr_assert_eq(fcntl(sv[0], F_SETFD, FD_CLOEXEC), 0);
+	snprintf(chardev, sizeof(chardev), "socket,id=qmp0,fd=%d", sv[1]);
 	{
 		char *const argv[] = {
 			(char *)bin, "-machine", "none", "-nodefaults", "-display", "none",
-			"-qmp", qmp_arg, "-S", NULL,
+			"-chardev", chardev, "-mon", "chardev=qmp0,mode=control", "-S", NULL,
 		};
 
 		qemu = th_spawn(argv, NULL);
 	}
-	qemu_wait_ready();
-	th_peer_open(&peer, sock, TH_WAIT_MS);
+	close(sv[1]);
+	th_peer_adopt(&peer, sv[0]);
 }
 
 static void qemu_stop(void)
@@ -85,7 +65,6 @@ static void qemu_stop(void)
 	if (qemu > 0)
 		th_kill_wait(qemu, SIGKILL);
 	qemu = -1;
-	th_rmdir(dir);
 }
 
 static void skip_without_qemu(void)
