@@ -11,8 +11,8 @@
  *
  * Deadlines: rt_send_at() hands a message to the runtime's timer thread,
  * which sends it at its deadline (one binary heap for all actors; no timerfd
- * per actor).  A timer is just a delayed message: cancelling one is the
- * receiver's business (it recognises and ignores a stale timer).
+ * per actor).  A timer is just a delayed message: the receiver recognises
+ * and ignores a stale one, and may spare itself the turn (rt_cancel_at).
  *
  * Lifetime: an actor starts with one reference, its "alive" reference,
  * released by the runtime after the actor closed its mailbox and every
@@ -77,6 +77,7 @@ struct rt_stats {
 	uint64_t expired;
 	uint64_t timers_pending;
 	uint64_t timers_fired;
+	uint64_t timers_cancelled;      /* dropped at their deadline: rt_cancel_at */
 };
 
 /*
@@ -128,11 +129,23 @@ int actor_send(struct actor *a, struct mbx_msg *msg);
 int actor_send_run(struct actor *a, struct mbx_msg *msg);
 
 /*
- * Send msg to a at deadline_ns (CLOCK_MONOTONIC) via the timer thread.  The
- * runtime holds a reference on a until then.  0, or -ENOMEM (msg still the
+ * Send msg to a at deadline_ns (CLOCK_MONOTONIC) via the timer thread, at
+ * most about a millisecond later (the thread's timer slack, which lets near
+ * deadlines share a wake-up).  The runtime holds a reference on a until
+ * then.  0, or -ENOMEM (msg still the
  * caller's).  Any registered thread.
  */
 int rt_send_at(struct actor *a, struct mbx_msg *msg, uint64_t deadline_ns);
+
+/*
+ * Ask the timer thread to drop msg (drop(msg, -ECANCELED)) at its deadline
+ * instead of sending it: it then costs the receiver no turn.  The caller
+ * must know that msg has not reached its actor yet (the receiver, in its
+ * own turn, for a timer it armed and has not handled), and forgets it
+ * here: msg may be freed at any moment after.  A timer the thread already
+ * sent still arrives, so the receiver must still recognise a stale one.
+ */
+void rt_cancel_at(struct mbx_msg *msg);
 
 /*
  * Ask a to stop: ops->stopping runs on the actor, then its mailbox closes;

@@ -98,6 +98,12 @@ struct monitor {
 	size_t out_len, out_off, out_cap;
 	struct cds_list_head pending;
 	uint64_t timer_at;              /* the armed command timer's time; 0: none */
+	/*
+	 * The armed command timer and the handshake's, until handled or
+	 * cancelled (rt_cancel_at: a timer with nothing left to check costs
+	 * no turn); NULL: none.
+	 */
+	struct mon_deadline *timer_msg, *ready_msg;
 	bool unresponsive;
 	/* Statistics rounds (mon_set_poll). */
 	uint64_t poll_interval_ns, late_ns;
@@ -197,6 +203,16 @@ static void round_drop(struct monitor *m)
 	m->poll_due = 0;
 }
 
+/* Nothing pending: the command timer would find nothing to check. */
+static void mon_timer_idle(struct monitor *m)
+{
+	if (!cds_list_empty(&m->pending) || !m->timer_msg)
+		return;
+	rt_cancel_at(&m->timer_msg->msg);
+	m->timer_msg = NULL;
+	m->timer_at = 0;
+}
+
 static void fail_pending(struct monitor *m, int err, const char *reason)
 {
 	struct mon_pending *p, *tmp;
@@ -208,6 +224,7 @@ static void fail_pending(struct monitor *m, int err, const char *reason)
 		free(p);
 	}
 	round_drop(m);
+	mon_timer_idle(m);
 }
 
 static void fd_sent(struct monitor *m)
@@ -376,7 +393,10 @@ static void mon_rearm_timer(struct monitor *m)
 	mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
 	dl->qmp_id = 1;         /* any non-zero id: "check the pending commands" */
 	dl->at = min;
+	if (m->timer_msg)
+		rt_cancel_at(&m->timer_msg->msg);       /* superseded by an earlier one */
 	m->timer_at = min;
+	m->timer_msg = dl;
 	rt_send_at(&m->actor, &dl->msg, min);
 }
 
@@ -696,6 +716,9 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 			struct mon_note *n = note_new(MON_NOTE_READY);
 
 			m->phase = PH_READY;
+			if (m->ready_msg)
+				rt_cancel_at(&m->ready_msg->msg);
+			m->ready_msg = NULL;
 			if (n)
 				notify(m, n);
 			tick_schedule(m, now_ns() + m->poll_first_ns);
@@ -710,6 +733,7 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 		     json_pack("{s:o}", "return", json_deep_copy(qmp_msg_return(msg))));
 	}
 	free(p);
+	mon_timer_idle(m);
 }
 
 static void on_event(struct monitor *m, struct qmp_msg *msg)
@@ -826,12 +850,17 @@ static void handle_deadline(struct monitor *m, struct mon_deadline *dl)
 
 	if (dl->qmp_id == 0) {
 		/* No greeting or no capabilities reply in time. */
+		if (dl == m->ready_msg)
+			m->ready_msg = NULL;
 		if (m->phase == PH_GREETING || m->phase == PH_CAPS)
 			set_responsive(m, false);
 		return;
 	}
-	if (dl->at == m->timer_at)
+	/* Not a timer superseded or cancelled, but already sent. */
+	if (dl == m->timer_msg) {
+		m->timer_msg = NULL;
 		m->timer_at = 0;
+	}
 	cds_list_for_each_entry_safe(p, tmp, &m->pending, link) {
 		if (!p->late && p->kind != PEND_CAPS && m->late_ns &&
 		    now >= p->sent_ns + m->late_ns) {
@@ -992,6 +1021,7 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
 		mbx_msg_init(&dl->msg, MON_MSG_DEADLINE, deadline_drop);
 		dl->qmp_id = 0;
 		dl->at = ready_deadline_ns;
+		m->ready_msg = dl;
 		rt_send_at(&m->actor, &dl->msg, ready_deadline_ns);
 	}
 	r = io_watch_add(io, &m->watch, fd, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, mon_io_cb);

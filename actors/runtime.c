@@ -12,6 +12,7 @@
 #include <semaphore.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 #include <urcu/call-rcu.h>
@@ -19,6 +20,9 @@
 #include "common/futex.h"
 #include "common/wfcq.h"
 #include "common/util.h"
+
+/* How late a delayed send may be, so that near deadlines share a wake-up. */
+#define RT_TIMER_SLACK_NS (1000 * 1000UL)
 
 struct timer_ent {
 	uint64_t deadline;
@@ -46,6 +50,12 @@ struct rt {
 	struct __cds_wfcq_head treq_head;
 	struct cds_wfcq_tail treq_tail;
 	uint32_t timer_seq;             /* futex word: bumped to wake the timer thread */
+	/*
+	 * The deadline the timer thread sleeps until (UINT64_MAX: none), or 0
+	 * while it is awake or already woken: only a request due earlier
+	 * than this needs to wake it.
+	 */
+	uint64_t timer_until;           /* atomic */
 	struct timer_ent *heap;         /* timer thread only */
 	size_t heap_len, heap_cap;      /* timer thread only */
 
@@ -58,6 +68,7 @@ struct rt {
 
 	/* Statistics, relaxed atomics. */
 	uint64_t st_turns, st_messages, st_expired, st_timers_pending, st_timers_fired;
+	uint64_t st_timers_cancelled;
 };
 
 static __thread struct actor *tls_current;
@@ -398,6 +409,22 @@ static void timer_fire(struct rt *rt, struct mbx_msg *msg)
 	__atomic_fetch_sub(&rt->st_timers_pending, 1, __ATOMIC_RELAXED);
 }
 
+/* A timer at its deadline: sent, or dropped if its receiver cancelled it. */
+static void timer_due(struct rt *rt, struct mbx_msg *msg)
+{
+	struct actor *a = msg->rt_priv;
+
+	if (!__atomic_load_n(&msg->rt_cancel, __ATOMIC_ACQUIRE)) {
+		timer_fire(rt, msg);
+		return;
+	}
+	msg->rt_priv = NULL;
+	msg->drop(msg, -ECANCELED);
+	actor_unref(a);         /* the reference rt_send_at took */
+	stat_add(&rt->st_timers_cancelled, 1);
+	__atomic_fetch_sub(&rt->st_timers_pending, 1, __ATOMIC_RELAXED);
+}
+
 static void timer_take_requests(struct rt *rt)
 {
 	struct cds_wfcq_node *node;
@@ -420,23 +447,44 @@ static void *timer_main(void *arg)
 	struct rt *rt = arg;
 
 	urcu_memb_register_thread();
+	/*
+	 * Let the kernel wake this thread up to RT_TIMER_SLACK_NS after the
+	 * earliest deadline: the deadlines that fall due meanwhile fire in the
+	 * same wake-up, and their actors' turns share a worker's.
+	 */
+	prctl(PR_SET_TIMERSLACK, RT_TIMER_SLACK_NS, 0, 0, 0);
 	for (;;) {
 		uint32_t seq = __atomic_load_n(&rt->timer_seq, __ATOMIC_ACQUIRE);
-		uint64_t now;
+		uint64_t now, until;
 
 		if (__atomic_load_n(&rt->stopping, __ATOMIC_ACQUIRE))
 			break;
 		timer_take_requests(rt);
 		now = now_ns();
 		while (rt->heap_len && rt->heap[0].deadline <= now)
-			timer_fire(rt, heap_pop(rt).msg);
+			timer_due(rt, heap_pop(rt).msg);
+		until = rt->heap_len ? rt->heap[0].deadline : UINT64_MAX;
+		/*
+		 * Publish the deadline, then look at the queue once more: a
+		 * sender that enqueued before seeing it did not wake us, and
+		 * its request is taken now.  Both sides write, then read the
+		 * other's word, with a full barrier between (here a seq_cst
+		 * exchange; in rt_send_at the enqueue's own), so at least one
+		 * of the two sees the other.  The queue is empty when its
+		 * tail is the head's dummy node: this thread alone dequeues.
+		 */
+		__atomic_exchange_n(&rt->timer_until, until, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&rt->treq_tail.p, __ATOMIC_SEQ_CST) != &rt->treq_head.node)
+			continue;
 		if (rt->heap_len) {
-			struct timespec ts = ns_to_timespec(rt->heap[0].deadline - now);
+			struct timespec ts = ns_to_timespec(until - now);
 
 			futex_wait(&rt->timer_seq, seq, &ts);
 		} else {
 			futex_wait(&rt->timer_seq, seq, NULL);
 		}
+		/* Awake: requests are taken before the next sleep, unprompted. */
+		__atomic_store_n(&rt->timer_until, 0, __ATOMIC_SEQ_CST);
 	}
 	/* Shutting down: what is still pending will never fire. */
 	timer_take_requests(rt);
@@ -460,22 +508,38 @@ static void timer_kick(struct rt *rt)
 int rt_send_at(struct actor *a, struct mbx_msg *msg, uint64_t deadline_ns)
 {
 	struct rt *rt = a->rt;
-	bool nonempty;
+	uint64_t until;
 
 	actor_ref(a);
 	msg->rt_priv = a;
 	msg->deadline_ns = deadline_ns;
+	msg->rt_cancel = 0;
 	cds_wfcq_node_init(&msg->node);
 	tsan_handoff_release(&msg->node);
 	__atomic_fetch_add(&rt->st_timers_pending, 1, __ATOMIC_RELAXED);
-	nonempty = cds_wfcq_enqueue(&rt->treq_head, &rt->treq_tail, &msg->node);
+	/* A full barrier after the tail's exchange (liburcu's uatomic_xchg). */
+	cds_wfcq_enqueue(&rt->treq_head, &rt->treq_tail, &msg->node);
 	/*
-	 * Only the request that finds the queue empty wakes the timer thread:
-	 * it drains until empty, so later requests ride along.
+	 * Most deadlines (heartbeats, command thresholds, job deadlines) fall
+	 * after the one the timer thread already sleeps until: it takes them
+	 * when it wakes, and nobody pays a wake-up.  An earlier one wakes it,
+	 * once: the sender that swaps the deadline to 0 kicks, and requests
+	 * that follow ride along until the thread sleeps again.
 	 */
-	if (!nonempty)
-		timer_kick(rt);
+	until = __atomic_load_n(&rt->timer_until, __ATOMIC_SEQ_CST);
+	while (deadline_ns < until) {
+		if (__atomic_compare_exchange_n(&rt->timer_until, &until, 0, false,
+						__ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+			timer_kick(rt);
+			break;
+		}
+	}
 	return 0;
+}
+
+void rt_cancel_at(struct mbx_msg *msg)
+{
+	__atomic_store_n(&msg->rt_cancel, 1, __ATOMIC_RELEASE);
 }
 
 /* ---- runtime ------------------------------------------------------------- */
@@ -592,4 +656,5 @@ void rt_get_stats(struct rt *rt, struct rt_stats *ret)
 	ret->expired = __atomic_load_n(&rt->st_expired, __ATOMIC_RELAXED);
 	ret->timers_pending = __atomic_load_n(&rt->st_timers_pending, __ATOMIC_RELAXED);
 	ret->timers_fired = __atomic_load_n(&rt->st_timers_fired, __ATOMIC_RELAXED);
+	ret->timers_cancelled = __atomic_load_n(&rt->st_timers_cancelled, __ATOMIC_RELAXED);
 }

@@ -700,8 +700,9 @@ static void meter_end(const struct meter *m, struct variant *v)
 	v->cpu_ns += tv_ns(&ru.ru_utime) + tv_ns(&ru.ru_stime) - tv_ns(&m->ru.ru_utime) -
 		     tv_ns(&m->ru.ru_stime);
 	v->turns += st.turns - m->st.turns;
-	v->timers += (st.timers_pending + st.timers_fired) -
-		     (m->st.timers_pending + m->st.timers_fired);
+	/* Armed: still pending, fired, or dropped at its deadline. */
+	v->timers += (st.timers_pending + st.timers_fired + st.timers_cancelled) -
+		     (m->st.timers_pending + m->st.timers_fired + m->st.timers_cancelled);
 }
 
 /* ---- rtt: the plain blocking client ---------------------------------------------- */

@@ -47,6 +47,7 @@ typedef void (*mbx_drop_fn)(struct mbx_msg *msg, int err);
 struct mbx_msg {
 	struct cds_wfcq_node node;
 	uint32_t type;          /* owner-defined; values >= 0xff00 are the runtime's */
+	uint32_t rt_cancel;     /* atomic: rt_cancel_at() asked to drop it unsent */
 	uint64_t deadline_ns;   /* CLOCK_MONOTONIC; 0: none */
 	mbx_drop_fn drop;       /* required */
 	void *rt_priv;          /* the runtime's, while a delayed send is pending */

@@ -388,3 +388,105 @@ Test(runtime, idle_runtime_uses_no_cpu, .init = setup, .fini = teardown)
 	/* The pending timer holds a reference; rt_free drops it at teardown. */
 	cr_assert_eq(actor_stop(&c.actor), 0);
 }
+
+/*
+ * The timer thread sleeps until its earliest deadline, and only a request
+ * due before that wakes it.  So: one timer an hour away, then many rounds
+ * in which several threads, released at once, each send a timer due now.
+ * One sender's request wakes the thread; the others race with it as it
+ * takes the queue and goes back to sleep.  A request whose wake-up was
+ * lost (a sender that saw a stale deadline, or one that came while the
+ * thread was awake and was not looked for before it slept) would wait
+ * for the hour, and its round would never complete.
+ */
+#define NEAR_THREADS 4
+#define NEAR_ROUNDS 3000
+
+struct near_arg {
+	struct counter_actor *c;
+	pthread_barrier_t *go, *sent;
+};
+
+static void *near_sender(void *arg)
+{
+	struct near_arg *na = arg;
+
+	urcu_memb_register_thread();
+	for (unsigned r = 0; r < NEAR_ROUNDS; r++) {
+		struct tmsg *t = tmsg_new(0, r);
+
+		t->msg.type = 3;
+		pthread_barrier_wait(na->go);
+		cr_assert_eq(rt_send_at(&na->c->actor, &t->msg, now_ns()), 0);
+		pthread_barrier_wait(na->sent);
+	}
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+Test(runtime, earlier_deadline_wakes_a_sleeping_timer_thread, .init = setup, .fini = teardown,
+     .timeout = 300)
+{
+	static struct counter_actor c;
+	struct tmsg *far = tmsg_new(0, 0);
+	pthread_barrier_t go, sent;
+	pthread_t th[NEAR_THREADS];
+	struct near_arg na = { .c = &c, .go = &go, .sent = &sent };
+
+	counter_init(&c, 0);
+	far->msg.type = 3;
+	cr_assert_eq(rt_send_at(&c.actor, &far->msg, now_ns() + 3600 * NSEC_PER_SEC), 0);
+	pthread_barrier_init(&go, NULL, NEAR_THREADS + 1);
+	pthread_barrier_init(&sent, NULL, NEAR_THREADS + 1);
+	for (unsigned i = 0; i < NEAR_THREADS; i++)
+		pthread_create(&th[i], NULL, near_sender, &na);
+	for (unsigned r = 0; r < NEAR_ROUNDS; r++) {
+		/* The actor is idle: the last round's signal was its last act. */
+		c.expect = (uint64_t)(r + 1) * NEAR_THREADS;
+		completion_init(&c.all_done);
+		pthread_barrier_wait(&go);
+		pthread_barrier_wait(&sent);
+		/* Generous: every timer of the round is already due. */
+		cr_assert_eq(completion_wait(&c.all_done, 60 * NSEC_PER_SEC), 0,
+			     "round %u: timers due now still unfired after 60 s", r);
+	}
+	for (unsigned i = 0; i < NEAR_THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&go);
+	pthread_barrier_destroy(&sent);
+	/* The far timer holds a reference; rt_free drops it at teardown. */
+	cr_assert_eq(actor_stop(&c.actor), 0);
+}
+
+/*
+ * A cancelled delayed send is dropped at its deadline (-ECANCELED), never
+ * handled, and counted; the one sent after it, uncancelled, still fires.
+ */
+Test(runtime, cancelled_delayed_send_is_dropped_not_handled, .init = setup, .fini = teardown)
+{
+	static struct counter_actor c;
+	struct tmsg *gone = tmsg_new(0, 0), *kept = tmsg_new(0, 1);
+	uint32_t drops_before = __atomic_load_n(&drops, __ATOMIC_RELAXED);
+	uint64_t now = now_ns();
+	struct rt_stats st;
+
+	counter_init(&c, 1);
+	gone->msg.type = 3;
+	kept->msg.type = 3;
+	cr_assert_eq(rt_send_at(&c.actor, &gone->msg, now + 20 * NSEC_PER_MSEC), 0);
+	rt_cancel_at(&gone->msg);
+	cr_assert_eq(rt_send_at(&c.actor, &kept->msg, now + 40 * NSEC_PER_MSEC), 0);
+	cr_assert_eq(completion_wait(&c.all_done, 30 * NSEC_PER_SEC), 0);
+	for (int i = 0; i < 30000; i++) {
+		rt_get_stats(rt, &st);
+		if (st.timers_pending == 0)
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(st.timers_pending, 0);
+	cr_assert_eq(st.timers_cancelled, 1);
+	cr_assert_eq(st.timers_fired, 1);
+	cr_assert_eq(c.handled, 1, "the cancelled message was handled");
+	cr_assert_eq(__atomic_load_n(&drops, __ATOMIC_RELAXED), drops_before + 1);
+	counter_stop_and_wait(&c);
+}
