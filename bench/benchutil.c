@@ -360,6 +360,31 @@ int proc_sample_read(pid_t pid, struct proc_sample *ret)
 	}
 	fclose(f);
 
+	/* Per thread only: /proc/PID/status counts the main thread's alone. */
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char tpath[320];
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(tpath, sizeof(tpath), "/proc/%d/task/%s/status", (int)pid, de->d_name);
+		f = fopen(tpath, "r");
+		if (!f)
+			continue;       /* the thread just ended */
+		while (fgets(buf, sizeof(buf), f)) {
+			unsigned long long k;
+
+			if (sscanf(buf, "voluntary_ctxt_switches: %llu", &k) == 1 ||
+			    sscanf(buf, "nonvoluntary_ctxt_switches: %llu", &k) == 1)
+				s.ctxsw += k;
+		}
+		fclose(f);
+	}
+	closedir(d);
+
 	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 	d = opendir(path);
 	if (!d)

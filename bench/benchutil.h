@@ -106,6 +106,7 @@ struct proc_sample {
 	uint64_t cpu_ns;        /* user + system */
 	uint64_t rss_bytes;
 	unsigned fds;           /* entries of /proc/PID/fd */
+	uint64_t ctxsw;         /* context switches of all its threads, both kinds */
 };
 
 /* 0, or -errno (-ESRCH: the process is gone). */

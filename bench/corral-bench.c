@@ -2169,6 +2169,7 @@ static void print_table(const struct results *r, bool setup)
 
 struct summary {
 	double cpu_s, cpu_pct, secs, self_cpu_s, sims_cpu_s, load0, load1;
+	double ctxsw_per_s;     /* the daemon's context switches over the load */
 	uint64_t rss_peak, rss_end;
 	unsigned fds_end;
 	double rss_per_dom;
@@ -2200,7 +2201,7 @@ static void summarize(struct summary *sm)
 		 * whole time counts.
 		 */
 		const struct proc_sample *b = &samples[nsamples - 1];
-		uint64_t cpu = 0;
+		uint64_t cpu = 0, csw = 0;
 
 		for (size_t i = 1; i < nsamples; i++) {
 			if (samples[i].t_ns <= load_start_ns)
@@ -2208,8 +2209,12 @@ static void summarize(struct summary *sm)
 			cpu += samples[i].cpu_ns >= samples[i - 1].cpu_ns
 				       ? samples[i].cpu_ns - samples[i - 1].cpu_ns
 				       : samples[i].cpu_ns;
+			csw += samples[i].ctxsw >= samples[i - 1].ctxsw
+				       ? samples[i].ctxsw - samples[i - 1].ctxsw
+				       : samples[i].ctxsw;
 		}
 		sm->cpu_s = (double)cpu / 1e9;
+		sm->ctxsw_per_s = sm->secs > 0 ? (double)csw / sm->secs : 0;
 		sm->cpu_pct = sm->secs > 0 ? 100 * sm->cpu_s / sm->secs : 0;
 		sm->rss_end = b->rss_bytes;
 		sm->fds_end = b->fds;
@@ -2262,8 +2267,10 @@ static void print_human(const struct summary *sm, bool ok)
 		       sm->secs > 0 ? (double)sm->ops / sm->secs : 0);
 	}
 	printf("daemon: CPU %.2f s (%.0f %% of one core over the load, %.1f µs per operation), "
+	       "%.0f context switches a second, "
 	       "RSS peak %.1f MiB, end %.1f MiB, %.1f KiB per domain%s, %u fds\n",
-	       sm->cpu_s, sm->cpu_pct, sm->ops ? sm->cpu_s * 1e6 / (double)sm->ops : 0, sm->rss_peak / 1048576.0, sm->rss_end / 1048576.0,
+	       sm->cpu_s, sm->cpu_pct, sm->ops ? sm->cpu_s * 1e6 / (double)sm->ops : 0,
+	       sm->ctxsw_per_s, sm->rss_peak / 1048576.0, sm->rss_end / 1048576.0,
 	       sm->rss_per_dom / 1024, have_base ? " (over the empty daemon)" : " (all of it)",
 	       sm->fds_end);
 	if (cfg.sc != SC_BOOT_STORM)
@@ -2350,8 +2357,8 @@ static void print_json(const struct summary *sm, bool ok)
 	json_series(stdout, setup_res, "setup", &first);
 	json_series(stdout, total, "load", &first);
 	printf("],\n \"daemon\": {\"pid\": %d, \"cpu_s\": %.3f, \"cpu_pct\": %.1f, "
-	       "\"cpu_us_per_op\": %.2f, ", (int)daemon_pid, sm->cpu_s, sm->cpu_pct,
-	       sm->ops ? sm->cpu_s * 1e6 / (double)sm->ops : 0);
+	       "\"cpu_us_per_op\": %.2f, \"ctxsw_per_s\": %.1f, ", (int)daemon_pid, sm->cpu_s,
+	       sm->cpu_pct, sm->ops ? sm->cpu_s * 1e6 / (double)sm->ops : 0, sm->ctxsw_per_s);
 	printf("\"rss_peak_bytes\": %" PRIu64 ", \"rss_end_bytes\": %" PRIu64
 	       ", \"rss_per_domain_bytes\": %.0f, \"rss_per_domain_over_empty\": %s, "
 	       "\"fds_end\": %u, \"samples\": [",

@@ -88,6 +88,8 @@ r = run("steady-query", "--domains", "30", "--duration", "1.5")
 for op in ("info", "qmp", "list", "stats"):
     check(count(r, op) > 0, "no %s" % op)
     check(errors(r, op) == 0, "%s errors" % op)
+# A daemon answering queries switches context: counted over all its threads.
+check(r["daemon"]["ctxsw_per_s"] > 0, "no context switches: %r" % r["daemon"])
 check(r["ops_total"] == sum(s["count"] for s in r["series"] if s["stage"] == "load"),
       "ops_total is not the sum of the series")
 quantiles_ordered(r)
