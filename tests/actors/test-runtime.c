@@ -297,6 +297,18 @@ Test(runtime, stop_races_with_senders_nothing_lost, .init = setup, .fini = teard
 		     (unsigned long)racer.handled, drops, (unsigned long)accepted);
 }
 
+/* Wait (30 s at most) until no timer is pending: counted just after it is sent. */
+static void timers_settle(struct rt_stats *st)
+{
+	for (int i = 0; i < 30000; i++) {
+		rt_get_stats(rt, st);
+		if (st->timers_pending == 0)
+			break;
+		usleep(1000);
+	}
+	cr_assert_eq(st->timers_pending, 0);
+}
+
 /*
  * The timer thread must fire in deadline order, whatever the order of
  * submission.  That can only be judged if every message was submitted
@@ -329,14 +341,7 @@ Test(runtime, delayed_sends_fire_in_deadline_order, .init = setup, .fini = teard
 		cr_assert_eq(completion_wait(&c.all_done, 120 * NSEC_PER_SEC), 0);
 		if (judged)
 			cr_assert(c.timer_order_ok, "a later deadline fired before an earlier one");
-		/* The timer thread counts a timer as fired just after sending it. */
-		for (int i = 0; i < 30000; i++) {
-			rt_get_stats(rt, &st);
-			if (st.timers_pending == 0)
-				break;
-			usleep(1000);
-		}
-		cr_assert_eq(st.timers_pending, 0);
+		timers_settle(&st);
 		counter_stop_and_wait(&c);
 	}
 	cr_assert(judged, "submitting 20,000 timers took longer than 50 s");
@@ -477,13 +482,7 @@ Test(runtime, cancelled_delayed_send_is_dropped_not_handled, .init = setup, .fin
 	rt_cancel_at(&gone->msg);
 	cr_assert_eq(rt_send_at(&c.actor, &kept->msg, now + 40 * NSEC_PER_MSEC), 0);
 	cr_assert_eq(completion_wait(&c.all_done, 30 * NSEC_PER_SEC), 0);
-	for (int i = 0; i < 30000; i++) {
-		rt_get_stats(rt, &st);
-		if (st.timers_pending == 0)
-			break;
-		usleep(1000);
-	}
-	cr_assert_eq(st.timers_pending, 0);
+	timers_settle(&st);
 	cr_assert_eq(st.timers_cancelled, 1);
 	cr_assert_eq(st.timers_fired, 1);
 	cr_assert_eq(c.handled, 1, "the cancelled message was handled");
