@@ -132,8 +132,7 @@ int actor_send_run(struct actor *a, struct mbx_msg *msg);
  * Send msg to a at deadline_ns (CLOCK_MONOTONIC) via the timer thread, at
  * most about a millisecond later (the thread's timer slack, which lets near
  * deadlines share a wake-up).  The runtime holds a reference on a until
- * then.  0, or -ENOMEM (msg still the
- * caller's).  Any registered thread.
+ * then.  0, or -ENOMEM (msg still the caller's).  Any registered thread.
  */
 int rt_send_at(struct actor *a, struct mbx_msg *msg, uint64_t deadline_ns);
 

@@ -2187,6 +2187,12 @@ static uint64_t setup_errors(void)
 	return n;
 }
 
+/* A counter's growth between two samples; a drop is a new process, all of it new. */
+static uint64_t counter_step(uint64_t now, uint64_t before)
+{
+	return now >= before ? now - before : now;
+}
+
 static void summarize(struct summary *sm)
 {
 	memset(sm, 0, sizeof(*sm));
@@ -2206,12 +2212,8 @@ static void summarize(struct summary *sm)
 		for (size_t i = 1; i < nsamples; i++) {
 			if (samples[i].t_ns <= load_start_ns)
 				continue;
-			cpu += samples[i].cpu_ns >= samples[i - 1].cpu_ns
-				       ? samples[i].cpu_ns - samples[i - 1].cpu_ns
-				       : samples[i].cpu_ns;
-			csw += samples[i].ctxsw >= samples[i - 1].ctxsw
-				       ? samples[i].ctxsw - samples[i - 1].ctxsw
-				       : samples[i].ctxsw;
+			cpu += counter_step(samples[i].cpu_ns, samples[i - 1].cpu_ns);
+			csw += counter_step(samples[i].ctxsw, samples[i - 1].ctxsw);
 		}
 		sm->cpu_s = (double)cpu / 1e9;
 		sm->ctxsw_per_s = sm->secs > 0 ? (double)csw / sm->secs : 0;
