@@ -1376,6 +1376,35 @@ static void qemu_log_rotate(struct vm_env *env, const char *file)
 	renameat(env->logs_fd, file, env->logs_fd, old);
 }
 
+/*
+ * Resolve accel as QEMU will find it: /dev/kvm opened with the identity
+ * QEMU runs as, not the daemon's (root opens a /dev/kvm of mode 0600 that
+ * the QEMU user cannot: "auto" must then be TCG, and "kvm" a clear error).
+ * Offload thread.
+ */
+static int accel_resolve(struct vm_env *env, const char *want, const char **accel, char *err,
+			 size_t errlen)
+{
+	int r;
+
+	if (!env->qemu_run_as || !strcmp(want, "tcg"))
+		return qemu_accel_resolve(want, accel, err, errlen);
+	r = creds_enter(&env->qemu_creds);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot take on the QEMU user's identity to probe /dev/kvm: %s",
+			 strerror(-r));
+		return r;
+	}
+	r = qemu_accel_resolve(want, accel, err, errlen);
+	creds_leave();
+	if (r < 0 && r != -EINVAL) {
+		size_t n = strlen(err);
+
+		snprintf(err + n, errlen - n, " (as QEMU's user, uid %u)", (unsigned)env->qemu_creds.uid);
+	}
+	return r;
+}
+
 static void spawn_io_work(struct vm_io *io)
 {
 	struct spawn_io *si = container_of(io, struct spawn_io, io);
@@ -1404,7 +1433,7 @@ static void spawn_io_work(struct vm_io *io)
 	cached = __atomic_load_n(&env->accel_auto, __ATOMIC_ACQUIRE);
 	if (!strcmp(qemu_config_accel(si->cfg), "auto") && cached) {
 		accel = cached;
-	} else if (qemu_accel_resolve(qemu_config_accel(si->cfg), &accel, err, sizeof(err)) < 0) {
+	} else if (accel_resolve(env, qemu_config_accel(si->cfg), &accel, err, sizeof(err)) < 0) {
 		set_err(io, -EINVAL, DOM_ERR_INVALID, "%s", err);
 		return;
 	} else if (!strcmp(qemu_config_accel(si->cfg), "auto")) {

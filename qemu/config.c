@@ -1035,8 +1035,9 @@ static const struct {
 	{ F("machine", "string", "\"pc\"", "QEMU's machine type: 1 to 64 of [A-Za-z0-9_.-], not "
 	    "\"help\"; \"none\" is a QEMU without a board (no disks, NICs, kernel or "
 	    "firmware)", "\"q35\"" ), parse_machine },
-	{ F("accel", "string", "\"auto\"", "\"auto\" (KVM when usable, else TCG), \"kvm\" or "
-	    "\"tcg\"", "\"tcg\"" ), parse_accel },
+	{ F("accel", "string", "\"auto\"",
+	    "\"auto\" (KVM when QEMU's user can use it, else TCG), \"kvm\" or \"tcg\"",
+	    "\"tcg\"" ), parse_accel },
 	{ F("emulator", "string", "\"qemu-system-x86_64\"",
 	    "an absolute path or a command name, and one of the daemon's allowed emulators",
 	    "\"qemu-system-x86_64\"" ), parse_emulator },

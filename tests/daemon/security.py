@@ -20,6 +20,8 @@ its calls as one of those users.  Each attack must fail with a clear error
                      definition's limits, gone after
   qmp_root_only      the qmp method from a group member of a root daemon
   distinct_files     the files of domains "x" and "x.console" never mix
+  accel_as_qemu      accel "auto" and "kvm" judge /dev/kvm as QEMU's user
+                     would, not as root (a /dev/kvm of mode 0600)
 
 Exits 0 when every test passes (or 0 with "skipped" when not root), 1
 otherwise.
@@ -450,8 +452,51 @@ def test_distinct_files():
         d.cleanup()
 
 
+KVM_PROBE = r'''
+import fcntl, os
+fd = os.open("/dev/kvm", os.O_RDWR)
+assert fcntl.ioctl(fd, 0xAE00, 0) == 12         # KVM_GET_API_VERSION
+os.close(fcntl.ioctl(fd, 0xAE01, 0))            # KVM_CREATE_VM
+'''
+
+
+def qemu_accel(pid):
+    argv = open("/proc/%d/cmdline" % pid).read().split("\0")
+    return argv[argv.index("-accel") + 1].split(",")[0] if "-accel" in argv else None
+
+
+def test_accel_as_qemu():
+    d = Daemon(CORRALD).start()
+    try:
+        c = d.client()
+        user = "corral-qemu"
+        pwd.getpwnam(user)
+        usable = as_user(user, ["/usr/bin/python3", "-c", KVM_PROBE]).returncode == 0
+        c.call("define", {"config": {"name": "a1", "machine": "none", "accel": "auto",
+                                     "memory": 32, "emulator": QEMU}})
+        m = c.response(c.send("start", {"name": "a1"}))
+        check(m[2] is None, "accel auto: start failed: %r" % (m[2],))
+        got = qemu_accel(m[3]["pid"])
+        check(got == ("kvm" if usable else "tcg"),
+              "accel auto gave %r; /dev/kvm usable by %s: %s" % (got, user, usable))
+        c.call("destroy", {"name": "a1"})
+        c.call("define", {"config": {"name": "a2", "machine": "none", "accel": "kvm",
+                                     "memory": 32, "emulator": QEMU}})
+        m = c.response(c.send("start", {"name": "a2"}))
+        if usable:
+            check(m[2] is None, "accel kvm: start failed: %r" % (m[2],))
+            c.call("destroy", {"name": "a2"})
+        else:
+            check(m[2] is not None and "/dev/kvm" in m[2][1],
+                  "accel kvm, /dev/kvm unusable by QEMU's user: %r" % (m[2],))
+        d.stop()
+    finally:
+        d.cleanup()
+
+
 TESTS = [test_own_emulator, test_foreign_files, test_hotplug_foreign, test_attach_pid, test_impostor_socket,
-         test_squatted_dirs, test_qemu_confined, test_qmp_root_only, test_distinct_files]
+         test_squatted_dirs, test_qemu_confined, test_qmp_root_only, test_distinct_files,
+         test_accel_as_qemu]
 
 
 def main():
