@@ -65,6 +65,13 @@ struct rt {
 	 * chains from actor to actor never lets it touch 0 on the way.
 	 */
 	uint32_t active;
+	/*
+	 * Threads in rt_quiesce().  The turn that takes active to 0 makes the
+	 * futex call only when one waits: both sides are seq_cst (the waiter
+	 * counts itself, then reads active; the turn drops active, then reads
+	 * this), so either the turn sees the waiter or the waiter sees 0.
+	 */
+	uint32_t quiescers;
 
 	/* Statistics, relaxed atomics. */
 	uint64_t st_turns, st_messages, st_expired, st_timers_pending, st_timers_fired;
@@ -301,7 +308,8 @@ static void actor_run(struct rt *rt, struct actor *a)
 	 */
 	if (left & MBX_CLOSED)
 		actor_unref(a);
-	if (__atomic_sub_fetch(&rt->active, 1, __ATOMIC_RELEASE) == 0)
+	if (__atomic_sub_fetch(&rt->active, 1, __ATOMIC_SEQ_CST) == 0 &&
+	    __atomic_load_n(&rt->quiescers, __ATOMIC_SEQ_CST))
 		futex_wake(&rt->active, INT_MAX);       /* rt_quiesce */
 }
 
@@ -631,17 +639,22 @@ int rt_quiesce(struct rt *rt, uint64_t timeout_ns)
 {
 	uint64_t deadline = now_ns() + timeout_ns;
 	uint32_t n;
+	int r = 0;
 
-	while ((n = __atomic_load_n(&rt->active, __ATOMIC_ACQUIRE)) != 0) {
+	__atomic_fetch_add(&rt->quiescers, 1, __ATOMIC_SEQ_CST);
+	while ((n = __atomic_load_n(&rt->active, __ATOMIC_SEQ_CST)) != 0) {
 		uint64_t now = now_ns();
 		struct timespec ts;
 
-		if (now >= deadline)
-			return -ETIMEDOUT;
+		if (now >= deadline) {
+			r = -ETIMEDOUT;
+			break;
+		}
 		ts = ns_to_timespec(deadline - now);
 		futex_wait(&rt->active, n, &ts);
 	}
-	return 0;
+	__atomic_fetch_sub(&rt->quiescers, 1, __ATOMIC_RELAXED);
+	return r;
 }
 
 unsigned rt_nworkers(const struct rt *rt)
