@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <urcu/arch.h>
 #include <urcu/list.h>
 
 #include "common/util.h"
@@ -89,6 +90,7 @@ struct monitor {
 	struct mbx_msg io_msg;
 	uint32_t io_queued;             /* atomic: io_msg is in the mailbox */
 	uint32_t io_events;             /* atomic: events seen since */
+	uint32_t watch_ev;              /* what the watch asks for (actor) */
 
 	/* Actor only. */
 	int fd;
@@ -269,16 +271,30 @@ static void mon_broken(struct monitor *m, const char *fmt, ...)
 	}
 }
 
-static void rearm(struct monitor *m)
+/*
+ * The watch is edge-triggered and stays armed: every arrival of data is an
+ * event (the loop turns it into io_msg unless one is queued), so a turn
+ * reads until a short read and needs no epoll_ctl.  EPOLLOUT is added
+ * only while output waits, and removed once it is out: otherwise every
+ * read QEMU does would wake the monitor for nothing.
+ */
+#define MON_WATCH_EV (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+static void watch_output(struct monitor *m)
 {
-	uint32_t ev = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+	uint32_t ev = MON_WATCH_EV;
 
 	if (m->fd < 0)
 		return;
 	if (m->out_off < m->out_len)
 		ev |= EPOLLOUT;
-	if (io_watch_mod(&m->watch, ev) < 0)
+	if (ev == m->watch_ev)
+		return;
+	if (io_watch_mod(&m->watch, ev) < 0) {
 		mon_broken(m, "cannot watch the monitor socket: %s", strerror(errno));
+		return;
+	}
+	m->watch_ev = ev;
 }
 
 /*
@@ -429,12 +445,9 @@ static int send_encoded(struct monitor *m, uint64_t qmp_id, char *buf, size_t le
 	snprintf(p->execute, sizeof(p->execute), "%s", execute ? execute : "?");
 	cds_list_add_tail(&p->link, &m->pending);
 	mon_rearm_timer(m);
-	/*
-	 * The watch is armed, or it fired and handle_io will re-arm it: only
-	 * output left over needs a change (EPOLLOUT), not every command.
-	 */
+	/* Only output left over needs a change of the watch (EPOLLOUT). */
 	if (flush_out(m) == 0 && m->out_off < m->out_len)
-		rearm(m);
+		watch_output(m);
 	return 0;
 }
 
@@ -756,7 +769,13 @@ static void handle_io(struct monitor *m)
 	size_t total = 0;
 	char buf[65536];
 
-	__atomic_store_n(&m->io_queued, 0, __ATOMIC_RELEASE);
+	/*
+	 * Clear, full fence, then read the socket (THREADS.md, flag hand-offs):
+	 * data that arrives after our last read is a new edge, and its
+	 * callback then sees the flag clear and queues io_msg again.
+	 */
+	__atomic_store_n(&m->io_queued, 0, __ATOMIC_RELAXED);
+	cmm_smp_mb();
 	events = __atomic_exchange_n(&m->io_events, 0, __ATOMIC_ACQ_REL);
 	if (m->phase == PH_DEAD)
 		return;
@@ -799,8 +818,20 @@ static void handle_io(struct monitor *m)
 			mon_broken(m, "QMP stream broken: %s", qmp_conn_error(m->qmp));
 			return;
 		}
+		if ((size_t)n < sizeof(buf) && !(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+			/*
+			 * Drained: what comes later is a new edge, a new turn.
+			 * Not after a hang-up, whose edge this turn consumed:
+			 * read on to the EOF it announced.
+			 */
+			watch_output(m);
+			return;
+		}
 	}
-	rearm(m);
+	/* EAGAIN, or the budget is spent: no edge will come for what is left. */
+	if (total >= MON_READ_BUDGET && !__atomic_exchange_n(&m->io_queued, 1, __ATOMIC_ACQ_REL))
+		actor_send(&m->actor, &m->io_msg);
+	watch_output(m);
 }
 
 static void handle_cmd(struct monitor *m, struct mon_cmdmsg *cm)
@@ -1024,7 +1055,8 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
 		m->ready_msg = dl;
 		rt_send_at(&m->actor, &dl->msg, ready_deadline_ns);
 	}
-	r = io_watch_add(io, &m->watch, fd, EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, mon_io_cb);
+	m->watch_ev = MON_WATCH_EV;
+	r = io_watch_add(io, &m->watch, fd, MON_WATCH_EV, mon_io_cb);
 	if (r < 0) {
 		close(fd);
 		m->fd = -1;

@@ -2,9 +2,10 @@
 /*
  * monitor: one actor per VM that owns its QMP connection.
  *
- * The socket is an ioloop watch (EPOLLONESHOT): the loop thread only turns
- * readiness into one message to the monitor actor; the actor reads, parses
- * (qmp/), writes and re-arms in its own turn, with non-blocking calls only.
+ * The socket is an edge-triggered ioloop watch: the loop thread only turns
+ * readiness into one message to the monitor actor (at most one queued);
+ * the actor reads, parses (qmp/) and writes in its own turn, with
+ * non-blocking calls only, and asks for EPOLLOUT only while output waits.
  *
  * Every command carries a deadline.  The reply, the QMP error, the timeout
  * or the broken connection comes back to the job that asked for it as a
