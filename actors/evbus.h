@@ -12,9 +12,10 @@
  * marker.  Nothing a subscriber does (or fails to do) costs a publisher or
  * another subscriber anything.
  *
- * Events in the ring are immutable json_t values owned by the ring: readers
- * look at them inside an RCU read section and never touch their reference
- * counts; a replaced event is freed after a grace period.
+ * Events in the ring are immutable struct evbus_event values owned by the
+ * ring (one allocation each, the data's json_t included): readers look at
+ * them inside an RCU read section and never touch the data's reference
+ * count; a replaced event is freed after a grace period.
  *
  * Listeners (a few: the RPC server has one) are told after each publish;
  * they are an RCU list, changed under a short mutex (no I/O under it).
@@ -31,6 +32,14 @@
 struct evbus;
 struct evbus_sub;
 struct evbus_listener;
+
+/* One published event, as subscribers read it. */
+struct evbus_event {
+	const char *domain;
+	const char *event;
+	double timestamp;               /* seconds since the epoch, at publish */
+	const json_t *data;             /* NULL: none (an empty object to clients) */
+};
 
 /*
  * Called after each publish, on the publisher's thread, inside its read
@@ -58,9 +67,9 @@ int evbus_subscribe(struct evbus *bus, const char *name, struct evbus_sub **ret)
 void evbus_unsubscribe(struct evbus *bus, struct evbus_sub *sub);
 
 /*
- * Publish {"domain", "event", "timestamp", "data"}: data is stolen (may be
- * NULL).  Any registered thread; lock-free; never blocks; O(1) in the
- * number of subscribers.
+ * Publish an event of domain: data is stolen (may be NULL).  Any
+ * registered thread; lock-free; never blocks; O(1) in the number of
+ * subscribers.
  */
 void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data);
 
@@ -69,7 +78,7 @@ void evbus_publish(struct evbus *bus, const char *domain, const char *event, jso
  * stays valid until the read section ends; do not change it or its
  * reference count), or NULL when sub has seen everything published so far.
  */
-const json_t *evbus_sub_next(struct evbus *bus, struct evbus_sub *sub);
+const struct evbus_event *evbus_sub_next(struct evbus *bus, struct evbus_sub *sub);
 /* Whether sub has events waiting (cheap; owner). */
 int evbus_sub_pending(struct evbus *bus, const struct evbus_sub *sub);
 /*

@@ -531,30 +531,26 @@ static bool pump_consoles(struct conn *c, msgpack_packer *pk)
 static bool out_full(const struct conn *c);
 
 /* [2, "event", [{domain, event, timestamp, data, subscription}]] */
-static int pack_event(msgpack_packer *pk, const json_t *ev, uint64_t sub_id)
+static int pack_event(msgpack_packer *pk, const struct evbus_event *ev, uint64_t sub_id)
 {
-	const char *key;
-	json_t *v;
 	int r;
 
 	r = rpc_pack_notification_begin(pk, "event");
 	if (r < 0)
 		return r;
-	if (msgpack_pack_array(pk, 1) < 0)
+	if (msgpack_pack_array(pk, 1) < 0 || msgpack_pack_map(pk, 5) < 0)
 		return -ENOMEM;
-	if (!json_is_object(ev))
-		return rpc_pack_json(pk, ev);
-	if (msgpack_pack_map(pk, json_object_size(ev) + 1) < 0)
+	if (rpc_pack_cstr(pk, "domain") < 0 || rpc_pack_cstr(pk, ev->domain) < 0 ||
+	    rpc_pack_cstr(pk, "event") < 0 || rpc_pack_cstr(pk, ev->event) < 0 ||
+	    rpc_pack_cstr(pk, "timestamp") < 0 || msgpack_pack_double(pk, ev->timestamp) < 0 ||
+	    rpc_pack_cstr(pk, "data") < 0)
 		return -ENOMEM;
-	json_object_foreach((json_t *)ev, key, v) {
-		r = rpc_pack_cstr(pk, key);
-		if (r == 0)
-			r = rpc_pack_json(pk, v);
-		if (r < 0)
-			return r;
-	}
-	r = rpc_pack_cstr(pk, "subscription");
-	if (r == 0 && msgpack_pack_uint64(pk, sub_id) < 0)
+	if (ev->data)
+		r = rpc_pack_json(pk, ev->data);
+	else if (msgpack_pack_map(pk, 0) < 0)
+		r = -ENOMEM;
+	if (r == 0 && (rpc_pack_cstr(pk, "subscription") < 0 ||
+		       msgpack_pack_uint64(pk, sub_id) < 0))
 		r = -ENOMEM;
 	return r;
 }
@@ -611,7 +607,7 @@ static bool pump_subs(struct conn *c, msgpack_packer *pk, bool *more)
 		share = 2;
 	cds_list_for_each_entry(es, &c->subs, link) {
 		for (unsigned n = 0;; n++) {
-			const json_t *ev;
+			const struct evbus_event *ev;
 			uint64_t dropped;
 			size_t mark;
 

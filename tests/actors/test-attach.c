@@ -96,11 +96,11 @@ static bool find_event(struct evbus_sub *sub, const char *name, uint64_t ms)
 	uint64_t deadline = now_ns() + ms * NSEC_PER_MSEC;
 
 	while (now_ns() < deadline) {
-		const json_t *ev;
+		const struct evbus_event *ev;
 
 		crcu_read_lock();
 		while ((ev = evbus_sub_next(fx.bus, sub))) {
-			if (!strcmp(json_string_value(json_object_get(ev, "event")), name)) {
+			if (!strcmp(ev->event, name)) {
 				crcu_read_unlock();
 				return true;
 			}
