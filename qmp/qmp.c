@@ -555,6 +555,7 @@ static int conn_encode(struct qmp_conn *c, json_t *cmd, uint64_t *ret_id, char *
 		       size_t *ret_len)
 {
 	const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+	char small[256];
 	json_t *id;
 	size_t n;
 	char *out;
@@ -563,13 +564,16 @@ static int conn_encode(struct qmp_conn *c, json_t *cmd, uint64_t *ret_id, char *
 	id = json_integer((json_int_t)c->next_id);
 	if (!id || json_object_set_new(cmd, "id", id) < 0)
 		goto oom;
-	n = json_dumpb(cmd, NULL, 0, flags);
+	/* Most commands fit the stack buffer: printed once, not measured first. */
+	n = json_dumpb(cmd, small, sizeof(small), flags);
 	if (n == 0)
 		goto oom;
 	out = malloc(n + 2);
 	if (!out)
 		goto oom;
-	if (json_dumpb(cmd, out, n, flags) != n) {
+	if (n <= sizeof(small)) {
+		memcpy(out, small, n);
+	} else if (json_dumpb(cmd, out, n, flags) != n) {
 		free(out);
 		goto oom;
 	}

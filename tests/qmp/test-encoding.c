@@ -115,6 +115,33 @@ Test(encoding, command_line_has_execute_arguments_and_id)
 	qmp_conn_free(c);
 }
 
+/* Lines of every length around the encoder's stack buffer come out whole. */
+Test(encoding, long_and_short_lines_are_whole)
+{
+	struct qmp_conn *c = conn_new();
+	char val[1200];
+
+	for (size_t n = 0; n < sizeof(val) - 1; n += 7) {
+		json_t *args, *v;
+		uint64_t id;
+		char *buf;
+		size_t len;
+
+		memset(val, 'x', n);
+		val[n] = '\0';
+		args = json_pack("{s:s}", "v", val);
+		cr_assert_eq(qmp_conn_encode_cmd(c, "echo", args, &id, &buf, &len), 0);
+		cr_assert_eq(strlen(buf), len);
+		v = check_line(buf, len);
+		cr_assert(json_equal(json_object_get(v, "arguments"), args), "length %zu", n);
+		cr_assert_eq(json_integer_value(json_object_get(v, "id")), (json_int_t)id);
+		json_decref(v);
+		json_decref(args);
+		free(buf);
+	}
+	qmp_conn_free(c);
+}
+
 Test(encoding, bad_cmd_is_refused_without_using_an_id)
 {
 	struct qmp_conn *c = conn_new();
