@@ -165,10 +165,9 @@ void evbus_unsubscribe(struct evbus *bus, struct evbus_sub *sub)
 
 void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data)
 {
+	size_t dlen = strlen(domain) + 1, elen = strlen(event) + 1;
 	struct evbus_listener *l;
 	struct evbus_ev *e, *old, **slot;
-
-	size_t dlen = strlen(domain) + 1, elen = strlen(event) + 1;
 	char *names;
 
 	/* No json_t around it: a publish costs one allocation, a free one free(). */
