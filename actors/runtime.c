@@ -60,23 +60,23 @@ struct rt {
 	size_t heap_len, heap_cap;      /* timer thread only */
 
 	/*
-	 * Actors scheduled or running; a futex word, woken when it drops to 0.
-	 * A turn's own sends count before the turn's release, so work that
-	 * chains from actor to actor never lets it touch 0 on the way.
+	 * Actors scheduled or running (the low bits); a futex word, woken
+	 * when they drop to 0.  A turn's own sends count before the turn's
+	 * release, so work that chains from actor to actor never lets it
+	 * touch 0 on the way.  ACTIVE_WAITED is set by the first rt_quiesce()
+	 * and stays: until then the turn that leaves the runtime idle makes no
+	 * futex call.  The flag lives in the same word because that turn may
+	 * not read rt again once its decrement is done (the futex call only
+	 * names the address): a quiesce that sees 0 may free rt at once.
 	 */
 	uint32_t active;
-	/*
-	 * Threads in rt_quiesce().  The turn that takes active to 0 makes the
-	 * futex call only when one waits: both sides are seq_cst (the waiter
-	 * counts itself, then reads active; the turn drops active, then reads
-	 * this), so either the turn sees the waiter or the waiter sees 0.
-	 */
-	uint32_t quiescers;
 
 	/* Statistics, relaxed atomics. */
 	uint64_t st_turns, st_messages, st_expired, st_timers_pending, st_timers_fired;
 	uint64_t st_timers_cancelled;
 };
+
+#define ACTIVE_WAITED (1u << 31)  /* in rt->active: a quiesce has waited */
 
 static __thread struct actor *tls_current;
 /*
@@ -308,8 +308,7 @@ static void actor_run(struct rt *rt, struct actor *a)
 	 */
 	if (left & MBX_CLOSED)
 		actor_unref(a);
-	if (__atomic_sub_fetch(&rt->active, 1, __ATOMIC_SEQ_CST) == 0 &&
-	    __atomic_load_n(&rt->quiescers, __ATOMIC_SEQ_CST))
+	if (__atomic_sub_fetch(&rt->active, 1, __ATOMIC_RELEASE) == ACTIVE_WAITED)
 		futex_wake(&rt->active, INT_MAX);       /* rt_quiesce */
 }
 
@@ -639,22 +638,24 @@ int rt_quiesce(struct rt *rt, uint64_t timeout_ns)
 {
 	uint64_t deadline = now_ns() + timeout_ns;
 	uint32_t n;
-	int r = 0;
 
-	__atomic_fetch_add(&rt->quiescers, 1, __ATOMIC_SEQ_CST);
-	while ((n = __atomic_load_n(&rt->active, __ATOMIC_SEQ_CST)) != 0) {
+	/*
+	 * One atomic word: the turn that takes the count to 0 either sees the
+	 * flag (and wakes us) or made its decrement before our OR, which
+	 * then returns the 0.
+	 */
+	n = __atomic_or_fetch(&rt->active, ACTIVE_WAITED, __ATOMIC_ACQ_REL);
+	while (n != ACTIVE_WAITED) {
 		uint64_t now = now_ns();
 		struct timespec ts;
 
-		if (now >= deadline) {
-			r = -ETIMEDOUT;
-			break;
-		}
+		if (now >= deadline)
+			return -ETIMEDOUT;
 		ts = ns_to_timespec(deadline - now);
 		futex_wait(&rt->active, n, &ts);
+		n = __atomic_load_n(&rt->active, __ATOMIC_ACQUIRE);
 	}
-	__atomic_fetch_sub(&rt->quiescers, 1, __ATOMIC_RELAXED);
-	return r;
+	return 0;
 }
 
 unsigned rt_nworkers(const struct rt *rt)

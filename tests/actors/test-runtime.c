@@ -489,3 +489,49 @@ Test(runtime, cancelled_delayed_send_is_dropped_not_handled, .init = setup, .fin
 	cr_assert_eq(__atomic_load_n(&drops, __ATOMIC_RELAXED), drops_before + 1);
 	counter_stop_and_wait(&c);
 }
+
+/*
+ * A turn run on a thread of the caller's (actor_send_run, as the ioloop
+ * does) that leaves the runtime idle must not touch it afterwards: a
+ * quiesce that sees it idle may free it at once.  ThreadSanitizer reports
+ * any read of rt after that turn's last decrement as a race with free().
+ */
+struct run_here {
+	struct counter_actor *c;
+	struct tmsg *t;
+};
+
+static void *run_here_thread(void *arg)
+{
+	struct run_here *h = arg;
+
+	urcu_memb_register_thread();
+	/* Inside a read section that outlasts the turn, as a loop callback is. */
+	urcu_memb_read_lock();
+	cr_assert_eq(actor_send_run(&h->c->actor, &h->t->msg), 0);
+	usleep(20000);
+	urcu_memb_read_unlock();
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+Test(runtime, free_after_quiesce_races_no_turn_run_elsewhere, .timeout = 120)
+{
+	static struct counter_actor c;
+
+	urcu_memb_register_thread();
+	for (int i = 0; i < 50; i++) {
+		struct run_here h = { &c, tmsg_new(0, 0) };
+		pthread_t th;
+
+		cr_assert_eq(rt_new(1, &rt), 0);
+		counter_init(&c, 1);
+		cr_assert_eq(pthread_create(&th, NULL, run_here_thread, &h), 0);
+		cr_assert_eq(completion_wait(&c.all_done, 30 * NSEC_PER_SEC), 0);
+		cr_assert_eq(rt_quiesce(rt, 30 * NSEC_PER_SEC), 0);
+		rt_free(rt);
+		pthread_join(th, NULL);
+	}
+	rt = NULL;
+	urcu_memb_unregister_thread();
+}
