@@ -1391,7 +1391,8 @@ static int accel_resolve(struct vm_env *env, const char *want, const char **acce
 		return qemu_accel_resolve(want, accel, err, errlen);
 	r = creds_enter(&env->qemu_creds);
 	if (r < 0) {
-		snprintf(err, errlen, "cannot take on the QEMU user's identity to probe /dev/kvm: %s",
+		snprintf(err, errlen,
+			 "cannot take on the QEMU user's identity to probe /dev/kvm: %s",
 			 strerror(-r));
 		return r;
 	}
@@ -1400,7 +1401,8 @@ static int accel_resolve(struct vm_env *env, const char *want, const char **acce
 	if (r < 0 && r != -EINVAL) {
 		size_t n = strlen(err);
 
-		snprintf(err + n, errlen - n, " (as QEMU's user, uid %u)", (unsigned)env->qemu_creds.uid);
+		snprintf(err + n, errlen - n, " (as QEMU's user, uid %u)",
+			 (unsigned)env->qemu_creds.uid);
 	}
 	return r;
 }
