@@ -527,10 +527,19 @@ static int m_api_info(struct req *r)
 	return 0;
 }
 
-static int count_running(struct domain *d, void *arg)
+struct daemon_counts {
+	uint64_t running;
+	uint64_t mon[DOM_MON_BROKEN + 1];
+};
+
+static int count_domain(struct domain *d, void *arg)
 {
-	if (dom_snap_rcu(d)->state == DOM_RUNNING)
-		(*(uint64_t *)arg)++;
+	const struct dom_snapshot *sn = dom_snap_rcu(d);
+	struct daemon_counts *c = arg;
+
+	c->running += sn->state == DOM_RUNNING;
+	if ((unsigned)sn->mon <= DOM_MON_BROKEN)
+		c->mon[sn->mon]++;
 	return 0;
 }
 
@@ -538,15 +547,20 @@ static int m_daemon_info(struct req *r)
 {
 	struct server *s = r->srv;
 	msgpack_packer *pk = r->pk;
-	uint64_t running = 0;
+	struct daemon_counts c = { 0 };
 
-	reg_for_each_rcu(s->o.reg, count_running, &running);
-	PK(msgpack_pack_map(pk, 12));
+	reg_for_each_rcu(s->o.reg, count_domain, &c);
+	PK(msgpack_pack_map(pk, 13));
 	PK(pk_kv_str(pk, "version", CORRAL_VERSION));
 	PK(pk_kv_u64(pk, "pid", (uint64_t)getpid()));
 	PK(pk_kv_double(pk, "uptime_s", secs(now_ns() - s->started_ns)));
 	PK(pk_kv_u64(pk, "domains", reg_count(s->o.reg)));
-	PK(pk_kv_u64(pk, "running", running));
+	PK(pk_kv_u64(pk, "running", c.running));
+	/* Every state, even at 0: a client reads the key it waits on. */
+	PK(pk_str(pk, "monitors"));
+	PK(msgpack_pack_map(pk, DOM_MON_BROKEN + 1));
+	for (unsigned m = 0; m <= DOM_MON_BROKEN; m++)
+		PK(pk_kv_u64(pk, dom_mon_state_name(m), c.mon[m]));
 	PK(pk_kv_u64(pk, "rss_bytes", proc_rss_bytes()));
 	PK(pk_kv_u64(pk, "workers", s->o.workers));
 	PK(pk_kv_u64(pk, "io_threads", s->o.io_threads));
@@ -1436,8 +1450,10 @@ const struct method methods[] = {
 	  "key `b` of field `a`'s objects; `default` nil: none; `example`: JSON text" },
 	{ "daemon.info", m_daemon_info, true,
 	  "The daemon's own figures.", no_params,
-	  "`{version, pid, uptime_s, domains, running, rss_bytes, workers, io_threads, "
-	  "connections, events_published, input_bytes, output_bytes}`; `input_bytes`: held "
+	  "`{version, pid, uptime_s, domains, running, monitors, rss_bytes, workers, "
+	  "io_threads, connections, events_published, input_bytes, output_bytes}`; "
+	  "`monitors`: `{none, connecting, ok, unresponsive, broken}`, how many domains' "
+	  "monitors are in each state (`monitor_states` in `api.info`); `input_bytes`: held "
 	  "by clients' unfinished requests (at most `client_input_total`), `output_bytes`: "
 	  "by output waiting for clients (`client_output_total` bounds it), docs/daemon.md" },
 	{ "list", m_list, true,

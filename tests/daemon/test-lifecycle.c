@@ -195,6 +195,12 @@ Test(lifecycle, attach_out_of_order_and_hung_monitor)
 	cr_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "monitor"),
 							   "state")), "ok");
 	json_decref(r);
+	/* daemon.info counts the monitors by state: vm0's is the only one. */
+	r = dt_call_ok(&c, "daemon.info", NULL);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "monitors"), "ok")), 1);
+	cr_assert_eq(json_integer_value(json_object_get(json_object_get(r, "monitors"),
+							"connecting")), 0);
+	json_decref(r);
 
 	snprintf(params, sizeof(params), "{\"name\": \"vm1\", \"qmp_socket\": \"%s/vm1.qmp\", "
 		 "\"timeout_ms\": 2000}", sim_dir);
