@@ -43,6 +43,7 @@
 #include "common/crash.h"
 #include "common/durable.h"
 #include "common/futex.h"
+#include "common/pfor.h"
 #include "common/rcu.h"
 #include "common/util.h"
 #include "qemu/image.h"
@@ -2586,31 +2587,69 @@ static void rec_drop(struct recover *rc, int dirfd, const char *file)
 	}
 }
 
-static void recover_record(struct recover *rc, int dirfd, const char *file, bool legacy)
+/*
+ * Run records are read and parsed on several threads, a batch at a time
+ * (pfor: the files' reads and jansson's parse are most of the cost, and
+ * touch nothing shared); what each says is then acted on here, on the main
+ * thread, in directory order.
+ */
+#define REC_BATCH 1024
+
+struct rec_slot {
+	char *file;
+	int r;                  /* 0: rec is filled; -EIO: unreadable (err); -EINVAL: not a record */
+	char *err;
+	struct rec rec;
+};
+
+struct rec_batch {
+	int dirfd;
+	struct rec_slot *v;
+	size_t n;
+};
+
+/* Any thread. */
+static void rec_read_one(void *ctx, size_t i)
+{
+	struct rec_batch *b = ctx;
+	struct rec_slot *sl = &b->v[i];
+	char err[256], *text = NULL;
+	size_t len;
+
+	if (durable_read(b->dirfd, "runtime dir", sl->file, VM_REC_MAX, &text, &len, err,
+			 sizeof(err)) < 0) {
+		sl->r = -EIO;
+		sl->err = strdup(err);
+		return;
+	}
+	sl->r = rec_parse(text, len, &sl->rec) < 0 ? -EINVAL : 0;
+	free(text);
+}
+
+static void recover_record(struct recover *rc, int dirfd, struct rec_slot *sl, bool legacy)
 {
 	struct vm_env *env = rc->env;
-	char path[PATH_MAX], err[256], *text = NULL;
+	const char *file = sl->file;
+	char path[PATH_MAX];
 	struct vm_found f = { 0 };
 	struct domain *d;
 	struct rec r;
-	size_t len, i;
+	size_t i;
 	pid_t pid = 0;
 	unsigned long long starttime = 0;
 	char uuid[37];
 
 	snprintf(path, sizeof(path), "%s/%s%s", env->runtime_dir, legacy ? "" : "vms/", file);
-	if (durable_read(dirfd, "runtime dir", file, VM_REC_MAX, &text, &len, err,
-			 sizeof(err)) < 0) {
-		say(rc, path, "%s", err);
+	if (sl->r == -EIO) {
+		say(rc, path, "%s", sl->err ? sl->err : "cannot read it");
 		return;
 	}
-	if (rec_parse(text, len, &r) < 0) {
-		free(text);
+	if (sl->r < 0) {
 		say(rc, path, "not a run record: removed");
 		unlinkat(dirfd, file, 0);
 		return;
 	}
-	free(text);
+	r = sl->rec;
 	if (legacy) {
 		/* RUNTIME_DIR/NAME.run.json */
 		size_t n = strlen(file) - strlen(".run.json");
@@ -2695,6 +2734,8 @@ static void recover_record(struct recover *rc, int dirfd, const char *file, bool
 
 static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 {
+	struct rec_batch b = { 0 };
+	struct pfor par = { 0 };
 	struct dirent *de;
 	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 	DIR *dp;
@@ -2706,20 +2747,52 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 		close(fd);
 		return;
 	}
-	rewinddir(dp);
-	while ((de = readdir(dp))) {
-		size_t len = strlen(de->d_name);
-		const char *suffix = legacy ? ".run.json" : ".json";
-		size_t sl = strlen(suffix);
-
-		if (!legacy && len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
-			unlinkat(dirfd, de->d_name, 0);         /* a write cut short */
-			continue;
-		}
-		if (len <= sl || strcmp(de->d_name + len - sl, suffix) != 0)
-			continue;
-		recover_record(rc, dirfd, de->d_name, legacy);
+	b.v = calloc(REC_BATCH, sizeof(*b.v));
+	if (!b.v) {
+		say(rc, rc->env->runtime_dir, "out of memory: run records not read");
+		closedir(dp);
+		return;
 	}
+	b.dirfd = dirfd;
+	rewinddir(dp);
+	for (;;) {
+		const char *suffix = legacy ? ".run.json" : ".json";
+		size_t len, sl = strlen(suffix);
+
+		de = readdir(dp);
+		if (de) {
+			len = strlen(de->d_name);
+			if (!legacy && len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
+				unlinkat(dirfd, de->d_name, 0);         /* a write cut short */
+				continue;
+			}
+			if (len <= sl || strcmp(de->d_name + len - sl, suffix) != 0)
+				continue;
+			b.v[b.n].file = strdup(de->d_name);
+			if (!b.v[b.n].file) {
+				say(rc, de->d_name, "out of memory: run record not read");
+				continue;
+			}
+			if (++b.n < REC_BATCH)
+				continue;
+		}
+		/* A full batch, or the last: read on every thread, then acted on in order. */
+		par.fn = rec_read_one;
+		par.ctx = &b;
+		par.n = b.n;
+		pfor_start(&par, pfor_threads() - 1);
+		pfor_finish(&par);
+		for (size_t i = 0; i < b.n; i++) {
+			recover_record(rc, dirfd, &b.v[i], legacy);
+			free(b.v[i].file);
+			free(b.v[i].err);
+		}
+		memset(b.v, 0, b.n * sizeof(*b.v));
+		b.n = 0;
+		if (!de)
+			break;
+	}
+	free(b.v);
 	closedir(dp);
 }
 

@@ -16,7 +16,6 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <inttypes.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +28,7 @@
 #include "common/crash.h"
 #include "common/durable.h"
 #include "common/futex.h"
+#include "common/pfor.h"
 #include "common/rcu.h"
 #include "common/util.h"
 #include "qemu/image.h"
@@ -2337,7 +2337,6 @@ static void set_aside(struct vm_env *env, const char *file,
  * helps them finish it: parsing and defining overlap.
  */
 #define LOAD_BATCH 1024
-#define LOAD_THREADS_MAX 4
 #define LOAD_STOP_EVERY 64      /* directory entries between two looks at stop() */
 
 struct load_slot {
@@ -2353,14 +2352,15 @@ struct load_batch {
 	struct vm_env *env;
 	struct load_slot *v;
 	size_t n;
-	size_t next;            /* atomic: the next slot to take */
-	pthread_t th[LOAD_THREADS_MAX];
-	unsigned started;       /* loader threads on this batch */
+	struct pfor par;        /* its loaders */
 };
 
 /* Read, parse and check one definition file (vm-def.c).  Any thread. */
-static void load_parse(struct vm_env *env, struct load_slot *sl)
+static void load_parse(void *ctx, size_t i)
 {
+	struct load_batch *b = ctx;
+	struct vm_env *env = b->env;
+	struct load_slot *sl = &b->v[i];
 	char err[DOM_ERRMSG_MAX], *text = NULL;
 	size_t len;
 
@@ -2380,33 +2380,13 @@ static void load_parse(struct vm_env *env, struct load_slot *sl)
 		sl->err = strdup(err[0] ? err : strerror(-sl->r));
 }
 
-static void *load_worker(void *arg)
-{
-	struct load_batch *b = arg;
-	size_t i;
-
-	while ((i = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED)) < b->n)
-		load_parse(b->env, &b->v[i]);
-	return NULL;
-}
-
-/* Set up to nthreads threads parsing the batch; none for a small one (or on 1 CPU). */
+/* Set up to nthreads threads parsing the batch. */
 static void load_parse_start(struct load_batch *b, unsigned nthreads)
 {
-	b->next = 0;
-	b->started = 0;
-	while (b->started < nthreads && (size_t)(b->started + 1) * 16 < b->n &&
-	       pthread_create(&b->th[b->started], NULL, load_worker, b) == 0)
-		b->started++;
-}
-
-/* Parse what the loaders have not taken yet on this thread; then wait for them. */
-static void load_parse_finish(struct load_batch *b)
-{
-	load_worker(b);
-	for (unsigned t = 0; t < b->started; t++)
-		BUG_ON(pthread_join(b->th[t], NULL) != 0);
-	b->started = 0;
+	b->par.fn = load_parse;
+	b->par.ctx = b;
+	b->par.n = b->n;
+	pfor_start(&b->par, nthreads);
 }
 
 /* Define one parsed definition (without writing it back).  The main thread. */
@@ -2481,7 +2461,7 @@ static int load_step(struct load_batch *cur, struct load_batch *prev, unsigned n
 
 	load_parse_start(cur, nthreads - 1);
 	n = load_define_batch(prev, report, arg);
-	load_parse_finish(cur);
+	pfor_finish(&cur->par);
 	return n;
 }
 
@@ -2490,8 +2470,7 @@ int vm_env_load(struct vm_env *env,
 		bool (*stop)(void *arg))
 {
 	struct load_batch bb[2] = { { .env = env }, { .env = env } };
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned nthreads = cpus < 1 ? 1 : cpus > LOAD_THREADS_MAX ? LOAD_THREADS_MAX : (unsigned)cpus;
+	unsigned nthreads = pfor_threads();
 	unsigned cur = 0, seen = 0;
 	bool stopped = false;
 	struct dirent *de;

@@ -246,3 +246,64 @@ Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = tea
 	vmfix_wait_mon(d, DOM_MON_OK);
 	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
 }
+
+struct reports {
+	int not_record, other;
+};
+
+static void count_report(const char *path, const char *why, void *arg)
+{
+	struct reports *r = arg;
+
+	if (strstr(why, "not a run record"))
+		r->not_record++;
+	else if (strstr(path, "/run/vms/"))
+		r->other++;
+}
+
+/*
+ * Run records are read on several threads, a batch at a time: among 40
+ * broken ones (more than one thread's share) the good one is still
+ * re-attached, each broken one is reported and removed, and one that
+ * cannot be read (a directory) is reported and left alone.
+ */
+Test(attach, broken_run_records_among_many_are_removed, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+	struct domain *d = attach("amid", 0, 10000, 0);
+	struct reports rep = { 0 };
+	char path[512];
+	struct stat st;
+
+	vmfix_wait_state(d, DOM_RUNNING);
+	cr_assert_eq(reg_del(fx.reg, d), 0);
+	actor_stop(dom_actor(d));
+	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
+	for (int i = 0; i < 40; i++) {
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/run/vms/junk%02d.json", fx.dir, i);
+		f = fopen(path, "w");
+		cr_assert_not_null(f);
+		fputs(i % 2 ? "{\"version\": 1, \"name\": 7}" : "not json at all", f);
+		fclose(f);
+	}
+	snprintf(path, sizeof(path), "%s/run/vms/adir.json", fx.dir);
+	cr_assert_eq(mkdir(path, 0700), 0);
+
+	cr_assert_eq(vm_env_load(fx.env, count_report, &rep, NULL), 1);
+	cr_assert_eq(rep.not_record, 40, "%d broken records reported", rep.not_record);
+	cr_assert_eq(rep.other, 1, "the directory reported %d times", rep.other);
+	cr_assert_eq(stat(path, &st), 0, "the unreadable one was removed");
+	for (int i = 0; i < 40; i++) {
+		snprintf(path, sizeof(path), "%s/run/vms/junk%02d.json", fx.dir, i);
+		cr_assert_eq(stat(path, &st), -1, "%s is still there", path);
+	}
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(fx.reg, "amid");
+	crcu_read_unlock();
+	cr_assert_not_null(d);
+	vmfix_wait_state(d, DOM_RUNNING);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
+}
