@@ -95,6 +95,7 @@ struct monitor {
 	/* Actor only. */
 	int fd;
 	enum mon_phase phase;
+	bool caps_queued;               /* qmp_capabilities is out (or queued): once */
 	struct qmp_conn *qmp;
 	char *out;
 	size_t out_len, out_off, out_cap;
@@ -689,25 +690,57 @@ static void round_finish(struct monitor *m)
 	round_drop(m);
 }
 
-static void on_greeting(struct monitor *m)
+/*
+ * qmp_capabilities, queued and remembered; 0, or -errno.  Its deadline was
+ * armed at creation (ready_deadline_ns).  mon_new sends it before the
+ * greeting has come: QMP reads a client's input only once it has greeted,
+ * so the command waits in the socket, and the greeting and its reply often
+ * arrive together (one turn and one read where a handshake took two).
+ */
+static int queue_caps(struct monitor *m)
 {
+	struct mon_pending *p = calloc(1, sizeof(*p));
 	uint64_t id;
 	char *buf;
 	size_t len;
+	int r;
 
+	if (!p)
+		return -ENOMEM;
+	r = qmp_conn_encode_capabilities(m->qmp, &id, &buf, &len);
+	if (r == 0) {
+		r = queue_out(m, buf, len);
+		free(buf);
+	}
+	if (r < 0) {
+		free(p);
+		return r;
+	}
+	p->kind = PEND_CAPS;
+	p->qmp_id = id;
+	p->sent_ns = now_ns();
+	p->deadline_ns = UINT64_MAX;
+	snprintf(p->execute, sizeof(p->execute), "qmp_capabilities");
+	cds_list_add_tail(&p->link, &m->pending);
+	m->caps_queued = true;
+	return 0;
+}
+
+static void on_greeting(struct monitor *m)
+{
 	if (m->phase != PH_GREETING) {
 		mon_broken(m, "QEMU sent a second greeting");
 		return;
 	}
-	if (qmp_conn_encode_capabilities(m->qmp, &id, &buf, &len) < 0) {
-		mon_broken(m, "cannot encode qmp_capabilities");
+	m->phase = PH_CAPS;
+	if (m->caps_queued)
+		return;         /* sent at creation: its reply comes next */
+	if (queue_caps(m) < 0) {
+		mon_broken(m, "cannot queue qmp_capabilities");
 		return;
 	}
-	m->phase = PH_CAPS;
-	/* Its deadline was armed at creation (ready_deadline_ns): reuse it. */
-	if (send_encoded(m, id, buf, len, PEND_CAPS, 0, "qmp_capabilities", UINT64_MAX, NULL) < 0)
-		mon_broken(m, "cannot queue qmp_capabilities");
-	free(buf);
+	if (flush_out(m) == 0 && m->out_off < m->out_len)
+		watch_output(m);
 }
 
 static void on_reply(struct monitor *m, struct qmp_msg *msg)
@@ -723,7 +756,9 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 		on_poll_reply(m, p, msg);
 	} else if (p->kind == PEND_CAPS) {
 		/* qmp_capabilities */
-		if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
+		if (m->phase == PH_GREETING) {
+			mon_broken(m, "QEMU answered qmp_capabilities before its greeting");
+		} else if (qmp_msg_kind(msg) == QMP_MSG_ERROR) {
 			mon_broken(m, "qmp_capabilities refused: %s", qmp_msg_error_desc(msg));
 		} else {
 			struct mon_note *n = note_new(MON_NOTE_READY);
@@ -1046,6 +1081,23 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
 	m->dom = d;
 	dom_ref(d);
 	actor_ref(&m->actor);           /* the caller's reference */
+	m->watch_ev = MON_WATCH_EV;
+	/*
+	 * Not shared yet (no watch, no message): qmp_capabilities is written
+	 * here, ahead of the greeting.  A socket that takes nothing yet keeps
+	 * it queued for EPOLLOUT; one that fails is found broken by the read
+	 * that follows (the hang-up), as it would be without this.
+	 */
+	if (queue_caps(m) == 0) {
+		ssize_t n = send_some(m, m->out_len);
+
+		if (n > 0)
+			m->out_off += (size_t)n;
+		if (m->out_off == m->out_len)
+			m->out_off = m->out_len = 0;
+		else
+			m->watch_ev |= EPOLLOUT;
+	}
 	/* The handshake's deadline: id 0 (QMP ids start at 1) means "ready by now". */
 	dl = malloc(sizeof(*dl));
 	if (dl) {
@@ -1055,8 +1107,7 @@ int mon_new(struct rt *rt, struct ioloop *io, struct domain *d, int fd, mon_note
 		m->ready_msg = dl;
 		rt_send_at(&m->actor, &dl->msg, ready_deadline_ns);
 	}
-	m->watch_ev = MON_WATCH_EV;
-	r = io_watch_add(io, &m->watch, fd, MON_WATCH_EV, mon_io_cb);
+	r = io_watch_add(io, &m->watch, fd, m->watch_ev, mon_io_cb);
 	if (r < 0) {
 		close(fd);
 		m->fd = -1;

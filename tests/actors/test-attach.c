@@ -7,11 +7,15 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <urcu/urcu-memb.h>
 
@@ -306,4 +310,132 @@ Test(attach, broken_run_records_among_many_are_removed, .init = setup, .fini = t
 	vmfix_wait_state(d, DOM_RUNNING);
 	vmfix_wait_mon(d, DOM_MON_OK);
 	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
+}
+
+/* A QEMU that greets only once a command has come, or after 5 s of silence. */
+struct quiet_qemu {
+	int lfd;
+	char first[160];        /* the line that came before the greeting ("": none) */
+	pthread_t th;
+};
+
+static bool write_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, s, len);
+
+		if (n <= 0)
+			return false;
+		s += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+/* Each complete line in buf[0..*len) answered ({} but for query-status); the rest kept. */
+static bool answer_lines(int fd, char *buf, size_t *len)
+{
+	char *nl;
+
+	while ((nl = memchr(buf, '\n', *len))) {
+		json_t *cmd = json_loadb(buf, (size_t)(nl - buf), 0, NULL);
+		const char *ex = json_string_value(json_object_get(cmd, "execute"));
+		json_t *ret = ex && !strcmp(ex, "query-status") ?
+			      json_pack("{s:s, s:b}", "status", "running", "running", 1) :
+			      json_object();
+		json_t *reply = json_pack("{s:o, s:O}", "return", ret, "id",
+					  json_object_get(cmd, "id"));
+		char *text = json_dumps(reply, JSON_COMPACT);
+		bool ok = text && write_all(fd, text, strlen(text)) && write_all(fd, "\r\n", 2);
+
+		free(text);
+		json_decref(reply);
+		json_decref(cmd);
+		if (!ok)
+			return false;
+		*len -= (size_t)(nl + 1 - buf);
+		memmove(buf, nl + 1, *len);
+	}
+	return true;
+}
+
+static void *quiet_qemu_main(void *arg)
+{
+	static const char greeting[] = "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, "
+		"\"minor\": 2, \"major\": 7}, \"package\": \"\"}, \"capabilities\": []}}\r\n";
+	struct quiet_qemu *q = arg;
+	char buf[8192];
+	size_t len = 0;
+	int fd = accept(q->lfd, NULL, NULL);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	if (fd < 0)
+		return NULL;
+	while (!memchr(buf, '\n', len) && len < sizeof(buf) && poll(&p, 1, 5000) == 1) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	snprintf(q->first, sizeof(q->first), "%.*s", (int)strcspn(buf, "\r\n"),
+		 len ? buf : "");
+	if (len && !memchr(buf, '\n', len))
+		len = 0;
+	if (write_all(fd, greeting, sizeof(greeting) - 1)) {
+		for (;;) {
+			ssize_t n;
+
+			if (!answer_lines(fd, buf, &len) || len == sizeof(buf))
+				break;
+			n = read(fd, buf + len, sizeof(buf) - len);
+			if (n <= 0)
+				break;
+			len += (size_t)n;
+		}
+	}
+	close(fd);
+	return NULL;
+}
+
+/*
+ * The handshake does not wait for the greeting: qmp_capabilities is on
+ * its way as soon as the monitor connects (QMP reads it once it has
+ * greeted), and the monitor comes up all the same.
+ */
+Test(attach, capabilities_go_out_before_the_greeting, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+	static struct quiet_qemu q;
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	json_t *cfg = json_pack("{s:s}", "name", "quiet"), *args;
+	struct dom_job *job;
+	struct domain *d;
+	char err[256];
+
+	cr_assert_lt((size_t)snprintf(a.sun_path, sizeof(a.sun_path), "%.*s/quiet.qmp",
+				      (int)(sizeof(a.sun_path) - 11), fx.dir), sizeof(a.sun_path));
+	q.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(q.lfd, 0);
+	cr_assert_eq(bind(q.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	cr_assert_eq(listen(q.lfd, 1), 0);
+	cr_assert_eq(pthread_create(&q.th, NULL, quiet_qemu_main, &q), 0);
+
+	cr_assert_eq(vm_define_wait(fx.env, cfg, &d, err, sizeof(err)), 0, "%s", err);
+	json_decref(cfg);
+	args = json_pack("{s:s}", "qmp_socket", a.sun_path);
+	job = vmfix_run(d, VM_OP_ATTACH, args, 30000);
+	json_decref(args);
+	cr_assert_eq(job->err, 0, "attach: %s", job->errmsg);
+	dom_job_free(job);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	cr_assert(strstr(q.first, "\"qmp_capabilities\""),
+		  "before the greeting QEMU got '%s', not qmp_capabilities", q.first);
+
+	/* The monitor closes with its domain; the fake then sees EOF. */
+	cr_assert_eq(reg_del(fx.reg, d), 0);
+	actor_stop(dom_actor(d));
+	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
+	cr_assert_eq(pthread_join(q.th, NULL), 0);
+	close(q.lfd);
 }
