@@ -460,11 +460,22 @@ static void ep_reset_client(struct sim_ep *e)
 		r = next;
 	}
 	e->rq_head = e->rq_tail = NULL;
-	free(e->in);
-	e->in = NULL;
-	e->in_len = e->in_cap = 0;
-	free(e->out.p);
-	e->out = (struct sim_buf){ 0 };
+	/*
+	 * Buffers of a usual size stay for the next client: thousands of
+	 * clients coming back at once (a daemon's restart) then cost no
+	 * allocation and no page faults.
+	 */
+	if (e->in_cap > SIM_KEEP_BUF) {
+		free(e->in);
+		e->in = NULL;
+		e->in_cap = 0;
+	}
+	e->in_len = 0;
+	if (e->out.cap > SIM_KEEP_BUF) {
+		free(e->out.p);
+		e->out = (struct sim_buf){ 0 };
+	}
+	e->out.len = e->out.off = 0;
 	e->negotiated = e->hung = e->closing = e->want_out = false;
 	e->ncmds = 0;
 	e->event_seq = 0;
@@ -473,7 +484,7 @@ static void ep_reset_client(struct sim_ep *e)
 void sim_ep_disconnect(struct sim *s, struct sim_ep *e)
 {
 	struct epoll_event ev = {
-		.events = EPOLLIN,
+		.events = EPOLLIN | EPOLLONESHOT,
 		.data.u64 = sim_tag(e->idx, SIM_TAG_LISTEN),
 	};
 
@@ -486,7 +497,7 @@ void sim_ep_disconnect(struct sim *s, struct sim_ep *e)
 	e->cfd = -1;
 	e->gen++;               /* its pending timers are stale now */
 	ep_reset_client(e);
-	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_ADD, e->lfd, &ev) < 0);
+	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_MOD, e->lfd, &ev) < 0);
 	e->listening = true;
 }
 
@@ -497,14 +508,24 @@ void sim_ep_on_listen(struct sim *s, struct sim_ep *e)
 
 	fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (fd < 0) {
+		struct epoll_event again = {
+			.events = EPOLLIN | EPOLLONESHOT,
+			.data.u64 = sim_tag(e->idx, SIM_TAG_LISTEN),
+		};
+
 		/* EAGAIN: someone gave up in the backlog; EMFILE: see --help. */
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			fprintf(stderr, "corral-qmp-sim: %s: accept: %s\n", e->name,
 				strerror(errno));
+		/* Still listening: the one-shot watch is armed again. */
+		BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_MOD, e->lfd, &again) < 0);
 		return;
 	}
-	/* One client at a time, like QEMU: the next one waits in the backlog. */
-	BUG_ON(epoll_ctl(s->epfd, EPOLL_CTL_DEL, e->lfd, NULL) < 0);
+	/*
+	 * One client at a time, like QEMU: the next one waits in the backlog.
+	 * The listening watch is one-shot: it stays quiet until the client
+	 * leaves (sim_ep_disconnect arms it again).
+	 */
 	e->listening = false;
 
 	e->cfd = fd;
@@ -527,17 +548,20 @@ void sim_ep_on_listen(struct sim *s, struct sim_ep *e)
 	if (e->k.garbage == SIM_GARBAGE_GREETING) {
 		BUG_ON(buf_append(&e->out, SIM_GARBAGE_LINE, strlen(SIM_GARBAGE_LINE)) < 0);
 	} else {
-		size_t n;
-		json_t *greeting = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[s]}}", "QMP",
-					     "version", "qemu", "micro", 0, "minor", 2,
-					     "major", 7, "package", "corral-qmp-sim",
-					     "capabilities", "oob");
-		char *line = msg_line(greeting, &n);
+		/* The same for every client: made once. */
+		static char *greeting;
+		static size_t greeting_len;
 
-		BUG_ON(!line);
-		BUG_ON(buf_append(&e->out, line, n) < 0);
-		free(line);
-		json_decref(greeting);
+		if (!greeting) {
+			json_t *g = json_pack("{s:{s:{s:{s:i,s:i,s:i},s:s},s:[s]}}", "QMP",
+					      "version", "qemu", "micro", 0, "minor", 2, "major", 7,
+					      "package", "corral-qmp-sim", "capabilities", "oob");
+
+			greeting = msg_line(g, &greeting_len);
+			BUG_ON(!greeting);
+			json_decref(g);
+		}
+		BUG_ON(buf_append(&e->out, greeting, greeting_len) < 0);
 	}
 	if (e->k.hang == SIM_HANG_ALWAYS)
 		e->hung = true;

@@ -259,6 +259,11 @@ static void remove_sockets(struct sim *s)
 			close(e->lfd);
 			e->lfd = -1;
 		}
+		/* Kept from one client to the next (ep_reset_client): freed here. */
+		free(e->in);
+		e->in = NULL;
+		free(e->out.p);
+		e->out.p = NULL;
 	}
 }
 
@@ -266,7 +271,7 @@ static int ep_listen(struct sim *s, struct sim_ep *e)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct epoll_event ev = {
-		.events = EPOLLIN,
+		.events = EPOLLIN | EPOLLONESHOT,       /* armed again after each client */
 		.data.u64 = sim_tag(e->idx, SIM_TAG_LISTEN),
 	};
 	struct stat st;

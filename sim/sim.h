@@ -78,6 +78,9 @@ void sim_timers_fini(struct sim_timers *t);
 
 /* ---- endpoints --------------------------------------------------------- */
 
+/* An endpoint's buffers up to this size are kept from one client to the next. */
+#define SIM_KEEP_BUF (64u << 10)
+
 struct sim_buf {
 	char *p;
 	size_t len, cap, off;   /* p[off, len) is still to be sent */
@@ -90,7 +93,7 @@ struct sim_ep {
 	char name[64];          /* prefix + index, e.g. "vm3"; also query-name */
 	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int lfd;
-	bool listening;         /* lfd is in the epoll set */
+	bool listening;         /* lfd's one-shot watch is armed (no client) */
 	struct sim_knobs k;
 
 	/* The guest: survives reconnects, reset by a powerdown. */
