@@ -1514,56 +1514,95 @@ static int list_some(const unsigned *pending, unsigned npending, bool *listed, b
 	return 0;
 }
 
-/* daemon.info's count of monitors "ok" (every domain's, ours or not); -1: no answer. */
-static int64_t monitors_ok(void)
-{
-	struct rpc_msg *m = ctl_call("daemon.info");
-	uint64_t ok = 0;
-	int r;
+/*
+ * The count of monitors "ok" in daemon.info (every domain's, ours or not),
+ * polled every 5 ms on a connection of its own while wait_all_up lists:
+ * it costs the daemon next to nothing where a list of 10,000 costs it tens
+ * of milliseconds (and under load takes a quarter of a second or more to
+ * come back).  at_ns: when the count first reached n (0: not yet);
+ * failed: no count to be had (a daemon without it), the lists alone tell.
+ */
+struct mon_count {
+	unsigned n;
+	atomic_bool stop, failed;
+	_Atomic uint64_t at_ns;
+	pthread_t th;
+};
 
-	if (!m)
-		return -1;
-	r = rpc_obj_u64(rpc_map_get(rpc_map_get(rpc_msg_result(m), "monitors"), "ok"), &ok);
-	rpc_msg_free(m);
-	return r < 0 ? -1 : (int64_t)ok;
+static void *mon_count_main(void *arg)
+{
+	struct mon_count *mc = arg;
+	struct conn c = { .fd = -1 };
+	uint32_t id = 0;
+
+	while (!atomic_load(&mc->stop)) {
+		struct rpc_msg *m;
+		uint64_t ok = 0;
+		int r;
+
+		if (c.fd < 0 && conn_open(&c, rw_path) < 0) {
+			usleep(5000);
+			continue;
+		}
+		rpc_pack_request_begin(&c.pk, ++id, "daemon.info");
+		rpc_pack_params_map_begin(&c.pk, 0);
+		m = conn_wait(&c, id);
+		if (!m) {
+			conn_close(&c);
+			usleep(5000);
+			continue;
+		}
+		r = rpc_obj_u64(rpc_map_get(rpc_map_get(rpc_msg_result(m), "monitors"), "ok"),
+				&ok);
+		rpc_msg_free(m);
+		if (r < 0) {
+			atomic_store(&mc->failed, true);
+			break;
+		}
+		if (ok >= mc->n) {
+			atomic_store(&mc->at_ns, bench_now_ns());
+			break;
+		}
+		usleep(5000);
+	}
+	conn_free(&c);
+	return NULL;
 }
 
 /*
  * Wait (at most max_s) until n of our domains are listed and have had
  * their monitor up.  Every domain is listed first (the time that takes is
- * when every domain answers); then daemon.info's count of monitors up is
- * polled, every 5 ms, which costs the daemon next to nothing where a list
- * of 10,000 took it tens of milliseconds.  The count is every domain's:
- * once it reaches n, a list of those of ours not yet seen up confirms
- * them, and the time is that of the count.  A daemon that does not count
- * (or other domains in the count) falls back to listing the pending ones.
+ * when every domain answers); meanwhile a thread polls daemon.info's count
+ * of monitors up.  Once the count has reached n, a list of those of ours
+ * not yet seen up confirms it, and the time is the count's.  Without a
+ * count, or with one the list does not bear out (other domains counted),
+ * the pending ones are listed every 20 ms until each is seen up.
  */
 static double wait_all_up(unsigned n, double max_s, double *ret_listed_s)
 {
 	uint64_t t0 = bench_now_ns();
 	bool *listed = calloc(ndoms, sizeof(*listed)), *up = calloc(ndoms, sizeof(*up));
 	unsigned *pending = calloc(ndoms, sizeof(*pending)), npending = 0;
-	double ret = -1, t_count = -1;
-	bool counting = true;
+	struct mon_count mc = { .n = n };
+	bool counting, started;
+	double ret = -1;
 
 	if (!listed || !up || !pending)
 		die("out of memory");
+	started = counting = pthread_create(&mc.th, NULL, mon_count_main, &mc) == 0;
 	*ret_listed_s = -1;
 	while ((double)(bench_now_ns() - t0) / 1e9 < max_s) {
 		unsigned nlisted = 0, nup = 0;
+		uint64_t at = 0;
 		double t;
 
 		if (*ret_listed_s >= 0 && counting) {
-			int64_t ok = monitors_ok();
-
-			t = (double)(bench_now_ns() - t0) / 1e9;
-			if (ok >= 0 && ok < (int64_t)n) {
-				usleep(5000);
+			/* Listed: the count says when to look. */
+			at = atomic_load(&mc.at_ns);
+			if (!at && !atomic_load(&mc.failed)) {
+				usleep(2000);
 				continue;
 			}
-			/* Confirmed by the list below, or not: either way the count is done. */
-			counting = false;
-			t_count = ok >= 0 ? t : -1;
 		}
 		if (list_some(pending, npending, listed, up) < 0) {
 			usleep(20000);
@@ -1577,7 +1616,8 @@ static double wait_all_up(unsigned n, double max_s, double *ret_listed_s)
 		if (nlisted >= n && *ret_listed_s < 0)
 			*ret_listed_s = t;
 		if (nup >= n) {
-			ret = t_count >= 0 ? t_count : t;
+			/* The count's time, when it came before this list. */
+			ret = at && at > t0 ? (double)(at - t0) / 1e9 : t;
 			break;
 		}
 		if (*ret_listed_s >= 0) {
@@ -1586,11 +1626,14 @@ static double wait_all_up(unsigned n, double max_s, double *ret_listed_s)
 				if (!up[i])
 					pending[npending++] = i;
 		}
-		/* A count that the list does not bear out: the list alone from here on. */
-		t_count = -1;
-		if (!counting)
+		if (at)
+			counting = false;       /* a count the list did not bear out */
+		if (!counting || *ret_listed_s < 0)
 			usleep(20000);
 	}
+	atomic_store(&mc.stop, true);
+	if (started)
+		pthread_join(mc.th, NULL);
 	free(listed);
 	free(up);
 	free(pending);
