@@ -224,6 +224,20 @@ Test(attach, guest_reboot_turns_power_off_into_reset, .init = setup, .fini = tea
 	evbus_unlisten(fx.bus, l);
 }
 
+/* The domain of that name, loaded again, runs with its monitor up, re-attached. */
+static void assert_reattached(const char *name)
+{
+	struct domain *d;
+
+	crcu_read_lock();
+	d = reg_lookup_name_rcu(fx.reg, name);
+	crcu_read_unlock();
+	cr_assert_not_null(d, "%s was not loaded again", name);
+	vmfix_wait_state(d, DOM_RUNNING);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
+}
+
 /* An attached VM is found again by the next daemon too. */
 Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = teardown,
      .timeout = 120)
@@ -242,13 +256,7 @@ Test(attach, attached_vm_is_reattached_after_restart, .init = setup, .fini = tea
 	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
 
 	cr_assert_eq(vm_env_load(fx.env, NULL, NULL, NULL), 1);
-	crcu_read_lock();
-	d = reg_lookup_name_rcu(fx.reg, "adopted");
-	crcu_read_unlock();
-	cr_assert_not_null(d);
-	vmfix_wait_state(d, DOM_RUNNING);
-	vmfix_wait_mon(d, DOM_MON_OK);
-	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
+	assert_reattached("adopted");
 }
 
 struct reports {
@@ -303,13 +311,7 @@ Test(attach, broken_run_records_among_many_are_removed, .init = setup, .fini = t
 		snprintf(path, sizeof(path), "%s/run/vms/junk%02d.json", fx.dir, i);
 		cr_assert_eq(stat(path, &st), -1, "%s is still there", path);
 	}
-	crcu_read_lock();
-	d = reg_lookup_name_rcu(fx.reg, "amid");
-	crcu_read_unlock();
-	cr_assert_not_null(d);
-	vmfix_wait_state(d, DOM_RUNNING);
-	vmfix_wait_mon(d, DOM_MON_OK);
-	cr_assert_str_eq(vmfix_snap(d).reason, "reattached");
+	assert_reattached("amid");
 }
 
 /* A QEMU that greets only once a command has come, or after 5 s of silence. */
