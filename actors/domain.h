@@ -173,6 +173,13 @@ void dom_unref(struct domain *d);
 
 /* The current snapshot.  RCU reader: call inside rcu_read_lock(). */
 const struct dom_snapshot *dom_snap_rcu(struct domain *d);
+/*
+ * A hint for a reader about to walk many domains (list, stats): step 0
+ * fetches the lines holding d's snapshot and extension pointers, step 1 (a
+ * few domains later, once they are in) the snapshot itself.  Inside
+ * rcu_read_lock(); never needed for correctness.
+ */
+void dom_prefetch_rcu(struct domain *d, int step);
 
 /*
  * A new job.  timeout_ns bounds waiting plus holding.  done is called once

@@ -224,6 +224,30 @@ const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, boo
 	return p->data;
 }
 
+void vm_stats_prefetch_rcu(struct domain *d, int step)
+{
+	struct vm *vm = vm_of(d);
+	struct vm_pubstats *p;
+
+	if (!vm)
+		return;
+	if (step == 0) {
+		__builtin_prefetch(&vm->stats);
+		return;
+	}
+	p = crcu_dereference(vm->stats);
+	if (!p)
+		return;
+	if (step == 1) {
+		__builtin_prefetch(p);
+	} else {
+		void *memo = __atomic_load_n(&p->memo, __ATOMIC_RELAXED);
+
+		if (memo)
+			__builtin_prefetch(memo);
+	}
+}
+
 void **vm_stats_memo_rcu(struct domain *d, const json_t *figures)
 {
 	struct vm *vm = vm_of(d);

@@ -308,6 +308,13 @@ const json_t *vm_stats_rcu(struct domain *d, uint64_t now, uint64_t *age_ns, boo
 void **vm_stats_memo_rcu(struct domain *d, const json_t *figures);
 
 /*
+ * A hint for a walk over many domains' figures (stats): step 0 fetches the
+ * line of d's publication pointer, step 1 the publication, step 2 its
+ * memo; each a few domains after the one before.  RCU reader.
+ */
+void vm_stats_prefetch_rcu(struct domain *d, int step);
+
+/*
  * The config's fields corral does not know, an array of names: [] unless
  * the domain was attached without a config (then `config` holds only what
  * QEMU told).  RCU reader, like vm_config_rcu().

@@ -869,6 +869,35 @@ static void page_reserve(msgpack_sbuffer *body, size_t first, size_t n)
 
 typedef int (*entry_fn)(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects);
 
+/* How to pack one domain's entry, and whether it reads the domain's statistics too. */
+struct entry_kind {
+	entry_fn pack;
+	bool stats;
+};
+
+/*
+ * Before packing entry n of v: what the entries a few places ahead will
+ * read is asked for, stage by stage (each stage needs the pointer the one
+ * before brought in), so that a walk over 10,000 domains does not wait on
+ * one cache miss after another: the domain, its snapshot, and for stats
+ * its published figures and their rendering.
+ */
+static void entries_ahead(const struct entry_kind *k, struct domain *const *v, size_t n,
+			  size_t count)
+{
+	if (n + 12 < count)
+		dom_prefetch_rcu(v[n + 12], 0);
+	if (n + 8 < count) {
+		dom_prefetch_rcu(v[n + 8], 1);
+		if (k->stats)
+			vm_stats_prefetch_rcu(v[n + 8], 0);
+	}
+	if (k->stats && n + 4 < count)
+		vm_stats_prefetch_rcu(v[n + 4], 1);
+	if (k->stats && n + 2 < count)
+		vm_stats_prefetch_rcu(v[n + 2], 2);
+}
+
 /*
  * Pack `domains: [entries that fit], missing: [names not defined], more:
  * [names of the entries that did not fit]` into r->pk (the caller has
@@ -876,7 +905,7 @@ typedef int (*entry_fn)(msgpack_packer *pk, struct domain *d, uint64_t now, size
  * missing names.  Frees acc->v.
  */
 static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer *miss,
-		      size_t nmissing, entry_fn fn)
+		      size_t nmissing, const struct entry_kind *k)
 {
 	msgpack_sbuffer body, tail;
 	msgpack_packer bpk, tpk;
@@ -895,7 +924,8 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 	for (n = 0; n < acc->n && ret == 0; n++) {
 		size_t mark = body.size, obj;
 
-		ret = fn(&bpk, acc->v[n], now, &obj);
+		entries_ahead(k, acc->v, n, acc->n);
+		ret = k->pack(&bpk, acc->v[n], now, &obj);
 		if (n == 0)
 			page_reserve(&body, body.size, acc->n);
 		more_bytes -= 2 + strlen(dom_name(acc->v[n]));
@@ -936,7 +966,7 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
  * head (a map of head_pairs + 3 pairs, its own pairs packed by head).
  */
 static int answer_paged(struct req *r, struct list_acc *acc, uint32_t head_pairs,
-			int (*head)(struct req *r), entry_fn fn)
+			int (*head)(struct req *r), const struct entry_kind *k)
 {
 	const msgpack_object *names = rpc_map_get(r->params, "names");
 	msgpack_sbuffer miss;
@@ -952,7 +982,7 @@ static int answer_paged(struct req *r, struct list_acc *acc, uint32_t head_pairs
 		free(acc->v);
 		goto out;
 	}
-	ret = pack_paged(r, acc, &miss, nmissing, fn);
+	ret = pack_paged(r, acc, &miss, nmissing, k);
 out:
 	msgpack_sbuffer_destroy(&miss);
 	if (ret < 0)
@@ -964,7 +994,7 @@ out:
  * Every domain r asks for as one array, when it fits in one message;
  * else invalid-argument, naming `paged`.
  */
-static int answer_array(struct req *r, struct list_acc *acc, entry_fn fn)
+static int answer_array(struct req *r, struct list_acc *acc, const struct entry_kind *k)
 {
 	msgpack_sbuffer body;
 	msgpack_packer bpk;
@@ -977,7 +1007,8 @@ static int answer_array(struct req *r, struct list_acc *acc, entry_fn fn)
 	msgpack_sbuffer_init(&body);
 	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
 	for (n = 0; n < acc->n && ret == 0; n++) {
-		ret = fn(&bpk, acc->v[n], now, &obj);
+		entries_ahead(k, acc->v, n, acc->n);
+		ret = k->pack(&bpk, acc->v[n], now, &obj);
 		if (n == 0)
 			page_reserve(&body, body.size, acc->n);
 		objects += obj;
@@ -1007,9 +1038,10 @@ static int stats_head(struct req *r)
 
 static int m_stats(struct req *r)
 {
+	static const struct entry_kind kind = { pack_stats_entry, true };
 	struct list_acc acc = { .state = -1 };
 
-	return answer_paged(r, &acc, 1, stats_head, pack_stats_entry);
+	return answer_paged(r, &acc, 1, stats_head, &kind);
 }
 
 static int list_entry(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects)
@@ -1017,6 +1049,8 @@ static int list_entry(msgpack_packer *pk, struct domain *d, uint64_t now, size_t
 	*objects = 1 + 2 * 7 + 4;       /* the map, seven pairs, the monitor's two */
 	return pack_list_entry(pk, d, now);
 }
+
+static const struct entry_kind list_kind = { list_entry, false };
 
 static int m_list(struct req *r)
 {
@@ -1039,8 +1073,8 @@ static int m_list(struct req *r)
 	/* A bool when present: req_check_params() saw to it. */
 	rpc_obj_bool(rpc_map_get(r->params, "paged"), &paged);
 	if (paged || rpc_map_get(r->params, "names"))
-		return answer_paged(r, &acc, 0, NULL, list_entry);
-	return answer_array(r, &acc, list_entry);
+		return answer_paged(r, &acc, 0, NULL, &list_kind);
+	return answer_array(r, &acc, &list_kind);
 }
 
 /* A synchronous refusal of the VM layer, as an RPC error. */
