@@ -2596,7 +2596,7 @@ static void rec_drop(struct recover *rc, int dirfd, const char *file)
 #define REC_BATCH 1024
 
 struct rec_slot {
-	char *file;
+	char file[NAME_MAX + 1];        /* no allocation per record: none can fail */
 	int r;                  /* 0: rec is filled; -EIO: unreadable (err); -EINVAL: not a record */
 	char *err;
 	struct rec rec;
@@ -2736,8 +2736,10 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 {
 	struct rec_batch b = { 0 };
 	struct pfor par = { 0 };
+	struct rec_slot one;
 	struct dirent *de;
 	int fd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	size_t cap = REC_BATCH;
 	DIR *dp;
 
 	if (fd < 0)
@@ -2747,11 +2749,15 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 		close(fd);
 		return;
 	}
-	b.v = calloc(REC_BATCH, sizeof(*b.v));
+	/*
+	 * Short of memory, one record at a time on this thread: a record left
+	 * unread would get its QEMU stopped as one without a record.
+	 */
+	b.v = calloc(cap, sizeof(*b.v));
 	if (!b.v) {
-		say(rc, rc->env->runtime_dir, "out of memory: run records not read");
-		closedir(dp);
-		return;
+		memset(&one, 0, sizeof(one));
+		b.v = &one;
+		cap = 1;
 	}
 	b.dirfd = dirfd;
 	rewinddir(dp);
@@ -2768,12 +2774,8 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 			}
 			if (len <= sl || strcmp(de->d_name + len - sl, suffix) != 0)
 				continue;
-			b.v[b.n].file = strdup(de->d_name);
-			if (!b.v[b.n].file) {
-				say(rc, de->d_name, "out of memory: run record not read");
-				continue;
-			}
-			if (++b.n < REC_BATCH)
+			memcpy(b.v[b.n].file, de->d_name, len + 1);
+			if (++b.n < cap)
 				continue;
 		}
 		/* A full batch, or the last: read on every thread, then acted on in order. */
@@ -2784,7 +2786,6 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 		pfor_finish(&par);
 		for (size_t i = 0; i < b.n; i++) {
 			recover_record(rc, dirfd, &b.v[i], legacy);
-			free(b.v[i].file);
 			free(b.v[i].err);
 		}
 		memset(b.v, 0, b.n * sizeof(*b.v));
@@ -2792,7 +2793,8 @@ static void recover_dir(struct recover *rc, int dirfd, bool legacy)
 		if (!de)
 			break;
 	}
-	free(b.v);
+	if (b.v != &one)
+		free(b.v);
 	closedir(dp);
 }
 
