@@ -314,7 +314,7 @@ Test(attach, broken_run_records_among_many_are_removed, .init = setup, .fini = t
 	assert_reattached("amid");
 }
 
-/* A QEMU that greets only once a command has come, or after 5 s of silence. */
+/* A QEMU that greets only once a command has come, or after 20 s of silence. */
 struct quiet_qemu {
 	int lfd;
 	char first[160];        /* the line that came before the greeting ("": none) */
@@ -373,7 +373,7 @@ static void *quiet_qemu_main(void *arg)
 
 	if (fd < 0)
 		return NULL;
-	while (!memchr(buf, '\n', len) && len < sizeof(buf) && poll(&p, 1, 5000) == 1) {
+	while (!memchr(buf, '\n', len) && len < sizeof(buf) && poll(&p, 1, 20000) == 1) {
 		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
 
 		if (n <= 0)
