@@ -230,6 +230,20 @@ void bench_opts_help(FILE *f, const struct bench_opt *opts)
 	}
 }
 
+long bench_owned_index(unsigned lo, unsigned hi, unsigned idx, unsigned n, double u)
+{
+	unsigned long first, owned;
+
+	if (!n || idx >= n)
+		return -1;
+	/* The first index >= lo that idx owns, then every n-th. */
+	first = lo + (idx + n - lo % n) % n;
+	if (first >= hi)
+		return -1;
+	owned = (hi - first + n - 1) / n;
+	return (long)(first + n * (unsigned long)(u * (double)owned));
+}
+
 int bench_only(const char *name, const char *const names[], unsigned n, bool run[])
 {
 	for (unsigned i = 0; i < n; i++) {

@@ -91,6 +91,14 @@ int bench_only(const char *name, const char *const names[], unsigned n, bool run
 void bench_only_default(bool run[], unsigned n);
 
 /*
+ * Of the indexes in [lo, hi), the ones a worker idx of n owns are those
+ * with index % n == idx: one owner per index whatever range it is drawn
+ * from.  Returns the k-th of them for u in [0, 1) (k = u times how many),
+ * or -1 when the worker owns none in the range.
+ */
+long bench_owned_index(unsigned lo, unsigned hi, unsigned idx, unsigned n, double u);
+
+/*
  * "PROGRAM: message" and a newline on stderr, PROGRAM being
  * program_invocation_short_name; one line even when threads print at once.
  */

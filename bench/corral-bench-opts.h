@@ -89,7 +89,8 @@ static const struct bench_scenario_doc corral_bench_scenarios[] = {
 			"time until every one answers with its monitor up." },
 	{ "steady-query", "info, qmp query-status, list and stats on random domains." },
 	{ "mixed", "Queries, qmp, suspend/resume (and start/destroy of --real domains) "
-		   "with an event subscriber checking every event's order." },
+		   "with an event subscriber checking every event's order. A qmp call that "
+		   "lands on a --real domain while it is shut off fails (bad-state)." },
 	{ "hung-10", "mixed, and 10 % of the monitors hang at the fault time: healthy "
 		     "domains' latency before and after, and the hung ones'." },
 	{ "churn", "define, start (a real QEMU, machine none), destroy, undefine in a loop "

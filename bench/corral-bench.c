@@ -703,20 +703,20 @@ static double frand(struct worker *w)
 	return (double)rand_r(&w->seed) / ((double)RAND_MAX + 1);
 }
 
-/* A domain owned by w (index % connections) for a lifecycle job, or -1. */
+/*
+ * A domain for a lifecycle job, or -1.  A domain that jobs change has one
+ * owner among the workers whichever operation picks it (suspend draws from
+ * all, start from the real ones only): the owner alone reads and writes its
+ * busy, running and paused.
+ */
 static int pick_owned(struct worker *w, unsigned lo, unsigned hi, bool need_running)
 {
-	unsigned span, owned;
+	for (int tries = 0; tries < 8; tries++) {
+		long d = bench_owned_index(lo, hi, w->idx, nworkers, frand(w));
 
-	if (hi <= lo)
-		return -1;
-	span = hi - lo;
-	owned = span / nworkers + (w->idx < span % nworkers);
-	for (int tries = 0; tries < 8 && owned; tries++) {
-		unsigned d = lo + w->idx + nworkers * (unsigned)(frand(w) * owned);
-
-		/* Domains [lo, hi) are owned by (d - lo) % nworkers: d - lo ≡ idx. */
-		if (d >= hi || doms[d].busy || (need_running && !doms[d].running))
+		if (d < 0)
+			return -1;
+		if (doms[d].busy || (need_running && !doms[d].running))
 			continue;
 		return (int)d;
 	}

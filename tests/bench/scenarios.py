@@ -114,7 +114,8 @@ ev = r["events"]
 check(ev["out_of_order"] == 0 and ev["missing"] == 0, "events: %r" % ev)
 check(ev["stop_resume"] > 0 and ev["rtc_change"] > 0, "no events: %r" % ev)
 check(count(r, "suspend") > 0 and count(r, "resume") > 0, "no suspend/resume")
-check(errors(r, "suspend") + errors(r, "resume") == 0, "suspend/resume errors")
+check(errors(r, "suspend") + errors(r, "resume") == 0, "suspend/resume errors: %r" % [
+    s for s in r["series"] if s["op"] in ("suspend", "resume") and s["errors"]])
 if QEMU:
     check(count(r, "start", stage="setup") == 2, "2 real QEMUs started")
     # Real QEMUs only: no simulator, no events to number.

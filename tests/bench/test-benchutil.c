@@ -150,6 +150,42 @@ Test(only, unknown_name_is_minus_one_and_marks_nothing)
 	cr_assert(run[0] && run[1] && run[2], "no --only: every section runs");
 }
 
+/*
+ * Each index has one owner whatever range it is drawn from: corral-bench's
+ * suspend draws from every domain and its start from the real ones at the
+ * end, and two workers driving one domain see each other's jobs fail.
+ */
+Test(owned, an_index_has_one_owner_whatever_the_range)
+{
+	for (unsigned n = 1; n <= 5; n++)
+		for (unsigned lo = 0; lo <= 7; lo++)
+			for (unsigned hi = lo; hi <= 13; hi++)
+				for (unsigned idx = 0; idx < n; idx++) {
+					unsigned seen = 0, want = 0;
+
+					for (unsigned i = lo; i < hi; i++)
+						want += i % n == idx;
+					for (unsigned k = 0; k < 64; k++) {
+						long d = bench_owned_index(lo, hi, idx, n, k / 64.0);
+
+						if (!want) {
+							cr_assert_eq(d, -1);
+							continue;
+						}
+						cr_assert(d >= lo && d < hi, "%ld of [%u, %u)", d, lo, hi);
+						cr_assert_eq((unsigned long)d % n, idx,
+							     "[%u, %u) worker %u of %u drew %ld", lo, hi,
+							     idx, n, d);
+						seen |= 1u << (d - lo);
+					}
+					cr_assert_eq(__builtin_popcount(seen), want,
+						     "[%u, %u) worker %u of %u: some never drawn", lo,
+						     hi, idx, n);
+				}
+	cr_assert_eq(bench_owned_index(0, 10, 0, 0, 0.5), -1, "no workers");
+	cr_assert_eq(bench_owned_index(0, 10, 3, 3, 0.5), -1, "no such worker");
+}
+
 /* Under Criterion the worker's name is boxfort-worker: compare with whatever it is. */
 Test(msg, warn_prefixes_the_program_name, .init = cr_redirect_stderr)
 {
