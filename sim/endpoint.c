@@ -20,6 +20,7 @@
  * as if the VM had been restarted, instead of ending the process.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -117,24 +118,87 @@ static int buf_append(struct sim_buf *b, const char *p, size_t n)
 	return 0;
 }
 
-/* One message as QEMU prints it: ", " and ": " separators, CRLF. */
-static char *msg_line(json_t *msg, size_t *ret_len)
-{
-	char *text = json_dumps(msg, JSON_PRESERVE_ORDER);
-	char *line;
-	size_t n;
+/*
+ * One line of output, built in place: on the stack while it fits, which
+ * every answer and event of the common commands does, on the heap after.
+ * Messages are printed as QEMU prints them: ", " and ": " separators,
+ * members in the order made, CRLF.
+ */
+struct sim_line {
+	char *p;
+	size_t len, cap;
+	char stack[1024];
+};
 
-	if (!text)
-		return NULL;
-	n = strlen(text);
-	line = malloc(n + 3);
-	if (line) {
-		memcpy(line, text, n);
-		memcpy(line + n, "\r\n", 3);
-		*ret_len = n + 2;
+static void line_init(struct sim_line *l)
+{
+	l->p = l->stack;
+	l->len = 0;
+	l->cap = sizeof(l->stack);
+}
+
+static char *line_room(struct sim_line *l, size_t n)
+{
+	if (l->cap - l->len < n) {
+		size_t ncap = l->cap * 2;
+		char *np;
+
+		while (ncap - l->len < n)
+			ncap *= 2;
+		np = l->p == l->stack ? malloc(ncap) : realloc(l->p, ncap);
+		BUG_ON(!np);
+		if (l->p == l->stack)
+			memcpy(np, l->stack, l->len);
+		l->p = np;
+		l->cap = ncap;
 	}
-	free(text);
-	return line;
+	return l->p + l->len;
+}
+
+static void line_str(struct sim_line *l, const char *str)
+{
+	size_t n = strlen(str);
+
+	memcpy(line_room(l, n), str, n);
+	l->len += n;
+}
+
+static void line_fmt(struct sim_line *l, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void line_fmt(struct sim_line *l, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(l->p + l->len, l->cap - l->len, fmt, ap);
+	va_end(ap);
+	BUG_ON(n < 0);
+	if ((size_t)n >= l->cap - l->len) {
+		line_room(l, (size_t)n + 1);
+		va_start(ap, fmt);
+		vsnprintf(l->p + l->len, l->cap - l->len, fmt, ap);
+		va_end(ap);
+	}
+	l->len += (size_t)n;
+}
+
+static void line_json(struct sim_line *l, const json_t *j)
+{
+	const size_t flags = JSON_PRESERVE_ORDER | JSON_ENCODE_ANY;
+	size_t n = json_dumpb(j, l->p + l->len, l->cap - l->len, flags);
+
+	BUG_ON(!n);
+	if (n > l->cap - l->len)
+		BUG_ON(json_dumpb(j, line_room(l, n), n, flags) != n);
+	l->len += n;
+}
+
+static void line_free(struct sim_line *l)
+{
+	if (l->p != l->stack)
+		free(l->p);
 }
 
 /* Queue line for now + delay; the loop's timer moves it to out. */
@@ -175,14 +239,21 @@ static void ep_answer_line(struct sim *s, struct sim_ep *e, const char *line, si
 		BUG_ON(buf_append(&e->out, line, n) < 0);
 }
 
+/* The line, ended, as an answer; freed. */
+static void ep_answer_built(struct sim *s, struct sim_ep *e, struct sim_line *l)
+{
+	line_str(l, "\r\n");
+	ep_answer_line(s, e, l->p, l->len);
+	line_free(l);
+}
+
 static void ep_answer(struct sim *s, struct sim_ep *e, json_t *msg)
 {
-	size_t n;
-	char *line = msg_line(msg, &n);
+	struct sim_line l;
 
-	BUG_ON(!line);
-	ep_answer_line(s, e, line, n);
-	free(line);
+	line_init(&l);
+	line_json(&l, msg);
+	ep_answer_built(s, e, &l);
 	json_decref(msg);
 }
 
@@ -197,39 +268,54 @@ static void ep_close_after_answers(struct sim *s, struct sim_ep *e)
 
 /* ---- messages ---------------------------------------------------------- */
 
-static json_t *event_new(const char *name, json_t *data)
+/* An event as QEMU prints it; data (if any) is consumed. */
+static void event_line(struct sim_line *l, const char *name, json_t *data)
 {
 	struct timespec ts;
-	json_t *ev;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	ev = json_pack("{s:{s:I,s:I},s:s}", "timestamp", "seconds", (json_int_t)ts.tv_sec,
-		       "microseconds", (json_int_t)(ts.tv_nsec / 1000), "event", name);
-	BUG_ON(!ev);
-	if (data)
-		BUG_ON(json_object_set_new(ev, "data", data) < 0);
-	return ev;
+	line_fmt(l, "{\"timestamp\": {\"seconds\": %lld, \"microseconds\": %ld}, "
+		 "\"event\": \"%s\"", (long long)ts.tv_sec, ts.tv_nsec / 1000, name);
+	if (data) {
+		line_str(l, ", \"data\": ");
+		line_json(l, data);
+		json_decref(data);
+	}
+	line_str(l, "}");
 }
 
-static json_t *rtc_change(struct sim_ep *e)
+/* The storm's event, numbered, onto out (the storm and before the greeting). */
+static void rtc_change(struct sim_ep *e)
 {
-	return event_new("RTC_CHANGE", json_pack("{s:I}", "offset", (json_int_t)e->event_seq++));
+	struct sim_line l;
+
+	line_init(&l);
+	event_line(&l, "RTC_CHANGE", NULL);
+	l.len--;        /* its data in place of the closing brace */
+	line_fmt(&l, ", \"data\": {\"offset\": %" PRIu64 "}}\r\n", e->event_seq++);
+	BUG_ON(buf_append(&e->out, l.p, l.len) < 0);
+	line_free(&l);
 }
 
 static void ep_reply(struct sim *s, struct sim_ep *e, json_t *id, json_t *ret)
 {
-	json_t *msg;
+	struct sim_line l;
 
 	if (e->k.garbage == SIM_GARBAGE_REPLY) {
 		json_decref(ret);
 		ep_answer_line(s, e, SIM_GARBAGE_LINE, strlen(SIM_GARBAGE_LINE));
 		return;
 	}
-	msg = json_pack("{s:o}", "return", ret);
-	BUG_ON(!msg);
-	if (id)
-		BUG_ON(json_object_set(msg, "id", id) < 0);
-	ep_answer(s, e, msg);
+	line_init(&l);
+	line_str(&l, "{\"return\": ");
+	line_json(&l, ret);
+	json_decref(ret);
+	if (id) {
+		line_str(&l, ", \"id\": ");
+		line_json(&l, id);
+	}
+	line_str(&l, "}");
+	ep_answer_built(s, e, &l);
 }
 
 static void ep_error(struct sim *s, struct sim_ep *e, json_t *id, const char *cls,
@@ -260,7 +346,11 @@ static void ep_error(struct sim *s, struct sim_ep *e, json_t *id, const char *cl
 
 static void ep_event(struct sim *s, struct sim_ep *e, const char *name, json_t *data)
 {
-	ep_answer(s, e, event_new(name, data));
+	struct sim_line l;
+
+	line_init(&l);
+	event_line(&l, name, data);
+	ep_answer_built(s, e, &l);
 }
 
 /* ---- commands ---------------------------------------------------------- */
@@ -535,16 +625,8 @@ void sim_ep_on_listen(struct sim *s, struct sim_ep *e)
 	if (s->verbose)
 		fprintf(stderr, "corral-qmp-sim: %s: client connected\n", e->name);
 
-	for (unsigned i = 0; i < e->k.events_before_greeting; i++) {
-		size_t n;
-		json_t *ev_msg = rtc_change(e);
-		char *line = msg_line(ev_msg, &n);
-
-		BUG_ON(!line);
-		BUG_ON(buf_append(&e->out, line, n) < 0);
-		free(line);
-		json_decref(ev_msg);
-	}
+	for (unsigned i = 0; i < e->k.events_before_greeting; i++)
+		rtc_change(e);
 	if (e->k.garbage == SIM_GARBAGE_GREETING) {
 		BUG_ON(buf_append(&e->out, SIM_GARBAGE_LINE, strlen(SIM_GARBAGE_LINE)) < 0);
 	} else {
@@ -557,8 +639,17 @@ void sim_ep_on_listen(struct sim *s, struct sim_ep *e)
 					      "version", "qemu", "micro", 0, "minor", 2, "major", 7,
 					      "package", "corral-qmp-sim", "capabilities", "oob");
 
-			greeting = msg_line(g, &greeting_len);
+			struct sim_line l;
+
+			BUG_ON(!g);
+			line_init(&l);
+			line_json(&l, g);
+			line_str(&l, "\r\n");
+			greeting = malloc(l.len);
 			BUG_ON(!greeting);
+			memcpy(greeting, l.p, l.len);
+			greeting_len = l.len;
+			line_free(&l);
 			json_decref(g);
 		}
 		BUG_ON(buf_append(&e->out, greeting, greeting_len) < 0);
@@ -640,16 +731,8 @@ static void ep_storm(struct sim *s, struct sim_ep *e)
 		return;
 	/* Catch up on what a slow loop missed, but at most a second's worth. */
 	while (e->storm_next_ns <= now && sent < e->k.event_storm) {
-		if (e->out.len - e->out.off < SIM_STORM_BACKLOG) {
-			size_t n;
-			json_t *ev = rtc_change(e);
-			char *line = msg_line(ev, &n);
-
-			BUG_ON(!line);
-			BUG_ON(buf_append(&e->out, line, n) < 0);
-			free(line);
-			json_decref(ev);
-		}
+		if (e->out.len - e->out.off < SIM_STORM_BACKLOG)
+			rtc_change(e);
 		e->storm_next_ns += period;
 		sent++;
 	}
