@@ -11,13 +11,14 @@
 #include "common/rcu.h"
 #include "common/tsan.h"
 #include "common/util.h"
+#include "rpc/json-conv.h"
 
 /* One published event, immutable once in the ring; its names follow it. */
 struct evbus_ev {
 	uint64_t seq;
 	struct evbus_event pub;
 	struct rcu_head rcu;
-	char names[];                   /* pub.domain, then pub.event */
+	char names[];                   /* pub.domain, pub.event, then pub.data */
 };
 
 struct evbus_listener {
@@ -44,7 +45,6 @@ struct evbus_sub {
 
 static void ev_free(struct evbus_ev *e)
 {
-	json_decref((json_t *)e->pub.data);
 	free(e);
 }
 
@@ -163,26 +163,77 @@ void evbus_unsubscribe(struct evbus *bus, struct evbus_sub *sub)
 	free(sub);
 }
 
-void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data)
+static int data_write(void *arg, const char *buf, size_t len)
 {
+	struct evbus_data *d = arg;
+
+	if (d->err)
+		return -1;
+	if (len > d->cap - d->len) {
+		size_t cap = d->cap * 2 > d->len + len ? d->cap * 2 : d->len + len;
+		char *nb = d->buf == d->small ? malloc(cap) : realloc(d->buf, cap);
+
+		if (!nb) {
+			d->err = -ENOMEM;
+			return -1;
+		}
+		if (d->buf == d->small)
+			memcpy(nb, d->small, d->len);
+		d->buf = nb;
+		d->cap = cap;
+	}
+	memcpy(d->buf + d->len, buf, len);
+	d->len += len;
+	return 0;
+}
+
+void evbus_data_init(struct evbus_data *d)
+{
+	d->buf = d->small;
+	d->cap = sizeof(d->small);
+	d->len = 0;
+	d->err = 0;
+	msgpack_packer_init(&d->pk, d, data_write);
+}
+
+void evbus_data_reset(struct evbus_data *d)
+{
+	if (d->buf != d->small)
+		free(d->buf);
+	evbus_data_init(d);
+}
+
+void evbus_publish_data(struct evbus *bus, const char *domain, const char *event,
+			struct evbus_data *data)
+{
+	static const char empty_map[1] = { '\x80' };     /* msgpack's fixmap of 0 */
 	size_t dlen = strlen(domain) + 1, elen = strlen(event) + 1;
+	const char *bytes = empty_map;
+	size_t len = 1;
 	struct evbus_listener *l;
 	struct evbus_ev *e, *old, **slot;
 	char *names;
 
-	/* No json_t around it: a publish costs one allocation, a free one free(). */
-	e = malloc(sizeof(*e) + dlen + elen);
+	if (!data->err && data->len) {
+		bytes = data->buf;
+		len = data->len;
+	}
+	/* Names and data in one allocation: a publish is one malloc, a reclaim one free. */
+	e = malloc(sizeof(*e) + dlen + elen + len);
 	if (!e) {
-		json_decref(data);
+		evbus_data_reset(data);
 		return;
 	}
 	names = e->names;
 	memcpy(names, domain, dlen);
 	memcpy(names + dlen, event, elen);
+	memcpy(names + dlen + elen, bytes, len);
+	evbus_data_reset(data);
 	e->pub.domain = names;
 	e->pub.event = names + dlen;
+	e->pub.data = names + dlen + elen;
+	e->pub.data_len = len;
 	e->pub.timestamp = (double)wall_ns() / 1e9;
-	e->pub.data = data;
 	__atomic_fetch_add(&bus->published, 1, __ATOMIC_RELAXED);
 	crcu_read_lock();
 	e->seq = __atomic_fetch_add(&bus->head, 1, __ATOMIC_ACQ_REL);
@@ -212,6 +263,18 @@ void evbus_publish(struct evbus *bus, const char *domain, const char *event, jso
 		l->fn(l->arg);
 	}
 	crcu_read_unlock();
+}
+
+
+void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data)
+{
+	struct evbus_data d;
+
+	evbus_data_init(&d);
+	if (data && rpc_pack_json(&d.pk, data) < 0)
+		evbus_data_reset(&d);   /* too deep, or no memory: an empty map */
+	json_decref(data);
+	evbus_publish_data(bus, domain, event, &d);
 }
 
 const struct evbus_event *evbus_sub_next(struct evbus *bus, struct evbus_sub *sub)

@@ -13,9 +13,10 @@
  * another subscriber anything.
  *
  * Events in the ring are immutable struct evbus_event values owned by the
- * ring (one allocation each, the data's json_t included): readers look at
- * them inside an RCU read section and never touch the data's reference
- * count; a replaced event is freed after a grace period.
+ * ring, one allocation each: the names and the data, which is packed once
+ * as msgpack at publish (what the RPC server writes to every subscriber as
+ * it is).  Readers look at them inside an RCU read section; a replaced
+ * event is one free() after a grace period.
  *
  * Listeners (a few: the RPC server has one) are told after each publish;
  * they are an RCU list, changed under a short mutex (no I/O under it).
@@ -24,6 +25,8 @@
 #define CORRAL_ACTORS_EVBUS_H
 
 #include <jansson.h>
+#include <msgpack.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define EVBUS_DEFAULT_CAP 4096
@@ -38,8 +41,26 @@ struct evbus_event {
 	const char *domain;
 	const char *event;
 	double timestamp;               /* seconds since the epoch, at publish */
-	const json_t *data;             /* NULL: none (an empty object to clients) */
+	const void *data;               /* one msgpack value (an empty map when none) */
+	size_t data_len;
 };
+
+/*
+ * An event's data being packed: init, pack one value with .pk (a map, as
+ * clients expect), then evbus_publish_data.  A stack buffer that moves to
+ * the heap when the value outgrows it.  Not to be copied once initialized.
+ */
+struct evbus_data {
+	msgpack_packer pk;
+	char *buf;
+	size_t len, cap;
+	int err;                        /* -ENOMEM once a write failed */
+	char small[240];
+};
+
+void evbus_data_init(struct evbus_data *d);
+/* Forget what was packed (after a failed pack: start again). */
+void evbus_data_reset(struct evbus_data *d);
 
 /*
  * Called after each publish, on the publisher's thread, inside its read
@@ -67,9 +88,16 @@ int evbus_subscribe(struct evbus *bus, const char *name, struct evbus_sub **ret)
 void evbus_unsubscribe(struct evbus *bus, struct evbus_sub *sub);
 
 /*
- * Publish an event of domain: data is stolen (may be NULL).  Any
+ * Publish an event of domain with the value packed in data, and release
+ * data's buffer.  Nothing packed, or a failed pack: an empty map.  Any
  * registered thread; lock-free; never blocks; O(1) in the number of
  * subscribers.
+ */
+void evbus_publish_data(struct evbus *bus, const char *domain, const char *event,
+			struct evbus_data *data);
+/*
+ * The same with data as JSON, stolen (may be NULL: an empty map), packed
+ * and released here.  Nested deeper than RPC_JSON_MAX_DEPTH: an empty map.
  */
 void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data);
 

@@ -33,6 +33,8 @@
 #include "common/util.h"
 #include "qemu/image.h"
 #include "qemu/qemu.h"
+#include "rpc/json-conv.h"
+#include "rpc/rpc.h"
 
 #define DEFINE_ATTEMPTS 4       /* a define that races an undefine of its name */
 
@@ -921,9 +923,16 @@ int vm_def_replace(struct domain *d, uint64_t job_id, json_t *config, const stru
 
 void vm_lifecycle(struct domain *d, enum dom_state st, enum vm_reason reason)
 {
+	struct evbus_data ed;
+
 	dom_set_state(d, st, vm_reason_name(reason));
-	vm_publish(d, VE_LIFECYCLE, json_pack("{s:s, s:s}", "state", dom_state_name(st),
-					      "reason", vm_reason_name(reason)));
+	/* {state, reason}: packed as clients read it, no JSON on the way. */
+	evbus_data_init(&ed);
+	if (msgpack_pack_map(&ed.pk, 2) < 0 || rpc_pack_cstr(&ed.pk, "state") < 0 ||
+	    rpc_pack_cstr(&ed.pk, dom_state_name(st)) < 0 || rpc_pack_cstr(&ed.pk, "reason") < 0 ||
+	    rpc_pack_cstr(&ed.pk, vm_reason_name(reason)) < 0)
+		evbus_data_reset(&ed);
+	evbus_publish_data(vm_of(d)->env->bus, dom_name(d), vm_event_name(VE_LIFECYCLE), &ed);
 }
 
 void vm_publish(struct domain *d, enum vm_event ev, json_t *data)
@@ -1710,6 +1719,43 @@ static void job_monitor_ready(struct domain *d, struct dom_job *job)
 	}
 }
 
+/*
+ * QEMU's data with its time added as qemu_timestamp (a key of QEMU's own
+ * by that name gives way), packed straight from the note.
+ */
+static void publish_qemu_event(struct domain *d, const char *name, const struct mon_note *n)
+{
+	double ts = (double)n->seconds + (double)n->micros / 1e6;
+	json_t *data = json_is_object(n->data) ? n->data : NULL;
+	size_t keys = data ? json_object_size(data) : 0;
+	struct evbus_data ed;
+	const char *k;
+	json_t *v;
+
+	if (data && json_object_get(data, "qemu_timestamp"))
+		keys--;
+	evbus_data_init(&ed);
+	if (msgpack_pack_map(&ed.pk, (uint32_t)keys + 1) < 0)
+		goto fail;
+	json_object_foreach(data, k, v) {
+		if (!strcmp(k, "qemu_timestamp"))
+			continue;
+		if (rpc_pack_cstr(&ed.pk, k) < 0 || rpc_pack_json(&ed.pk, v) < 0)
+			goto fail;
+	}
+	if (rpc_pack_cstr(&ed.pk, "qemu_timestamp") < 0 || msgpack_pack_double(&ed.pk, ts) < 0)
+		goto fail;
+	evbus_publish_data(vm_of(d)->env->bus, dom_name(d), name, &ed);
+	return;
+fail:
+	/* Nested too deep (or no memory): the event and its time, without QEMU's data. */
+	evbus_data_reset(&ed);
+	if (msgpack_pack_map(&ed.pk, 1) < 0 || rpc_pack_cstr(&ed.pk, "qemu_timestamp") < 0 ||
+	    msgpack_pack_double(&ed.pk, ts) < 0)
+		evbus_data_reset(&ed);
+	evbus_publish_data(vm_of(d)->env->bus, dom_name(d), name, &ed);
+}
+
 void vm_on_note(struct domain *d, struct mon_note *n)
 {
 	struct vm *vm = vm_of(d);
@@ -1740,15 +1786,12 @@ void vm_on_note(struct domain *d, struct mon_note *n)
 		vm_publish(d, VE_MONITOR, json_pack("{s:s}", "state", dom_mon_state_name(n->st)));
 		break;
 	case MON_NOTE_EVENT: {
-		json_t *data = json_is_object(n->data) ? json_deep_copy(n->data) : json_object();
 		char name[160];
 
 		dom_count_event(d);
 		/* QEMU's own, passed through under its name in the "qemu." family. */
 		snprintf(name, sizeof(name), VM_QEMU_EVENT_PREFIX "%s", n->event);
-		json_object_set_new(data, "qemu_timestamp",
-				    json_real((double)n->seconds + (double)n->micros / 1e6));
-		evbus_publish(vm->env->bus, dom_name(d), name, data);
+		publish_qemu_event(d, name, n);
 		/* After the passthrough: corral's reading of it follows QEMU's word. */
 		event_to_state(d, n->event, n->data);
 		vm_x_event(d, n->event, n->data);

@@ -11,6 +11,8 @@
 
 #include "actors/evbus.h"
 #include "common/rcu.h"
+#include "rpc/json-conv.h"
+#include "rpc/rpc.h"
 
 static struct evbus *bus;
 static unsigned notified;
@@ -44,6 +46,22 @@ static void teardown(void)
 	urcu_memb_barrier();
 	evbus_free(bus);
 	urcu_memb_unregister_thread();
+}
+
+/* An event's data, unpacked: exactly one msgpack value, as JSON. */
+static json_t *data_json(const struct evbus_event *ev)
+{
+	msgpack_unpacked u;
+	size_t off = 0;
+	char err[128];
+	json_t *j = NULL;
+
+	msgpack_unpacked_init(&u);
+	cr_assert_eq(msgpack_unpack_next(&u, ev->data, ev->data_len, &off), MSGPACK_UNPACK_SUCCESS);
+	cr_assert_eq(off, ev->data_len, "one value, nothing after it");
+	cr_assert_eq(rpc_obj_to_json(&u.data, "data", &j, err, sizeof(err)), 0, "%s", err);
+	msgpack_unpacked_destroy(&u);
+	return j;
 }
 
 /* Events taken; checks each one's domain and that "seq" data, if any, rises. */
@@ -113,8 +131,11 @@ Test(evbus, slow_subscriber_loses_the_oldest_and_counts, .init = setup_small, .f
 	crcu_read_lock();
 	ev = evbus_sub_next(bus, slow);
 	cr_assert_not_null(ev);
-	cr_assert_eq(json_integer_value(json_object_get(ev->data, "n")), 15,
+	json_t *data = data_json(ev);
+
+	cr_assert_eq(json_integer_value(json_object_get(data, "n")), 15,
 		     "the oldest kept is the 16th");
+	json_decref(data);
 	crcu_read_unlock();
 	cr_assert_eq(evbus_sub_take_dropped(slow), 15);
 	cr_assert_eq(evbus_sub_take_dropped(slow), 0);
@@ -185,4 +206,64 @@ Test(evbus, publish_is_shared_not_copied, .init = setup, .fini = teardown)
 	crcu_read_unlock();
 	for (int i = 0; i < 10000; i++)
 		evbus_unsubscribe(bus, subs[i]);
+}
+
+/* Data is packed once at publish: what a subscriber unpacks is what was published. */
+Test(evbus, data_is_packed_at_publish, .init = setup, .fini = teardown)
+{
+	struct evbus_sub *sub;
+	json_t *big = json_pack("{s:s, s:[i, f, b, n], s:{s:s}}", "text", "", "list", -7, 2.5, 1,
+				"nested", "k", "v");
+	json_t *want, *got, *deep = json_object(), *at = deep;
+	struct evbus_data ed;
+	const struct evbus_event *ev;
+	char text[1000];
+
+	/* Beyond the stack buffer: the packed value moves to the heap whole. */
+	memset(text, 'x', sizeof(text) - 1);
+	text[sizeof(text) - 1] = '\0';
+	json_object_set_new(big, "text", json_string(text));
+	want = json_deep_copy(big);
+	for (int i = 0; i < RPC_JSON_MAX_DEPTH + 4; i++) {
+		json_t *next = json_object();
+
+		json_object_set_new(at, "d", next);
+		at = next;
+	}
+	cr_assert_eq(evbus_subscribe(bus, NULL, &sub), 0);
+	evbus_publish(bus, "web1", "big", big);
+	evbus_publish(bus, "web1", "none", NULL);
+	evbus_publish(bus, "web1", "deep", deep);
+	evbus_data_init(&ed);
+	cr_assert_eq(msgpack_pack_map(&ed.pk, 1), 0);
+	cr_assert_eq(rpc_pack_cstr(&ed.pk, "state"), 0);
+	cr_assert_eq(rpc_pack_cstr(&ed.pk, "running"), 0);
+	evbus_publish_data(bus, "web1", "packed", &ed);
+	evbus_data_init(&ed);
+	evbus_publish_data(bus, "web1", "empty", &ed);
+
+	crcu_read_lock();
+	ev = evbus_sub_next(bus, sub);
+	cr_assert_str_eq(ev->event, "big");
+	got = data_json(ev);
+	cr_assert(json_equal(got, want), "the value comes back as it went");
+	json_decref(got);
+	json_decref(want);
+	for (int i = 0; i < 2; i++) {
+		ev = evbus_sub_next(bus, sub);
+		cr_assert_str_eq(ev->event, i ? "deep" : "none");
+		cr_assert_eq(ev->data_len, 1, "%s: an empty map", ev->event);
+		cr_assert_eq((unsigned char)*(const char *)ev->data, 0x80);
+	}
+	ev = evbus_sub_next(bus, sub);
+	cr_assert_str_eq(ev->event, "packed");
+	got = data_json(ev);
+	cr_assert_str_eq(json_string_value(json_object_get(got, "state")), "running");
+	json_decref(got);
+	ev = evbus_sub_next(bus, sub);
+	cr_assert_str_eq(ev->event, "empty");
+	cr_assert_eq(ev->data_len, 1);
+	cr_assert_null(evbus_sub_next(bus, sub));
+	crcu_read_unlock();
+	evbus_unsubscribe(bus, sub);
 }

@@ -152,6 +152,10 @@ def test_sequence():
         for e, data in ev.seen:
             if e.startswith("qemu."):
                 check(isinstance(data.get("qemu_timestamp"), float), "%s: %r" % (e, data))
+            if e in ("qemu.RESET", "qemu.SHUTDOWN"):
+                # QEMU's own data passes through beside the time.
+                check(isinstance(data.get("guest"), bool) and isinstance(data.get("reason"), str),
+                      "%s: %r" % (e, data))
         for st, why in ev.lifecycle():
             check(why in reasons, "reason %r is not in api.info's table" % why)
             check(st in reasons[why]["states"],
