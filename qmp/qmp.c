@@ -606,16 +606,93 @@ static json_t *cmd_new(const char *execute, json_t *args)
 	return cmd;
 }
 
+/* A QAPI name ([A-Za-z0-9_-], as every command QEMU knows): nothing to escape. */
+static bool plain_name(const char *s, size_t *ret_len)
+{
+	const char *p;
+
+	for (p = s; *p; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '_' || *p == '-'))
+			return false;
+	}
+	*ret_len = (size_t)(p - s);
+	return p - s <= 128;
+}
+
+/*
+ * The line conn_encode prints, without building it as a tree first: the
+ * envelope {"execute":NAME[,"arguments":ARGS],"id":N} around jansson's
+ * compact print of the arguments.  Only for a plain name (no escaping).
+ */
+static int encode_plain(struct qmp_conn *c, const char *execute, size_t elen, json_t *args,
+			uint64_t *ret_id, char **ret_buf, size_t *ret_len)
+{
+	static const char head[] = "{\"execute\":\"", mid[] = "\",\"arguments\":",
+			  id_after_args[] = ",\"id\":", id_after_name[] = "\",\"id\":";
+	const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+	char small[256], digits[24], *out, *p;
+	size_t alen = 0, dlen = 0, n;
+	uint64_t id = c->next_id;
+
+	BUG_ON(id > (uint64_t)INT64_MAX);
+	do {
+		digits[sizeof(digits) - 1 - dlen++] = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	if (args) {
+		alen = json_dumpb(args, small, sizeof(small), flags);
+		if (alen == 0)
+			return enc_fail(c, -ENOMEM, "out of memory");
+	}
+	/* The line and its newline: n bytes, and a NUL. */
+	n = sizeof(head) - 1 + elen +
+	    (args ? sizeof(mid) - 1 + alen + sizeof(id_after_args) - 1 :
+		    sizeof(id_after_name) - 1) + dlen + 2;
+	out = malloc(n + 1);
+	if (!out)
+		return enc_fail(c, -ENOMEM, "out of memory");
+	p = mempcpy(out, head, sizeof(head) - 1);
+	p = mempcpy(p, execute, elen);
+	if (args) {
+		p = mempcpy(p, mid, sizeof(mid) - 1);
+		if (alen <= sizeof(small)) {
+			p = mempcpy(p, small, alen);
+		} else if (json_dumpb(args, p, alen, flags) == alen) {
+			p += alen;
+		} else {
+			free(out);
+			return enc_fail(c, -ENOMEM, "out of memory");
+		}
+		p = mempcpy(p, id_after_args, sizeof(id_after_args) - 1);
+	} else {
+		p = mempcpy(p, id_after_name, sizeof(id_after_name) - 1);
+	}
+	p = mempcpy(p, digits + sizeof(digits) - dlen, dlen);
+	*p++ = '}';
+	*p++ = '\n';
+	*p = '\0';
+	BUG_ON((size_t)(p - out) != n);
+	*ret_id = c->next_id++;
+	*ret_buf = out;
+	*ret_len = n;
+	c->enc_failed = false;
+	return 0;
+}
+
 int qmp_conn_encode_cmd(struct qmp_conn *c, const char *execute, json_t *args,
 			uint64_t *ret_id, char **ret_buf, size_t *ret_len)
 {
 	json_t *cmd;
+	size_t elen;
 
 	if (!execute || !*execute)
 		return enc_fail(c, -EINVAL, "command name must not be empty");
 	if (args && !json_is_object(args))
 		return enc_fail(c, -EINVAL, "arguments of %.64s must be an object, not %s",
 				execute, json_kind_name(args));
+	if (plain_name(execute, &elen))
+		return encode_plain(c, execute, elen, args, ret_id, ret_buf, ret_len);
 	cmd = cmd_new(execute, args);
 	if (!cmd) {
 		/* json_string() also fails on invalid UTF-8. */

@@ -142,6 +142,42 @@ Test(encoding, long_and_short_lines_are_whole)
 	qmp_conn_free(c);
 }
 
+/*
+ * A plain command name is printed around jansson's print of the arguments:
+ * the line must be the one jansson prints for the whole command; a name
+ * that needs escaping goes through jansson whole.
+ */
+Test(encoding, printed_line_is_jansson_s_for_the_whole_command)
+{
+	struct qmp_conn *c = conn_new();
+	json_t *args = json_pack("{s:s, s:{s:[i, f, n]}, s:s}", "device", "disk0", "opts", "l",
+				 -1, 0.5, "q", "\"quoted\"\t\u00e9");
+
+	for (int i = 1; i <= 120; i++) {
+		const char *name = i % 3 == 0 ? "we\"ird name" : "block_set-io";
+		json_t *a = i % 2 ? args : NULL, *want;
+		uint64_t id;
+		char *buf, *exp;
+		size_t len;
+
+		cr_assert_eq(qmp_conn_encode_cmd(c, name, a, &id, &buf, &len), 0);
+		cr_assert_eq(id, (uint64_t)i);
+		want = a ? json_pack("{s:s, s:O, s:I}", "execute", name, "arguments", a, "id",
+				     (json_int_t)id) :
+			   json_pack("{s:s, s:I}", "execute", name, "id", (json_int_t)id);
+		exp = json_dumps(want, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		cr_assert_eq(len, strlen(exp) + 1);
+		cr_assert_eq(memcmp(buf, exp, len - 1), 0, "got %s want %s", buf, exp);
+		cr_assert_eq(buf[len - 1], '\n');
+		cr_assert_eq(buf[len], '\0');
+		free(exp);
+		json_decref(want);
+		free(buf);
+	}
+	json_decref(args);
+	qmp_conn_free(c);
+}
+
 Test(encoding, bad_cmd_is_refused_without_using_an_id)
 {
 	struct qmp_conn *c = conn_new();
