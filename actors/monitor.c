@@ -776,9 +776,8 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 		     json_pack("{s:s, s:s}", "class", qmp_msg_error_class(msg), "desc",
 			       qmp_msg_error_desc(msg)));
 	} else {
-		/* A deep copy: a json_t crosses threads only whole, never shared. */
-		step(m, p->job_id, 0,
-		     json_pack("{s:o}", "return", json_deep_copy(qmp_msg_return(msg))));
+		/* Taken out of the reply: it crosses threads whole, shared with nothing. */
+		step(m, p->job_id, 0, json_pack("{s:o}", "return", qmp_msg_take_return(msg)));
 	}
 	free(p);
 	mon_timer_idle(m);
@@ -787,12 +786,10 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 static void on_event(struct monitor *m, struct qmp_msg *msg)
 {
 	struct mon_note *n = note_new(MON_NOTE_EVENT);
-	json_t *data = qmp_msg_event_data(msg);
-
 	if (!n)
 		return;
 	n->event = strdup(qmp_msg_event_name(msg));
-	n->data = data ? json_deep_copy(data) : NULL;
+	n->data = qmp_msg_take_event_data(msg);     /* shared with nothing, as a return */
 	n->seconds = qmp_msg_event_seconds(msg);
 	n->micros = qmp_msg_event_microseconds(msg);
 	notify(m, n);

@@ -797,6 +797,24 @@ json_t *qmp_msg_return(const struct qmp_msg *m)
 	return m->kind == QMP_MSG_RETURN ? m->ret : NULL;
 }
 
+/* Detach the member key of m's root (v): the caller's reference is then the only one. */
+static json_t *take_member(struct qmp_msg *m, const char *key, json_t *v)
+{
+	if (!v)
+		return NULL;
+	json_incref(v);
+	json_object_del(m->root, key);
+	return v;
+}
+
+json_t *qmp_msg_take_return(struct qmp_msg *m)
+{
+	json_t *v = qmp_msg_return(m);
+
+	m->ret = NULL;
+	return take_member(m, "return", v);
+}
+
 const char *qmp_msg_error_class(const struct qmp_msg *m)
 {
 	return m->kind == QMP_MSG_ERROR ? m->err_class : NULL;
@@ -815,6 +833,14 @@ const char *qmp_msg_event_name(const struct qmp_msg *m)
 json_t *qmp_msg_event_data(const struct qmp_msg *m)
 {
 	return m->kind == QMP_MSG_EVENT ? m->data : NULL;
+}
+
+json_t *qmp_msg_take_event_data(struct qmp_msg *m)
+{
+	json_t *v = qmp_msg_event_data(m);
+
+	m->data = NULL;
+	return take_member(m, "data", v);
 }
 
 int64_t qmp_msg_event_seconds(const struct qmp_msg *m)

@@ -160,6 +160,12 @@ bool qmp_msg_id(const struct qmp_msg *m, uint64_t *ret_id);
 
 /* Return: the "return" value (an empty object for commands with none). */
 json_t *qmp_msg_return(const struct qmp_msg *m);
+/*
+ * The same, taken out of the message: a reference the caller holds alone
+ * (nothing in m points to it any more), to hand to another thread without a
+ * copy.  NULL for other kinds; after it, qmp_msg_return(m) is NULL.
+ */
+json_t *qmp_msg_take_return(struct qmp_msg *m);
 
 /* Error: class, e.g. "CommandNotFound", and the human-readable desc. */
 const char *qmp_msg_error_class(const struct qmp_msg *m);
@@ -168,6 +174,8 @@ const char *qmp_msg_error_desc(const struct qmp_msg *m);
 /* Event: its name, and its "data" object or NULL when it has none. */
 const char *qmp_msg_event_name(const struct qmp_msg *m);
 json_t *qmp_msg_event_data(const struct qmp_msg *m);
+/* The data taken out of the event, as qmp_msg_take_return takes a return. */
+json_t *qmp_msg_take_event_data(struct qmp_msg *m);
 
 /*
  * Event: when the server says it happened, relative to the Unix epoch.

@@ -538,3 +538,38 @@ Test(framing, messages_outlive_their_conn)
 	qmp_msg_free(NULL);
 	qmp_conn_free(NULL);
 }
+
+/* A taken return or event data is the caller's alone: it outlives the message. */
+Test(framing, taken_values_are_detached_from_the_message)
+{
+	struct qmp_conn *c = conn_new();
+	struct qmp_msg *m;
+	json_t *ret, *data;
+
+	feed_str(c, "{\"return\": {\"running\": true, \"list\": [1, 2]}, \"id\": 1}\n"
+		    "{\"event\": \"RTC_CHANGE\", \"data\": {\"offset\": 7}, "
+		    "\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}}\n");
+	m = next(c);
+	ret = qmp_msg_take_return(m);
+	cr_assert_not_null(ret);
+	cr_assert_eq(ret->refcount, 1, "nothing else holds it");
+	cr_assert_null(qmp_msg_return(m));
+	cr_assert_null(qmp_msg_take_return(m), "taken once");
+	cr_assert_null(qmp_msg_take_event_data(m), "not an event");
+	qmp_msg_free(m);
+	cr_assert(json_is_true(json_object_get(ret, "running")));
+	cr_assert_eq(json_array_size(json_object_get(ret, "list")), 2);
+	json_decref(ret);
+
+	m = next(c);
+	cr_assert_null(qmp_msg_take_return(m), "not a return");
+	data = qmp_msg_take_event_data(m);
+	cr_assert_eq(data->refcount, 1);
+	cr_assert_null(qmp_msg_event_data(m));
+	cr_assert_str_eq(qmp_msg_event_name(m), "RTC_CHANGE");
+	cr_assert_eq(qmp_msg_event_seconds(m), 1);
+	qmp_msg_free(m);
+	cr_assert_eq(json_integer_value(json_object_get(data, "offset")), 7);
+	json_decref(data);
+	qmp_conn_free(c);
+}
