@@ -103,8 +103,8 @@ struct monitor {
 	uint64_t timer_at;              /* the armed command timer's time; 0: none */
 	/*
 	 * The armed command timer and the handshake's, until handled or
-	 * cancelled (rt_cancel_at: a timer with nothing left to check costs
-	 * no turn); NULL: none.
+	 * cancelled (rt_cancel_at); NULL: none.  See on_reply for when the
+	 * command timer is cancelled.
 	 */
 	struct mon_deadline *timer_msg, *ready_msg;
 	bool unresponsive;
@@ -746,12 +746,14 @@ static void on_greeting(struct monitor *m)
 static void on_reply(struct monitor *m, struct qmp_msg *msg)
 {
 	struct mon_pending *p;
+	bool poll;
 	uint64_t id;
 
 	/* Any reply proves QEMU's main loop runs again. */
 	set_responsive(m, true);
 	if (!qmp_msg_id(msg, &id) || !(p = take_pending(m, id)))
 		return;         /* unknown or late (already timed out): dropped */
+	poll = p->kind == PEND_POLL;
 	if (p->kind == PEND_POLL) {
 		on_poll_reply(m, p, msg);
 	} else if (p->kind == PEND_CAPS) {
@@ -780,7 +782,15 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 		step(m, p->job_id, 0, json_pack("{s:o}", "return", qmp_msg_take_return(msg)));
 	}
 	free(p);
-	mon_timer_idle(m);
+	/*
+	 * A statistics round's last reply cancels the command timer: the next
+	 * round is an interval away, and a cancelled timer costs no turn.  A
+	 * job's command leaves it armed, since jobs come in runs: the commands
+	 * that follow before it fires need no timer of their own (a cancelled
+	 * one stays in the runtime's heap until its time, one per command).
+	 */
+	if (poll)
+		mon_timer_idle(m);
 }
 
 static void on_event(struct monitor *m, struct qmp_msg *msg)

@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,37 @@ Test(vm, lifecycle_on_real_qemu, .init = vmfix_setup, .fini = vmfix_teardown, .t
 	cr_assert_str_eq(vmfix_snap(d).reason, "destroyed");
 	cr_assert_eq(vmfix_snap(d).pid, 0);
 	cr_assert_eq(kill(pid, 0), -1, "QEMU still exists after destroy");
+	undefine(d);
+}
+
+/*
+ * A job's QMP command needs a deadline, but not a timer of its own: the
+ * monitor's timer stays armed across commands, so many jobs in a row add
+ * no timers to the runtime's heap (each used to leave one there until its
+ * job's deadline, cancelled or not).
+ */
+Test(vm, commands_in_a_row_add_no_timers, .init = vmfix_setup, .fini = vmfix_teardown,
+     .timeout = 120)
+{
+	struct domain *d = define("timers1");
+	struct rt_stats before, after;
+
+	vmfix_run_ok(d, VM_OP_START, NULL, 30000);
+	vmfix_wait_state(d, DOM_RUNNING);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	vmfix_run_ok(d, VM_OP_SUSPEND, NULL, 60000);
+	vmfix_run_ok(d, VM_OP_RESUME, NULL, 60000);
+	rt_get_stats(fx.rt, &before);
+	for (int i = 0; i < 100; i++) {
+		vmfix_run_ok(d, VM_OP_SUSPEND, NULL, 60000);
+		vmfix_run_ok(d, VM_OP_RESUME, NULL, 60000);
+	}
+	rt_get_stats(fx.rt, &after);
+	cr_assert_leq(after.timers_pending, before.timers_pending + 2,
+		      "200 jobs left %" PRIu64 " timers behind",
+		      after.timers_pending - before.timers_pending);
+	vmfix_run_ok(d, VM_OP_DESTROY, NULL, 10000);
+	vmfix_wait_state(d, DOM_SHUTOFF);
 	undefine(d);
 }
 
