@@ -56,6 +56,12 @@ struct actor_ops {
 	void (*expire)(struct actor *a, struct mbx_msg *msg);
 	/* Optional: the actor is about to close its mailbox.  Actor only. */
 	void (*stopping)(struct actor *a);
+	/*
+	 * Optional: the turn's messages are handled (one or up to
+	 * ACTOR_BATCH); still the actor's turn.  What a turn changed is
+	 * published here once, however many messages it took.  Actor only.
+	 */
+	void (*turn_end)(struct actor *a);
 	/* Free the container.  Last reference gone, after a grace period. */
 	void (*free)(struct actor *a);
 };

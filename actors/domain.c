@@ -696,7 +696,6 @@ static void dom_handle(struct actor *a, struct mbx_msg *msg)
 	}
 	dom_kick(d);
 	dom_rearm(d);
-	dom_turn_end(d);
 }
 
 /* A job request whose deadline passed while it sat in the mailbox. */
@@ -710,7 +709,16 @@ static void dom_expire(struct actor *a, struct mbx_msg *msg)
 		return;
 	}
 	job_fail_busy(d, container_of(msg, struct dom_job, msg), now_ns());
-	dom_turn_end(d);
+}
+
+/*
+ * The turn's messages are handled: one snapshot for all of them (a QMP
+ * event and the reply after it, read together, come in one turn), then
+ * the ended jobs' owners are told.
+ */
+static void dom_turn_end_cb(struct actor *a)
+{
+	dom_turn_end(to_dom(a));
 }
 
 /* The domain is stopping: every job it holds or queues ends now. */
@@ -770,6 +778,7 @@ static const struct actor_ops dom_actor_ops = {
 	.handle = dom_handle,
 	.expire = dom_expire,
 	.stopping = dom_stopping,
+	.turn_end = dom_turn_end_cb,
 	.free = dom_free,
 };
 

@@ -289,6 +289,8 @@ static void actor_run(struct rt *rt, struct actor *a)
 		BUG_ON(!msg);   /* counted messages are always linked */
 		actor_dispatch(rt, a, msg);
 	}
+	if (a->ops->turn_end)
+		a->ops->turn_end(a);
 	a->turns++;
 	tls_current = NULL;
 	/* Clear before releasing: the next owner may start right after. */

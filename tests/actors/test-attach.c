@@ -7,6 +7,7 @@
  */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -440,4 +441,41 @@ Test(attach, capabilities_go_out_before_the_greeting, .init = setup, .fini = tea
 	rt_quiesce(fx.rt, 10 * NSEC_PER_SEC);
 	cr_assert_eq(pthread_join(q.th, NULL), 0);
 	close(q.lfd);
+}
+
+static uint64_t snap_seq(struct domain *d)
+{
+	uint64_t seq;
+
+	crcu_read_lock();
+	seq = dom_snap_rcu(d)->seq;
+	crcu_read_unlock();
+	return seq;
+}
+
+/*
+ * The simulator writes a stop's STOP event and its reply together; the
+ * domain handles both in one turn and publishes one snapshot for them: a
+ * suspend or resume costs two (the job taking the domain, then its end),
+ * where each message used to publish its own (three).
+ */
+Test(attach, an_event_and_its_reply_publish_one_snapshot, .init = setup, .fini = teardown,
+     .timeout = 120)
+{
+	struct domain *d = attach("sim0", 0, 10000, 0);
+	uint64_t before, after;
+	const int jobs = 200;
+
+	vmfix_wait_state(d, DOM_RUNNING);
+	vmfix_wait_mon(d, DOM_MON_OK);
+	before = snap_seq(d);
+	for (int i = 0; i < jobs / 2; i++) {
+		vmfix_run_ok(d, VM_OP_SUSPEND, NULL, 10000);
+		vmfix_run_ok(d, VM_OP_RESUME, NULL, 10000);
+	}
+	after = snap_seq(d);
+	cr_assert_leq(after - before, jobs * 5 / 2, "%d jobs published %" PRIu64 " snapshots",
+		      jobs, after - before);
+	cr_assert_geq(after - before, jobs * 2, "each job is seen taking the domain and ending");
+	cr_assert_eq(vmfix_snap(d).state, DOM_RUNNING);
 }
