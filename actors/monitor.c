@@ -796,6 +796,7 @@ static void on_reply(struct monitor *m, struct qmp_msg *msg)
 static void on_event(struct monitor *m, struct qmp_msg *msg)
 {
 	struct mon_note *n = note_new(MON_NOTE_EVENT);
+
 	if (!n)
 		return;
 	n->event = strdup(qmp_msg_event_name(msg));
