@@ -265,7 +265,6 @@ void evbus_publish_data(struct evbus *bus, const char *domain, const char *event
 	crcu_read_unlock();
 }
 
-
 void evbus_publish(struct evbus *bus, const char *domain, const char *event, json_t *data)
 {
 	struct evbus_data d;
