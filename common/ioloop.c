@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "common/rcu.h"
@@ -18,8 +20,7 @@ struct ioloop_thr {
 	int epfd;
 	int evfd;                       /* wakes the loop for posts and stop */
 	struct io_watch wake;
-	/* The watches on this thread, by id: looked up under RCU per event. */
-	struct cds_lfht *watches;
+	struct ioloop *loop;
 	struct __cds_wfcq_head tasks_head;
 	struct cds_wfcq_tail tasks_tail;
 	struct cds_wfcq_node marker;    /* ends a turn's batch; loop thread only */
@@ -27,44 +28,51 @@ struct ioloop_thr {
 	bool stopping;                  /* atomic */
 };
 
+/*
+ * The watches, one slot per descriptor number (an fd is in one thread's
+ * epoll at a time): an event's lookup is one load, where a hash table cost
+ * a bucket and a chain walk, each a cache miss with 10,000 sockets.  Sized
+ * once for the largest descriptor the process may open (its hard
+ * RLIMIT_NOFILE, at most SLOTS_MAX); only the pages of descriptors in use
+ * are ever touched.
+ */
+#define SLOTS_MAX (1u << 22)
+#define WAKE_KEY UINT64_MAX             /* the eventfd's: no slot */
+
 struct ioloop {
 	unsigned n;
 	unsigned next;                  /* atomic round-robin cursor */
 	struct ioloop_thr *thr;
+	struct io_watch **slots;        /* by fd; RCU-published */
+	uint32_t nslots;
 };
 
 static __thread const struct ioloop_thr *tls_thr;
-static uint64_t next_watch_id = 1;      /* atomic; 0 is the wake watch */
+static uint64_t next_watch_id = 1;      /* atomic */
 
 void (*ioloop__after_wait_hook)(void);
 
-static uint64_t id_hash(uint64_t id)
+static inline uint32_t key_fd(uint64_t key)
 {
-	id ^= id >> 33;
-	id *= 0xff51afd7ed558ccdULL;
-	return id ^ (id >> 33);
+	return (uint32_t)key;
 }
 
-static int match_id(struct cds_lfht_node *node, const void *key)
+/* The watch an event names, if it is still watched.  RCU reader. */
+static struct io_watch *watch_lookup_rcu(struct ioloop_thr *t, uint64_t key)
 {
-	return container_of(node, struct io_watch, node)->id == *(const uint64_t *)key;
-}
+	struct io_watch *w;
 
-/* The watch with this id, if still watched.  RCU reader. */
-static struct io_watch *watch_lookup_rcu(struct ioloop_thr *t, uint64_t id)
-{
-	struct cds_lfht_iter iter;
-	struct cds_lfht_node *node;
-
-	if (id == 0)
+	if (key == WAKE_KEY)
 		return &t->wake;
-	cds_lfht_lookup(t->watches, id_hash(id), match_id, &id, &iter);
-	node = cds_lfht_iter_get_node(&iter);
-	if (!node)
+	if (key_fd(key) >= t->loop->nslots)
+		return NULL;
+	w = crcu_dereference(t->loop->slots[key_fd(key)]);
+	/* Deleted, or its fd reused by a newer watch: not the one the event was for. */
+	if (!w || w->key != key)
 		return NULL;
 	/* Pairs with the release in io_watch_add_on: the watch's fields are set. */
-	tsan_handoff_acquire(container_of(node, struct io_watch, node));
-	return container_of(node, struct io_watch, node);
+	tsan_handoff_acquire(w);
+	return w;
 }
 
 static void kick(struct ioloop_thr *t);
@@ -142,10 +150,11 @@ static void *loop_main(void *arg)
 				hook();
 		}
 		/*
-		 * The events name watches by id, not by pointer: a watch deleted
-		 * (and freed after a grace period) between epoll_wait() and here
-		 * is simply not found.  One read section per batch keeps the ones
-		 * found valid until their callbacks return.
+		 * The events name watches by key (fd and serial number), not
+		 * by pointer: a watch deleted (and freed after a grace period)
+		 * between epoll_wait() and here is simply not found, nor taken
+		 * for a newer watch on the same fd.  One read section per batch
+		 * keeps the ones found valid until their callbacks return.
 		 */
 		crcu_read_lock();
 		for (int i = 0; i < n; i++) {
@@ -165,9 +174,6 @@ static int thr_init(struct ioloop_thr *t)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
 
-	t->watches = cds_lfht_new_flavor(64, 64, 0, CDS_LFHT_AUTO_RESIZE, &urcu_memb_flavor, NULL);
-	if (!t->watches)
-		return -ENOMEM;
 	t->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (t->epfd < 0)
 		return -errno;
@@ -178,11 +184,32 @@ static int thr_init(struct ioloop_thr *t)
 	t->wake.fd = t->evfd;
 	t->wake.cb = wake_cb;
 	t->wake.thr = t;
-	t->wake.id = 0;
-	ev.data.u64 = 0;
+	t->wake.key = WAKE_KEY;
+	ev.data.u64 = WAKE_KEY;
 	if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, t->evfd, &ev) < 0)
 		return -errno;
 	return -pthread_create(&t->thread, NULL, loop_main, t);
+}
+
+/* How many descriptor numbers this process can ever hold. */
+static uint32_t fd_ceiling(void)
+{
+	struct rlimit rl;
+	unsigned long nr_open = SLOTS_MAX;
+	FILE *f;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return SLOTS_MAX;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < SLOTS_MAX)
+		return rl.rlim_max > 64 ? (uint32_t)rl.rlim_max : 64;
+	/* No process gets more than fs.nr_open, whatever its limit says. */
+	f = fopen("/proc/sys/fs/nr_open", "re");
+	if (f) {
+		if (fscanf(f, "%lu", &nr_open) != 1 || nr_open > SLOTS_MAX)
+			nr_open = SLOTS_MAX;
+		fclose(f);
+	}
+	return (uint32_t)nr_open;
 }
 
 int ioloop_new(unsigned nthreads, struct ioloop **ret)
@@ -194,12 +221,17 @@ int ioloop_new(unsigned nthreads, struct ioloop **ret)
 		return -ENOMEM;
 	if (nthreads == 0)
 		nthreads = 1;
+	l->nslots = fd_ceiling();
+	l->slots = calloc(l->nslots, sizeof(*l->slots));
 	l->thr = calloc(nthreads, sizeof(*l->thr));
-	if (!l->thr) {
+	if (!l->thr || !l->slots) {
+		free(l->slots);
+		free(l->thr);
 		free(l);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < nthreads; i++) {
+		l->thr[i].loop = l;
 		l->thr[i].epfd = l->thr[i].evfd = -1;
 		r = thr_init(&l->thr[i]);
 		if (r < 0) {
@@ -238,20 +270,9 @@ void ioloop_free(struct ioloop *l)
 		pthread_join(l->thr[i].thread, NULL);
 		close(l->thr[i].epfd);
 		close(l->thr[i].evfd);
-		/* Watches still in the table are their owners' (not freed here). */
-		if (l->thr[i].watches) {
-			struct cds_lfht_iter iter;
-			struct cds_lfht_node *node;
-
-			crcu_read_lock();
-			for (cds_lfht_first(l->thr[i].watches, &iter);
-			     (node = cds_lfht_iter_get_node(&iter));
-			     cds_lfht_next(l->thr[i].watches, &iter))
-				cds_lfht_del(l->thr[i].watches, node);
-			crcu_read_unlock();
-			cds_lfht_destroy(l->thr[i].watches, NULL);
-		}
 	}
+	/* Watches still in their slots are their owners' (not freed here). */
+	free(l->slots);
 	free(l->thr);
 	free(l);
 }
@@ -260,26 +281,36 @@ int io_watch_add_on(struct ioloop_thr *thr, struct io_watch *w, int fd, uint32_t
 		    io_cb cb)
 {
 	struct epoll_event ev = { .events = events };
-	int r = 0;
+	struct io_watch **slot;
+	uint64_t id;
 
+	if (fd < 0)
+		return -EBADF;
+	if ((uint32_t)fd >= thr->loop->nslots)
+		return -EMFILE;
+	slot = &thr->loop->slots[fd];
+	id = __atomic_fetch_add(&next_watch_id, 1, __ATOMIC_RELAXED);
 	w->fd = fd;
 	w->cb = cb;
 	w->thr = thr;
-	w->id = __atomic_fetch_add(&next_watch_id, 1, __ATOMIC_RELAXED);
-	ev.data.u64 = w->id;
-	cds_lfht_node_init(&w->node);
-	/* rculfhash publishes the node with a release; the lookup acquires. */
+	w->key = id << 32 | (uint32_t)fd;
+	ev.data.u64 = w->key;
+	/*
+	 * Published with a release; the lookup acquires.  A watch still in the
+	 * slot was left there by an owner that closed its fd without deleting
+	 * it (epoll forgot it with the close): the new one takes its place.
+	 */
 	tsan_handoff_release(w);
-	crcu_read_lock();
-	cds_lfht_add(thr->watches, id_hash(w->id), &w->node);
-	crcu_read_unlock();
+	crcu_assign_pointer(*slot, w);
 	if (epoll_ctl(thr->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		r = -errno;
-		crcu_read_lock();
-		cds_lfht_del(thr->watches, &w->node);
-		crcu_read_unlock();
+		int r = -errno;
+		struct io_watch *expect = w;
+
+		__atomic_compare_exchange_n(slot, &expect, NULL, false, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED);
+		return r;
 	}
-	return r;
+	return 0;
 }
 
 int io_watch_add(struct ioloop *l, struct io_watch *w, int fd, uint32_t events, io_cb cb)
@@ -291,7 +322,7 @@ int io_watch_add(struct ioloop *l, struct io_watch *w, int fd, uint32_t events, 
 
 int io_watch_mod(struct io_watch *w, uint32_t events)
 {
-	struct epoll_event ev = { .events = events, .data.u64 = w->id };
+	struct epoll_event ev = { .events = events, .data.u64 = w->key };
 
 	tsan_handoff_release(w);
 	if (epoll_ctl(w->thr->epfd, EPOLL_CTL_MOD, w->fd, &ev) < 0)
@@ -301,12 +332,16 @@ int io_watch_mod(struct io_watch *w, uint32_t events)
 
 int io_watch_del(struct io_watch *w)
 {
+	struct io_watch *expect = w;
 	int r = 0;
 
-	/* Out of the table first: an event already taken now finds nothing. */
-	crcu_read_lock();
-	cds_lfht_del(w->thr->watches, &w->node);
-	crcu_read_unlock();
+	/*
+	 * Out of its slot first: an event already taken now finds nothing.  A
+	 * newer watch in the slot (this one's fd closed and reused before this
+	 * delete) stays.
+	 */
+	__atomic_compare_exchange_n(&w->thr->loop->slots[w->fd], &expect, NULL, false,
+				    __ATOMIC_RELEASE, __ATOMIC_RELAXED);
 	if (epoll_ctl(w->thr->epfd, EPOLL_CTL_DEL, w->fd, NULL) < 0)
 		r = -errno;
 	return r;

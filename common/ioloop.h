@@ -11,11 +11,13 @@
  * from any thread (an actor re-arming its EPOLLONESHOT watch, say).
  *
  * Lifetime: after io_watch_del() the callback may still be running, but it
- * never starts again: the loop hands out events by watch id and looks each
- * id up in its table inside its read section, so an event taken from
- * epoll_wait() before the delete finds nothing.  Free the watch (and what
- * its callback touches) only after an RCU grace period (call_rcu): a
- * callback already running finishes first.
+ * never starts again: the loop hands out events by watch key (the fd and a
+ * serial number that repeats only after 2^32 watches) and looks each up in
+ * the loop's table of watches by fd inside its read section, so an event
+ * taken from epoll_wait() before the delete finds nothing, even when the fd
+ * has a new watch by then.  Free the watch (and what its callback touches)
+ * only after an RCU grace period (call_rcu): a callback already running
+ * finishes first.
  *
  * io_post() runs a task on a loop thread: the way other threads hand work to
  * a connection owned by that thread (a finished job's reply).  Lock-free:
@@ -29,7 +31,6 @@
 #endif
 #include <stdint.h>
 #include <sys/epoll.h>
-#include <urcu/rculfhash.h>
 #include <urcu/wfcqueue.h>
 
 struct ioloop;
@@ -42,8 +43,8 @@ struct io_watch {
 	int fd;
 	io_cb cb;
 	struct ioloop_thr *thr;         /* set by io_watch_add; immutable after */
-	uint64_t id;                    /* never reused: what epoll hands back */
-	struct cds_lfht_node node;      /* in thr's table while watched */
+	uint64_t key;                   /* what epoll hands back: the watch's
+					 * serial number (high 32 bits), the fd */
 };
 
 struct io_task {
@@ -59,7 +60,9 @@ void ioloop_free(struct ioloop *l);
 
 /*
  * Watch fd for events (EPOLLIN, EPOLLOUT, EPOLLONESHOT, ...) on the next
- * thread round-robin.  0 or -errno.  Any thread.
+ * thread round-robin.  0 or -errno (-EMFILE: an fd above the process's
+ * hard RLIMIT_NOFILE when the loop was made).  Any thread.  Delete the
+ * watch before closing its fd.
  */
 int io_watch_add(struct ioloop *l, struct io_watch *w, int fd, uint32_t events, io_cb cb);
 /* Same, on the thread that already runs `like` (keeps related fds on one thread). */

@@ -67,6 +67,15 @@ static inline void crcu_reclaim_begin(struct rcu_head *head)
 #define crcu_dereference(p)       rcu_dereference(p)
 #endif
 
+/* synchronize_rcu(): what readers did before it happens before what follows. */
+static inline void crcu_synchronize(void)
+{
+	urcu_memb_synchronize_rcu();
+#ifdef CORRAL_TSAN
+	__tsan_acquire(&crcu_tsan_sync);
+#endif
+}
+
 /* call_rcu(), with the caller's history handed to the callback. */
 static inline void crcu_call(struct rcu_head *head, void (*fn)(struct rcu_head *))
 {

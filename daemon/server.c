@@ -1721,7 +1721,7 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 			if (r < 0) {
 				io_watch_del(&s->rw.w);
 				/* Let the loop finish any event it took. */
-				urcu_memb_synchronize_rcu();
+				crcu_synchronize();
 			}
 		}
 		if (r < 0)
@@ -1739,7 +1739,7 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 			close(s->reserve_fd);
 		if (s->bus_l) {
 			evbus_unlisten(opts->bus, s->bus_l);
-			urcu_memb_synchronize_rcu();    /* no publisher is in bus_notify() */
+			crcu_synchronize();    /* no publisher is in bus_notify() */
 			urcu_memb_barrier();            /* the listener is freed */
 		}
 		pthread_cond_destroy(&s->cond);

@@ -10,6 +10,7 @@
 
 #include "common/futex.h"
 #include "common/ioloop.h"
+#include "common/rcu.h"
 #include "common/util.h"
 
 static struct ioloop *l;
@@ -168,7 +169,7 @@ Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = 
 		     "the loop never took the event");
 	/* The loop thread holds the event, outside any read section. */
 	io_watch_del(&v->w);
-	urcu_memb_synchronize_rcu();
+	crcu_synchronize();
 	memset(v, 0x5a, sizeof(*v));    /* what a reuse would leave */
 	free(v);
 	completion_signal(&freed);
@@ -179,4 +180,65 @@ Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = 
 		     "the deleted watch's callback ran");
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/*
+ * The same window, and the deleted watch's fd reused at once by a new watch
+ * (same descriptor number, a socket with nothing to read): the event taken
+ * for the old watch must reach neither the old callback nor the new one.
+ */
+Test(ioloop, stale_event_is_not_given_to_a_new_watch_on_the_same_fd, .init = setup,
+     .fini = teardown)
+{
+	struct victim *v = calloc(1, sizeof(*v)), fresh = { 0 };
+	uint32_t calls = 0, fresh_calls = 0;
+	int sv[2], sv2[2], fd;
+
+	cr_assert_not_null(v);
+	v->calls = &calls;
+	fresh.calls = &fresh_calls;
+	completion_init(&in_window);
+	completion_init(&freed);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
+	fd = sv[0];
+	__atomic_store_n(&ioloop__after_wait_hook, window_hook, __ATOMIC_RELEASE);
+	__atomic_store_n(&hook_armed, 1, __ATOMIC_RELEASE);
+	cr_assert_eq(io_watch_add(l, &v->w, fd, EPOLLIN, victim_cb), 0);
+	cr_assert_eq(write(sv[1], "x", 1), 1);
+	cr_assert_eq(completion_wait(&in_window, 10 * NSEC_PER_SEC), 0,
+		     "the loop never took the event");
+	io_watch_del(&v->w);
+	/* The descriptor number now names a quiet socket, watched anew. */
+	cr_assert_eq(dup2(sv2[0], fd), fd);
+	cr_assert_eq(io_watch_add(l, &fresh.w, fd, EPOLLIN, victim_cb), 0);
+	crcu_synchronize();
+	memset(v, 0x5a, sizeof(*v));
+	free(v);
+	completion_signal(&freed);
+	usleep(100 * 1000);
+	__atomic_store_n(&ioloop__after_wait_hook, NULL, __ATOMIC_RELEASE);
+	cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 0,
+		     "the deleted watch's callback ran");
+	cr_assert_eq(__atomic_load_n(&fresh_calls, __ATOMIC_RELAXED), 0,
+		     "the new watch was called for the old one's event");
+	/* The new watch works: data on its socket reaches it. */
+	cr_assert_eq(write(sv2[1], "y", 1), 1);
+	for (int i = 0; i < 10000 && !__atomic_load_n(&fresh_calls, __ATOMIC_RELAXED); i++)
+		usleep(1000);
+	cr_assert_gt(__atomic_load_n(&fresh_calls, __ATOMIC_RELAXED), 0);
+	io_watch_del(&fresh.w);
+	crcu_synchronize();
+	close(fd);
+	close(sv[1]);
+	close(sv2[0]);
+	close(sv2[1]);
+}
+
+Test(ioloop, an_fd_past_the_table_is_refused, .init = setup, .fini = teardown)
+{
+	struct io_watch w;
+
+	cr_assert_eq(io_watch_add(l, &w, -1, EPOLLIN, NULL), -EBADF);
+	cr_assert_eq(io_watch_add(l, &w, INT32_MAX, EPOLLIN, NULL), -EMFILE);
 }
