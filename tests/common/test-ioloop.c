@@ -150,32 +150,49 @@ static void victim_cb(struct io_watch *w, uint32_t events)
 	__atomic_fetch_add(v->calls, 1, __ATOMIC_RELAXED);
 }
 
-Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = teardown)
+/*
+ * A victim watching fd, and the loop thread held in the window with the
+ * event for it (a byte written to peer), outside any read section.
+ */
+static struct victim *hold_event_for(int fd, int peer, uint32_t *calls)
 {
 	struct victim *v = calloc(1, sizeof(*v));
-	uint32_t calls = 0;
-	int sv[2];
 
 	cr_assert_not_null(v);
-	v->calls = &calls;
+	v->calls = calls;
 	completion_init(&in_window);
 	completion_init(&freed);
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	__atomic_store_n(&ioloop__after_wait_hook, window_hook, __ATOMIC_RELEASE);
 	__atomic_store_n(&hook_armed, 1, __ATOMIC_RELEASE);
-	cr_assert_eq(io_watch_add(l, &v->w, sv[0], EPOLLIN, victim_cb), 0);
-	cr_assert_eq(write(sv[1], "x", 1), 1);
+	cr_assert_eq(io_watch_add(l, &v->w, fd, EPOLLIN, victim_cb), 0);
+	cr_assert_eq(write(peer, "x", 1), 1);
 	cr_assert_eq(completion_wait(&in_window, 10 * NSEC_PER_SEC), 0,
 		     "the loop never took the event");
-	/* The loop thread holds the event, outside any read section. */
-	io_watch_del(&v->w);
+	return v;
+}
+
+/* After its delete: free v as the contract allows, and let the loop go on. */
+static void free_and_release(struct victim *v)
+{
 	crcu_synchronize();
 	memset(v, 0x5a, sizeof(*v));    /* what a reuse would leave */
 	free(v);
 	completion_signal(&freed);
-	/* Let the loop finish its batch; a later post proves it went on. */
+	/* Let the loop finish its batch. */
 	usleep(100 * 1000);
 	__atomic_store_n(&ioloop__after_wait_hook, NULL, __ATOMIC_RELEASE);
+}
+
+Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = teardown)
+{
+	uint32_t calls = 0;
+	struct victim *v;
+	int sv[2];
+
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	v = hold_event_for(sv[0], sv[1], &calls);
+	io_watch_del(&v->w);
+	free_and_release(v);
 	cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 0,
 		     "the deleted watch's callback ran");
 	close(sv[0]);
@@ -190,34 +207,20 @@ Test(ioloop, deleted_watch_is_not_used_after_epoll_wait, .init = setup, .fini = 
 Test(ioloop, stale_event_is_not_given_to_a_new_watch_on_the_same_fd, .init = setup,
      .fini = teardown)
 {
-	struct victim *v = calloc(1, sizeof(*v)), fresh = { 0 };
+	struct victim *v, fresh = { 0 };
 	uint32_t calls = 0, fresh_calls = 0;
 	int sv[2], sv2[2], fd;
 
-	cr_assert_not_null(v);
-	v->calls = &calls;
 	fresh.calls = &fresh_calls;
-	completion_init(&in_window);
-	completion_init(&freed);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
 	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv2), 0);
 	fd = sv[0];
-	__atomic_store_n(&ioloop__after_wait_hook, window_hook, __ATOMIC_RELEASE);
-	__atomic_store_n(&hook_armed, 1, __ATOMIC_RELEASE);
-	cr_assert_eq(io_watch_add(l, &v->w, fd, EPOLLIN, victim_cb), 0);
-	cr_assert_eq(write(sv[1], "x", 1), 1);
-	cr_assert_eq(completion_wait(&in_window, 10 * NSEC_PER_SEC), 0,
-		     "the loop never took the event");
+	v = hold_event_for(fd, sv[1], &calls);
 	io_watch_del(&v->w);
 	/* The descriptor number now names a quiet socket, watched anew. */
 	cr_assert_eq(dup2(sv2[0], fd), fd);
 	cr_assert_eq(io_watch_add(l, &fresh.w, fd, EPOLLIN, victim_cb), 0);
-	crcu_synchronize();
-	memset(v, 0x5a, sizeof(*v));
-	free(v);
-	completion_signal(&freed);
-	usleep(100 * 1000);
-	__atomic_store_n(&ioloop__after_wait_hook, NULL, __ATOMIC_RELEASE);
+	free_and_release(v);
 	cr_assert_eq(__atomic_load_n(&calls, __ATOMIC_RELAXED), 0,
 		     "the deleted watch's callback ran");
 	cr_assert_eq(__atomic_load_n(&fresh_calls, __ATOMIC_RELAXED), 0,
