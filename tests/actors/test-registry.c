@@ -102,14 +102,23 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-/* A domain that is never removed must be found and listed every time. */
+#define NSTABLE 16
+
+/*
+ * Domains never removed ("fixed", "stable-K") must be found and listed
+ * exactly once every time, while the writers' adds and removes grow and
+ * squeeze the registry's directory under the walk.
+ */
 static int count_cb(struct domain *d, void *arg)
 {
 	uint64_t *n = arg;
+	unsigned k;
 
 	(*n)++;
 	if (strcmp(dom_name(d), "fixed") == 0)
 		n[1]++;
+	else if (sscanf(dom_name(d), "stable-%u", &k) == 1 && k < NSTABLE)
+		n[2 + k]++;
 	return 0;
 }
 
@@ -119,7 +128,7 @@ static void *reader(void *arg)
 
 	urcu_memb_register_thread();
 	while (!__atomic_load_n(&stop_readers, __ATOMIC_ACQUIRE)) {
-		uint64_t n[2] = { 0, 0 };
+		uint64_t n[2 + NSTABLE] = { 0 };
 		struct domain *d;
 
 		crcu_read_lock();
@@ -132,7 +141,10 @@ static void *reader(void *arg)
 		if ((lookups & 255) == 0) {
 			reg_for_each_rcu(reg, count_cb, n);
 			cr_assert_eq(n[1], 1, "the stable domain missing from a listing");
-			cr_assert_leq(n[0], 1 + NW * PER);
+			for (int k = 0; k < NSTABLE; k++)
+				cr_assert_eq(n[2 + k], 1, "stable-%d listed %lu times", k,
+					     (unsigned long)n[2 + k]);
+			cr_assert_leq(n[0], 1 + NSTABLE + NW * PER);
 		}
 		crcu_read_unlock();
 		lookups++;
@@ -145,9 +157,15 @@ Test(registry, concurrent_add_remove_lookup_list, .init = setup, .fini = teardow
      .timeout = 240)
 {
 	pthread_t w[NW], r[2];
-	struct domain *fixed = mk("fixed", NULL);
+	struct domain *fixed = mk("fixed", NULL), *stable[NSTABLE];
+	char name[32];
 
 	cr_assert_eq(reg_add(reg, fixed), 0);
+	for (int k = 0; k < NSTABLE; k++) {
+		snprintf(name, sizeof(name), "stable-%d", k);
+		stable[k] = mk(name, NULL);
+		cr_assert_eq(reg_add(reg, stable[k]), 0);
+	}
 	for (int i = 0; i < 2; i++)
 		pthread_create(&r[i], NULL, reader, NULL);
 	for (unsigned i = 0; i < NW; i++)
@@ -157,7 +175,82 @@ Test(registry, concurrent_add_remove_lookup_list, .init = setup, .fini = teardow
 	__atomic_store_n(&stop_readers, true, __ATOMIC_RELEASE);
 	for (int i = 0; i < 2; i++)
 		pthread_join(r[i], NULL);
-	cr_assert_eq(reg_count(reg), 1);
+	cr_assert_eq(reg_count(reg), 1 + NSTABLE);
 	retire(fixed);
+	for (int k = 0; k < NSTABLE; k++)
+		retire(stable[k]);
 	cr_assert_eq(reg_count(reg), 0);
+}
+
+/* Count each of v[0..n) a walk meets; anything else fails the test. */
+struct seen {
+	struct domain **v;
+	unsigned n;
+	unsigned *count;
+	unsigned other;
+};
+
+static int seen_cb(struct domain *d, void *arg)
+{
+	struct seen *s = arg;
+
+	for (unsigned i = 0; i < s->n; i++) {
+		if (s->v[i] == d) {
+			s->count[i]++;
+			return 0;
+		}
+	}
+	s->other++;
+	return 0;
+}
+
+/*
+ * Adds and removes that fill the directory, leave holes in it and make it
+ * grow and squeeze: a walk after each step meets every registered domain
+ * exactly once and nothing else.
+ */
+Test(registry, walk_meets_each_domain_once_through_growth_and_holes, .init = setup,
+     .fini = teardown)
+{
+	enum { N = 2600 };
+	struct domain **v = calloc(N, sizeof(*v));
+	unsigned *count = calloc(N, sizeof(*count));
+	bool *in = calloc(N, sizeof(*in));
+	char name[32];
+
+	cr_assert(v && count && in);
+	for (int step = 0; step < 4; step++) {
+		struct seen s = { .v = v, .n = N, .count = count };
+
+		for (int i = 0; i < N; i++) {
+			/* step 0: all in; 1: every third out; 2: back in; 3: most out */
+			bool want = step == 1 ? i % 3 != 0 : step == 3 ? i % 7 == 0 : true;
+
+			if (want && !in[i]) {
+				snprintf(name, sizeof(name), "g%d-%d", step, i);
+				v[i] = mk(name, NULL);
+				cr_assert_eq(reg_add(reg, v[i]), 0);
+				in[i] = true;
+			} else if (!want && in[i]) {
+				retire(v[i]);
+				v[i] = NULL;    /* its memory may come back as another's */
+				in[i] = false;
+			}
+		}
+		memset(count, 0, N * sizeof(*count));
+		crcu_read_lock();
+		reg_for_each_rcu(reg, seen_cb, &s);
+		crcu_read_unlock();
+		cr_assert_eq(s.other, 0);
+		for (int i = 0; i < N; i++)
+			cr_assert_eq(count[i], in[i] ? 1u : 0u, "step %d, domain %d met %u times",
+				     step, i, count[i]);
+	}
+	for (int i = 0; i < N; i++)
+		if (in[i])
+			retire(v[i]);
+	cr_assert_eq(reg_count(reg), 0);
+	free(v);
+	free(count);
+	free(in);
 }
