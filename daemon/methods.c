@@ -848,23 +848,35 @@ static int collect_named(struct req *r, const msgpack_object *names, struct list
 }
 
 /*
- * After the first entry of a page is packed into body (first bytes): room
- * for all n like it, up to a page, so that the page is not copied again
- * and again as it grows (a 10,000-domain list is megabytes).  Best effort.
+ * After the first entry of a page is packed (first bytes): room in the
+ * output for all n like it, up to a page, so that the output is not
+ * copied again and again as it grows (a 10,000-domain list is megabytes).
+ * Best effort.
  */
-static void page_reserve(msgpack_sbuffer *body, size_t first, size_t n)
+static void page_reserve(struct req *r, size_t first, size_t n)
 {
-	size_t want = first && n <= (PAGE_BYTES_MAX + 65536) / first ? first * n + 1024
-								    : PAGE_BYTES_MAX + 65536;
-	char *p;
+	req_out_reserve(r, first && n <= (PAGE_BYTES_MAX + 65536) / first ? first * n + 1024
+									 : PAGE_BYTES_MAX + 65536);
+}
 
-	if (want <= body->alloc)
-		return;
-	p = realloc(body->data, want);
-	if (p) {
-		body->data = p;
-		body->alloc = want;
-	}
+/*
+ * An array header whose count is patched in once known: entries are packed
+ * straight into the output (not into a buffer of their own and copied, a
+ * copy of megabytes per call over 10,000 domains).  array32 holds any
+ * count; a decoder takes it for a short array as well.  Its mark, for
+ * array_count_patch, or -1 (out of memory).
+ */
+static int array_count_begin(struct req *r, size_t *ret_mark)
+{
+	*ret_mark = req_out_mark(r);
+	return r->pk->callback(r->pk->data, "\xdd\0\0\0\0", 5);
+}
+
+static void array_count_patch(struct req *r, size_t mark, uint32_t n)
+{
+	unsigned char be[4] = { n >> 24, n >> 16, n >> 8, n };
+
+	req_out_patch(r, mark + 1, be, sizeof(be));
 }
 
 typedef int (*entry_fn)(msgpack_packer *pk, struct domain *d, uint64_t now, size_t *objects);
@@ -907,9 +919,9 @@ static void entries_ahead(const struct entry_kind *k, struct domain *const *v, s
 static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer *miss,
 		      size_t nmissing, const struct entry_kind *k)
 {
-	msgpack_sbuffer body, tail;
-	msgpack_packer bpk, tpk;
-	size_t n = 0, objects, more_bytes = 0, i;
+	msgpack_sbuffer tail;
+	msgpack_packer tpk;
+	size_t n = 0, objects, more_bytes = 0, i, count_at = 0, body_at;
 	uint64_t now = now_ns();
 	int ret = 0;
 
@@ -917,26 +929,30 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 	objects = 16 + nmissing;        /* the envelope, and `missing` */
 	for (i = 0; i < acc->n; i++)
 		more_bytes += 2 + strlen(dom_name(acc->v[i]));
-	msgpack_sbuffer_init(&body);
 	msgpack_sbuffer_init(&tail);
-	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
 	msgpack_packer_init(&tpk, &tail, msgpack_sbuffer_write);
+	if (pk_str(r->pk, "domains") < 0 || array_count_begin(r, &count_at) < 0)
+		ret = -1;
+	body_at = req_out_mark(r);
 	for (n = 0; n < acc->n && ret == 0; n++) {
-		size_t mark = body.size, obj;
+		size_t mark = req_out_mark(r), obj;
 
 		entries_ahead(k, acc->v, n, acc->n);
-		ret = k->pack(&bpk, acc->v[n], now, &obj);
-		if (n == 0)
-			page_reserve(&body, body.size, acc->n);
+		ret = k->pack(r->pk, acc->v[n], now, &obj);
+		if (n == 0 && ret == 0)
+			page_reserve(r, req_out_since(r, body_at), acc->n);
 		more_bytes -= 2 + strlen(dom_name(acc->v[n]));
-		if (ret == 0 && (body.size + more_bytes > PAGE_BYTES_MAX ||
+		if (ret == 0 && (req_out_since(r, body_at) + more_bytes > PAGE_BYTES_MAX ||
 				 objects + obj + (acc->n - n - 1) > PAGE_OBJECTS_MAX)) {
-			body.size = mark;       /* it does not fit: it and the rest go in more */
+			/* It does not fit: it and the rest go in more. */
+			req_out_rewind(r, mark);
 			more_bytes += 2 + strlen(dom_name(acc->v[n]));
 			break;
 		}
 		objects += obj;
 	}
+	if (ret == 0)
+		array_count_patch(r, count_at, (uint32_t)n);
 	/* missing: the names asked for that are not defined; more: what did not fit. */
 	if (ret == 0 && (msgpack_pack_array(&tpk, nmissing) < 0 ||
 			 (miss->size && msgpack_sbuffer_write(&tail, miss->data, miss->size) < 0)))
@@ -949,14 +965,9 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 	free(acc->v);
 	acc->v = NULL;
 	/* An empty sbuffer's data is NULL: the callback gets nothing to copy then. */
-	if (ret == 0)
-		req_out_reserve(r, body.size + tail.size + 64);
-	if (ret == 0 && (pk_str(r->pk, "domains") < 0 || msgpack_pack_array(r->pk, n) < 0 ||
-			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0) ||
-			 pk_str(r->pk, "missing") < 0 ||
+	if (ret == 0 && (pk_str(r->pk, "missing") < 0 ||
 			 r->pk->callback(r->pk->data, tail.data, tail.size) < 0))
 		ret = -1;
-	msgpack_sbuffer_destroy(&body);
 	msgpack_sbuffer_destroy(&tail);
 	return ret;
 }
@@ -996,33 +1007,30 @@ out:
  */
 static int answer_array(struct req *r, struct list_acc *acc, const struct entry_kind *k)
 {
-	msgpack_sbuffer body;
-	msgpack_packer bpk;
-	size_t objects = 16, n, obj, none;
+	size_t objects = 16, n, obj, none, count_at = 0, body_at;
 	uint64_t now = now_ns();
 	int ret = 0;
 
 	if (collect_named(r, NULL, acc, NULL, &none) < 0)
 		return req_fail(r, RPC_ERR_INTERNAL, "out of memory");
-	msgpack_sbuffer_init(&body);
-	msgpack_packer_init(&bpk, &body, msgpack_sbuffer_write);
+	if (array_count_begin(r, &count_at) < 0)
+		ret = -1;
+	body_at = req_out_mark(r);
 	for (n = 0; n < acc->n && ret == 0; n++) {
 		entries_ahead(k, acc->v, n, acc->n);
-		ret = k->pack(&bpk, acc->v[n], now, &obj);
-		if (n == 0)
-			page_reserve(&body, body.size, acc->n);
+		ret = k->pack(r->pk, acc->v[n], now, &obj);
+		if (n == 0 && ret == 0)
+			page_reserve(r, req_out_since(r, body_at), acc->n);
 		objects += obj;
-		if (ret == 0 && (body.size > PAGE_BYTES_MAX || objects > PAGE_OBJECTS_MAX))
+		if (ret == 0 && (req_out_since(r, body_at) > PAGE_BYTES_MAX ||
+				 objects > PAGE_OBJECTS_MAX))
 			ret = 1;
 	}
 	free(acc->v);
 	acc->v = NULL;
 	if (ret == 0)
-		req_out_reserve(r, body.size + 16);
-	if (ret == 0 && (msgpack_pack_array(r->pk, n) < 0 ||
-			 (body.size && r->pk->callback(r->pk->data, body.data, body.size) < 0)))
-		ret = -1;
-	msgpack_sbuffer_destroy(&body);
+		array_count_patch(r, count_at, (uint32_t)n);
+	/* A failure's partial answer is rewound by the server with the rest of it. */
 	if (ret > 0)
 		return req_fail(r, RPC_ERR_INVALID_ARGUMENT, "%zu domains do not fit in one "
 				"answer: ask for pages (paged: true)", acc->n);

@@ -164,6 +164,15 @@ struct req {
 int req_fail(struct req *r, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Room for len more bytes of r's answer in its connection's output, at once.  Best effort. */
 void req_out_reserve(struct req *r, size_t len);
+/*
+ * Positions in r's answer as it is packed into the connection's output
+ * (relative marks, valid while the handler runs): the bytes packed since,
+ * a rewind to drop them, and a patch of n bytes already packed at mark.
+ */
+size_t req_out_mark(const struct req *r);
+size_t req_out_since(const struct req *r, size_t mark);
+void req_out_rewind(struct req *r, size_t mark);
+void req_out_patch(struct req *r, size_t mark, const void *p, size_t n);
 
 enum param_type { P_STR, P_UINT, P_MAP, P_BOOL, P_DATA /* bin or str: bytes */,
 		  P_STRV /* array of strings */ };

@@ -718,6 +718,29 @@ void req_out_reserve(struct req *r, size_t len)
 	b->cap = cap;
 }
 
+size_t req_out_mark(const struct req *r)
+{
+	return obuf_mark(&r->c->out);
+}
+
+size_t req_out_since(const struct req *r, size_t mark)
+{
+	return obuf_since(&r->c->out, mark);
+}
+
+void req_out_rewind(struct req *r, size_t mark)
+{
+	obuf_rewind(&r->c->out, mark);
+}
+
+void req_out_patch(struct req *r, size_t mark, const void *p, size_t n)
+{
+	struct obuf *b = &r->c->out;
+
+	BUG_ON(mark > b->len - b->off || n > b->len - b->off - mark);
+	memcpy(b->data + b->off + mark, p, n);
+}
+
 int req_fail(struct req *r, int code, const char *fmt, ...)
 {
 	va_list ap;
