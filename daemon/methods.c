@@ -863,8 +863,8 @@ static void page_reserve(struct req *r, size_t first, size_t n)
  * An array header whose count is patched in once known: entries are packed
  * straight into the output (not into a buffer of their own and copied, a
  * copy of megabytes per call over 10,000 domains).  array32 holds any
- * count; a decoder takes it for a short array as well.  Its mark, for
- * array_count_patch, or -1 (out of memory).
+ * count; a decoder takes it for a short array as well.  0 with its mark
+ * in *ret_mark (for array_count_patch), or -1 (out of memory).
  */
 static int array_count_begin(struct req *r, size_t *ret_mark)
 {
