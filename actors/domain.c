@@ -905,7 +905,8 @@ void dom_set_ext(struct domain *d, void *ext, void (*on_stop)(struct domain *d),
  * over every domain, that walk was 8 % of corrald's CPU); the directory is
  * read in order and the domains ahead prefetched.
  * Readers load the array and its count under RCU and skip empty slots.
- * Writers (reg_add, reg_del) hold the registry's mutex, memory only: an add
+ * Writers (reg_add, reg_del) hold the registry's mutex through the tables'
+ * update too (memory only, never I/O; lookups and walks take nothing): an add
  * fills the slot after the count and then publishes the count; a delete
  * empties its slot.  A domain never moves within an array: a full array is
  * replaced by a new one (the holes squeezed out, room for twice the
@@ -1061,6 +1062,12 @@ int reg_add(struct registry *reg, struct domain *d)
 	 * before whatever a reader on another thread does with it.
 	 */
 	tsan_handoff_release(d);
+	/*
+	 * The whole add under the directory's mutex (memory only): a reg_del
+	 * of d by another thread that found it by name cannot come between
+	 * the tables and the directory, nor before the reference is taken.
+	 */
+	pthread_mutex_lock(&reg->dir_lock);
 	crcu_read_lock();
 	got = cds_lfht_add_unique(reg->by_name, hash_name(d->name), match_name, d->name,
 				  &d->name_node);
@@ -1075,9 +1082,7 @@ int reg_add(struct registry *reg, struct domain *d)
 		r = -EEXIST;
 		goto out;
 	}
-	pthread_mutex_lock(&reg->dir_lock);
 	r = dir_add(reg, d);
-	pthread_mutex_unlock(&reg->dir_lock);
 	if (r < 0) {
 		cds_lfht_del(reg->by_uuid, &d->uuid_node);
 		cds_lfht_del(reg->by_name, &d->name_node);
@@ -1087,6 +1092,7 @@ int reg_add(struct registry *reg, struct domain *d)
 	__atomic_fetch_add(&reg->count, 1, __ATOMIC_RELAXED);
 out:
 	crcu_read_unlock();
+	pthread_mutex_unlock(&reg->dir_lock);
 	return r;
 }
 
@@ -1094,17 +1100,18 @@ int reg_del(struct registry *reg, struct domain *d)
 {
 	int r;
 
+	pthread_mutex_lock(&reg->dir_lock);
 	crcu_read_lock();
 	r = cds_lfht_del(reg->by_name, &d->name_node);
 	if (r == 0)
 		BUG_ON(cds_lfht_del(reg->by_uuid, &d->uuid_node) != 0);
 	crcu_read_unlock();
+	/* Only the delete that took d out of the table empties its slot: once. */
+	if (r == 0)
+		dir_del(reg, d);
+	pthread_mutex_unlock(&reg->dir_lock);
 	if (r < 0)
 		return -ENOENT;
-	/* Only the delete that took d out of the table gets here: once. */
-	pthread_mutex_lock(&reg->dir_lock);
-	dir_del(reg, d);
-	pthread_mutex_unlock(&reg->dir_lock);
 	__atomic_fetch_sub(&reg->count, 1, __ATOMIC_RELAXED);
 	/* Readers that found d keep it: the free waits for a grace period. */
 	actor_unref(&d->actor);
