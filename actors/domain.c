@@ -220,10 +220,17 @@ static struct domain *to_dom(struct actor *a)
 
 /* ---- snapshot publication ------------------------------------------------ */
 
+static void snap_free(struct dom_snapshot *s)
+{
+	if (s)
+		free(__atomic_load_n(&s->memo, __ATOMIC_ACQUIRE));
+	free(s);
+}
+
 static void snap_free_rcu_cb(struct rcu_head *head)
 {
 	crcu_reclaim_begin(head);
-	free(container_of(head, struct dom_snapshot, rcu));
+	snap_free(container_of(head, struct dom_snapshot, rcu));
 }
 
 /*
@@ -271,6 +278,12 @@ const struct dom_snapshot *dom_snap_rcu(struct domain *d)
 	return crcu_dereference(d->snap);
 }
 
+void **dom_snap_memo_rcu(const struct dom_snapshot *sn)
+{
+	/* The snapshot is immutable but for this one slot, set once. */
+	return (void **)&sn->memo;
+}
+
 void dom_prefetch_rcu(struct domain *d, int step)
 {
 	const char *sn;
@@ -278,6 +291,17 @@ void dom_prefetch_rcu(struct domain *d, int step)
 	if (step == 0) {
 		__builtin_prefetch(&d->snap);
 		__builtin_prefetch(&d->ext);
+		return;
+	}
+	if (step == 2) {
+		/* Its rendering (dom_snap_memo_rcu), when a reader made one. */
+		const char *m = __atomic_load_n(&crcu_dereference(d->snap)->memo, __ATOMIC_RELAXED);
+
+		if (m) {
+			__builtin_prefetch(m);
+			__builtin_prefetch(m + 64);
+			__builtin_prefetch(m + 128);
+		}
 		return;
 	}
 	/* Every line of it: a list entry reads its name, state, job and monitor. */
@@ -771,7 +795,7 @@ static void dom_free(struct actor *a)
 	if (d->free_ext)
 		d->free_ext(d->ext);
 	free(d->heap);
-	free(d->snap);
+	snap_free(d->snap);
 	free(d);
 }
 

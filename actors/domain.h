@@ -85,6 +85,12 @@ struct dom_snapshot {
 		uint64_t events;
 	} counters;
 	uint64_t updated_wall_ns;       /* CLOCK_REALTIME of publication */
+	/*
+	 * A reader's rendering of this snapshot (the daemon's packed list and
+	 * stats entries), made by the first query that needs it and set once
+	 * through dom_snap_memo_rcu(); freed with the snapshot by free().
+	 */
+	void *memo;
 };
 
 struct domain;
@@ -176,10 +182,17 @@ const struct dom_snapshot *dom_snap_rcu(struct domain *d);
 /*
  * A hint for a reader about to walk many domains (list, stats): step 0
  * fetches the lines holding d's snapshot and extension pointers, step 1 (a
- * few domains later, once they are in) the snapshot itself.  Inside
- * rcu_read_lock(); never needed for correctness.
+ * few domains later, once they are in) the snapshot itself, step 2 (later
+ * still) its memo.  Inside rcu_read_lock(); never needed for correctness.
  */
 void dom_prefetch_rcu(struct domain *d, int step);
+/*
+ * The slot of sn's memo (see struct dom_snapshot): NULL until a reader
+ * sets it with a compare-and-swap from NULL, then fixed for the snapshot's
+ * life.  A rendering of an immutable snapshot never goes stale; a new
+ * publication starts with none.  Inside rcu_read_lock().
+ */
+void **dom_snap_memo_rcu(const struct dom_snapshot *sn);
 
 /*
  * A new job.  timeout_ns bounds waiting plus holding.  done is called once

@@ -114,6 +114,83 @@ Test(lifecycle, start_suspend_resume_destroy_with_qemu)
 	dt_stop(&dd);
 }
 
+/*
+ * The one entry of list, and of stats, for domain name; checked against
+ * info's fields each time.  list and stats render each snapshot once and
+ * copy it on later calls: they must still follow every change.
+ */
+static void expect_entries(struct dt_client *c, const char *name, const char *state,
+			   bool autostart, double *since)
+{
+	json_t *info, *e, *r;
+	char params[128];
+
+	snprintf(params, sizeof(params), "{\"name\": \"%s\"}", name);
+	info = dt_call_ok(c, "info", params);
+	cr_assert_str_eq(state_of(info), state);
+	for (int twice = 0; twice < 2; twice++) {
+		double s;
+
+		r = dt_call_ok(c, "list", NULL);
+		cr_assert_eq(json_array_size(r), 1);
+		e = json_array_get(r, 0);
+		cr_assert_eq(json_object_size(e), 7);
+		for (const char *const *k = (const char *const[]){ "name", "uuid", "state",
+								    "reason", "job", NULL };
+		     *k; k++)
+			cr_assert(json_equal(json_object_get(e, *k), json_object_get(info, *k)),
+				  "list's %s differs from info's", *k);
+		cr_assert_eq(json_is_true(json_object_get(e, "autostart")), autostart);
+		cr_assert(json_equal(json_object_get(json_object_get(e, "monitor"), "state"),
+				     json_object_get(json_object_get(info, "monitor"), "state")));
+		/* since_s comes from the clock on every call. */
+		s = json_real_value(json_object_get(json_object_get(e, "monitor"), "since_s"));
+		cr_assert_geq(s, *since);
+		*since = s;
+		json_decref(r);
+
+		r = dt_call_ok(c, "stats", NULL);
+		e = json_array_get(json_object_get(r, "domains"), 0);
+		cr_assert_str_eq(json_string_value(json_object_get(e, "name")), name);
+		cr_assert_str_eq(state_of(e), state);
+		cr_assert(json_equal(json_object_get(json_object_get(e, "monitor"), "state"),
+				     json_object_get(json_object_get(info, "monitor"), "state")));
+		json_decref(r);
+	}
+	json_decref(info);
+}
+
+Test(lifecycle, list_and_stats_follow_each_change)
+{
+	struct dt_client c;
+	double since = 0;
+
+	if (!have_qemu())
+		cr_skip_test("no qemu-system-x86_64");
+	dt_start(&dd, NULL);
+	dt_connect(&c, dd.rw);
+	json_decref(dt_call_ok(&c, "define", "{\"config\": {\"name\": \"seen1\", "
+			       "\"machine\": \"none\"}}"));
+	expect_entries(&c, "seen1", "shutoff", false, &since);
+	json_decref(dt_call_ok(&c, "autostart", "{\"name\": \"seen1\", \"enable\": true}"));
+	expect_entries(&c, "seen1", "shutoff", true, &since);
+	json_decref(dt_call_ok(&c, "undefine", "{\"name\": \"seen1\"}"));
+
+	json_decref(define_and_start(&c, "seen1"));
+	since = 0;
+	expect_entries(&c, "seen1", "running", false, &since);
+	json_decref(dt_call_ok(&c, "suspend", "{\"name\": \"seen1\"}"));
+	expect_entries(&c, "seen1", "paused", false, &since);
+	json_decref(dt_call_ok(&c, "resume", "{\"name\": \"seen1\"}"));
+	expect_entries(&c, "seen1", "running", false, &since);
+	json_decref(dt_call_ok(&c, "destroy", "{\"name\": \"seen1\"}"));
+	since = 0;
+	expect_entries(&c, "seen1", "shutoff", false, &since);
+	json_decref(dt_call_ok(&c, "undefine", "{\"name\": \"seen1\"}"));
+	dt_close(&c);
+	dt_stop(&dd);
+}
+
 Test(lifecycle, daemon_exit_leaves_the_vm_running)
 {
 	struct dt_client c;
