@@ -53,6 +53,22 @@ struct evpump {
 	struct cds_list_head conns;     /* struct conn, by pump_link; thr only */
 };
 
+/*
+ * Large output buffers one loop thread keeps for its connections' next
+ * answers (obuf_release): a list or stats answer over 10,000 domains fills
+ * megabytes, and such a buffer freed and allocated again came back as
+ * fresh pages, faulted in one at a time (a sixth of corrald's time in
+ * hung-10 at 10,000).  At most OBUF_SPARES of them, each at most
+ * OBUF_SPARE_MAX bytes, held until the server is freed.
+ */
+#define OBUF_SPARES 2
+struct obuf_spares {
+	struct {
+		char *data;
+		size_t cap;
+	} v[OBUF_SPARES];               /* the loop thread's only */
+};
+
 struct listener {
 	struct io_watch w;
 	struct server *srv;
@@ -81,6 +97,7 @@ struct server {
 	uint64_t in_total;              /* atomic: bytes of partial requests held */
 	uint64_t out_total;             /* atomic: bytes of output buffers */
 	struct evpump *pumps;           /* one per loop thread */
+	struct obuf_spares *spares;     /* one per loop thread, like pumps */
 	unsigned npumps;
 	struct evbus_listener *bus_l;
 };

@@ -76,6 +76,53 @@ static size_t obuf_pending(const struct obuf *b)
 	return b->len - b->off;
 }
 
+/* Output buffers up to this size are kept by their connection when empty. */
+#define OBUF_KEEP       (4 * IN_CHUNK)
+#define OBUF_SPARE_MAX  (RPC_MAX_FRAME + 256u * 1024)
+
+/* Every obuf is a connection's output: its loop thread's spare buffers. */
+static struct obuf_spares *obuf_spares(struct obuf *b)
+{
+	struct conn *c = container_of(b, struct conn, out);
+	struct server *s = c->srv;
+
+	return &s->spares[ioloop_thr_index(s->o.io, c->w.thr) % s->npumps];
+}
+
+/*
+ * Move b's unwritten bytes into a spare buffer of its thread that holds
+ * need bytes, when there is one and b's own is smaller: true if done.
+ * Its loop thread only.
+ */
+static bool obuf_take_spare(struct obuf *b, size_t need)
+{
+	struct obuf_spares *sp = obuf_spares(b);
+	size_t pending = b->len - b->off;
+
+	if (need <= OBUF_KEEP || need > OBUF_SPARE_MAX)
+		return false;
+	for (unsigned i = 0; i < OBUF_SPARES; i++) {
+		char *data = sp->v[i].data;
+		size_t cap = sp->v[i].cap;
+
+		if (!data || cap < need || cap <= b->cap)
+			continue;
+		sp->v[i].data = NULL;
+		sp->v[i].cap = 0;
+		if (pending)
+			memcpy(data, b->data + b->off, pending);
+		free(b->data);
+		if (b->total)
+			__atomic_add_fetch(b->total, cap - b->cap, __ATOMIC_RELAXED);
+		b->data = data;
+		b->cap = cap;
+		b->off = 0;
+		b->len = pending;
+		return true;
+	}
+	return false;
+}
+
 /* msgpack_packer write callback: append, or -1 when out of memory. */
 static int obuf_write(void *data, const char *buf, size_t len)
 {
@@ -93,6 +140,9 @@ static int obuf_write(void *data, const char *buf, size_t len)
 			b->len -= b->off;
 			b->off = 0;
 		}
+		if (b->cap - b->len < len && b->len <= SIZE_MAX - len &&
+		    obuf_take_spare(b, b->len + len))
+			goto copy;
 		while (cap - b->len < len) {
 			if (cap > SIZE_MAX / 2)
 				return -1;
@@ -108,6 +158,7 @@ static int obuf_write(void *data, const char *buf, size_t len)
 			b->cap = cap;
 		}
 	}
+copy:
 	memcpy(b->data + b->len, buf, len);
 	b->len += len;
 	return 0;
@@ -146,6 +197,36 @@ static void obuf_fini(struct obuf *b)
 	free(b->data);
 	memset(b, 0, sizeof(*b));
 	b->total = total;
+}
+
+/*
+ * b is empty (written out, or its connection closed): a large buffer goes
+ * to its thread's spares, in place of a smaller one when they are all
+ * taken; b is left empty.  Its loop thread only.
+ */
+static void obuf_release(struct obuf *b)
+{
+	struct obuf_spares *sp = obuf_spares(b);
+	unsigned best = 0;
+
+	if (b->cap <= OBUF_KEEP || b->cap > OBUF_SPARE_MAX) {
+		obuf_fini(b);
+		return;
+	}
+	for (unsigned i = 1; i < OBUF_SPARES; i++)
+		if (sp->v[i].cap < sp->v[best].cap)
+			best = i;
+	if (sp->v[best].cap >= b->cap) {
+		obuf_fini(b);
+		return;
+	}
+	free(sp->v[best].data);
+	sp->v[best].data = b->data;
+	sp->v[best].cap = b->cap;
+	if (b->total)
+		__atomic_sub_fetch(b->total, b->cap, __ATOMIC_RELAXED);
+	b->data = NULL;
+	b->off = b->len = b->cap = 0;
 }
 
 /* ---- references ---------------------------------------------------------- */
@@ -706,7 +787,8 @@ void req_out_reserve(struct req *r, size_t len)
 	size_t cap;
 	char *p;
 
-	if (b->cap - b->len >= len || b->len > SIZE_MAX - len)
+	if (b->cap - b->len >= len || b->len > SIZE_MAX - len ||
+	    obuf_take_spare(b, b->len - b->off + len))
 		return;
 	cap = b->len + len;
 	p = realloc(b->data, cap);
@@ -1138,8 +1220,8 @@ static int conn_flush(struct conn *c)
 	}
 	c->blocked_since_ns = 0;
 	c->out.off = c->out.len = 0;
-	if (c->out.cap > 4 * IN_CHUNK)
-		obuf_fini(&c->out);
+	if (c->out.cap > OBUF_KEEP)
+		obuf_release(&c->out);
 	return 0;
 }
 
@@ -1329,7 +1411,7 @@ static void conn_close(struct conn *c, const char *why)
 	cds_list_for_each_entry_safe(cs, ctmp, &c->csubs, link)
 		csub_release(c, cs);
 	in_release(c);
-	obuf_fini(&c->out);
+	obuf_release(&c->out);
 	rpc_scanner_free(c->scan);
 	c->scan = NULL;
 
@@ -1709,7 +1791,10 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	s->npumps = ioloop_nthreads(opts->io);
 	s->pumps = calloc(s->npumps, sizeof(*s->pumps));
-	if (!s->pumps) {
+	s->spares = calloc(s->npumps, sizeof(*s->spares));
+	if (!s->pumps || !s->spares) {
+		free(s->pumps);
+		free(s->spares);
 		if (s->reserve_fd >= 0)
 			close(s->reserve_fd);
 		pthread_cond_destroy(&s->cond);
@@ -1768,6 +1853,7 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 		pthread_cond_destroy(&s->cond);
 		pthread_mutex_destroy(&s->lock);
 		free(s->pumps);
+		free(s->spares);
 		free(s);
 		return r;
 	}
@@ -1902,6 +1988,10 @@ void server_free(struct server *s)
 	if (s->bus_l)
 		evbus_unlisten(s->o.bus, s->bus_l);
 	free(s->pumps);
+	for (unsigned i = 0; i < s->npumps; i++)
+		for (unsigned k = 0; k < OBUF_SPARES; k++)
+			free(s->spares[i].v[k].data);
+	free(s->spares);
 	free(s->rw.path);
 	free(s->ro.path);
 	if (s->reserve_fd >= 0)
