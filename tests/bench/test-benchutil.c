@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,4 +283,22 @@ Test(getopt, missing_argument_exits_2, .init = cr_redirect_stderr, .exit_code = 
 Test(getopt, usage_error_exits_2, .init = cr_redirect_stderr, .exit_code = 2)
 {
 	bench_usage_error(test_usage, "unexpected argument '%s'", "y");
+}
+
+/* The descriptor count moves with what the process opens and closes. */
+Test(proc, sample_counts_open_descriptors_exactly)
+{
+	struct proc_sample a, b, c;
+	int fds[100];
+
+	cr_assert_eq(proc_sample_read(getpid(), &a), 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert_geq(fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC), 0);
+	cr_assert_eq(proc_sample_read(getpid(), &b), 0);
+	for (int i = 0; i < 100; i++)
+		close(fds[i]);
+	cr_assert_eq(proc_sample_read(getpid(), &c), 0);
+	cr_assert_eq(b.fds, a.fds + 100, "%u then %u", a.fds, b.fds);
+	cr_assert_eq(c.fds, a.fds);
+	cr_assert_gt(b.rss_bytes, 0);
 }
