@@ -43,6 +43,8 @@ struct dom_step {
 	json_t *data;
 };
 
+_Static_assert(DOM_NAME_MAX <= UINT8_MAX, "a name's length fits struct domain's name_len");
+
 struct domain {
 	struct actor actor;
 	/*
@@ -55,6 +57,7 @@ struct domain {
 	struct cds_lfht_node uuid_node;
 	uint8_t uuid[16];
 	uint32_t dir_idx;               /* its slot in the registry's directory */
+	uint8_t name_len;               /* strlen(name), immutable */
 	/* Published by the actor with rcu_assign_pointer; read by anyone. */
 	struct dom_snapshot *snap;
 
@@ -825,6 +828,7 @@ int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain 
 	}
 	actor_init(&d->actor, rt, &dom_actor_ops);
 	strcpy(d->name, name);
+	d->name_len = (uint8_t)strlen(name);
 	if (uuid) {
 		memcpy(d->uuid, uuid, 16);
 	} else {
@@ -851,6 +855,7 @@ int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain 
 
 struct actor *dom_actor(struct domain *d) { return &d->actor; }
 const char *dom_name(const struct domain *d) { return d->name; }
+size_t dom_name_len(const struct domain *d) { return d->name_len; }
 const uint8_t *dom_uuid(const struct domain *d) { return d->uuid; }
 void dom_ref(struct domain *d) { actor_ref(&d->actor); }
 void dom_unref(struct domain *d) { actor_unref(&d->actor); }

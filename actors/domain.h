@@ -173,6 +173,7 @@ int dom_new(struct rt *rt, const char *name, const uint8_t *uuid, struct domain 
 
 struct actor *dom_actor(struct domain *d);
 const char *dom_name(const struct domain *d);       /* immutable */
+size_t dom_name_len(const struct domain *d);        /* strlen(dom_name(d)) */
 const uint8_t *dom_uuid(const struct domain *d);    /* immutable */
 void dom_ref(struct domain *d);
 void dom_unref(struct domain *d);

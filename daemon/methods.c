@@ -1010,7 +1010,7 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 	/* Room for every name in `more`, as if none fitted: a name is one object. */
 	objects = 16 + nmissing;        /* the envelope, and `missing` */
 	for (i = 0; i < acc->n; i++)
-		more_bytes += 2 + strlen(dom_name(acc->v[i]));
+		more_bytes += 2 + dom_name_len(acc->v[i]);
 	msgpack_sbuffer_init(&tail);
 	msgpack_packer_init(&tpk, &tail, msgpack_sbuffer_write);
 	if (pk_str(r->pk, "domains") < 0 || array_count_begin(r, &count_at) < 0)
@@ -1023,12 +1023,12 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 		ret = k->pack(r->pk, acc->v[n], now, &obj);
 		if (n == 0 && ret == 0)
 			page_reserve(r, req_out_since(r, body_at), acc->n);
-		more_bytes -= 2 + strlen(dom_name(acc->v[n]));
+		more_bytes -= 2 + dom_name_len(acc->v[n]);
 		if (ret == 0 && (req_out_since(r, body_at) + more_bytes > PAGE_BYTES_MAX ||
 				 objects + obj + (acc->n - n - 1) > PAGE_OBJECTS_MAX)) {
 			/* It does not fit: it and the rest go in more. */
 			req_out_rewind(r, mark);
-			more_bytes += 2 + strlen(dom_name(acc->v[n]));
+			more_bytes += 2 + dom_name_len(acc->v[n]);
 			break;
 		}
 		objects += obj;
@@ -1043,7 +1043,7 @@ static int pack_paged(struct req *r, struct list_acc *acc, const msgpack_sbuffer
 			 msgpack_pack_array(&tpk, acc->n - n) < 0))
 		ret = -1;
 	for (i = n; i < acc->n && ret == 0; i++)
-		ret = pack_name(&tpk, dom_name(acc->v[i]), strlen(dom_name(acc->v[i])));
+		ret = pack_name(&tpk, dom_name(acc->v[i]), dom_name_len(acc->v[i]));
 	free(acc->v);
 	acc->v = NULL;
 	/* An empty sbuffer's data is NULL: the callback gets nothing to copy then. */
