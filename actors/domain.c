@@ -56,7 +56,7 @@ struct domain {
 	char name[DOM_NAME_MAX + 1];
 	struct cds_lfht_node uuid_node;
 	uint8_t uuid[16];
-	uint32_t dir_idx;               /* its slot in the registry's directory */
+	uint32_t dir_idx;               /* its slot in the directory; atomic (a hint to readers) */
 	uint8_t name_len;               /* strlen(name), immutable */
 	/* Published by the actor with rcu_assign_pointer; read by anyone. */
 	struct dom_snapshot *snap;
@@ -992,7 +992,7 @@ static int dir_add(struct registry *reg, struct domain *d)
 			struct domain *o = dir->v[i];
 
 			if (o) {
-				o->dir_idx = k;
+				__atomic_store_n(&o->dir_idx, k, __ATOMIC_RELAXED);
 				nd->v[k++] = o;
 			}
 		}
@@ -1001,7 +1001,7 @@ static int dir_add(struct registry *reg, struct domain *d)
 		crcu_call(&dir->rcu, dir_free_rcu);
 		dir = nd;
 	}
-	d->dir_idx = dir->n;
+	__atomic_store_n(&d->dir_idx, dir->n, __ATOMIC_RELAXED);
 	crcu_assign_pointer(dir->v[dir->n], d);
 	__atomic_store_n(&dir->n, dir->n + 1, __ATOMIC_RELEASE);
 	return 0;
@@ -1158,6 +1158,28 @@ struct domain *reg_lookup_name_rcu(struct registry *reg, const char *name)
 		return NULL;
 	tsan_handoff_acquire(container_of(node, struct domain, name_node));     /* see reg_add */
 	return container_of(node, struct domain, name_node);
+}
+
+struct domain *reg_lookup_name_after_rcu(struct registry *reg, const char *name,
+					 struct domain *prev)
+{
+	struct reg_dir *dir = crcu_dereference(reg->dir);
+	uint32_t n = __atomic_load_n(&dir->n, __ATOMIC_ACQUIRE);
+	uint32_t i = prev ? __atomic_load_n(&prev->dir_idx, __ATOMIC_RELAXED) + 1 : n;
+	struct domain *d = i < n ? crcu_dereference(dir->v[i]) : NULL;
+
+	/*
+	 * prev's slot may be stale (the array was squeezed since): only a
+	 * domain in the current array whose name is the one asked for is
+	 * taken, so a wrong guess costs a look and the hash lookup.
+	 */
+	if (i + 2 < n)
+		__builtin_prefetch(__atomic_load_n(&dir->v[i + 2], __ATOMIC_RELAXED));
+	if (d && !strcmp(d->name, name)) {
+		tsan_handoff_acquire(d);        /* see reg_add */
+		return d;
+	}
+	return reg_lookup_name_rcu(reg, name);
 }
 
 struct domain *reg_lookup_uuid_rcu(struct registry *reg, const uint8_t uuid[16])

@@ -301,6 +301,14 @@ int reg_del(struct registry *reg, struct domain *d);
 /* RCU reader: the result is valid until rcu_read_unlock(). */
 struct domain *reg_lookup_name_rcu(struct registry *reg, const char *name);
 struct domain *reg_lookup_uuid_rcu(struct registry *reg, const uint8_t uuid[16]);
+/*
+ * reg_lookup_name_rcu(), for names asked for in the order of a walk (the
+ * `more` of a stats or list page): the domain after prev in the walk's
+ * order is tried first, by its name, before the hash table.  prev: the
+ * domain found for the name before, or NULL.  RCU reader.
+ */
+struct domain *reg_lookup_name_after_rcu(struct registry *reg, const char *name,
+					 struct domain *prev);
 
 /*
  * Call fn for every domain present for the whole walk (domains added or

@@ -896,6 +896,8 @@ static int collect_named(struct req *r, const msgpack_object *names, struct list
 {
 	*nmissing = 0;
 	if (names) {
+		struct domain *prev = NULL;
+
 		for (uint32_t k = 0; k < names->via.array.size; k++) {
 			const msgpack_object *o = &names->via.array.ptr[k];
 			char name[DOM_NAME_MAX + 1];
@@ -904,8 +906,10 @@ static int collect_named(struct req *r, const msgpack_object *names, struct list
 			if (o->via.str.size <= DOM_NAME_MAX) {
 				memcpy(name, rpc_str_ptr(o), o->via.str.size);
 				name[o->via.str.size] = '\0';
-				d = reg_lookup_name_rcu(r->srv->o.reg, name);
+				/* A page's `more` comes in the order of the walk. */
+				d = reg_lookup_name_after_rcu(r->srv->o.reg, name, prev);
 			}
+			prev = d;
 			if (!d) {
 				(*nmissing)++;
 				if (pack_name(miss, rpc_str_ptr(o), o->via.str.size) < 0)

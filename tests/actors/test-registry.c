@@ -254,3 +254,79 @@ Test(registry, walk_meets_each_domain_once_through_growth_and_holes, .init = set
 	free(count);
 	free(in);
 }
+
+static int collect_cb(struct domain *d, void *arg)
+{
+	struct seen *s = arg;
+
+	s->v[s->n++] = d;
+	return 0;
+}
+
+/*
+ * A lookup given the domain found before (the walk's order) finds the
+ * domain of that name, whatever prev is: its neighbour, a stranger, or a
+ * domain removed since; in a directory with holes, and again once it has
+ * grown and been squeezed (slots moved).  A name not registered, or
+ * removed, is not found.
+ */
+Test(registry, lookup_after_a_neighbour_finds_that_name_only, .init = setup, .fini = teardown)
+{
+	enum { N = 1500 };
+	struct domain **v = calloc(2 * N, sizeof(*v)), **walk = calloc(2 * N, sizeof(*walk));
+	char name[32];
+	int added = 0;
+
+	cr_assert(v && walk);
+	for (int round = 0; round < 2; round++) {
+		struct seen s = { .v = walk };
+		struct domain *prev = NULL, *gone;
+
+		/* Round 0: a directory with holes; round 1: grown and squeezed. */
+		for (int i = 0; i < N; i++, added++) {
+			snprintf(name, sizeof(name), "n%d", added);
+			v[added] = mk(name, NULL);
+			cr_assert_eq(reg_add(reg, v[added]), 0);
+		}
+		gone = v[added - N + 5];
+		dom_ref(gone);          /* removed below, its memory kept for prev */
+		for (int i = added - N; i < added; i += 5)
+			retire(v[i]);
+		crcu_read_lock();
+		reg_for_each_rcu(reg, collect_cb, &s);
+		cr_assert_eq(s.n, reg_count(reg));
+		for (unsigned i = 0; i < s.n; i++) {
+			const char *nm = dom_name(walk[i]);
+
+			cr_assert_eq(reg_lookup_name_after_rcu(reg, nm, prev), walk[i]);
+			cr_assert_eq(reg_lookup_name_after_rcu(reg, nm, walk[(i * 7 + 3) % s.n]),
+				     walk[i]);
+			cr_assert_eq(reg_lookup_name_after_rcu(reg, nm, gone), walk[i]);
+			cr_assert_eq(reg_lookup_name_after_rcu(reg, nm, NULL), walk[i]);
+			prev = walk[i];
+		}
+		/* The removed names, asked for in order after their neighbours. */
+		for (unsigned i = 0; i + 1 < s.n; i++) {
+			char missing[40];
+
+			snprintf(missing, sizeof(missing), "%s-not", dom_name(walk[i + 1]));
+			cr_assert_null(reg_lookup_name_after_rcu(reg, missing, walk[i]));
+		}
+		snprintf(name, sizeof(name), "n%d", added - N + 5);
+		cr_assert_null(reg_lookup_name_after_rcu(reg, name, walk[0]));
+		crcu_read_unlock();
+		dom_unref(gone);
+	}
+	crcu_read_lock();
+	{
+		struct seen s = { .v = walk };
+
+		reg_for_each_rcu(reg, collect_cb, &s);
+		crcu_read_unlock();
+		for (unsigned i = 0; i < s.n; i++)
+			retire(walk[i]);
+	}
+	cr_assert_eq(reg_count(reg), 0);
+	free(v);
+	free(walk);
+}
