@@ -903,7 +903,9 @@ static int collect_named(struct req *r, const msgpack_object *names, struct list
 			char name[DOM_NAME_MAX + 1];
 			struct domain *d = NULL;
 
-			if (o->via.str.size <= DOM_NAME_MAX) {
+			/* A NUL would cut the name short: such a name is no domain's. */
+			if (o->via.str.size <= DOM_NAME_MAX &&
+			    !memchr(rpc_str_ptr(o), 0, o->via.str.size)) {
 				memcpy(name, rpc_str_ptr(o), o->via.str.size);
 				name[o->via.str.size] = '\0';
 				/* A page's `more` comes in the order of the walk. */

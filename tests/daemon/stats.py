@@ -115,6 +115,9 @@ def test_figures():
         check(set(everything) == {"s1", "off"} and r["missing"] == [], r)
         some, r = stats(c, ["off", "nope", "s1", "x" * 100])
         check(set(some) == {"s1", "off"} and r["missing"] == ["nope", "x" * 100], r)
+        # A name with a NUL in it names no domain, not the one before the NUL.
+        some, r = stats(c, ["off\0x", "s1"])
+        check(set(some) == {"s1"} and r["missing"] == ["off\0x"], r)
         check(r["interval_s"] == 0.2, r)
         # The read-only socket serves it.
         check("s1" in stats(d.client(ro=True))[0], "read-only socket")
