@@ -655,7 +655,8 @@ struct snap_packed {
 	char data[];            /* list head, list tail, stats head */
 };
 
-static int pack_snap_parts(msgpack_packer *pk, const struct dom_snapshot *sn, size_t *len,
+/* The three parts of struct snap_packed into pk, writing to sb; their lengths in len. */
+static int pack_snap_parts(msgpack_packer *pk, const struct dom_snapshot *sn, size_t len[3],
 			   const msgpack_sbuffer *sb)
 {
 	char uuid[37];

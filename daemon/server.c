@@ -141,7 +141,7 @@ static int obuf_write(void *data, const char *buf, size_t len)
 			b->off = 0;
 		}
 		if (b->cap - b->len < len && b->len <= SIZE_MAX - len &&
-		    obuf_take_spare(b, b->len + len))
+		    obuf_take_spare(b, b->len - b->off + len))
 			goto copy;
 		while (cap - b->len < len) {
 			if (cap > SIZE_MAX / 2)
