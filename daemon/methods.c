@@ -1133,6 +1133,21 @@ static int stats_head(struct req *r)
 	return pk_kv_double(r->pk, "interval_s", (double)r->srv->o.stats_interval_ms / 1e3);
 }
 
+static int m_list(struct req *r);
+static int m_stats(struct req *r);
+
+bool req_walk_big(const struct req *r)
+{
+	const msgpack_object *names;
+
+	if (r->m->fn != m_list && r->m->fn != m_stats)
+		return false;
+	names = rpc_map_get(r->params, "names");
+	if (names)      /* an array: req_check_params() saw to it */
+		return names->via.array.size > WALK_INLINE_MAX;
+	return reg_count(r->srv->o.reg) > WALK_INLINE_MAX;
+}
+
 static int m_stats(struct req *r)
 {
 	static const struct entry_kind kind = { pack_stats_entry, true };

@@ -20,6 +20,7 @@
 #include "actors/domain.h"
 #include "common/creds.h"
 #include "common/ioloop.h"
+#include "common/offload.h"
 #include "common/rcu.h"
 #include "daemon/server.h"
 
@@ -41,7 +42,22 @@ struct obuf {
 	size_t len;                     /* bytes in data */
 	size_t cap;
 	uint64_t *total;                /* atomic: the server's output bytes, cap counted */
+	bool walk;                      /* the walk thread's: no spares, no connection */
 };
+
+/*
+ * Walks over many domains (list, stats) are answered
+ * on the server's walk thread, not on the loop thread, so that a list of
+ * 10,000 domains (milliseconds of packing) keeps no other request of any
+ * client waiting behind it.  A request whose walk covers at most
+ * WALK_INLINE_MAX domains is answered on the spot, as before.  A connection
+ * with WALK_CONN_MAX walks in flight takes no more requests until one is
+ * answered: what it can make corrald hold is WALK_CONN_MAX answers (each at
+ * most RPC_MAX_FRAME, counted in the output total while packed) beyond its
+ * output cap.
+ */
+#define WALK_INLINE_MAX 512
+#define WALK_CONN_MAX   2
 
 /* The event pump of one loop thread: the connections on it that subscribe. */
 struct evpump {
@@ -96,6 +112,7 @@ struct server {
 
 	uint64_t in_total;              /* atomic: bytes of partial requests held */
 	uint64_t out_total;             /* atomic: bytes of output buffers */
+	struct offload *walk;           /* RCU-published: the walk thread, NULL once stopping */
 	struct evpump *pumps;           /* one per loop thread */
 	struct obuf_spares *spares;     /* one per loop thread, like pumps */
 	unsigned npumps;
@@ -139,6 +156,7 @@ struct conn {
 	struct rpc_scanner *scan;
 	struct obuf out;
 	uint32_t inflight;              /* calls submitted, not yet answered */
+	uint32_t walks;                 /* of which walks (WALK_CONN_MAX) */
 	uint64_t blocked_since_ns;      /* output waits and the client read nothing since; 0: no */
 	struct cds_list_head pump_link; /* srv->pumps[thread].conns while it subscribes */
 	struct io_watch tmr_w;          /* timerfd: the partial request's and the stall deadlines */
@@ -159,6 +177,8 @@ struct call {
 	uint32_t msgid;
 	char *reply;                    /* the packed response (malloc'd) */
 	size_t reply_len;
+	size_t reply_cap;               /* a walk's: its buffer's size, counted in out_total */
+	bool walk;                      /* answered by the walk thread */
 	bool oom;                       /* packing failed: answer "out of memory" */
 };
 
@@ -169,7 +189,8 @@ struct req {
 	const struct method *m;
 	uint32_t msgid;
 	const msgpack_object *params;   /* the params map, checked against m->params */
-	msgpack_packer *pk;             /* packs the result into c->out */
+	msgpack_packer *pk;             /* packs the result into out */
+	struct obuf *out;               /* c->out; the walk thread's own buffer there */
 	uint64_t timeout_ns;
 	int code;                       /* enum rpc_err, after a failure */
 	char msg[DOM_ERRMSG_MAX + 128];
@@ -218,6 +239,12 @@ const struct method *method_find(const char *name);
  * timeout_ms.  0, or -1 with r->code/r->msg set.  Loop thread.
  */
 int req_check_params(struct req *r);
+
+/*
+ * Is r (params checked) a walk (list, stats) over more than WALK_INLINE_MAX
+ * domains?  Then the walk thread answers it.  Loop thread.
+ */
+bool req_walk_big(const struct req *r);
 
 /* ---- server.c, for the handlers (loop thread unless said) ---------------- */
 

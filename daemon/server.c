@@ -80,12 +80,16 @@ static size_t obuf_pending(const struct obuf *b)
 #define OBUF_KEEP       (4 * IN_CHUNK)
 #define OBUF_SPARE_MAX  (RPC_MAX_FRAME + 256u * 1024)
 
-/* Every obuf is a connection's output: its loop thread's spare buffers. */
+/* A connection's output: its loop thread's spare buffers.  NULL: a walk's buffer. */
 static struct obuf_spares *obuf_spares(struct obuf *b)
 {
-	struct conn *c = container_of(b, struct conn, out);
-	struct server *s = c->srv;
+	struct conn *c;
+	struct server *s;
 
+	if (b->walk)
+		return NULL;
+	c = container_of(b, struct conn, out);
+	s = c->srv;
 	return &s->spares[ioloop_thr_index(s->o.io, c->w.thr) % s->npumps];
 }
 
@@ -99,7 +103,7 @@ static bool obuf_take_spare(struct obuf *b, size_t need)
 	struct obuf_spares *sp = obuf_spares(b);
 	size_t pending = b->len - b->off;
 
-	if (need <= OBUF_KEEP || need > OBUF_SPARE_MAX)
+	if (!sp || need <= OBUF_KEEP || need > OBUF_SPARE_MAX)
 		return false;
 	for (unsigned i = 0; i < OBUF_SPARES; i++) {
 		char *data = sp->v[i].data;
@@ -209,7 +213,7 @@ static void obuf_release(struct obuf *b)
 	struct obuf_spares *sp = obuf_spares(b);
 	unsigned best = 0;
 
-	if (b->cap <= OBUF_KEEP || b->cap > OBUF_SPARE_MAX) {
+	if (!sp || b->cap <= OBUF_KEEP || b->cap > OBUF_SPARE_MAX) {
 		obuf_fini(b);
 		return;
 	}
@@ -227,6 +231,22 @@ static void obuf_release(struct obuf *b)
 		__atomic_sub_fetch(b->total, b->cap, __ATOMIC_RELAXED);
 	b->data = NULL;
 	b->off = b->len = b->cap = 0;
+}
+
+/*
+ * b is empty: take cl's reply (a walk's buffer, its size already counted in
+ * the output total) as b's buffer instead of copying megabytes.  Its loop
+ * thread only.
+ */
+static void obuf_adopt(struct obuf *b, struct call *cl)
+{
+	obuf_release(b);        /* leaves b empty, its buffer kept or freed */
+	b->data = cl->reply;
+	b->cap = cl->reply_cap;
+	b->len = cl->reply_len;
+	b->off = 0;
+	cl->reply = NULL;
+	cl->reply_cap = 0;      /* counted as b's now */
 }
 
 /* ---- references ---------------------------------------------------------- */
@@ -292,6 +312,8 @@ static void call_free(struct call *cl)
 {
 	struct conn *c = cl->conn;
 
+	if (cl->reply_cap)
+		__atomic_sub_fetch(&c->srv->out_total, cl->reply_cap, __ATOMIC_RELAXED);
 	free(cl->reply);
 	if (cl->dom)
 		dom_unref(cl->dom);
@@ -358,10 +380,16 @@ static void done_task_fn(struct io_task *t)
 
 		tsan_handoff_acquire(node);
 		c->inflight--;
-		if (!c->closed) {
-			if (cl->oom || obuf_write(&c->out, cl->reply, cl->reply_len) < 0)
-				pack_oom_error(c, cl->msgid);
-		}
+		if (cl->walk)
+			c->walks--;
+		if (c->closed)
+			;       /* dropped */
+		else if (cl->oom)
+			pack_oom_error(c, cl->msgid);
+		else if (cl->reply_cap && !obuf_pending(&c->out))
+			obuf_adopt(&c->out, cl);
+		else if (obuf_write(&c->out, cl->reply, cl->reply_len) < 0)
+			pack_oom_error(c, cl->msgid);
 		call_free(cl);
 	}
 	if (!c->closed)
@@ -783,7 +811,7 @@ static void ev_task_fn(struct io_task *t)
 
 void req_out_reserve(struct req *r, size_t len)
 {
-	struct obuf *b = &r->c->out;
+	struct obuf *b = r->out;
 	size_t cap;
 	char *p;
 
@@ -802,22 +830,22 @@ void req_out_reserve(struct req *r, size_t len)
 
 size_t req_out_mark(const struct req *r)
 {
-	return obuf_mark(&r->c->out);
+	return obuf_mark(r->out);
 }
 
 size_t req_out_since(const struct req *r, size_t mark)
 {
-	return obuf_since(&r->c->out, mark);
+	return obuf_since(r->out, mark);
 }
 
 void req_out_rewind(struct req *r, size_t mark)
 {
-	obuf_rewind(&r->c->out, mark);
+	obuf_rewind(r->out, mark);
 }
 
 void req_out_patch(struct req *r, size_t mark, const void *p, size_t n)
 {
-	struct obuf *b = &r->c->out;
+	struct obuf *b = r->out;
 
 	BUG_ON(mark > b->len - b->off || n > b->len - b->off - mark);
 	memcpy(b->data + b->off + mark, p, n);
@@ -913,9 +941,119 @@ static void pack_error(struct conn *c, uint32_t msgid, int code, const char *msg
 	}
 }
 
-static void dispatch(struct conn *c, struct rpc_msg *m)
+/* ---- walks --------------------------------------------------------------- */
+
+/*
+ * A request for the walk thread (WALK_INLINE_MAX): its frame as it came,
+ * decoded there again, since the loop's decoded message is gone once the
+ * frame is handled.
+ */
+struct walk_task {
+	struct offload_task t;
+	struct call *cl;                /* the connection's reference, inflight and walks counted */
+	const struct method *m;
+	uint64_t timeout_ns;
+	size_t len;
+	char frame[];
+};
+
+/* A result of n bytes is over what one message may hold: fail r.  -1. */
+static int result_too_big(struct req *r, size_t n)
 {
-	struct req r = { .c = c, .srv = c->srv, .msgid = rpc_msg_id(m) };
+	return req_fail(r, RPC_ERR_INTERNAL, "the result of '%s' is %zu bytes, over the %u "
+			"bytes a message may hold", r->m->name, n, RPC_MAX_FRAME);
+}
+
+/*
+ * The walk thread: answer into a buffer of its own, counted in the output
+ * total as it grows; the connection's thread writes it (walk_done).
+ */
+static void walk_work(struct offload_task *t)
+{
+	struct walk_task *wt = container_of(t, struct walk_task, t);
+	struct call *cl = wt->cl;
+	struct server *s = cl->conn->srv;
+	struct obuf ob = { .total = &s->out_total, .walk = true };
+	struct req r = { .c = cl->conn, .srv = s, .m = wt->m, .msgid = cl->msgid, .out = &ob,
+			 .timeout_ns = wt->timeout_ns };
+	struct rpc_msg *m = NULL;
+	msgpack_packer pk;
+	int ret = -1;
+
+	msgpack_packer_init(&pk, &ob, obuf_write);
+	r.pk = &pk;
+	crcu_read_lock();
+	if (rpc_decode(wt->frame, wt->len, &m, r.msg, sizeof(r.msg)) < 0) {
+		m = NULL;
+		r.code = RPC_ERR_INTERNAL;      /* it decoded on the loop thread */
+	} else if (rpc_msg_params_map(m, &r.params, r.msg, sizeof(r.msg)) < 0) {
+		r.code = RPC_ERR_INVALID_ARGUMENT;
+	} else if (rpc_pack_response_begin(&pk, r.msgid) < 0) {
+		req_fail(&r, RPC_ERR_INTERNAL, "out of memory");
+	} else {
+		ret = r.m->fn(&r);
+		BUG_ON(ret == REQ_ASYNC);
+		if (ret == 0 && obuf_since(&ob, 0) > RPC_MAX_FRAME)
+			ret = result_too_big(&r, obuf_since(&ob, 0));
+	}
+	crcu_read_unlock();
+	if (ret < 0) {
+		obuf_rewind(&ob, 0);
+		if (rpc_pack_error_response(&pk, r.msgid, r.code, r.msg) < 0)
+			cl->oom = true;
+	}
+	if (m)
+		rpc_msg_free(m);
+	cl->reply = ob.data;
+	cl->reply_len = ob.len;
+	cl->reply_cap = ob.cap;
+}
+
+static void walk_done(struct offload_task *t)
+{
+	struct walk_task *wt = container_of(t, struct walk_task, t);
+
+	call_complete(wt->cl);
+	free(wt);
+}
+
+/*
+ * Send r (frame, len bytes) to the walk thread.  0, or -1 when it is to be
+ * answered here (no memory, or the daemon is stopping).  Loop thread.
+ */
+static int walk_submit(struct req *r, const char *frame, size_t len)
+{
+	struct conn *c = r->c;
+	struct walk_task *wt;
+	struct offload *o;
+	int ret = -1;
+
+	crcu_read_lock();
+	o = crcu_dereference(c->srv->walk);
+	wt = o ? malloc(sizeof(*wt) + len) : NULL;
+	if (wt && !(wt->cl = call_new(r, NULL))) {
+		free(wt);
+		wt = NULL;
+	}
+	if (wt) {
+		wt->cl->walk = true;
+		c->walks++;
+		wt->m = r->m;
+		wt->timeout_ns = r->timeout_ns;
+		wt->len = len;
+		memcpy(wt->frame, frame, len);
+		wt->t.work = walk_work;
+		wt->t.done = walk_done;
+		offload_submit(o, &wt->t);
+		ret = 0;
+	}
+	crcu_read_unlock();
+	return ret;
+}
+
+static void dispatch(struct conn *c, struct rpc_msg *m, const char *frame, size_t len)
+{
+	struct req r = { .c = c, .srv = c->srv, .msgid = rpc_msg_id(m), .out = &c->out };
 	const char *name = rpc_msg_method(m);
 	msgpack_packer pk;
 	size_t mark;
@@ -949,6 +1087,8 @@ static void dispatch(struct conn *c, struct rpc_msg *m)
 	}
 	if (req_check_params(&r) < 0)
 		goto fail;
+	if (req_walk_big(&r) && walk_submit(&r, frame, len) == 0)
+		return;
 
 	mark = obuf_mark(&c->out);
 	msgpack_packer_init(&pk, &c->out, obuf_write);
@@ -965,9 +1105,7 @@ static void dispatch(struct conn *c, struct rpc_msg *m)
 	if (ret < 0)
 		goto fail_rewind;
 	if (obuf_since(&c->out, mark) > RPC_MAX_FRAME) {
-		req_fail(&r, RPC_ERR_INTERNAL, "the result of '%s' is %zu bytes, over the %u "
-			 "bytes a message may hold", name, obuf_since(&c->out, mark),
-			 RPC_MAX_FRAME);
+		result_too_big(&r, obuf_since(&c->out, mark));
 		goto fail_rewind;
 	}
 	return;
@@ -1000,7 +1138,7 @@ static void handle_frame(struct conn *c, const char *frame, size_t len)
 		return;
 	}
 	if (rpc_msg_type(m) == RPC_REQUEST)
-		dispatch(c, m);
+		dispatch(c, m, frame, len);
 	/* Responses and notifications from a client mean nothing to us. */
 	rpc_msg_free(m);
 }
@@ -1039,9 +1177,15 @@ static void stream_error(struct conn *c, const char *buf, size_t len, int err)
 	refuse_stream(c, buf, len, why);
 }
 
+/* WALK_CONN_MAX walks in flight: no more requests until one is answered. */
+static bool walks_full(const struct conn *c)
+{
+	return c->walks >= WALK_CONN_MAX;
+}
+
 static bool may_read(const struct conn *c)
 {
-	return !c->closed && !c->rd_eof && !c->draining && !out_full(c);
+	return !c->closed && !c->rd_eof && !c->draining && !out_full(c) && !walks_full(c);
 }
 
 /* The partial-request buffer is empty: give it back. */
@@ -1111,7 +1255,7 @@ static ssize_t consume_frames(struct conn *c, const char *buf, size_t len, bool 
 	size_t off = 0, flen = 0;
 	int r;
 
-	while (!c->closed && !out_full(c) && off < len) {
+	while (!c->closed && !out_full(c) && !walks_full(c) && off < len) {
 		r = rpc_scanner_scan(c->scan, buf + off, len - off, &flen);
 		if (r == 0 && len - off > fmax)
 			r = -EMSGSIZE;          /* a smaller bound than the protocol's */
@@ -1129,7 +1273,7 @@ static ssize_t consume_frames(struct conn *c, const char *buf, size_t len, bool 
 	}
 	if (c->closed)
 		return -1;
-	if (off < len && !out_full(c)) {
+	if (off < len && !out_full(c) && !walks_full(c)) {
 		if (off || !c->in_since_ns)
 			c->in_since_ns = now_ns();
 	} else {
@@ -1792,7 +1936,7 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 	s->npumps = ioloop_nthreads(opts->io);
 	s->pumps = calloc(s->npumps, sizeof(*s->pumps));
 	s->spares = calloc(s->npumps, sizeof(*s->spares));
-	if (!s->pumps || !s->spares) {
+	if (!s->pumps || !s->spares || offload_new(1, &s->walk) < 0) {
 		free(s->pumps);
 		free(s->spares);
 		if (s->reserve_fd >= 0)
@@ -1852,6 +1996,7 @@ int server_new(const struct server_opts *opts, struct server **ret, char *errbuf
 		}
 		pthread_cond_destroy(&s->cond);
 		pthread_mutex_destroy(&s->lock);
+		offload_free(s->walk);
 		free(s->pumps);
 		free(s->spares);
 		free(s);
@@ -1939,6 +2084,7 @@ void server_drain(struct server *s)
 
 void server_stop(struct server *s)
 {
+	struct offload *walk;
 	struct conn *c;
 	unsigned posted = 0;
 
@@ -1955,6 +2101,16 @@ void server_stop(struct server *s)
 	if (!wait_locked(s, NULL, &s->nopen))
 		log_warn("%" PRIu64 " clients did not close in time", s->nopen);
 	pthread_mutex_unlock(&s->lock);
+	/*
+	 * The walk thread answers what it was given (to connections closed
+	 * by now: dropped on their threads, which still run) and stops.  A
+	 * connection that did not close sends no walk after the grace period:
+	 * it reads the pointer inside a read section.
+	 */
+	walk = s->walk;
+	crcu_assign_pointer(s->walk, NULL);
+	crcu_synchronize();
+	offload_free(walk);
 	/* No more pumps posted; one already queued runs before the loops end. */
 	evbus_unlisten(s->o.bus, s->bus_l);
 	s->bus_l = NULL;
