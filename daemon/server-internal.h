@@ -113,6 +113,7 @@ struct server {
 	uint64_t in_total;              /* atomic: bytes of partial requests held */
 	uint64_t out_total;             /* atomic: bytes of output buffers */
 	struct offload *walk;           /* RCU-published: the walk thread, NULL once stopping */
+	char *walk_spares[OBUF_SPARES]; /* atomic: written-out buffers for it, size first */
 	struct evpump *pumps;           /* one per loop thread */
 	struct obuf_spares *spares;     /* one per loop thread, like pumps */
 	unsigned npumps;

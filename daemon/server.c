@@ -204,9 +204,41 @@ static void obuf_fini(struct obuf *b)
 }
 
 /*
+ * A large buffer for the walk thread, whose answers leave it with their
+ * buffers (obuf_adopt): data (cap bytes, no longer counted) is kept with its
+ * size in its first bytes.  False when both places are taken.  Any thread.
+ */
+static bool walk_spare_put(struct server *s, char *data, size_t cap)
+{
+	memcpy(data, &cap, sizeof(cap));
+	for (unsigned i = 0; i < OBUF_SPARES; i++) {
+		char *none = NULL;
+
+		if (__atomic_compare_exchange_n(&s->walk_spares[i], &none, data, false,
+						__ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			return true;
+	}
+	return false;
+}
+
+/* A buffer walk_spare_put() kept, and its size; NULL if none.  Any thread. */
+static char *walk_spare_take(struct server *s, size_t *ret_cap)
+{
+	for (unsigned i = 0; i < OBUF_SPARES; i++) {
+		char *p = __atomic_exchange_n(&s->walk_spares[i], NULL, __ATOMIC_ACQUIRE);
+
+		if (p) {
+			memcpy(ret_cap, p, sizeof(*ret_cap));
+			return p;
+		}
+	}
+	return NULL;
+}
+
+/*
  * b is empty (written out, or its connection closed): a large buffer goes
- * to its thread's spares, in place of a smaller one when they are all
- * taken; b is left empty.  Its loop thread only.
+ * to the walk thread's spares, else to its thread's, in place of a smaller
+ * one when they are all taken; b is left empty.  Its loop thread only.
  */
 static void obuf_release(struct obuf *b)
 {
@@ -215,6 +247,13 @@ static void obuf_release(struct obuf *b)
 
 	if (!sp || b->cap <= OBUF_KEEP || b->cap > OBUF_SPARE_MAX) {
 		obuf_fini(b);
+		return;
+	}
+	if (walk_spare_put(container_of(b, struct conn, out)->srv, b->data, b->cap)) {
+		if (b->total)
+			__atomic_sub_fetch(b->total, b->cap, __ATOMIC_RELAXED);
+		b->data = NULL;
+		b->off = b->len = b->cap = 0;
 		return;
 	}
 	for (unsigned i = 1; i < OBUF_SPARES; i++)
@@ -980,6 +1019,9 @@ static void walk_work(struct offload_task *t)
 	msgpack_packer pk;
 	int ret = -1;
 
+	ob.data = walk_spare_take(s, &ob.cap);
+	if (ob.data)
+		__atomic_add_fetch(&s->out_total, ob.cap, __ATOMIC_RELAXED);
 	msgpack_packer_init(&pk, &ob, obuf_write);
 	r.pk = &pk;
 	crcu_read_lock();
@@ -2147,6 +2189,8 @@ void server_free(struct server *s)
 	for (unsigned i = 0; i < s->npumps; i++)
 		for (unsigned k = 0; k < OBUF_SPARES; k++)
 			free(s->spares[i].v[k].data);
+	for (unsigned k = 0; k < OBUF_SPARES; k++)
+		free(s->walk_spares[k]);
 	free(s->spares);
 	free(s->rw.path);
 	free(s->ro.path);
