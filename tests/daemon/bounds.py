@@ -64,8 +64,8 @@ import time
 import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import (Client, Daemon, check, mount_tmpfs, run_tests,  # noqa: E402
-                        wait_until)
+from corraltest import (Client, Daemon, check, define_by_files, mount_tmpfs,  # noqa: E402
+                        run_tests, wait_until)
 
 CORRALD = SIM = CLI = QEMU = None
 ERR_INVALID_REQUEST, ERR_INVALID_ARGUMENT, ERR_BUSY = 1, 3, 6
@@ -511,17 +511,9 @@ def test_out_of_fds():
 
 def test_list_paging():
     import json
-    import uuid
     d = Daemon(CORRALD)
     n = 18000
-    os.makedirs(d.state + "/domains", mode=0o700)
-    for i in range(n):
-        name = "l%05d" % i
-        with open("%s/domains/%s.json" % (d.state, name), "w") as f:
-            json.dump({"version": 2, "autostart": False,
-                       "owner": {"uid": 0, "gid": 0, "groups": []},
-                       "config": {"name": name, "machine": "none", "memory": 16,
-                                  "uuid": str(uuid.uuid4())}}, f)
+    define_by_files(d, ["l%05d" % i for i in range(n)])
     d.start()
     try:
         c = d.client()

@@ -249,6 +249,20 @@ class Daemon:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def define_by_files(d, names):
+    """Shut-off domains (machine none) for d, written as definition files
+    before it starts: thousands in a second, where define calls would take
+    minutes."""
+    import uuid
+    os.makedirs(d.state + "/domains", mode=0o700, exist_ok=True)
+    for name in names:
+        with open("%s/domains/%s.json" % (d.state, name), "w") as f:
+            json.dump({"version": 2, "autostart": False,
+                       "owner": {"uid": 0, "gid": 0, "groups": []},
+                       "config": {"name": name, "machine": "none", "memory": 16,
+                                  "uuid": str(uuid.uuid4())}}, f)
+
+
 def is_zombie(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

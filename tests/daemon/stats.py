@@ -46,7 +46,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Daemon, check, run_tests, wait_until  # noqa: E402
+from corraltest import Daemon, check, define_by_files, run_tests, wait_until  # noqa: E402
 
 CORRALD = CLI = QEMU = None
 ERR_INVALID_ARGUMENT = 3
@@ -421,17 +421,9 @@ def test_metrics():
 def test_paging():
     """A shut-off domain's entry is 15 msgpack objects: 18,000 of them are
     more than the 262,144 objects a message may hold (rpc/rpc.h)."""
-    import uuid
     d = Daemon(CORRALD)
     n = 18000
-    os.makedirs(d.state + "/domains", mode=0o700)
-    for i in range(n):
-        name = "p%05d" % i
-        with open("%s/domains/%s.json" % (d.state, name), "w") as f:
-            json.dump({"version": 2, "autostart": False,
-                       "owner": {"uid": 0, "gid": 0, "groups": []},
-                       "config": {"name": name, "machine": "none", "memory": 16,
-                                  "uuid": str(uuid.uuid4())}}, f)
+    define_by_files(d, ["p%05d" % i for i in range(n)])
     d.start()
     try:
         c = d.client()

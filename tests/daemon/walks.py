@@ -28,17 +28,16 @@ Usage: walks.py CORRALD [TEST...]
 
 Exits 0 when every test passes, 1 otherwise.
 """
-import json
 import os
 import socket
 import sys
 import time
-import uuid
 
 import msgpack
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from corraltest import Client, Daemon, check, run_tests, wait_until  # noqa: E402
+from corraltest import (Daemon, check, define_by_files, run_tests,  # noqa: E402
+                        wait_until)
 
 CORRALD = None
 ERR_INVALID_ARGUMENT = 3
@@ -49,14 +48,7 @@ N = 5000
 def daemon_with(n, extra=()):
     """corrald with n shut-off domains, defined by files before it starts."""
     d = Daemon(CORRALD, extra=extra)
-    os.makedirs(d.state + "/domains", mode=0o700)
-    for i in range(n):
-        name = "w%05d" % i
-        with open("%s/domains/%s.json" % (d.state, name), "w") as f:
-            json.dump({"version": 2, "autostart": False,
-                       "owner": {"uid": 0, "gid": 0, "groups": []},
-                       "config": {"name": name, "machine": "none", "memory": 16,
-                                  "uuid": str(uuid.uuid4())}}, f)
+    define_by_files(d, ["w%05d" % i for i in range(n)])
     return d.start()
 
 
