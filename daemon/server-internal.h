@@ -50,13 +50,16 @@ struct obuf {
  * on the server's walk thread, not on the loop thread, so that a list of
  * 10,000 domains (milliseconds of packing) keeps no other request of any
  * client waiting behind it.  A request whose walk covers at most
- * WALK_INLINE_MAX domains is answered on the spot, as before.  A connection
+ * WALK_INLINE_MAX domains (half a millisecond of packing or less) is
+ * answered on the spot, as before: there the hand-off's copy and wake-ups,
+ * and one more runnable thread on a small machine, would cost more than
+ * the wait they spare.  A connection
  * with WALK_CONN_MAX walks in flight takes no more requests until one is
  * answered: what it can make corrald hold is WALK_CONN_MAX answers (each at
  * most RPC_MAX_FRAME, counted in the output total while packed) beyond its
  * output cap.
  */
-#define WALK_INLINE_MAX 512
+#define WALK_INLINE_MAX 2048
 #define WALK_CONN_MAX   2
 
 /* The event pump of one loop thread: the connections on it that subscribe. */
