@@ -817,7 +817,7 @@ static void handle_io(struct monitor *m)
 	 * data that arrives after our last read is a new edge, and its
 	 * callback then sees the flag clear and queues io_msg again.
 	 */
-	__atomic_store_n(&m->io_queued, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->io_queued, 0, __ATOMIC_RELEASE);
 	cmm_smp_mb();
 	events = __atomic_exchange_n(&m->io_events, 0, __ATOMIC_ACQ_REL);
 	if (m->phase == PH_DEAD)

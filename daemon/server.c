@@ -410,9 +410,11 @@ static void done_task_fn(struct io_task *t)
 	 * weakly ordered CPU (and x86's store buffer) may reorder unless a full
 	 * fence sits between them.  The producer's side is the same pattern in
 	 * mirror (enqueue, whose xchg is a full barrier, then read the flag):
-	 * so either it sees 0 and posts again, or we see its call.
+	 * so either it sees 0 and posts again, or we see its call.  The clear
+	 * is a release: this thread is done with the task's node (taken off
+	 * the loop's queue) before a thread that sees 0 posts it again.
 	 */
-	__atomic_store_n(&c->done_posted, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->done_posted, 0, __ATOMIC_RELEASE);
 	cmm_smp_mb();
 	while ((node = wfcq_take(&c->done_head, &c->done_tail))) {
 		struct call *cl = container_of(node, struct call, node);
@@ -812,7 +814,7 @@ static void pump_task_fn(struct io_task *t)
 
 	crcu_read_lock();
 	/* Clear, full fence, then read the ring: see done_task_fn. */
-	__atomic_store_n(&p->posted, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->posted, 0, __ATOMIC_RELEASE);
 	cmm_smp_mb();
 	cds_list_for_each_entry_safe(c, tmp, &p->conns, pump_link) {
 		if (c->closed)
@@ -834,7 +836,7 @@ static void ev_task_fn(struct io_task *t)
 
 	crcu_read_lock();
 	/* Clear, full fence, then take the output: see done_task_fn. */
-	__atomic_store_n(&c->ev_posted, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->ev_posted, 0, __ATOMIC_RELEASE);
 	cmm_smp_mb();
 	if (!c->closed) {
 		pump_events(c, &more);
