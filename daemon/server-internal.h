@@ -57,10 +57,13 @@ struct obuf {
  * with WALK_CONN_MAX walks in flight takes no more requests until one is
  * answered: what it can make corrald hold is WALK_CONN_MAX answers (each at
  * most RPC_MAX_FRAME, counted in the output total while packed) beyond its
- * output cap.
+ * output cap.  The requests waiting for the walk thread are copies (a
+ * `names` list may be 4 MiB): past WALK_QUEUE_MAX bytes of them, a walk is
+ * answered on the spot instead.
  */
 #define WALK_INLINE_MAX 2048
 #define WALK_CONN_MAX   2
+#define WALK_QUEUE_MAX  (16u << 20)
 
 /* The event pump of one loop thread: the connections on it that subscribe. */
 struct evpump {
@@ -117,6 +120,7 @@ struct server {
 	uint64_t out_total;             /* atomic: bytes of output buffers */
 	struct offload *walk;           /* RCU-published: the walk thread, NULL once stopping */
 	char *walk_spares[OBUF_SPARES]; /* atomic: written-out buffers for it, size first */
+	uint64_t walk_bytes;            /* atomic: bytes of requests sent to it, not yet done */
 	struct evpump *pumps;           /* one per loop thread */
 	struct obuf_spares *spares;     /* one per loop thread, like pumps */
 	unsigned npumps;

@@ -1056,26 +1056,45 @@ static void walk_work(struct offload_task *t)
 static void walk_done(struct offload_task *t)
 {
 	struct walk_task *wt = container_of(t, struct walk_task, t);
+	struct server *s = wt->cl->conn->srv;
 
+	__atomic_sub_fetch(&s->walk_bytes, wt->len, __ATOMIC_RELAXED);
 	call_complete(wt->cl);
 	free(wt);
 }
 
 /*
  * Send r (frame, len bytes) to the walk thread.  0, or -1 when it is to be
- * answered here (no memory, or the daemon is stopping).  Loop thread.
+ * answered here: no memory, the daemon is stopping, or the copy of the
+ * request would take the requests waiting for the walk thread over
+ * WALK_QUEUE_MAX bytes (a client may send walks of 4 MiB of names, and
+ * they wait while the walk thread works through the ones before).  Loop
+ * thread.
  */
 static int walk_submit(struct req *r, const char *frame, size_t len)
 {
 	struct conn *c = r->c;
-	struct walk_task *wt;
+	struct server *s = c->srv;
+	struct walk_task *wt = NULL;
 	struct offload *o;
 	int ret = -1;
 
 	crcu_read_lock();
-	o = crcu_dereference(c->srv->walk);
-	wt = o ? malloc(sizeof(*wt) + len) : NULL;
+	o = crcu_dereference(s->walk);
+	if (o) {
+		uint64_t queued = __atomic_add_fetch(&s->walk_bytes, len, __ATOMIC_RELAXED);
+
+		if (queued <= WALK_QUEUE_MAX)
+			wt = malloc(sizeof(*wt) + len);
+		else
+			log_debug("client %" PRIu64 ": %s answered on the I/O thread: %" PRIu64
+				  " bytes of requests wait for the walk thread", c->id, r->m->name,
+				  queued - len);
+		if (!wt)
+			__atomic_sub_fetch(&s->walk_bytes, len, __ATOMIC_RELAXED);
+	}
 	if (wt && !(wt->cl = call_new(r, NULL))) {
+		__atomic_sub_fetch(&s->walk_bytes, len, __ATOMIC_RELAXED);
 		free(wt);
 		wt = NULL;
 	}
