@@ -108,6 +108,15 @@ void bench_vwarn(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 void bench_die(int status, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3), noreturn));
 
+/*
+ * The offset just past the n msgpack objects that start at p[off], or 0
+ * when they run past len or a type byte is the reserved 0xc1.  Only for
+ * bytes the frame scanner (rpc_scanner_scan) has already accepted: it
+ * checks no limit (depth, objects, ext types), which is what makes it
+ * cheaper than a second scan.
+ */
+size_t bench_msgpack_skip(const unsigned char *p, size_t len, size_t off, uint64_t n);
+
 /* What /proc says about a process. */
 struct proc_sample {
 	uint64_t t_ns;          /* bench_now_ns() when read */

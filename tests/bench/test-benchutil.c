@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* bench/benchutil: the latency histogram, the option table and its parser, --only, messages. */
+/* bench/benchutil: the latency histogram, the option table and its parser, --only, messages, msgpack skipping. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <msgpack.h>
 #include <unistd.h>
 
 #include "bench/benchutil.h"
@@ -185,6 +186,98 @@ Test(owned, an_index_has_one_owner_whatever_the_range)
 				}
 	cr_assert_eq(bench_owned_index(0, 10, 0, 0, 0.5), -1, "no workers");
 	cr_assert_eq(bench_owned_index(0, 10, 3, 3, 0.5), -1, "no such worker");
+}
+
+/* One object holding every msgpack type in each of its length forms. */
+static void pack_every_type(msgpack_packer *pk)
+{
+	static char blob[70000];
+
+	msgpack_pack_array(pk, 4);
+	msgpack_pack_map(pk, 20);               /* map16 */
+	for (int i = 0; i < 20; i++) {
+		msgpack_pack_int64(pk, i);
+		switch (i % 5) {
+		case 0: msgpack_pack_nil(pk); break;
+		case 1: msgpack_pack_true(pk); break;
+		case 2: msgpack_pack_false(pk); break;
+		case 3: msgpack_pack_double(pk, 1.5); break;
+		default: msgpack_pack_float(pk, 2.5f); break;
+		}
+	}
+	msgpack_pack_array(pk, 17);             /* array16 */
+	msgpack_pack_int64(pk, -1);             /* negative fixint */
+	msgpack_pack_int64(pk, 200);            /* uint8 */
+	msgpack_pack_int64(pk, 60000);          /* uint16 */
+	msgpack_pack_int64(pk, 4000000000LL);   /* uint32 */
+	msgpack_pack_int64(pk, 1LL << 40);      /* uint64 */
+	msgpack_pack_int64(pk, -100);           /* int8 */
+	msgpack_pack_int64(pk, -30000);         /* int16 */
+	msgpack_pack_int64(pk, -2000000000LL);  /* int32 */
+	msgpack_pack_int64(pk, -(1LL << 40));   /* int64 */
+	msgpack_pack_str_with_body(pk, "more", 4);              /* fixstr */
+	msgpack_pack_str_with_body(pk, blob, 100);              /* str8 */
+	msgpack_pack_str_with_body(pk, blob, 1000);             /* str16 */
+	msgpack_pack_str_with_body(pk, blob, sizeof(blob));     /* str32 */
+	msgpack_pack_bin_with_body(pk, blob, 10);               /* bin8 */
+	msgpack_pack_bin_with_body(pk, blob, 300);              /* bin16 */
+	msgpack_pack_bin_with_body(pk, blob, sizeof(blob));     /* bin32 */
+	msgpack_pack_array(pk, 9);              /* fixarray of exts */
+	for (size_t n = 1; n <= 16; n *= 2)
+		msgpack_pack_ext_with_body(pk, blob, n, 5);     /* fixext1..16 */
+	msgpack_pack_ext_with_body(pk, blob, 3, 5);             /* ext8 */
+	msgpack_pack_ext_with_body(pk, blob, 300, 5);           /* ext16 */
+	msgpack_pack_ext_with_body(pk, blob, sizeof(blob), 5);  /* ext32 */
+	msgpack_pack_map(pk, 0);
+	msgpack_pack_array(pk, 70000);          /* array32 */
+	for (int i = 0; i < 70000; i++)
+		msgpack_pack_array(pk, 0);
+	msgpack_pack_map(pk, 70000);            /* map32 */
+	for (int i = 0; i < 70000; i++) {
+		msgpack_pack_int64(pk, i);
+		msgpack_pack_map(pk, 1);        /* fixmap */
+		msgpack_pack_str_with_body(pk, "k", 1);
+		msgpack_pack_nil(pk);
+	}
+}
+
+/* corral-bench skips a stats answer's members this way to read its `more`. */
+Test(msgpack, skip_ends_where_the_packer_did)
+{
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	const unsigned char *p;
+	size_t one;
+
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	pack_every_type(&pk);
+	one = sb.size;
+	msgpack_pack_str_with_body(&pk, "x", 1);
+	p = (const unsigned char *)sb.data;
+	cr_assert_eq(bench_msgpack_skip(p, sb.size, 0, 1), one);
+	cr_assert_eq(bench_msgpack_skip(p, sb.size, 0, 2), sb.size);
+	cr_assert_eq(bench_msgpack_skip(p, sb.size, one, 1), sb.size);
+	cr_assert_eq(bench_msgpack_skip(p, sb.size, 0, 0), 0, "no objects: where it starts");
+	cr_assert_eq(bench_msgpack_skip(p, sb.size, 0, 3), 0, "a third object is not there");
+	/* Cut anywhere (every 997th byte, and near both ends): never past the end. */
+	for (size_t cut = 0; cut < one; cut += cut < 64 || one - cut < 64 ? 1 : 997)
+		cr_assert_eq(bench_msgpack_skip(p, cut, 0, 1), 0, "cut at %zu of %zu", cut, one);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+Test(msgpack, skip_refuses_the_reserved_byte_and_lengths_past_the_end)
+{
+	static const unsigned char reserved[] = { 0x92, 0x01, 0xc1 };
+	static const unsigned char str32[] = { 0xdb, 0xff, 0xff, 0xff, 0xff, 'a' };
+	static const unsigned char map32[] = { 0xdf, 0xff, 0xff, 0xff, 0xff, 0x01, 0x02 };
+	static const unsigned char head[] = { 0xcd, 0x01 };     /* uint16 missing a byte */
+
+	cr_assert_eq(bench_msgpack_skip(reserved, sizeof(reserved), 0, 1), 0);
+	cr_assert_eq(bench_msgpack_skip(str32, sizeof(str32), 0, 1), 0);
+	cr_assert_eq(bench_msgpack_skip(map32, sizeof(map32), 0, 1), 0);
+	cr_assert_eq(bench_msgpack_skip(head, sizeof(head), 0, 1), 0);
+	cr_assert_eq(bench_msgpack_skip(reserved, sizeof(reserved), 1, 1), 2, "the fixint alone");
 }
 
 /* Under Criterion the worker's name is boxfort-worker: compare with whatever it is. */
