@@ -51,7 +51,8 @@ static const struct bench_opt corral_bench_opts[] = {
 	  "corral (default) or a libvirt URI such as libvirt:///system (only when built "
 	  "with libvirt)." },
 	{ "hang", "F", OPT_HANG,
-	  "Fraction (0..1) of simulated monitors that stop answering at the fault time." },
+	  "Fraction (0..1) of simulated monitors that stop answering at the fault time "
+	  "(hung-10: default 0.1; 0 runs it without the fault, the run to compare with)." },
 	{ "slow", "F", OPT_SLOW,
 	  "Fraction of simulated monitors that answer --slow-ms late from the fault time." },
 	{ "slow-ms", "MS", OPT_SLOW_MS, "Delay of a slow monitor (default 200)." },
@@ -92,7 +93,8 @@ static const struct bench_scenario_doc corral_bench_scenarios[] = {
 		   "with an event subscriber checking every event's order. A qmp call that "
 		   "lands on a --real domain while it is shut off fails (bad-state)." },
 	{ "hung-10", "mixed, and 10 % of the monitors hang at the fault time: healthy "
-		     "domains' latency before and after, and the hung ones'." },
+		     "domains' latency before and after, and the hung ones'. With --hang 0, "
+		     "the same run without the fault." },
 	{ "churn", "define, start (a real QEMU, machine none), destroy, undefine in a loop "
 		   "on C x K lanes: the daemon's memory and descriptors before and after." },
 	{ "restart", "Queries, then kill -9 of the daemon at the fault time and a restart: "

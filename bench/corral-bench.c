@@ -64,7 +64,7 @@ static struct {
 	const char *socket, *plot, *target, *corrald, *sim, *machine, *mix;
 	const char *daemon_args[16];
 	unsigned ndaemon_args;
-	bool json, quiet, inflight_set, event_rate_set;
+	bool json, quiet, inflight_set, event_rate_set, hang_set;
 	unsigned seed;
 } cfg = {
 	.domains = 100, .conns = 4, .inflight = 16, .duration = 10, .fault_at = -1,
@@ -2157,7 +2157,9 @@ static void run_load(void)
 {
 	enum wmode mode = cfg.sc == SC_CHURN ? W_CHURN : W_LOAD;
 	unsigned depth = cfg.inflight;
-	bool faults = n_hang || n_slow || n_close || n_kill || cfg.sc == SC_RESTART;
+	/* hung-10 without faults (--hang 0) still splits before and after the strike. */
+	bool faults = n_hang || n_slow || n_close || n_kill || cfg.sc == SC_RESTART ||
+		      cfg.sc == SC_HUNG10;
 	uint64_t t0, next_progress, strike_at, end, wake;
 	bool struck = false;
 
@@ -2725,7 +2727,10 @@ int main(int argc, char **argv)
 		case OPT_JSON: cfg.json = true; break;
 		case OPT_PLOT: cfg.plot = optarg; break;
 		case OPT_TARGET: cfg.target = optarg; break;
-		case OPT_HANG: cfg.f_hang = parse_num(optarg, "hang", 0, 1); break;
+		case OPT_HANG:
+			cfg.f_hang = parse_num(optarg, "hang", 0, 1);
+			cfg.hang_set = true;
+			break;
 		case OPT_SLOW: cfg.f_slow = parse_num(optarg, "slow", 0, 1); break;
 		case OPT_SLOW_MS: cfg.slow_ms = (unsigned)parse_num(optarg, "slow-ms", 1, 600000); break;
 		case OPT_CLOSE: cfg.f_close = parse_num(optarg, "close", 0, 1); break;
@@ -2784,7 +2789,8 @@ int main(int argc, char **argv)
 	}
 	if (cfg.rate > 0 && !cfg.inflight_set)
 		cfg.inflight = 4096;
-	if (cfg.sc == SC_HUNG10 && cfg.f_hang == 0)
+	/* hung-10 --hang 0: the same run without the fault, to compare with. */
+	if (cfg.sc == SC_HUNG10 && !cfg.hang_set)
 		cfg.f_hang = 0.1;
 	/* The same offered load before and after: open loop, unless told otherwise. */
 	if (cfg.sc == SC_HUNG10 && cfg.rate == 0 && !cfg.inflight_set) {

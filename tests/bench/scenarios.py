@@ -135,6 +135,15 @@ hung_after = series(r, "qmp", phase="after", domains="faulted")
 check(hung_after and all(s["errors"] for s in hung_after), "hung qmp answered: %r" % hung_after)
 check(r["events"]["out_of_order"] == 0, "events out of order")
 
+# hung-10 --hang 0: the run to compare with, split at the same time and
+# nothing failing after it.
+r = run("hung-10", "--hang", "0", "--domains", "40", "--duration", "3", "--rate", "300",
+        "--timeout-ms", "1000")
+check(r["faults"]["hung"] == 0 and r["faults"]["at_s"] == 1.5, "no fault: %r" % r["faults"])
+check(count(r, "info", phase="before", domains="all") > 0, "no before: %r" % r["series"])
+check(count(r, "info", phase="after", domains="all") > 0, "no after: %r" % r["series"])
+check(all(not s["errors"] for s in r["series"]), "errors without a fault: %r" % r["series"])
+
 # Killed simulated QEMUs: their domains stop answering jobs, the rest go on.
 r = run("steady-query", "--domains", "40", "--duration", "2", "--kill", "0.25")
 check(r["faults"]["killed"] == 10, "10 killed")
