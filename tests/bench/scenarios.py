@@ -144,6 +144,22 @@ check(count(r, "info", phase="before", domains="all") > 0, "no before: %r" % r["
 check(count(r, "info", phase="after", domains="all") > 0, "no after: %r" % r["series"])
 check(all(not s["errors"] for s in r["series"]), "errors without a fault: %r" % r["series"])
 
+# bench/hung10-control.py: pairs of both, the medians, each run's JSON kept.
+with tempfile.TemporaryDirectory() as tmp:
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench",
+                          "hung10-control.py")
+    p = subprocess.run([sys.executable, script, "--bench", BENCH, "--domains", "20",
+                        "--duration", "1", "--rounds", "1", "--out", tmp, "--",
+                        "--rate", "300", "--corrald", CORRALD, "--sim", SIM],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    check(p.returncode == 0, "hung10-control: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    check("| 1 | control |" in p.stdout and "| 1 | fault |" in p.stdout and
+          "without the fault" in p.stdout, p.stdout)
+    faulted = json.load(open(os.path.join(tmp, "hung-10-fault-1.json")))
+    control = json.load(open(os.path.join(tmp, "hung-10-control-1.json")))
+    check(faulted["faults"]["hung"] == 2 and control["faults"]["hung"] == 0,
+          "%r %r" % (faulted["faults"], control["faults"]))
+
 # Killed simulated QEMUs: their domains stop answering jobs, the rest go on.
 r = run("steady-query", "--domains", "40", "--duration", "2", "--kill", "0.25")
 check(r["faults"]["killed"] == 10, "10 killed")
