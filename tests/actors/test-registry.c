@@ -6,6 +6,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <urcu/urcu-memb.h>
 
@@ -329,4 +330,55 @@ Test(registry, lookup_after_a_neighbour_finds_that_name_only, .init = setup, .fi
 	cr_assert_eq(reg_count(reg), 0);
 	free(v);
 	free(walk);
+}
+
+/*
+ * A remove that finds a domain by name while its add is still under way
+ * (a define and an undefine of one name from two clients): the remove must
+ * see the add whole or not at all, never the name in the table without its
+ * UUID, its directory slot or the registry's reference.
+ */
+static unsigned race_removed;
+static bool race_stop;
+
+static void *race_remover(void *arg)
+{
+	(void)arg;
+	urcu_memb_register_thread();
+	while (!__atomic_load_n(&race_stop, __ATOMIC_ACQUIRE)) {
+		struct domain *d;
+
+		crcu_read_lock();
+		d = reg_lookup_name_rcu(reg, "race");
+		crcu_read_unlock();
+		/* d stays allocated: the adder holds it until it sees the remove. */
+		if (d && reg_del(reg, d) == 0)
+			__atomic_fetch_add(&race_removed, 1, __ATOMIC_RELEASE);
+	}
+	urcu_memb_unregister_thread();
+	return NULL;
+}
+
+Test(registry, a_remove_racing_the_add_of_the_same_domain, .init = setup, .fini = teardown,
+     .timeout = 240)
+{
+	enum { N = 20000 };
+	pthread_t th;
+
+	pthread_create(&th, NULL, race_remover, NULL);
+	for (unsigned i = 0; i < N; i++) {
+		struct domain *d = mk("race", NULL);
+
+		cr_assert_eq(reg_add(reg, d), 0, "add %u", i);
+		while (__atomic_load_n(&race_removed, __ATOMIC_ACQUIRE) == i)
+			sched_yield();
+		cr_assert_eq(reg_count(reg), 0);
+		actor_stop(dom_actor(d));
+	}
+	__atomic_store_n(&race_stop, true, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	cr_assert_eq(race_removed, N);
+	crcu_read_lock();
+	cr_assert_null(reg_lookup_name_rcu(reg, "race"));
+	crcu_read_unlock();
 }
