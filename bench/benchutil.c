@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "rpc/msgpack-header.h"
 
 struct row {
 	int sec;
@@ -339,96 +340,18 @@ void bench_die(int status, const char *fmt, ...)
 
 /* ---- msgpack ---------------------------------------------------------------------- */
 
-/*
- * The type bytes 0xc0..0xdf: header bytes (the type byte, a big-endian
- * length of lenbytes, an ext's type byte), a payload fixed by the type, and
- * what the length counts: payload bytes, array elements or map pairs.
- */
-enum { SK_SCALAR, SK_BYTES, SK_ARRAY, SK_MAP, SK_BAD };
-static const struct {
-	uint8_t hlen, lenbytes, fixed, kind;
-} sk_types[32] = {
-	[0x00] = { 1, 0, 0, SK_SCALAR },        /* nil */
-	[0x01] = { 1, 0, 0, SK_BAD },           /* never used */
-	[0x02] = { 1, 0, 0, SK_SCALAR },        /* false */
-	[0x03] = { 1, 0, 0, SK_SCALAR },        /* true */
-	[0x04] = { 2, 1, 0, SK_BYTES },         /* bin8 */
-	[0x05] = { 3, 2, 0, SK_BYTES },         /* bin16 */
-	[0x06] = { 5, 4, 0, SK_BYTES },         /* bin32 */
-	[0x07] = { 3, 1, 0, SK_BYTES },         /* ext8 */
-	[0x08] = { 4, 2, 0, SK_BYTES },         /* ext16 */
-	[0x09] = { 6, 4, 0, SK_BYTES },         /* ext32 */
-	[0x0a] = { 1, 0, 4, SK_SCALAR },        /* float32 */
-	[0x0b] = { 1, 0, 8, SK_SCALAR },        /* float64 */
-	[0x0c] = { 1, 0, 1, SK_SCALAR },        /* uint8 */
-	[0x0d] = { 1, 0, 2, SK_SCALAR },        /* uint16 */
-	[0x0e] = { 1, 0, 4, SK_SCALAR },        /* uint32 */
-	[0x0f] = { 1, 0, 8, SK_SCALAR },        /* uint64 */
-	[0x10] = { 1, 0, 1, SK_SCALAR },        /* int8 */
-	[0x11] = { 1, 0, 2, SK_SCALAR },        /* int16 */
-	[0x12] = { 1, 0, 4, SK_SCALAR },        /* int32 */
-	[0x13] = { 1, 0, 8, SK_SCALAR },        /* int64 */
-	[0x14] = { 2, 0, 1, SK_SCALAR },        /* fixext1 */
-	[0x15] = { 2, 0, 2, SK_SCALAR },        /* fixext2 */
-	[0x16] = { 2, 0, 4, SK_SCALAR },        /* fixext4 */
-	[0x17] = { 2, 0, 8, SK_SCALAR },        /* fixext8 */
-	[0x18] = { 2, 0, 16, SK_SCALAR },       /* fixext16 */
-	[0x19] = { 2, 1, 0, SK_BYTES },         /* str8 */
-	[0x1a] = { 3, 2, 0, SK_BYTES },         /* str16 */
-	[0x1b] = { 5, 4, 0, SK_BYTES },         /* str32 */
-	[0x1c] = { 3, 2, 0, SK_ARRAY },         /* array16 */
-	[0x1d] = { 5, 4, 0, SK_ARRAY },         /* array32 */
-	[0x1e] = { 3, 2, 0, SK_MAP },           /* map16 */
-	[0x1f] = { 5, 4, 0, SK_MAP },           /* map32 */
-};
-
 size_t bench_msgpack_skip(const unsigned char *p, size_t len, size_t off, uint64_t n)
 {
 	while (n > 0) {
-		unsigned char b;
-		uint64_t v = 0;
+		struct rpc_hdr h;
 
-		if (off >= len)
+		if (off >= len || rpc_read_header(p + off, len - off, &h) != 1 ||
+		    h.payload > len - off - h.len)
 			return 0;
-		b = p[off];
-		n--;
-		if (b <= 0x7f || b >= 0xe0) {           /* fixint */
-			off++;
-		} else if (b <= 0x8f) {                 /* fixmap */
-			n += 2u * (b & 0x0f);
-			off++;
-		} else if (b <= 0x9f) {                 /* fixarray */
-			n += b & 0x0f;
-			off++;
-		} else if (b <= 0xbf) {                 /* fixstr */
-			off += 1u + (b & 0x1f);
-		} else {
-			unsigned t = b - 0xc0;
-
-			if (sk_types[t].kind == SK_BAD || len - off < sk_types[t].hlen)
-				return 0;
-			for (unsigned i = 0; i < sk_types[t].lenbytes; i++)
-				v = v << 8 | p[off + 1 + i];
-			off += sk_types[t].hlen;
-			switch (sk_types[t].kind) {
-			case SK_SCALAR:
-				off += sk_types[t].fixed;
-				break;
-			case SK_BYTES:
-				if (v > len - off)
-					return 0;
-				off += v;
-				break;
-			case SK_ARRAY:
-				n += v;
-				break;
-			default:
-				n += 2 * v;
-				break;
-			}
-		}
+		off += h.len + h.payload;
+		n = n - 1 + h.items;
 	}
-	return off <= len ? off : 0;
+	return off;
 }
 
 /* ---- /proc ------------------------------------------------------------------------ */

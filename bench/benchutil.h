@@ -110,10 +110,11 @@ void bench_die(int status, const char *fmt, ...)
 
 /*
  * The offset just past the n msgpack objects that start at p[off], or 0
- * when they run past len or a type byte is the reserved 0xc1.  Only for
- * bytes the frame scanner (rpc_scanner_scan) has already accepted: it
- * checks no limit (depth, objects, ext types), which is what makes it
- * cheaper than a second scan.
+ * when they run past len or a header is one the frame scanner refuses (the
+ * reserved 0xc1, an ext other than a timestamp).  For bytes the frame
+ * scanner (rpc_scanner_scan) has already accepted: it reads the same
+ * headers (rpc/msgpack-header.h) but checks no limit (depth, objects),
+ * which is what makes it cheaper than a second scan.
  */
 size_t bench_msgpack_skip(const unsigned char *p, size_t len, size_t off, uint64_t n);
 
